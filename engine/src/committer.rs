@@ -1,0 +1,583 @@
+//! The single writer: turns commands into blocks and group-commits them.
+//!
+//! Every command goes through one task. It drains whatever commands are waiting, checks
+//! each against the current ad heads (optimistic concurrency, idempotency keys), seals one
+//! block per changing command, chains the blocks, extends the Merkle tree, and hands the
+//! whole batch to [`Journal::append`] as one atomic, durable write. Commands arriving
+//! while a write is in flight form the next batch, so throughput grows with concurrency
+//! while each write still costs one durable flush.
+//!
+//! Several processes may share one journal (the AWS backend): a batch that loses the race
+//! gets [`Error::Conflict`] from the journal, and the committer reloads the tip and heads
+//! and re-plans the same commands, with backoff.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::ad::{Ad, AdKey};
+use crate::block::{self, EncodedBlock};
+use crate::command::{Command, Outcome};
+use crate::error::{Error, Result, VersionExpectation};
+use crate::hash::Hash;
+use crate::merkle::{self, Frontier};
+use crate::ports::{
+    AdHead, AppendBatch, Clock, HeadUpdate, IdGenerator, IdempotencyRecord, Journal, RevisionRef,
+};
+use crate::revision::{EventKind, RevisionBody, RevisionMetadata};
+
+/// How many times a batch is re-planned after losing a race to another writer.
+const MAX_RACE_RETRIES: u32 = 8;
+/// Heads kept in memory; past this the cache is dropped and refilled from the journal.
+const HEAD_CACHE_LIMIT: usize = 200_000;
+
+/// A command and where to send its result.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub command: Command,
+    pub reply: oneshot::Sender<Result<Outcome>>,
+}
+
+/// The journal's last block.
+#[derive(Debug, Clone, Copy)]
+struct Tip {
+    sequence: u64,
+    hash: Hash,
+    tx_time: DateTime<Utc>,
+}
+
+/// An ad's head plus its current data, so an update can be applied without a read.
+#[derive(Debug, Clone)]
+struct Head {
+    head: AdHead,
+    data: Option<Ad>,
+}
+
+/// The ad heads touched by the batch being planned.
+#[derive(Debug)]
+struct Touched {
+    /// Version before the batch (`None`: the ad did not exist).
+    before: Option<u64>,
+    now: Head,
+}
+
+/// State of the journal as the committer believes it to be.
+#[derive(Debug)]
+pub(crate) struct Committer {
+    journal: Arc<dyn Journal>,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdGenerator>,
+    max_batch: usize,
+    tip: Option<Tip>,
+    frontier: Frontier,
+    heads: HashMap<AdKey, Head>,
+    /// Next sequence number not yet committed; projections and readers watch it.
+    committed: watch::Sender<u64>,
+    /// Set when a write failed in a way that leaves the journal's state unknown.
+    stale: bool,
+}
+
+/// Everything one planning pass produced.
+struct Plan {
+    batch: AppendBatch,
+    results: Vec<Result<Outcome>>,
+    tip: Option<Tip>,
+    frontier: Frontier,
+    touched: HashMap<AdKey, Touched>,
+}
+
+impl Committer {
+    /// Loads the tip and the Merkle frontier from the journal.
+    pub(crate) async fn load(
+        journal: Arc<dyn Journal>,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGenerator>,
+        max_batch: usize,
+    ) -> Result<Committer> {
+        let (committed, _) = watch::channel(0);
+        let mut committer = Committer {
+            journal,
+            clock,
+            ids,
+            max_batch: max_batch.max(1),
+            tip: None,
+            frontier: Frontier::new(),
+            heads: HashMap::new(),
+            committed,
+            stale: true,
+        };
+        committer.reload().await?;
+        Ok(committer)
+    }
+
+    /// A receiver of the next uncommitted sequence number.
+    pub(crate) fn watch_committed(&self) -> watch::Receiver<u64> {
+        self.committed.subscribe()
+    }
+
+    /// Re-reads the tip and frontier; drops cached heads.
+    async fn reload(&mut self) -> Result<()> {
+        self.heads.clear();
+        let last = self.journal.last_sequence().await?;
+        self.tip = match last {
+            None => None,
+            Some(sequence) => {
+                let stored = self
+                    .journal
+                    .read_blocks(sequence, 1)
+                    .await?
+                    .pop()
+                    .ok_or_else(|| Error::ChainBroken {
+                        sequence,
+                        detail: "the journal's last block is missing".into(),
+                    })?;
+                let block = block::open(&stored)?;
+                Some(Tip {
+                    sequence,
+                    hash: block.hash,
+                    tx_time: block.header.tx_time,
+                })
+            }
+        };
+        let size = last.map_or(0, |s| s + 1);
+        let ids = merkle::frontier_ids(size);
+        let hashes: Vec<Hash> = self
+            .journal
+            .merkle_nodes(&ids)
+            .await?
+            .into_iter()
+            .zip(&ids)
+            .map(|(hash, (level, index))| {
+                hash.ok_or_else(|| Error::ChainBroken {
+                    sequence: size.saturating_sub(1),
+                    detail: format!("Merkle node (level {level}, index {index}) is missing"),
+                })
+            })
+            .collect::<Result<_>>()?;
+        self.frontier = Frontier::from_nodes(size, &hashes).ok_or_else(|| {
+            Error::Corrupt("Merkle frontier does not match the journal size".into())
+        })?;
+        self.committed.send_replace(size);
+        self.stale = false;
+        Ok(())
+    }
+
+    /// Runs until every sender is dropped; commits whatever is queued before returning.
+    pub(crate) async fn run(mut self, mut requests: mpsc::Receiver<Request>) {
+        let mut pending = Vec::with_capacity(self.max_batch);
+        while requests.recv_many(&mut pending, self.max_batch).await > 0 {
+            let batch = std::mem::take(&mut pending);
+            self.commit(batch).await;
+        }
+    }
+
+    async fn commit(&mut self, requests: Vec<Request>) {
+        let mut attempt = 0;
+        let outcome = loop {
+            if self.stale {
+                if let Err(e) = self.reload().await {
+                    break Err(e);
+                }
+            }
+            let commands: Vec<&Command> = requests.iter().map(|r| &r.command).collect();
+            let plan = match self.plan(&commands).await {
+                Ok(plan) => plan,
+                Err(e) => break Err(e),
+            };
+            if plan.batch.blocks.is_empty() {
+                break Ok(plan);
+            }
+            match self.journal.append(plan.batch.clone()).await {
+                Ok(()) => break Ok(plan),
+                Err(Error::Conflict { .. }) if attempt < MAX_RACE_RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(attempt, "journal append lost a race; re-planning");
+                    self.stale = true;
+                    tokio::time::sleep(Duration::from_millis(1 << attempt.min(6))).await;
+                }
+                Err(e) => {
+                    self.stale = true;
+                    break Err(e);
+                }
+            }
+        };
+        match outcome {
+            Ok(plan) => {
+                let next = plan.tip.map_or(0, |t| t.sequence + 1);
+                self.tip = plan.tip;
+                self.frontier = plan.frontier;
+                if self.heads.len() + plan.touched.len() > HEAD_CACHE_LIMIT {
+                    self.heads.clear();
+                }
+                self.heads
+                    .extend(plan.touched.into_iter().map(|(k, t)| (k, t.now)));
+                self.committed.send_replace(next);
+                for (request, result) in requests.into_iter().zip(plan.results) {
+                    // A client that went away no longer wants its answer.
+                    let _ = request.reply.send(result);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, commands = requests.len(), "journal write failed");
+                let conflict = matches!(error, Error::Conflict { .. });
+                for request in requests {
+                    let err = if conflict {
+                        Error::Unavailable(
+                            "the journal is under heavy concurrent writing; retry the request"
+                                .into(),
+                        )
+                    } else {
+                        Error::Unavailable("the journal could not be written; retry later".into())
+                    };
+                    let _ = request.reply.send(Err(err));
+                }
+            }
+        }
+    }
+
+    /// Reads an ad's head (and data) from the journal, caching it.
+    async fn load_head(&mut self, key: &AdKey) -> Result<Option<Head>> {
+        if let Some(head) = self.heads.get(key) {
+            return Ok(Some(head.clone()));
+        }
+        let Some(head) = self.journal.ad_head(key).await? else {
+            return Ok(None);
+        };
+        let stored = self
+            .journal
+            .read_blocks(head.sequence, 1)
+            .await?
+            .pop()
+            .ok_or_else(|| Error::ChainBroken {
+                sequence: head.sequence,
+                detail: format!(
+                    "block of ad {} version {} is missing",
+                    key.ad_id, head.version
+                ),
+            })?;
+        let block = block::open(&stored)?;
+        let data = block
+            .revisions
+            .into_iter()
+            .find(|r| r.key() == *key && r.version() == head.version)
+            .ok_or_else(|| Error::ChainBroken {
+                sequence: head.sequence,
+                detail: format!("block lacks ad {} version {}", key.ad_id, head.version),
+            })?
+            .body
+            .data;
+        let head = Head { head, data };
+        self.heads.insert(key.clone(), head.clone());
+        Ok(Some(head))
+    }
+
+    async fn plan(&mut self, commands: &[&Command]) -> Result<Plan> {
+        let mut plan = Plan {
+            batch: AppendBatch {
+                expected_last: self.tip.map(|t| t.sequence),
+                ..AppendBatch::default()
+            },
+            results: Vec::with_capacity(commands.len()),
+            tip: self.tip,
+            frontier: self.frontier.clone(),
+            touched: HashMap::new(),
+        };
+        let mut keys_in_batch: HashMap<(String, String), (Hash, Outcome)> = HashMap::new();
+        for command in commands {
+            let result = match command {
+                Command::CreateAd {
+                    publisher_id,
+                    draft,
+                    idempotency_key,
+                } => {
+                    let fingerprint = Command::create_fingerprint(publisher_id, draft);
+                    let earlier = match idempotency_key {
+                        Some(key) => {
+                            self.find_idempotent(&keys_in_batch, publisher_id, key, fingerprint)
+                                .await?
+                        }
+                        None => None,
+                    };
+                    match earlier {
+                        Some(answer) => answer,
+                        None => {
+                            let tx_time = self.next_time(&plan);
+                            let ad_id = self.ids.next_id(tx_time);
+                            let ad = draft.clone().into_ad(publisher_id, &ad_id);
+                            let outcome = self.append_revision(
+                                &mut plan,
+                                tx_time,
+                                None,
+                                0,
+                                Some(ad),
+                                EventKind::AdCreated,
+                                AdKey::new(publisher_id, &ad_id),
+                            )?;
+                            if let Some(key) = idempotency_key {
+                                plan.batch.idempotency.push(IdempotencyRecord {
+                                    publisher_id: publisher_id.clone(),
+                                    key: key.clone(),
+                                    request_hash: fingerprint,
+                                    ad_id: ad_id.clone(),
+                                    sequence: outcome.sequence,
+                                });
+                                let replay = Outcome {
+                                    revision: None,
+                                    replayed: true,
+                                    ..outcome.clone()
+                                };
+                                keys_in_batch.insert(
+                                    (publisher_id.clone(), key.clone()),
+                                    (fingerprint, replay),
+                                );
+                            }
+                            Ok(outcome)
+                        }
+                    }
+                }
+                Command::UpdateAd {
+                    key,
+                    patch,
+                    expected_version,
+                } => match self.live_head(&plan, key, *expected_version).await? {
+                    Err(e) => Err(e),
+                    Ok((before, head, current)) => {
+                        let next = patch.apply_to(&current);
+                        if next == current {
+                            Ok(Outcome {
+                                ad: Some(current),
+                                version: head.version,
+                                revision: None,
+                                sequence: head.sequence,
+                                replayed: false,
+                            })
+                        } else {
+                            let tx_time = self.next_time(&plan);
+                            self.append_revision(
+                                &mut plan,
+                                tx_time,
+                                before,
+                                head.version + 1,
+                                Some(next),
+                                EventKind::AdUpdated,
+                                key.clone(),
+                            )
+                        }
+                    }
+                },
+                Command::DeleteAd {
+                    key,
+                    expected_version,
+                } => match self.live_head(&plan, key, *expected_version).await? {
+                    Err(e) => Err(e),
+                    Ok((before, head, _)) => {
+                        let tx_time = self.next_time(&plan);
+                        self.append_revision(
+                            &mut plan,
+                            tx_time,
+                            before,
+                            head.version + 1,
+                            None,
+                            EventKind::AdDeleted,
+                            key.clone(),
+                        )
+                    }
+                },
+            };
+            plan.results.push(result);
+        }
+        Ok(plan)
+    }
+
+    /// Answers a create from an idempotency record made earlier (in this batch or in the
+    /// journal); `Ok(None)` if the key is new.
+    async fn find_idempotent(
+        &mut self,
+        in_batch: &HashMap<(String, String), (Hash, Outcome)>,
+        publisher_id: &str,
+        key: &str,
+        fingerprint: Hash,
+    ) -> Result<Option<Result<Outcome>>> {
+        let reused = || {
+            Err(Error::invalid(
+                "Idempotency-Key",
+                format!(
+                    "{key:?} was already used for a create with a different body; use a new key for a new ad"
+                ),
+            ))
+        };
+        if let Some((hash, outcome)) = in_batch.get(&(publisher_id.to_string(), key.to_string())) {
+            return Ok(Some(if *hash == fingerprint {
+                Ok(outcome.clone())
+            } else {
+                reused()
+            }));
+        }
+        let Some(record) = self.journal.idempotency(publisher_id, key).await? else {
+            return Ok(None);
+        };
+        if record.request_hash != fingerprint {
+            return Ok(Some(reused()));
+        }
+        let stored = self
+            .journal
+            .read_blocks(record.sequence, 1)
+            .await?
+            .pop()
+            .ok_or_else(|| Error::ChainBroken {
+                sequence: record.sequence,
+                detail: "block named by an idempotency record is missing".into(),
+            })?;
+        let created = block::open(&stored)?
+            .revisions
+            .into_iter()
+            .find(|r| r.body.metadata.id == record.ad_id && r.version() == 0)
+            .ok_or_else(|| Error::ChainBroken {
+                sequence: record.sequence,
+                detail: format!("block lacks the create of ad {}", record.ad_id),
+            })?;
+        Ok(Some(Ok(Outcome {
+            ad: created.body.data,
+            version: 0,
+            revision: None,
+            sequence: record.sequence,
+            replayed: true,
+        })))
+    }
+
+    /// The current head of an ad that must exist and not be deleted, checked against the
+    /// expected version. The outer `Result` is a storage failure, the inner one the
+    /// command's own failure.
+    async fn live_head(
+        &mut self,
+        plan: &Plan,
+        key: &AdKey,
+        expected: Option<u64>,
+    ) -> Result<Result<(Option<u64>, AdHead, Ad)>> {
+        let (before, head) = match plan.touched.get(key) {
+            Some(t) => (t.before, Some(t.now.clone())),
+            None => {
+                let head = self.load_head(key).await?;
+                (head.as_ref().map(|h| h.head.version), head)
+            }
+        };
+        let Some(head) = head else {
+            return Ok(Err(Error::NotFound {
+                what: format!("ad {} of publisher {}", key.ad_id, key.publisher_id),
+            }));
+        };
+        if head.head.deleted {
+            return Ok(Err(Error::Gone {
+                ad_id: key.ad_id.clone(),
+                version: head.head.version,
+            }));
+        }
+        if let Some(expected) = expected {
+            if expected != head.head.version {
+                return Ok(Err(Error::Conflict {
+                    expected: VersionExpectation::Version(expected),
+                    actual: VersionExpectation::Version(head.head.version),
+                }));
+            }
+        }
+        let Some(ad) = head.data else {
+            return Err(Error::Corrupt(format!(
+                "ad {} version {} is live but its revision has no data",
+                key.ad_id, head.head.version
+            )));
+        };
+        Ok(Ok((before, head.head, ad)))
+    }
+
+    /// The time of the next transaction: never earlier than the previous one, even if the
+    /// wall clock steps back.
+    fn next_time(&self, plan: &Plan) -> DateTime<Utc> {
+        let now = self.clock.now();
+        match plan.tip {
+            Some(tip) if tip.tx_time > now => tip.tx_time,
+            _ => now,
+        }
+    }
+
+    /// Seals one block holding one revision and adds it to the plan.
+    #[allow(clippy::too_many_arguments)]
+    fn append_revision(
+        &self,
+        plan: &mut Plan,
+        tx_time: DateTime<Utc>,
+        before: Option<u64>,
+        version: u64,
+        data: Option<Ad>,
+        event: EventKind,
+        key: AdKey,
+    ) -> Result<Outcome> {
+        let sequence = plan.tip.map_or(0, |t| t.sequence + 1);
+        let previous_hash = plan.tip.map_or(Hash::ZERO, |t| t.hash);
+        let tx_id = self.ids.next_id(tx_time);
+        let body = RevisionBody {
+            data: data.clone(),
+            metadata: RevisionMetadata {
+                id: key.ad_id.clone(),
+                publisher_id: key.publisher_id.clone(),
+                version,
+                tx_id: tx_id.clone(),
+                tx_time,
+            },
+            event,
+        };
+        let (block, encoded): (_, EncodedBlock) =
+            block::seal(sequence, &tx_id, tx_time, previous_hash, vec![body])?;
+        plan.batch
+            .merkle_nodes
+            .extend(plan.frontier.push(&block.hash));
+        plan.batch.blocks.push(encoded);
+        plan.batch.revisions.push(RevisionRef {
+            key: key.clone(),
+            version,
+            sequence,
+        });
+        plan.tip = Some(Tip {
+            sequence,
+            hash: block.hash,
+            tx_time,
+        });
+        let head = Head {
+            head: AdHead {
+                version,
+                sequence,
+                deleted: data.is_none(),
+            },
+            data: data.clone(),
+        };
+        let before = plan.touched.get(&key).map_or(before, |t| t.before);
+        plan.touched
+            .insert(key.clone(), Touched { before, now: head });
+        if let Some(update) = plan.batch.heads.iter_mut().find(|h| h.key == key) {
+            update.new_head = AdHead {
+                version,
+                sequence,
+                deleted: data.is_none(),
+            };
+        } else {
+            plan.batch.heads.push(HeadUpdate {
+                key,
+                expected_version: before,
+                new_head: AdHead {
+                    version,
+                    sequence,
+                    deleted: data.is_none(),
+                },
+            });
+        }
+        Ok(Outcome {
+            ad: data,
+            version,
+            revision: block.revisions.into_iter().next(),
+            sequence,
+            replayed: false,
+        })
+    }
+}

@@ -1,0 +1,274 @@
+//! The ports: what the engine needs from storage, and nothing more.
+//!
+//! Each backend implements [`Journal`], [`StateStore`] and [`SearchIndex`]; the engine
+//! holds them as `Arc<dyn …>`. Logic that is the same for every backend (hashing, the
+//! chain, Merkle trees, batching, projection) lives in the engine, so these traits are
+//! small and each method has a contract the conformance suite checks.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+use crate::ad::{Ad, AdKey};
+use crate::block::EncodedBlock;
+use crate::error::Result;
+use crate::hash::Hash;
+use crate::revision::Revision;
+
+/// The current head of one ad in the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdHead {
+    /// The version of the ad's latest revision.
+    pub version: u64,
+    /// The sequence number of the block holding that revision.
+    pub sequence: u64,
+    /// Whether the latest revision is a delete.
+    pub deleted: bool,
+}
+
+/// A change of one ad's head, conditioned on its previous value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadUpdate {
+    /// The ad.
+    pub key: AdKey,
+    /// The head version the ad must have now; `None` means the ad must not exist.
+    pub expected_version: Option<u64>,
+    /// The head after the append.
+    pub new_head: AdHead,
+}
+
+/// Where one revision of an ad is: lets history be read without a scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevisionRef {
+    /// The ad.
+    pub key: AdKey,
+    /// The revision's version.
+    pub version: u64,
+    /// The block holding it.
+    pub sequence: u64,
+}
+
+/// The durable outcome of a create that carried an `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// The publisher the key is scoped to.
+    pub publisher_id: String,
+    /// The client's key.
+    pub key: String,
+    /// Fingerprint of the request body, so a reused key with a different body is refused.
+    pub request_hash: Hash,
+    /// The ad the create produced.
+    pub ad_id: String,
+    /// The block holding the create.
+    pub sequence: u64,
+}
+
+/// One stored node of the Merkle tree over block hashes: the root of the perfect subtree
+/// covering leaves `index * 2^level .. (index + 1) * 2^level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MerkleNode {
+    /// Height above the leaves (leaves are level 0).
+    pub level: u8,
+    /// Position among the nodes of that level.
+    pub index: u64,
+    /// The node's hash.
+    pub hash: Hash,
+}
+
+/// Everything one group commit writes, as one atomic unit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppendBatch {
+    /// The journal's last sequence number before this batch (`None`: the journal is empty).
+    pub expected_last: Option<u64>,
+    /// New blocks, contiguous, starting right after `expected_last`.
+    pub blocks: Vec<EncodedBlock>,
+    /// At most one update per ad.
+    pub heads: Vec<HeadUpdate>,
+    /// One entry per new revision.
+    pub revisions: Vec<RevisionRef>,
+    /// Idempotency records for creates that carried a key.
+    pub idempotency: Vec<IdempotencyRecord>,
+    /// Merkle nodes completed by the new blocks.
+    pub merkle_nodes: Vec<MerkleNode>,
+}
+
+/// The append-only, hash-chained journal.
+#[async_trait]
+pub trait Journal: Send + Sync + Debug + 'static {
+    /// Appends a batch.
+    ///
+    /// # Contract
+    ///
+    /// - **Atomic**: every item of the batch is written, or none is.
+    /// - **Conditional**: fails with [`Error::Conflict`](crate::Error::Conflict) and writes
+    ///   nothing if the journal's last sequence is not `batch.expected_last`, or if any
+    ///   head's current version differs from its `expected_version`.
+    /// - **Durable**: returns `Ok` only once the batch survives a process crash and a power
+    ///   loss.
+    /// - Never overwrites an existing block, idempotency record or Merkle node.
+    async fn append(&self, batch: AppendBatch) -> Result<()>;
+
+    /// The last sequence number, or `None` for an empty journal.
+    async fn last_sequence(&self) -> Result<Option<u64>>;
+
+    /// Up to `max` blocks in ascending sequence order starting at `from`, contiguous; fewer
+    /// (possibly none) at the end of the journal.
+    async fn read_blocks(&self, from: u64, max: usize) -> Result<Vec<EncodedBlock>>;
+
+    /// The ad's head, or `None` if it was never created.
+    async fn ad_head(&self, key: &AdKey) -> Result<Option<AdHead>>;
+
+    /// Every revision of the ad, by ascending version (empty if it was never created).
+    async fn ad_revisions(&self, key: &AdKey) -> Result<Vec<RevisionRef>>;
+
+    /// The record stored for `(publisher_id, key)`, if any.
+    async fn idempotency(&self, publisher_id: &str, key: &str)
+    -> Result<Option<IdempotencyRecord>>;
+
+    /// The stored Merkle nodes at `(level, index)`, in the order asked; `None` where a
+    /// node is not stored.
+    async fn merkle_nodes(&self, ids: &[(u8, u64)]) -> Result<Vec<Option<Hash>>>;
+}
+
+/// An ad as the state store holds it: its latest known revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdState {
+    /// The ad.
+    pub key: AdKey,
+    /// Latest version.
+    pub version: u64,
+    /// Sequence of the block holding that version.
+    pub sequence: u64,
+    /// When that version was committed.
+    pub updated_at: DateTime<Utc>,
+    /// The ad's fields; `None` once deleted (a tombstone, so reads can answer 410).
+    pub ad: Option<Ad>,
+}
+
+impl AdState {
+    /// The state after `revision`.
+    pub fn from_revision(revision: &Revision) -> AdState {
+        AdState {
+            key: revision.key(),
+            version: revision.version(),
+            sequence: revision.sequence(),
+            updated_at: revision.body.metadata.tx_time,
+            ad: revision.body.data.clone(),
+        }
+    }
+}
+
+/// The read model of current ads.
+#[async_trait]
+pub trait StateStore: Send + Sync + Debug + 'static {
+    /// Applies revisions (in journal order) and records `checkpoint`.
+    ///
+    /// # Contract
+    ///
+    /// - A revision whose version is not newer than the stored one for its ad is ignored,
+    ///   so re-applying after a crash or replay is harmless.
+    /// - The revisions and the checkpoint become visible together, or (after a crash)
+    ///   neither does. Durability is not required: projections are rebuilt from the
+    ///   journal.
+    async fn apply(&self, revisions: &[Revision], checkpoint: u64) -> Result<()>;
+
+    /// The ad's latest state (a tombstone if deleted), or `None` if never seen.
+    async fn get(&self, key: &AdKey) -> Result<Option<AdState>>;
+
+    /// Live (not deleted) ads of a publisher ordered by ad id, strictly after `after`.
+    async fn list(
+        &self,
+        publisher_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AdState>>;
+
+    /// The next journal sequence this store has not applied (0 when empty).
+    async fn checkpoint(&self) -> Result<u64>;
+
+    /// Removes every ad and resets the checkpoint to 0.
+    async fn clear(&self) -> Result<()>;
+}
+
+/// A full-text search over live ads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchQuery {
+    /// Free text over title, description, category and tags; empty matches everything.
+    pub text: String,
+    /// Only this publisher's ads.
+    pub publisher_id: Option<String>,
+    /// Only ads in exactly this category.
+    pub category: Option<String>,
+    /// Only ads carrying exactly this tag.
+    pub tag: Option<String>,
+    /// Only ads priced at least this much (ads without a price never match a price bound).
+    pub min_price: Option<Decimal>,
+    /// Only ads priced at most this much.
+    pub max_price: Option<Decimal>,
+    /// Page size.
+    pub limit: usize,
+    /// Hits to skip (the page cursor).
+    pub offset: usize,
+}
+
+/// One page of search hits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchPage {
+    /// How many ads match in all.
+    pub total: u64,
+    /// This page's ads, best match first (newest first when there is no text).
+    pub ads: Vec<Ad>,
+}
+
+/// The full-text read model.
+#[async_trait]
+pub trait SearchIndex: Send + Sync + Debug + 'static {
+    /// Indexes revisions (in journal order) and records `checkpoint`.
+    ///
+    /// # Contract
+    ///
+    /// - Idempotent by version: re-applying revisions converges to the same index.
+    /// - A delete revision removes the ad from results.
+    /// - On return, searches see the revisions, and the checkpoint is stored with them
+    ///   (a crash never leaves a checkpoint ahead of the indexed data).
+    async fn apply(&self, revisions: &[Revision], checkpoint: u64) -> Result<()>;
+
+    /// Runs a query.
+    async fn search(&self, query: &SearchQuery) -> Result<SearchPage>;
+
+    /// The next journal sequence this index has not applied (0 when empty).
+    async fn checkpoint(&self) -> Result<u64>;
+
+    /// Removes every document and resets the checkpoint to 0.
+    async fn clear(&self) -> Result<()>;
+}
+
+/// The source of transaction times.
+pub trait Clock: Send + Sync + Debug + 'static {
+    /// The current time.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The source of ad and transaction ids.
+pub trait IdGenerator: Send + Sync + Debug + 'static {
+    /// A new, unique, time-ordered id for something happening at `at`.
+    fn next_id(&self, at: DateTime<Utc>) -> String;
+}
+
+/// The storage a ledger runs on, as chosen by configuration.
+#[derive(Debug, Clone)]
+pub struct Ports {
+    /// The journal.
+    pub journal: Arc<dyn Journal>,
+    /// The state read model.
+    pub state: Arc<dyn StateStore>,
+    /// The search read model.
+    pub search: Arc<dyn SearchIndex>,
+    /// Transaction times.
+    pub clock: Arc<dyn Clock>,
+    /// Ids.
+    pub ids: Arc<dyn IdGenerator>,
+}
