@@ -58,6 +58,19 @@ fn ion_err(e: ion_rs::IonError) -> Error {
     corrupt(format!("Ion: {e}"))
 }
 
+/// Parses one Ion value from untrusted stored bytes.
+///
+/// ion-rs 1.2 can panic on some malformed binary input (an unchecked subtraction in its
+/// annotation-wrapper parser), and tampered journal bytes are exactly the input a
+/// verifier must survive. The parse touches nothing but the borrowed bytes and a value it
+/// owns, so a panic leaves no shared state half-updated: catching it is sound, and it is
+/// reported as corruption instead of taking the process down.
+fn read_element(bytes: &[u8]) -> Result<Element> {
+    std::panic::catch_unwind(|| Element::read_one(bytes))
+        .map_err(|_| corrupt("Ion decoder rejected malformed bytes"))?
+        .map_err(ion_err)
+}
+
 fn timestamp(t: &DateTime<Utc>) -> Result<Timestamp> {
     Timestamp::with_ymd(t.year() as u32, t.month(), t.day())
         .with_hms(t.hour(), t.minute(), t.second())
@@ -235,7 +248,7 @@ fn decode_ad(s: &ion_rs::Struct) -> Result<Ad> {
 
 /// Decodes canonical revision bytes.
 pub fn decode_revision(bytes: &[u8]) -> Result<RevisionBody> {
-    let element = Element::read_one(bytes).map_err(ion_err)?;
+    let element = read_element(bytes)?;
     let s = element
         .as_struct()
         .ok_or_else(|| corrupt("revision is not a struct"))?;
@@ -271,7 +284,7 @@ pub fn decode_revision(bytes: &[u8]) -> Result<RevisionBody> {
 
 /// Decodes canonical block header bytes.
 pub fn decode_header(bytes: &[u8]) -> Result<BlockHeader> {
-    let element = Element::read_one(bytes).map_err(ion_err)?;
+    let element = read_element(bytes)?;
     let s = element
         .as_struct()
         .ok_or_else(|| corrupt("block header is not a struct"))?;
