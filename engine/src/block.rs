@@ -22,7 +22,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::codec::{self, BlockHeader};
+use crate::codec::{self, BlockHeader, IdempotencyTag};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::revision::{BlockAddress, Revision, RevisionBody, STRAND_ID};
@@ -124,6 +124,18 @@ pub fn seal(
     previous_hash: Hash,
     bodies: Vec<RevisionBody>,
 ) -> Result<(Block, EncodedBlock)> {
+    seal_with_key(sequence, tx_id, tx_time, previous_hash, bodies, None)
+}
+
+/// Like [`seal`], for a create that carried an idempotency key.
+pub fn seal_with_key(
+    sequence: u64,
+    tx_id: &str,
+    tx_time: DateTime<Utc>,
+    previous_hash: Hash,
+    bodies: Vec<RevisionBody>,
+    idempotency: Option<IdempotencyTag>,
+) -> Result<(Block, EncodedBlock)> {
     let encoded: Vec<Vec<u8>> = bodies
         .iter()
         .map(codec::encode_revision)
@@ -135,6 +147,7 @@ pub fn seal(
         tx_time,
         previous_hash,
         revision_hashes: revision_hashes.clone(),
+        idempotency,
     };
     let header_bytes = codec::encode_header(&header)?;
     let hash = Hash::of(&header_bytes);

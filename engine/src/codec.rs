@@ -17,8 +17,13 @@
 //!
 //! ```text
 //! { format: 1, sequenceNo: int, txId: string, txTime: timestamp,
-//!   previousHash: blob(32), revisionHashes: [blob(32)…] }
-//! ```
+//!   previousHash: blob(32), revisionHashes: [blob(32)…],
+//!   idempotencyKey: string, requestHash: blob(32) }   // last two only for a create
+//! ```                                                 // that carried an Idempotency-Key
+//!
+//! The idempotency key is part of the hashed header, so the idempotency index is derived
+//! from the journal like every other index: an exported and re-imported journal still
+//! answers a retried create with the ad it created the first time.
 //!
 //! Hashes are SHA-256 over exactly these bytes. Any change to field order, types or the
 //! writer's output is a new format version, because it changes every hash.
@@ -48,6 +53,17 @@ pub struct BlockHeader {
     pub previous_hash: Hash,
     /// Hashes of the block's revisions, in order.
     pub revision_hashes: Vec<Hash>,
+    /// The idempotency key of the create this block commits, if it carried one.
+    pub idempotency: Option<IdempotencyTag>,
+}
+
+/// The client's idempotency key for a create and the fingerprint of its request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyTag {
+    /// The key as the client sent it (scoped to the ad's publisher).
+    pub key: String,
+    /// SHA-256 fingerprint of the create's content.
+    pub request_hash: Hash,
 }
 
 fn corrupt(what: impl Into<String>) -> Error {
@@ -306,5 +322,15 @@ pub fn decode_header(bytes: &[u8]) -> Result<BlockHeader> {
         tx_time: time(s, "txTime")?,
         previous_hash: hash_of(field(s, "previousHash")?, "previousHash")?,
         revision_hashes,
+        idempotency: match s.get("idempotencyKey") {
+            None => None,
+            Some(key) => Some(IdempotencyTag {
+                key: key
+                    .as_text()
+                    .ok_or_else(|| corrupt("field `idempotencyKey` is not text"))?
+                    .to_string(),
+                request_hash: hash_of(field(s, "requestHash")?, "requestHash")?,
+            }),
+        },
     })
 }

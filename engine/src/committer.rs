@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::ad::{Ad, AdKey};
 use crate::block::{self, EncodedBlock};
+use crate::codec::IdempotencyTag;
 use crate::command::{Command, Outcome};
 use crate::error::{Error, Result, VersionExpectation};
 use crate::hash::Hash;
@@ -177,10 +178,10 @@ impl Committer {
     async fn commit(&mut self, requests: Vec<Request>) {
         let mut attempt = 0;
         let outcome = loop {
-            if self.stale {
-                if let Err(e) = self.reload().await {
-                    break Err(e);
-                }
+            if self.stale
+                && let Err(e) = self.reload().await
+            {
+                break Err(e);
             }
             let commands: Vec<&Command> = requests.iter().map(|r| &r.command).collect();
             let plan = match self.plan(&commands).await {
@@ -307,6 +308,10 @@ impl Committer {
                             let tx_time = self.next_time(&plan);
                             let ad_id = self.ids.next_id(tx_time);
                             let ad = draft.clone().into_ad(publisher_id, &ad_id);
+                            let tag = idempotency_key.as_ref().map(|key| IdempotencyTag {
+                                key: key.clone(),
+                                request_hash: fingerprint,
+                            });
                             let outcome = self.append_revision(
                                 &mut plan,
                                 tx_time,
@@ -315,6 +320,7 @@ impl Committer {
                                 Some(ad),
                                 EventKind::AdCreated,
                                 AdKey::new(publisher_id, &ad_id),
+                                tag,
                             )?;
                             if let Some(key) = idempotency_key {
                                 plan.batch.idempotency.push(IdempotencyRecord {
@@ -364,6 +370,7 @@ impl Committer {
                                 Some(next),
                                 EventKind::AdUpdated,
                                 key.clone(),
+                                None,
                             )
                         }
                     }
@@ -383,6 +390,7 @@ impl Committer {
                             None,
                             EventKind::AdDeleted,
                             key.clone(),
+                            None,
                         )
                     }
                 },
@@ -475,13 +483,13 @@ impl Committer {
                 version: head.head.version,
             }));
         }
-        if let Some(expected) = expected {
-            if expected != head.head.version {
-                return Ok(Err(Error::Conflict {
-                    expected: VersionExpectation::Version(expected),
-                    actual: VersionExpectation::Version(head.head.version),
-                }));
-            }
+        if let Some(expected) = expected
+            && expected != head.head.version
+        {
+            return Ok(Err(Error::Conflict {
+                expected: VersionExpectation::Version(expected),
+                actual: VersionExpectation::Version(head.head.version),
+            }));
         }
         let Some(ad) = head.data else {
             return Err(Error::Corrupt(format!(
@@ -513,6 +521,7 @@ impl Committer {
         data: Option<Ad>,
         event: EventKind,
         key: AdKey,
+        idempotency: Option<IdempotencyTag>,
     ) -> Result<Outcome> {
         let sequence = plan.tip.map_or(0, |t| t.sequence + 1);
         let previous_hash = plan.tip.map_or(Hash::ZERO, |t| t.hash);
@@ -528,8 +537,14 @@ impl Committer {
             },
             event,
         };
-        let (block, encoded): (_, EncodedBlock) =
-            block::seal(sequence, &tx_id, tx_time, previous_hash, vec![body])?;
+        let (block, encoded): (_, EncodedBlock) = block::seal_with_key(
+            sequence,
+            &tx_id,
+            tx_time,
+            previous_hash,
+            vec![body],
+            idempotency,
+        )?;
         plan.batch
             .merkle_nodes
             .extend(plan.frontier.push(&block.hash));

@@ -28,6 +28,7 @@ pub mod ledger;
 pub mod merkle;
 pub mod ports;
 pub mod projection;
+pub mod proof;
 pub mod revision;
 pub mod time;
 

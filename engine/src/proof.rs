@@ -105,7 +105,9 @@ pub enum ProofError {
         expected: Hash,
     },
 
-    /// A consistency proof leads to another root for the first tree.
+    /// A consistency proof leads to another root for the first tree. (When the first
+    /// size is a power of two the RFC starts from the first root itself, so a wrong first
+    /// root shows up as [`ProofError::SecondRootMismatch`] instead.)
     #[error("the consistency proof leads to first root {computed}, not to the expected {expected}")]
     FirstRootMismatch {
         /// The first root the path leads to.
@@ -116,7 +118,9 @@ pub enum ProofError {
 
     /// A consistency proof leads to another root for the second tree. For equal sizes the
     /// (empty) proof "leads to" the first root, which must then equal the second.
-    #[error("the consistency proof leads to second root {computed}, not to the expected {expected}")]
+    #[error(
+        "the consistency proof leads to second root {computed}, not to the expected {expected}"
+    )]
     SecondRootMismatch {
         /// The second root the path leads to.
         computed: Hash,
@@ -537,7 +541,10 @@ async fn range_hashes(journal: &dyn Journal, ranges: &[LeafRange]) -> Result<Vec
             .map(|(hash, &(level, index))| hash.ok_or_else(|| missing_node(level, index)))
             .collect::<Result<Vec<Hash>>>()?;
         let hash = fold_subtrees(&hashes).ok_or_else(|| {
-            Error::Corrupt(format!("empty leaf range {}..{} in a proof", range.0, range.1))
+            Error::Corrupt(format!(
+                "empty leaf range {}..{} in a proof",
+                range.0, range.1
+            ))
         })?;
         path.push(hash);
     }
@@ -586,10 +593,7 @@ fn reference_mth(leaves: &[Hash]) -> Hash {
         [leaf] => *leaf,
         _ => {
             let k = split_point(leaves.len());
-            node_hash(
-                &reference_mth(&leaves[..k]),
-                &reference_mth(&leaves[k..]),
-            )
+            node_hash(&reference_mth(&leaves[..k]), &reference_mth(&leaves[k..]))
         }
     }
 }
@@ -603,7 +607,10 @@ fn reference_path(m: usize, leaves: &[Hash]) -> Vec<Hash> {
     let (mut path, sibling) = if m < k {
         (reference_path(m, &leaves[..k]), reference_mth(&leaves[k..]))
     } else {
-        (reference_path(m - k, &leaves[k..]), reference_mth(&leaves[..k]))
+        (
+            reference_path(m - k, &leaves[k..]),
+            reference_mth(&leaves[..k]),
+        )
     };
     path.push(sibling);
     path
@@ -642,4 +649,855 @@ fn split_point(n: usize) -> usize {
         k <<= 1;
     }
     k
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::ad::AdKey;
+    use crate::block::EncodedBlock;
+    use crate::merkle::{Frontier, root_of};
+    use crate::ports::{AdHead, AppendBatch, IdempotencyRecord, RevisionRef};
+
+    /// A test double of the storage port holding only Merkle nodes, as `Frontier::push`
+    /// produces them for the journal to store. It counts node reads so tests can check
+    /// that a proof costs one call and O(log² n) nodes.
+    #[derive(Debug, Default)]
+    struct NodeJournal {
+        size: u64,
+        nodes: HashMap<(u8, u64), Hash>,
+        calls: AtomicUsize,
+        asked: AtomicUsize,
+    }
+
+    impl NodeJournal {
+        /// The nodes a journal of these blocks stores.
+        fn of(block_hashes: &[Hash]) -> NodeJournal {
+            let mut frontier = Frontier::new();
+            let mut nodes = HashMap::new();
+            for hash in block_hashes {
+                for node in frontier.push(hash) {
+                    nodes.insert((node.level, node.index), node.hash);
+                }
+            }
+            NodeJournal {
+                size: block_hashes.len() as u64,
+                nodes,
+                ..NodeJournal::default()
+            }
+        }
+
+        /// The same nodes built from leaf hashes directly (for the RFC 6962 vectors, whose
+        /// entries are not block hashes): every perfect subtree, level by level.
+        fn of_leaf_hashes(leaves: &[Hash]) -> NodeJournal {
+            let mut nodes = HashMap::new();
+            let mut level: Vec<Hash> = leaves.to_vec();
+            let mut height = 0u8;
+            while !level.is_empty() {
+                for (i, hash) in level.iter().enumerate() {
+                    nodes.insert((height, i as u64), *hash);
+                }
+                level = level
+                    .chunks_exact(2)
+                    .map(|pair| node_hash(&pair[0], &pair[1]))
+                    .collect();
+                height += 1;
+            }
+            NodeJournal {
+                size: leaves.len() as u64,
+                nodes,
+                ..NodeJournal::default()
+            }
+        }
+
+        fn take_counts(&self) -> (usize, usize) {
+            (
+                self.calls.swap(0, Ordering::SeqCst),
+                self.asked.swap(0, Ordering::SeqCst),
+            )
+        }
+    }
+
+    #[async_trait]
+    impl Journal for NodeJournal {
+        async fn append(&self, _batch: AppendBatch) -> Result<()> {
+            Err(Error::Unavailable("read-only test double".into()))
+        }
+        async fn last_sequence(&self) -> Result<Option<u64>> {
+            Ok(self.size.checked_sub(1))
+        }
+        async fn read_blocks(&self, _from: u64, _max: usize) -> Result<Vec<EncodedBlock>> {
+            Ok(Vec::new())
+        }
+        async fn ad_head(&self, _key: &AdKey) -> Result<Option<AdHead>> {
+            Ok(None)
+        }
+        async fn ad_revisions(&self, _key: &AdKey) -> Result<Vec<RevisionRef>> {
+            Ok(Vec::new())
+        }
+        async fn idempotency(&self, _p: &str, _k: &str) -> Result<Option<IdempotencyRecord>> {
+            Ok(None)
+        }
+        async fn merkle_nodes(&self, ids: &[(u8, u64)]) -> Result<Vec<Option<Hash>>> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            self.asked.fetch_add(ids.len(), Ordering::SeqCst);
+            Ok(ids.iter().map(|id| self.nodes.get(id).copied()).collect())
+        }
+    }
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(future)
+    }
+
+    /// Distinct block hashes; a longer list extends a shorter one with the same seed.
+    fn blocks(seed: u64, n: u64) -> Vec<Hash> {
+        (0..n)
+            .map(|i| Hash::of_parts(&[&seed.to_be_bytes(), &i.to_be_bytes()]))
+            .collect()
+    }
+
+    /// `roots[s]` is the root of the first `s` blocks (`roots[0]` unused).
+    fn prefix_roots(block_hashes: &[Hash]) -> Vec<Hash> {
+        let mut frontier = Frontier::new();
+        let mut roots = vec![Hash::ZERO];
+        for hash in block_hashes {
+            frontier.push(hash);
+            roots.push(frontier.root().expect("non-empty"));
+        }
+        roots
+    }
+
+    fn h(hex: &str) -> Hash {
+        hex.parse().expect("64 hex digits")
+    }
+
+    fn bits(n: u64) -> usize {
+        (64 - n.leading_zeros()) as usize
+    }
+
+    // -- RFC 6962 test vectors (Certificate Transparency; as published in
+    //    transparency-dev/merkle proof/verify_test.go, leaf numbers there are 1-based) --
+
+    const CT_ENTRIES: [&str; 8] = [
+        "",
+        "00",
+        "10",
+        "2021",
+        "3031",
+        "40414243",
+        "5051525354555657",
+        "606162636465666768696a6b6c6d6e6f",
+    ];
+
+    const CT_ROOTS: [&str; 8] = [
+        "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+        "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+        "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+        "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+        "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+        "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+        "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+    ];
+
+    /// `(leaf index (0-based), tree size, path)`.
+    const CT_INCLUSION: [(u64, u64, &[&str]); 5] = [
+        (0, 1, &[]),
+        (
+            0,
+            8,
+            &[
+                "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+            ],
+        ),
+        (
+            5,
+            8,
+            &[
+                "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+                "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+                "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+            ],
+        ),
+        (
+            2,
+            3,
+            &["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"],
+        ),
+        (
+            1,
+            5,
+            &[
+                "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+            ],
+        ),
+    ];
+
+    /// `(first size, second size, path)`.
+    const CT_CONSISTENCY: [(u64, u64, &[&str]); 5] = [
+        (1, 1, &[]),
+        (
+            1,
+            8,
+            &[
+                "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+            ],
+        ),
+        (
+            6,
+            8,
+            &[
+                "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+                "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+                "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+            ],
+        ),
+        (
+            2,
+            5,
+            &[
+                "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+                "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+            ],
+        ),
+        (
+            6,
+            7,
+            &[
+                "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+                "b08693ec2e721597130641e8211e7eedccb4c26413963eee6c1e2ed16ffb1a5f",
+                "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+            ],
+        ),
+    ];
+
+    fn ct_leaves() -> Vec<Hash> {
+        CT_ENTRIES
+            .iter()
+            .map(|e| Hash::of_parts(&[&[0x00], &hex::decode(e).expect("hex")]))
+            .collect()
+    }
+
+    fn hashes_of(hexes: &[&str]) -> Vec<Hash> {
+        hexes.iter().map(|x| h(x)).collect()
+    }
+
+    #[test]
+    fn rfc6962_vectors_roots() {
+        let leaves = ct_leaves();
+        assert_eq!(
+            reference_mth(&[]),
+            h("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        );
+        for size in 1..=8 {
+            assert_eq!(
+                reference_mth(&leaves[..size]),
+                h(CT_ROOTS[size - 1]),
+                "size {size}"
+            );
+        }
+    }
+
+    #[test]
+    fn rfc6962_vectors_inclusion() {
+        let leaves = ct_leaves();
+        let journal = NodeJournal::of_leaf_hashes(&leaves);
+        for (index, size, path) in CT_INCLUSION {
+            let path = hashes_of(path);
+            let root = h(CT_ROOTS[size as usize - 1]);
+            let leaf = leaves[index as usize];
+            assert_eq!(
+                reference_path(index as usize, &leaves[..size as usize]),
+                path,
+                "reference PATH({index}, D[{size}])"
+            );
+            let stored = block_on(inclusion_proof(&journal, index, size)).expect("proof");
+            assert_eq!(stored.path, path, "stored PATH({index}, D[{size}])");
+            verify_inclusion_of_leaf(&leaf, index, size, &path, &root).expect("verifies");
+            // The corruptions the CT suite probes.
+            let other_root = h(CT_ROOTS[(size as usize) % 8]);
+            assert!(verify_inclusion_of_leaf(&leaf, index, size, &path, &other_root).is_err());
+            assert!(verify_inclusion_of_leaf(&leaf, index + 1, size, &path, &root).is_err());
+            if index > 0 {
+                assert!(verify_inclusion_of_leaf(&leaf, index - 1, size, &path, &root).is_err());
+            }
+            assert!(verify_inclusion_of_leaf(&leaf, index, size * 2, &path, &root).is_err());
+            let wrong_leaf = Hash::of(b"WrongLeaf");
+            assert!(verify_inclusion_of_leaf(&wrong_leaf, index, size, &path, &root).is_err());
+            let mut extended = path.clone();
+            extended.push(root);
+            assert!(verify_inclusion_of_leaf(&leaf, index, size, &extended, &root).is_err());
+            let mut preceded = vec![root];
+            preceded.extend(&path);
+            assert!(verify_inclusion_of_leaf(&leaf, index, size, &preceded, &root).is_err());
+        }
+    }
+
+    #[test]
+    fn rfc6962_vectors_consistency() {
+        let leaves = ct_leaves();
+        let journal = NodeJournal::of_leaf_hashes(&leaves);
+        for (first, second, path) in CT_CONSISTENCY {
+            let path = hashes_of(path);
+            let first_root = h(CT_ROOTS[first as usize - 1]);
+            let second_root = h(CT_ROOTS[second as usize - 1]);
+            assert_eq!(
+                reference_subproof(first as usize, &leaves[..second as usize], true),
+                path,
+                "reference PROOF({first}, D[{second}])"
+            );
+            let stored = block_on(consistency_proof(&journal, first, second)).expect("proof");
+            assert_eq!(stored.path, path, "stored PROOF({first}, D[{second}])");
+            verify_consistency(&stored, &first_root, &second_root).expect("verifies");
+            if first < second {
+                let swapped = verify_consistency(&stored, &second_root, &first_root);
+                assert!(swapped.is_err());
+                let truncated = ConsistencyProof {
+                    path: path[..path.len() - 1].to_vec(),
+                    ..stored.clone()
+                };
+                assert!(verify_consistency(&truncated, &first_root, &second_root).is_err());
+                let mut doubled = stored.clone();
+                doubled.path.insert(0, path[0]);
+                assert!(verify_consistency(&doubled, &first_root, &second_root).is_err());
+            }
+        }
+    }
+
+    // -- Trees built by hand, as drawn in RFC 6962 §2.1.3 --
+
+    #[test]
+    fn hand_built_tree_of_seven() {
+        let d = blocks(7, 7);
+        let [a, b, c, dd, e, f, j] = [0, 1, 2, 3, 4, 5, 6].map(|i| leaf_hash(&d[i]));
+        let g = node_hash(&a, &b);
+        let hh = node_hash(&c, &dd);
+        let i = node_hash(&e, &f);
+        let k = node_hash(&g, &hh);
+        let l = node_hash(&i, &j);
+        let root = node_hash(&k, &l);
+        assert_eq!(root_of(&d), Some(root));
+        let hash0 = node_hash(&g, &c); // the tree of 3 leaves
+        let hash1 = k; // 4 leaves
+        let hash2 = node_hash(&k, &i); // 6 leaves
+
+        let journal = NodeJournal::of(&d);
+        for (leaf, path) in [
+            (0, vec![b, hh, l]),
+            (3, vec![c, g, l]),
+            (4, vec![f, j, k]),
+            (6, vec![i, k]),
+        ] {
+            assert_eq!(
+                inclusion_path(&d, leaf).as_ref(),
+                Some(&path),
+                "leaf {leaf}"
+            );
+            let proof = block_on(inclusion_proof(&journal, leaf, 7)).expect("proof");
+            assert_eq!(proof.path, path, "stored, leaf {leaf}");
+            verify_inclusion(&d[leaf as usize], &proof, &root).expect("verifies");
+        }
+        for (first, first_root, path) in [
+            (3, hash0, vec![c, dd, g, l]),
+            (4, hash1, vec![l]),
+            (6, hash2, vec![i, j, k]),
+        ] {
+            assert_eq!(
+                consistency_path(&d, first).as_ref(),
+                Some(&path),
+                "from {first}"
+            );
+            let proof = block_on(consistency_proof(&journal, first, 7)).expect("proof");
+            assert_eq!(proof.path, path, "stored, from {first}");
+            verify_consistency(&proof, &first_root, &root).expect("verifies");
+        }
+    }
+
+    #[test]
+    fn hand_built_tree_of_eight() {
+        let d = blocks(8, 8);
+        let [a, b, c, dd, e, f, g, hh] = [0, 1, 2, 3, 4, 5, 6, 7].map(|i| leaf_hash(&d[i]));
+        let i = node_hash(&a, &b);
+        let j = node_hash(&c, &dd);
+        let k = node_hash(&e, &f);
+        let l = node_hash(&g, &hh);
+        let m = node_hash(&i, &j);
+        let n = node_hash(&k, &l);
+        let root = node_hash(&m, &n);
+        assert_eq!(root_of(&d), Some(root));
+
+        let journal = NodeJournal::of(&d);
+        for (leaf, path) in [(0, vec![b, j, n]), (5, vec![e, l, m]), (7, vec![g, k, m])] {
+            assert_eq!(
+                inclusion_path(&d, leaf).as_ref(),
+                Some(&path),
+                "leaf {leaf}"
+            );
+            let proof = block_on(inclusion_proof(&journal, leaf, 8)).expect("proof");
+            assert_eq!(proof.path, path, "stored, leaf {leaf}");
+            verify_inclusion(&d[leaf as usize], &proof, &root).expect("verifies");
+        }
+        for (first, first_root, path) in [
+            (1, a, vec![b, j, n]),
+            (2, i, vec![j, n]),
+            (5, node_hash(&m, &e), vec![e, f, l, m]),
+            (7, node_hash(&m, &node_hash(&k, &g)), vec![g, hh, k, m]),
+            (8, root, vec![]),
+        ] {
+            assert_eq!(
+                consistency_path(&d, first).as_ref(),
+                Some(&path),
+                "from {first}"
+            );
+            let proof = block_on(consistency_proof(&journal, first, 8)).expect("proof");
+            assert_eq!(proof.path, path, "stored, from {first}");
+            verify_consistency(&proof, &first_root, &root).expect("verifies");
+        }
+    }
+
+    #[test]
+    fn single_leaf_tree() {
+        let d = blocks(1, 1);
+        let root = leaf_hash(&d[0]);
+        let journal = NodeJournal::of(&d);
+        let proof = block_on(inclusion_proof(&journal, 0, 1)).expect("proof");
+        assert!(proof.path.is_empty());
+        verify_inclusion(&d[0], &proof, &root).expect("verifies");
+        assert_eq!(
+            verify_inclusion(&Hash::ZERO, &proof, &root),
+            Err(ProofError::RootMismatch {
+                computed: leaf_hash(&Hash::ZERO),
+                expected: root
+            })
+        );
+        // A single-leaf tree's node reads: none at all, the path is empty.
+        assert_eq!(journal.take_counts(), (0, 0));
+    }
+
+    // -- Every pair up to 64 leaves, exhaustively --
+
+    #[test]
+    fn stored_proofs_equal_reference_for_every_pair_up_to_64() {
+        let d = blocks(64, 64);
+        let roots = prefix_roots(&d);
+        let journal = NodeJournal::of(&d);
+        block_on(async {
+            for n in 1..=64u64 {
+                let prefix = &d[..n as usize];
+                for i in 0..n {
+                    let proof = inclusion_proof(&journal, i, n).await.expect("proof");
+                    assert_eq!(Some(&proof.path), inclusion_path(prefix, i).as_ref());
+                    verify_inclusion(&d[i as usize], &proof, &roots[n as usize]).expect("verifies");
+                    let (calls, asked) = journal.take_counts();
+                    assert!(calls <= 1 && asked <= bits(n) * bits(n), "{calls} {asked}");
+                }
+                for m in 1..=n {
+                    let proof = consistency_proof(&journal, m, n).await.expect("proof");
+                    assert_eq!(Some(&proof.path), consistency_path(prefix, m).as_ref());
+                    verify_consistency(&proof, &roots[m as usize], &roots[n as usize])
+                        .expect("verifies");
+                    let (calls, asked) = journal.take_counts();
+                    assert!(calls <= 1 && asked <= bits(n) * bits(n), "{calls} {asked}");
+                }
+            }
+        });
+    }
+
+    // -- Arguments and storage errors --
+
+    #[test]
+    fn generators_refuse_out_of_range_arguments() {
+        let d = blocks(10, 10);
+        let journal = NodeJournal::of(&d);
+        block_on(async {
+            let invalid = |r: Result<_>, field: &str| match r {
+                Err(Error::Invalid { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("expected Invalid({field}), got {other:?}"),
+            };
+            invalid(
+                inclusion_proof(&journal, 0, 0).await.map(|_| ()),
+                "treeSize",
+            );
+            invalid(
+                inclusion_proof(&journal, 3, 3).await.map(|_| ()),
+                "leafIndex",
+            );
+            invalid(
+                consistency_proof(&journal, 0, 5).await.map(|_| ()),
+                "firstSize",
+            );
+            invalid(
+                consistency_proof(&journal, 6, 5).await.map(|_| ()),
+                "firstSize",
+            );
+            assert!(matches!(
+                inclusion_proof(&journal, 0, 11).await,
+                Err(Error::NotFound { .. })
+            ));
+            assert!(matches!(
+                consistency_proof(&journal, 1, 11).await,
+                Err(Error::NotFound { .. })
+            ));
+            let same = consistency_proof(&journal, 10, 10).await.expect("proof");
+            assert!(same.path.is_empty());
+        });
+    }
+
+    #[test]
+    fn a_missing_stored_node_is_a_broken_chain() {
+        let d = blocks(10, 10);
+        let mut journal = NodeJournal::of(&d);
+        journal.nodes.remove(&(2, 0)); // leaves 0..4, completed by block 3
+        match block_on(inclusion_proof(&journal, 5, 10)) {
+            Err(Error::ChainBroken { sequence, detail }) => {
+                assert_eq!(sequence, 3);
+                assert!(detail.contains("level 2, index 0"), "{detail}");
+            }
+            other => panic!("expected ChainBroken, got {other:?}"),
+        }
+    }
+
+    // -- Verifier errors say what failed --
+
+    #[test]
+    fn verifier_errors_are_precise() {
+        let d = blocks(5, 5);
+        let roots = prefix_roots(&d);
+        let path = inclusion_path(&d, 1).expect("in range");
+        let proof = |leaf_index, tree_size, path: &[Hash]| InclusionProof {
+            leaf_index,
+            tree_size,
+            path: path.to_vec(),
+        };
+        assert_eq!(
+            verify_inclusion(&d[1], &proof(5, 5, &path), &roots[5]),
+            Err(ProofError::LeafIndexOutOfRange {
+                leaf_index: 5,
+                tree_size: 5
+            })
+        );
+        assert_eq!(
+            verify_inclusion(&d[1], &proof(1, 5, &path[1..]), &roots[5]),
+            Err(ProofError::WrongPathLength {
+                expected: 3,
+                actual: 2
+            })
+        );
+        assert!(matches!(
+            verify_inclusion(&d[1], &proof(1, 5, &path), &roots[4]),
+            Err(ProofError::RootMismatch { .. })
+        ));
+
+        let consistency = |first_size, second_size, path: Vec<Hash>| ConsistencyProof {
+            first_size,
+            second_size,
+            path,
+        };
+        let good = consistency_path(&d, 3).expect("in range");
+        assert_eq!(
+            verify_consistency(&consistency(0, 5, vec![]), &roots[1], &roots[5]),
+            Err(ProofError::EmptyFirstTree)
+        );
+        assert_eq!(
+            verify_consistency(&consistency(5, 2, good.clone()), &roots[5], &roots[2]),
+            Err(ProofError::FirstLargerThanSecond {
+                first_size: 5,
+                second_size: 2
+            })
+        );
+        assert_eq!(
+            verify_consistency(&consistency(3, 5, vec![]), &roots[3], &roots[5]),
+            Err(ProofError::WrongPathLength {
+                expected: 4,
+                actual: 0
+            })
+        );
+        assert!(matches!(
+            verify_consistency(&consistency(3, 5, good.clone()), &roots[2], &roots[5]),
+            Err(ProofError::FirstRootMismatch { .. })
+        ));
+        assert!(matches!(
+            verify_consistency(&consistency(3, 5, good.clone()), &roots[3], &roots[4]),
+            Err(ProofError::SecondRootMismatch { .. })
+        ));
+        // Equal sizes: only the empty proof between equal roots.
+        verify_consistency(&consistency(5, 5, vec![]), &roots[5], &roots[5]).expect("same");
+        assert!(matches!(
+            verify_consistency(&consistency(5, 5, vec![]), &roots[5], &roots[4]),
+            Err(ProofError::SecondRootMismatch { .. })
+        ));
+        assert_eq!(
+            verify_consistency(&consistency(5, 5, vec![roots[5]]), &roots[5], &roots[5]),
+            Err(ProofError::WrongPathLength {
+                expected: 0,
+                actual: 1
+            })
+        );
+    }
+
+    /// Documents the limit stated in the module docs: the RFC verification does the same
+    /// hash operations for leaf 0 of 3 leaves and of 4, so a root alone cannot tell which
+    /// size a proof was made for. Callers check the size against their digest.
+    #[test]
+    fn the_tree_size_is_bound_by_the_digest_not_by_the_root() {
+        let d = blocks(3, 3);
+        let root = root_of(&d).expect("non-empty");
+        let mut proof = InclusionProof {
+            leaf_index: 0,
+            tree_size: 3,
+            path: inclusion_path(&d, 0).expect("in range"),
+        };
+        verify_inclusion(&d[0], &proof, &root).expect("honest");
+        proof.tree_size = 4;
+        assert_eq!(verify_inclusion(&d[0], &proof, &root), Ok(()));
+    }
+
+    #[test]
+    fn proofs_serialize_as_camel_case_json_with_hex_hashes() {
+        let proof = InclusionProof {
+            leaf_index: 1,
+            tree_size: 2,
+            path: vec![Hash([0xab; 32])],
+        };
+        let json = serde_json::to_value(&proof).expect("serializes");
+        assert_eq!(
+            json,
+            serde_json::json!({ "leafIndex": 1, "treeSize": 2, "path": ["ab".repeat(32)] })
+        );
+        let back: InclusionProof = serde_json::from_value(json).expect("deserializes");
+        assert_eq!(back, proof);
+
+        let proof = ConsistencyProof {
+            first_size: 1,
+            second_size: 3,
+            path: vec![Hash::ZERO],
+        };
+        let json = serde_json::to_value(&proof).expect("serializes");
+        assert_eq!(
+            json,
+            serde_json::json!({ "firstSize": 1, "secondSize": 3, "path": ["00".repeat(32)] })
+        );
+        let back: ConsistencyProof = serde_json::from_value(json).expect("deserializes");
+        assert_eq!(back, proof);
+    }
+
+    // -- Property tests over random trees --
+
+    /// A copy of `path` with one bit of entry `i` flipped.
+    fn flipped(path: &[Hash], i: usize) -> Vec<Hash> {
+        let mut path = path.to_vec();
+        path[i].0[0] ^= 0x10;
+        path
+    }
+
+    /// Copies of `path` swapped at each adjacent pair of distinct entries.
+    fn swaps(path: &[Hash]) -> Vec<Vec<Hash>> {
+        (1..path.len())
+            .filter(|&i| path[i - 1] != path[i])
+            .map(|i| {
+                let mut p = path.to_vec();
+                p.swap(i - 1, i);
+                p
+            })
+            .collect()
+    }
+
+    /// Truncated and extended copies of `path`.
+    fn wrong_lengths(path: &[Hash], root: Hash) -> Vec<Vec<Hash>> {
+        let mut out = vec![];
+        if !path.is_empty() {
+            out.push(path[..path.len() - 1].to_vec());
+            out.push(path[1..].to_vec());
+        }
+        for extra in [root, Hash::ZERO] {
+            let mut p = path.to_vec();
+            p.push(extra);
+            out.push(p);
+            let mut p = vec![extra];
+            p.extend_from_slice(path);
+            out.push(p);
+        }
+        out
+    }
+
+    proptest! {
+        // Each case checks every leaf and every first size of a tree of up to 300 leaves
+        // against the O(n) reference: about 2·n² hashes, so few cases suffice.
+        #![proptest_config(ProptestConfig::with_cases(10))]
+
+        /// For every leaf and every first size of a random tree, the stored-node generator
+        /// gives the RFC's path, and it verifies; so do random smaller trees.
+        #[test]
+        fn stored_proofs_equal_the_reference_and_verify(
+            n in 1u64..=300,
+            seed in any::<u64>(),
+            picks in prop::collection::vec((any::<u64>(), any::<u64>()), 8),
+        ) {
+            let d = blocks(seed, n);
+            let roots = prefix_roots(&d);
+            let journal = NodeJournal::of(&d);
+            // The public reference functions hash the leaves on every call; hash them once.
+            let leaves: Vec<Hash> = d.iter().map(leaf_hash).collect();
+            block_on(async {
+                for i in 0..n {
+                    let proof = inclusion_proof(&journal, i, n).await.expect("proof");
+                    assert_eq!(proof.path, reference_path(i as usize, &leaves), "leaf {i}");
+                    verify_inclusion(&d[i as usize], &proof, &roots[n as usize])
+                        .expect("verifies");
+                }
+                for m in 1..=n {
+                    let proof = consistency_proof(&journal, m, n).await.expect("proof");
+                    assert_eq!(proof.path, reference_subproof(m as usize, &leaves, true), "from {m}");
+                    verify_consistency(&proof, &roots[m as usize], &roots[n as usize])
+                        .expect("verifies");
+                }
+                for (a, b) in &picks {
+                    let second = 1 + a % n;
+                    let prefix = &leaves[..second as usize];
+                    let first = 1 + b % second;
+                    let leaf = b % second;
+                    let proof = consistency_proof(&journal, first, second).await.expect("proof");
+                    assert_eq!(proof.path, reference_subproof(first as usize, prefix, true));
+                    verify_consistency(&proof, &roots[first as usize], &roots[second as usize])
+                        .expect("verifies");
+                    let proof = inclusion_proof(&journal, leaf, second).await.expect("proof");
+                    assert_eq!(proof.path, reference_path(leaf as usize, prefix));
+                    verify_inclusion(&d[leaf as usize], &proof, &roots[second as usize])
+                        .expect("verifies");
+                }
+            });
+        }
+
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Forged inclusion proofs fail: wrong index, wrong size, wrong block, swapped or
+        /// altered siblings, truncated or extended paths.
+        #[test]
+        fn forged_inclusion_proofs_fail(n in 1u64..=300, pick in any::<u64>(), seed in any::<u64>()) {
+            let i = pick % n;
+            let d = blocks(seed, 2 * n + 1);
+            let roots = prefix_roots(&d);
+            let root = roots[n as usize];
+            let honest = InclusionProof {
+                leaf_index: i,
+                tree_size: n,
+                path: inclusion_path(&d[..n as usize], i).expect("in range"),
+            };
+            let block = d[i as usize];
+            prop_assert_eq!(verify_inclusion(&block, &honest, &root), Ok(()));
+            let forged = |leaf_index, tree_size, path: Vec<Hash>| InclusionProof { leaf_index, tree_size, path };
+
+            for j in [i.wrapping_sub(1), i + 1, i ^ 1, i ^ 2, n, u64::MAX] {
+                if j != i {
+                    let p = forged(j, n, honest.path.clone());
+                    prop_assert!(verify_inclusion(&block, &p, &root).is_err(), "index {}", j);
+                }
+            }
+            for size in [n - 1, n + 1, 2 * n, n / 2, 0] {
+                if size != n {
+                    let p = forged(i, size, honest.path.clone());
+                    // Against the genuine root of the claimed size: always refused.
+                    prop_assert!(verify_inclusion(&block, &p, &roots[size as usize]).is_err(), "size {}", size);
+                    // Against the original root: refused whenever the shape differs.
+                    if i >= size || inclusion_ranges(i, size).len() != honest.path.len() {
+                        prop_assert!(verify_inclusion(&block, &p, &root).is_err(), "size {}", size);
+                    }
+                }
+            }
+            prop_assert!(verify_inclusion(&d[n as usize], &honest, &root).is_err());
+            prop_assert!(verify_inclusion(&block, &honest, &Hash::ZERO).is_err());
+            for k in 0..honest.path.len() {
+                let p = forged(i, n, flipped(&honest.path, k));
+                let result = verify_inclusion(&block, &p, &root);
+                prop_assert!(matches!(result, Err(ProofError::RootMismatch { .. })), "{:?}", result);
+            }
+            for path in swaps(&honest.path) {
+                let p = forged(i, n, path);
+                let result = verify_inclusion(&block, &p, &root);
+                prop_assert!(matches!(result, Err(ProofError::RootMismatch { .. })), "{:?}", result);
+            }
+            for path in wrong_lengths(&honest.path, root) {
+                let p = forged(i, n, path);
+                let result = verify_inclusion(&block, &p, &root);
+                prop_assert!(matches!(result, Err(ProofError::WrongPathLength { .. })), "{:?}", result);
+            }
+        }
+
+        /// Forged consistency proofs fail: wrong sizes, m > n, m = 0, swapped roots,
+        /// swapped or altered entries, truncated or extended paths.
+        #[test]
+        fn forged_consistency_proofs_fail(n in 1u64..=300, pick in any::<u64>(), seed in any::<u64>()) {
+            let m = 1 + pick % n;
+            let d = blocks(seed, 2 * n + 1);
+            let roots = prefix_roots(&d);
+            let (first_root, second_root) = (roots[m as usize], roots[n as usize]);
+            let honest = ConsistencyProof {
+                first_size: m,
+                second_size: n,
+                path: consistency_path(&d[..n as usize], m).expect("in range"),
+            };
+            prop_assert_eq!(verify_consistency(&honest, &first_root, &second_root), Ok(()));
+            let forged = |first_size, second_size, path: Vec<Hash>| ConsistencyProof { first_size, second_size, path };
+
+            prop_assert_eq!(
+                verify_consistency(&forged(0, n, honest.path.clone()), &first_root, &second_root),
+                Err(ProofError::EmptyFirstTree)
+            );
+            let result = verify_consistency(&forged(n + 1, n, honest.path.clone()), &first_root, &second_root);
+            prop_assert!(matches!(result, Err(ProofError::FirstLargerThanSecond { .. })), "{:?}", result);
+            for first in [m - 1, m + 1, m ^ 1, m ^ 2] {
+                if first != m && first >= 1 && first <= n {
+                    let p = forged(first, n, honest.path.clone());
+                    prop_assert!(verify_consistency(&p, &roots[first as usize], &second_root).is_err(), "first {}", first);
+                }
+            }
+            for second in [n - 1, n + 1, 2 * n, n / 2] {
+                if second != n && second >= m {
+                    let p = forged(m, second, honest.path.clone());
+                    prop_assert!(verify_consistency(&p, &first_root, &roots[second as usize]).is_err(), "second {}", second);
+                    if consistency_ranges(m, second).len() != honest.path.len() {
+                        prop_assert!(verify_consistency(&p, &first_root, &second_root).is_err(), "second {}", second);
+                    }
+                }
+            }
+            if m < n {
+                prop_assert!(verify_consistency(&honest, &second_root, &first_root).is_err());
+                prop_assert!(verify_consistency(&honest, &first_root, &roots[n as usize + 1]).is_err());
+                prop_assert!(verify_consistency(&honest, &roots[m as usize - 1], &second_root).is_err());
+            } else {
+                prop_assert!(verify_consistency(&honest, &first_root, &roots[n as usize - 1]).is_err());
+            }
+            for k in 0..honest.path.len() {
+                let p = forged(m, n, flipped(&honest.path, k));
+                prop_assert!(verify_consistency(&p, &first_root, &second_root).is_err(), "flipped {}", k);
+            }
+            for path in swaps(&honest.path) {
+                let p = forged(m, n, path);
+                prop_assert!(verify_consistency(&p, &first_root, &second_root).is_err());
+            }
+            for path in wrong_lengths(&honest.path, second_root) {
+                let p = forged(m, n, path);
+                let result = verify_consistency(&p, &first_root, &second_root);
+                prop_assert!(matches!(result, Err(ProofError::WrongPathLength { .. })), "{:?}", result);
+            }
+        }
+    }
 }

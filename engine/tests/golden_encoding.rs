@@ -57,7 +57,10 @@ fn fixed_block() -> (adledger_engine::block::Block, EncodedBlock) {
     .expect("seal")
 }
 
-const GOLDEN_BYTES_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/encoding-v1-block.hex");
+const GOLDEN_BYTES_FILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../fixtures/encoding-v1-block.hex"
+);
 
 #[test]
 fn format_v1_block_bytes_and_hash_are_pinned() {
@@ -73,11 +76,15 @@ fn format_v1_block_bytes_and_hash_are_pinned() {
         golden.trim(),
         "canonical encoding v1 changed: add a new format version instead"
     );
-    assert_eq!(block.hash, Hash::of(block::Frame::parse(&encoded.bytes).expect("frame").header));
+    assert_eq!(
+        block.hash,
+        Hash::of(block::Frame::parse(&encoded.bytes).expect("frame").header)
+    );
     assert_eq!(block.hash.to_hex(), EXPECTED_BLOCK_HASH);
 }
 
-const EXPECTED_BLOCK_HASH: &str = "3b7f4c094f0302a26c8eb6564c49670cdb8e3630a94d25e5f70827ca6e0ab052";
+const EXPECTED_BLOCK_HASH: &str =
+    "3b7f4c094f0302a26c8eb6564c49670cdb8e3630a94d25e5f70827ca6e0ab052";
 
 #[test]
 fn stored_bytes_decode_to_the_same_block() {
@@ -85,7 +92,12 @@ fn stored_bytes_decode_to_the_same_block() {
     let reopened = block::open(&encoded).expect("open");
     assert_eq!(reopened, block);
     assert_eq!(
-        reopened.revisions[0].body.data.as_ref().and_then(|a| a.price).map(|p| p.to_string()),
+        reopened.revisions[0]
+            .body
+            .data
+            .as_ref()
+            .and_then(|a| a.price)
+            .map(|p| p.to_string()),
         Some("19.99".to_string())
     );
 }
@@ -97,7 +109,8 @@ fn a_flipped_byte_anywhere_is_detected() {
         let mut tampered = encoded.clone();
         tampered.bytes[i] ^= 0x01;
         let reopened = block::open(&tampered);
-        let same = matches!(&reopened, Ok(b) if b.hash == block::open(&encoded).expect("open").hash);
+        let same =
+            matches!(&reopened, Ok(b) if b.hash == block::open(&encoded).expect("open").hash);
         assert!(!same, "flipping byte {i} went unnoticed");
     }
 }

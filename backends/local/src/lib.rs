@@ -1,1 +1,74 @@
+//! The local backend of adledger: the journal and the state read model in sled, the
+//! search read model in tantivy. It needs no network and no account, so it serves
+//! development, deterministic tests and single-node use.
+//!
+//! # Layout
+//!
+//! A data directory holds three stores, each in its own subdirectory:
+//!
+//! ```text
+//! <dir>/journal/   sled database: blocks, tip, ad heads, revision refs, idempotency
+//!                  records, Merkle nodes (format in `journal/keys.rs`)
+//! <dir>/state/     sled database: each ad's latest state, and the projection checkpoint
+//! <dir>/search/    tantivy index; the checkpoint is in the commit payload
+//! ```
+//!
+//! The journal and the state store are separate sled databases because every append
+//! fsyncs the journal's database file: read-model writes in the same file would ride along
+//! on every journal fsync. The read models are never fsynced; they are rebuilt from the
+//! journal. sled and tantivy each lock their directory, so a data directory is used by one
+//! process at a time; a second `open` fails with an error naming the directory.
+//!
+//! Code:
+//!
+//! - `journal`: [`SledJournal`], the `Journal` port: conditional atomic appends, made
+//!   durable with fdatasync (sled's own flush is not).
+//! - `state`: [`SledStateStore`], the `StateStore` port.
+//! - `search`: [`TantivySearchIndex`], the `SearchIndex` port.
+//! - `error`: the backend's error type and its mapping into `adledger_engine::Error`.
+//! - `blocking`: runs sled and tantivy calls on tokio's blocking pool.
 
+mod blocking;
+mod error;
+mod journal;
+mod search;
+mod state;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use journal::SledJournal;
+pub use search::TantivySearchIndex;
+pub use state::SledStateStore;
+
+use crate::error::LocalError;
+
+/// The three stores of one data directory.
+#[derive(Debug, Clone)]
+pub struct LocalBackend {
+    /// The journal, in `<dir>/journal/`.
+    pub journal: Arc<SledJournal>,
+    /// The state read model, in `<dir>/state/`.
+    pub state: Arc<SledStateStore>,
+    /// The search read model, in `<dir>/search/`.
+    pub search: Arc<TantivySearchIndex>,
+}
+
+impl LocalBackend {
+    /// Opens the stores in `data_dir`, creating the directory and the stores if missing.
+    ///
+    /// Fails with an error naming the directory if another process is using it.
+    pub fn open(data_dir: &Path) -> adledger_engine::Result<LocalBackend> {
+        std::fs::create_dir_all(data_dir).map_err(|e| LocalError::Open {
+            backend: "sled",
+            what: "data directory",
+            path: data_dir.to_path_buf(),
+            source: Box::new(e),
+        })?;
+        Ok(LocalBackend {
+            journal: Arc::new(SledJournal::open(&data_dir.join("journal"))?),
+            state: Arc::new(SledStateStore::open(&data_dir.join("state"))?),
+            search: Arc::new(TantivySearchIndex::open(&data_dir.join("search"))?),
+        })
+    }
+}

@@ -36,7 +36,10 @@ fn retitle(key: &AdKey, title: &str, expected_version: Option<u64>) -> Command {
 }
 
 async fn created_key(ledger: &Ledger, publisher: &str, title: &str) -> AdKey {
-    let outcome = ledger.execute(create(publisher, title)).await.expect("create");
+    let outcome = ledger
+        .execute(create(publisher, title))
+        .await
+        .expect("create");
     outcome.ad.expect("created ad").key()
 }
 
@@ -47,20 +50,32 @@ pub async fn ledger_lifecycle_create_update_delete<H: Harness>(h: &H) {
     let stores = h.open(&place).await.expect("open");
     let ledger = stores.ledger(1).await.expect("ledger");
 
-    let created = ledger.execute(create("acme", "Bike")).await.expect("create");
+    let created = ledger
+        .execute(create("acme", "Bike"))
+        .await
+        .expect("create");
     assert_eq!(created.version, 0);
     assert!(!created.replayed);
     let key = created.ad.clone().expect("ad").key();
-    assert_eq!(created.revision.as_ref().map(|r| r.body.event), Some(EventKind::AdCreated));
+    assert_eq!(
+        created.revision.as_ref().map(|r| r.body.event),
+        Some(EventKind::AdCreated)
+    );
 
-    let updated = ledger.execute(retitle(&key, "Bike, red", Some(0))).await.expect("update");
+    let updated = ledger
+        .execute(retitle(&key, "Bike, red", Some(0)))
+        .await
+        .expect("update");
     assert_eq!(updated.version, 1);
     let state = ledger.get(&key).await.expect("get");
     assert_eq!(state.version, 1);
     assert_eq!(state.ad.map(|a| a.ad_title), Some("Bike, red".to_string()));
 
     let stranger = AdKey::new("evil", &key.ad_id);
-    assert!(matches!(ledger.get(&stranger).await, Err(Error::NotFound { .. })));
+    assert!(matches!(
+        ledger.get(&stranger).await,
+        Err(Error::NotFound { .. })
+    ));
     assert!(matches!(
         ledger.execute(retitle(&stranger, "mine", None)).await,
         Err(Error::NotFound { .. })
@@ -74,19 +89,31 @@ pub async fn ledger_lifecycle_create_update_delete<H: Harness>(h: &H) {
         .await
         .expect("delete");
     assert_eq!((deleted.version, deleted.ad), (2, None));
-    assert!(matches!(ledger.get(&key).await, Err(Error::Gone { version: 2, .. })));
+    assert!(matches!(
+        ledger.get(&key).await,
+        Err(Error::Gone { version: 2, .. })
+    ));
     assert!(matches!(
         ledger.execute(retitle(&key, "zombie", None)).await,
         Err(Error::Gone { .. })
     ));
     assert!(matches!(
         ledger
-            .execute(Command::DeleteAd { key: key.clone(), expected_version: None })
+            .execute(Command::DeleteAd {
+                key: key.clone(),
+                expected_version: None
+            })
             .await,
         Err(Error::Gone { .. })
     ));
-    let history = ledger.history(&key, TimeRange::default()).await.expect("history");
-    let events: Vec<_> = history.iter().map(|r| (r.version(), r.body.event)).collect();
+    let history = ledger
+        .history(&key, TimeRange::default())
+        .await
+        .expect("history");
+    let events: Vec<_> = history
+        .iter()
+        .map(|r| (r.version(), r.body.event))
+        .collect();
     assert_eq!(
         events,
         vec![
@@ -96,10 +123,22 @@ pub async fn ledger_lifecycle_create_update_delete<H: Harness>(h: &H) {
         ]
     );
     assert!(history[2].body.data.is_none());
-    assert!(ledger.list("acme", None, 10).await.expect("list").is_empty());
+    assert!(
+        ledger
+            .list("acme", None, 10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
     let unknown = AdKey::new("acme", crate::testkit::ad_id(999));
-    assert!(matches!(ledger.get(&unknown).await, Err(Error::NotFound { .. })));
-    assert!(matches!(ledger.history(&unknown, TimeRange::default()).await, Err(Error::NotFound { .. })));
+    assert!(matches!(
+        ledger.get(&unknown).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        ledger.history(&unknown, TimeRange::default()).await,
+        Err(Error::NotFound { .. })
+    ));
     ledger.shutdown().await;
 }
 
@@ -113,16 +152,27 @@ pub async fn ledger_concurrent_updates_exactly_one_wins<H: Harness>(h: &H) {
     let attempts = (0..8).map(|i| {
         let ledger = ledger.clone();
         let key = key.clone();
-        tokio::spawn(async move { ledger.execute(retitle(&key, &format!("writer {i}"), Some(0))).await })
+        tokio::spawn(async move {
+            ledger
+                .execute(retitle(&key, &format!("writer {i}"), Some(0)))
+                .await
+        })
     });
-    let results: Vec<_> = join_all(attempts).await.into_iter().map(|r| r.expect("task")).collect();
+    let results: Vec<_> = join_all(attempts)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task"))
+        .collect();
     let wins = results.iter().filter(|r| r.is_ok()).count();
     let conflicts = results
         .iter()
         .filter(|r| matches!(r, Err(Error::Conflict { .. })))
         .count();
     assert_eq!((wins, conflicts), (1, 7), "{results:?}");
-    let history = ledger.history(&key, TimeRange::default()).await.expect("history");
+    let history = ledger
+        .history(&key, TimeRange::default())
+        .await
+        .expect("history");
     assert_eq!(history.len(), 2);
     assert_eq!(ledger.get(&key).await.expect("get").version, 1);
     ledger.shutdown().await;
@@ -151,8 +201,10 @@ pub async fn ledger_idempotent_create_is_forever<H: Harness>(h: &H) {
             .into_iter()
             .map(|r| r.expect("task").expect("create"))
             .collect();
-        let ids: std::collections::BTreeSet<_> =
-            outcomes.iter().map(|o| o.ad.clone().expect("ad").ad_id).collect();
+        let ids: std::collections::BTreeSet<_> = outcomes
+            .iter()
+            .map(|o| o.ad.clone().expect("ad").ad_id)
+            .collect();
         assert_eq!(ids.len(), 1, "one ad for one key: {ids:?}");
         assert_eq!(outcomes.iter().filter(|o| !o.replayed).count(), 1);
         let reused = ledger.execute(with_key("Different body")).await;
@@ -174,7 +226,10 @@ pub async fn ledger_idempotent_create_is_forever<H: Harness>(h: &H) {
     };
     let stores = h.open(&place).await.expect("reopen");
     let ledger = stores.ledger(3).await.expect("ledger");
-    let again = ledger.execute(with_key("Once")).await.expect("retry after restart");
+    let again = ledger
+        .execute(with_key("Once"))
+        .await
+        .expect("retry after restart");
     assert!(again.replayed);
     assert_eq!(again.ad, Some(first));
     assert_eq!(ledger.list("acme", None, 10).await.expect("list").len(), 1);
@@ -188,7 +243,10 @@ pub async fn ledger_update_that_changes_nothing_appends_nothing<H: Harness>(h: &
     let ledger = stores.ledger(4).await.expect("ledger");
     let key = created_key(&ledger, "acme", "Same").await;
     let before = ledger.committed();
-    let outcome = ledger.execute(retitle(&key, "Same", Some(0))).await.expect("noop");
+    let outcome = ledger
+        .execute(retitle(&key, "Same", Some(0)))
+        .await
+        .expect("noop");
     assert_eq!((outcome.version, outcome.revision.is_none()), (0, true));
     let empty = Command::UpdateAd {
         key: key.clone(),
@@ -217,8 +275,14 @@ pub async fn ledger_reads_see_own_writes<H: Harness>(h: &H) {
             })
             .await
             .expect("search");
-        assert_eq!(found.ads.iter().map(|a| a.key()).collect::<Vec<_>>(), vec![key.clone()]);
-        ledger.execute(retitle(&key, "renamed", None)).await.expect("update");
+        assert_eq!(
+            found.ads.iter().map(|a| a.key()).collect::<Vec<_>>(),
+            vec![key.clone()]
+        );
+        ledger
+            .execute(retitle(&key, "renamed", None))
+            .await
+            .expect("update");
         assert_eq!(
             ledger.get(&key).await.expect("get").ad.map(|a| a.ad_title),
             Some("renamed".into())
@@ -235,7 +299,10 @@ pub async fn ledger_reopen_continues_the_chain<H: Harness>(h: &H) {
         let stores = h.open(&place).await.expect("open");
         let ledger = stores.ledger(6).await.expect("ledger");
         let key = created_key(&ledger, "acme", "Durable").await;
-        ledger.execute(retitle(&key, "Durable 2", None)).await.expect("update");
+        ledger
+            .execute(retitle(&key, "Durable 2", None))
+            .await
+            .expect("update");
         let digest = ledger.digest().await.expect("digest").expect("non-empty");
         ledger.shutdown().await;
         (key, digest)
@@ -276,12 +343,18 @@ async fn run_script(ledger: &Ledger) -> Vec<String> {
         out.push(format!("{o:?}"));
     }
     for key in &keys[..3] {
-        out.push(format!("{:?}", ledger.execute(retitle(key, "changed", None)).await));
+        out.push(format!(
+            "{:?}",
+            ledger.execute(retitle(key, "changed", None)).await
+        ));
     }
     out.push(format!(
         "{:?}",
         ledger
-            .execute(Command::DeleteAd { key: keys[4].clone(), expected_version: None })
+            .execute(Command::DeleteAd {
+                key: keys[4].clone(),
+                expected_version: None
+            })
             .await
     ));
     out
@@ -321,18 +394,33 @@ pub async fn ledger_history_and_as_of<H: Harness>(h: &H) {
     let ledger = stores.ledger(8).await.expect("ledger");
     let key = created_key(&ledger, "acme", "v0").await;
     for v in 1..=3 {
-        ledger.execute(retitle(&key, &format!("v{v}"), None)).await.expect("update");
+        ledger
+            .execute(retitle(&key, &format!("v{v}"), None))
+            .await
+            .expect("update");
     }
     ledger
-        .execute(Command::DeleteAd { key: key.clone(), expected_version: None })
+        .execute(Command::DeleteAd {
+            key: key.clone(),
+            expected_version: None,
+        })
         .await
         .expect("delete");
-    let all = ledger.history(&key, TimeRange::default()).await.expect("history");
+    let all = ledger
+        .history(&key, TimeRange::default())
+        .await
+        .expect("history");
     assert_eq!(all.len(), 5);
     let t: Vec<_> = all.iter().map(|r| r.body.metadata.tx_time).collect();
-    assert!(t.windows(2).all(|w| w[0] < w[1]), "logical clock advances: {t:?}");
+    assert!(
+        t.windows(2).all(|w| w[0] < w[1]),
+        "logical clock advances: {t:?}"
+    );
 
-    let middle = TimeRange { from: Some(t[1]), to: Some(t[2]) };
+    let middle = TimeRange {
+        from: Some(t[1]),
+        to: Some(t[2]),
+    };
     let versions: Vec<_> = ledger
         .history(&key, middle)
         .await
@@ -343,12 +431,21 @@ pub async fn ledger_history_and_as_of<H: Harness>(h: &H) {
     assert_eq!(versions, vec![1, 2]);
 
     let before = t[0] - chrono::Duration::milliseconds(1);
-    assert!(matches!(ledger.as_of(&key, before).await, Err(Error::NotFound { .. })));
+    assert!(matches!(
+        ledger.as_of(&key, before).await,
+        Err(Error::NotFound { .. })
+    ));
     let at_v2 = ledger.as_of(&key, t[2]).await.expect("as of v2");
     assert_eq!(at_v2.body.data.map(|a| a.ad_title), Some("v2".into()));
-    let between = ledger.as_of(&key, t[3] - chrono::Duration::microseconds(500)).await.expect("between");
+    let between = ledger
+        .as_of(&key, t[3] - chrono::Duration::microseconds(500))
+        .await
+        .expect("between");
     assert_eq!(between.version(), 2);
-    assert!(matches!(ledger.as_of(&key, t[4]).await, Err(Error::Gone { .. })));
+    assert!(matches!(
+        ledger.as_of(&key, t[4]).await,
+        Err(Error::Gone { .. })
+    ));
     ledger.shutdown().await;
 }
 
@@ -396,27 +493,52 @@ pub async fn ledger_rebuild_equals_live_read_models<H: Harness>(h: &H) {
         keys.push(created_key(&ledger, &format!("p{}", i % 3), &format!("Thing {i}")).await);
     }
     for key in keys.iter().step_by(2) {
-        ledger.execute(retitle(key, "Renamed thing", None)).await.expect("update");
+        ledger
+            .execute(retitle(key, "Renamed thing", None))
+            .await
+            .expect("update");
     }
     for key in keys.iter().step_by(5) {
         ledger
-            .execute(Command::DeleteAd { key: key.clone(), expected_version: None })
+            .execute(Command::DeleteAd {
+                key: key.clone(),
+                expected_version: None,
+            })
             .await
             .expect("delete");
     }
-    ledger.wait_for_state(ledger.committed()).await.expect("state caught up");
-    ledger.wait_for_search(ledger.committed()).await.expect("search caught up");
+    ledger
+        .wait_for_state(ledger.committed())
+        .await
+        .expect("state caught up");
+    ledger
+        .wait_for_search(ledger.committed())
+        .await
+        .expect("search caught up");
 
-    let (state, search) = h.open_read_models(&place, "rebuild").await.expect("fresh models");
+    let (state, search) = h
+        .open_read_models(&place, "rebuild")
+        .await
+        .expect("fresh models");
     let journal = stores.journal.clone();
     let to_state = Projector::new(journal.clone(), ReadModel::State(state.clone()), 5);
     let to_search = Projector::new(journal, ReadModel::Search(search.clone()), 5);
-    assert_eq!(to_state.catch_up().await.expect("rebuild state"), ledger.committed());
-    assert_eq!(to_search.catch_up().await.expect("rebuild search"), ledger.committed());
+    assert_eq!(
+        to_state.catch_up().await.expect("rebuild state"),
+        ledger.committed()
+    );
+    assert_eq!(
+        to_search.catch_up().await.expect("rebuild search"),
+        ledger.committed()
+    );
 
     let publishers = ["p0", "p1", "p2"];
-    let live = live_ads(stores.state.as_ref(), &publishers).await.expect("live");
-    let rebuilt = live_ads(state.as_ref(), &publishers).await.expect("rebuilt");
+    let live = live_ads(stores.state.as_ref(), &publishers)
+        .await
+        .expect("live");
+    let rebuilt = live_ads(state.as_ref(), &publishers)
+        .await
+        .expect("rebuilt");
     assert_eq!(live, rebuilt);
     assert_eq!(live.len(), 12 - 3);
     for key in &keys {
@@ -425,7 +547,11 @@ pub async fn ledger_rebuild_equals_live_read_models<H: Harness>(h: &H) {
             state.get(key).await.expect("rebuilt get")
         );
     }
-    let q = SearchQuery { text: "renamed".into(), limit: 50, ..SearchQuery::default() };
+    let q = SearchQuery {
+        text: "renamed".into(),
+        limit: 50,
+        ..SearchQuery::default()
+    };
     let mut a: Vec<_> = stores.search.search(&q).await.expect("live search").ads;
     let mut b: Vec<_> = search.search(&q).await.expect("rebuilt search").ads;
     a.sort_by(|x, y| x.ad_id.cmp(&y.ad_id));
@@ -445,7 +571,11 @@ pub async fn ledger_group_commit_batches_concurrent_creates<H: Harness>(h: &H) {
     let ledger = Arc::new(stores.ledger(11).await.expect("ledger"));
     let creates = (0..300).map(|i| {
         let ledger = ledger.clone();
-        tokio::spawn(async move { ledger.execute(create(&format!("p{}", i % 4), &format!("ad {i}"))).await })
+        tokio::spawn(async move {
+            ledger
+                .execute(create(&format!("p{}", i % 4), &format!("ad {i}")))
+                .await
+        })
     });
     let mut ids = std::collections::BTreeSet::new();
     let mut sequences = std::collections::BTreeSet::new();
@@ -456,14 +586,24 @@ pub async fn ledger_group_commit_batches_concurrent_creates<H: Harness>(h: &H) {
     }
     assert_eq!(ids.len(), 300);
     assert_eq!(sequences.len(), 300, "one block per create");
-    let revisions = all_revisions(stores.journal.as_ref()).await.expect("revisions");
+    let revisions = all_revisions(stores.journal.as_ref())
+        .await
+        .expect("revisions");
     assert_eq!(revisions.len(), 300);
-    ledger.wait_for_state(ledger.committed()).await.expect("caught up");
-    let listed = live_ads(stores.state.as_ref(), &["p0", "p1", "p2", "p3"]).await.expect("list");
+    ledger
+        .wait_for_state(ledger.committed())
+        .await
+        .expect("caught up");
+    let listed = live_ads(stores.state.as_ref(), &["p0", "p1", "p2", "p3"])
+        .await
+        .expect("list");
     assert_eq!(listed.len(), 300);
     let by_key: BTreeMap<_, _> = revisions.iter().map(|r| (r.key(), r.sequence())).collect();
     assert_eq!(by_key.len(), 300);
     let appends = counting.appends();
-    assert!(appends < 300, "300 concurrent creates took {appends} appends: no group commit");
+    assert!(
+        appends < 300,
+        "300 concurrent creates took {appends} appends: no group commit"
+    );
     ledger.shutdown().await;
 }

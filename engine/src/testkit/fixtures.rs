@@ -19,7 +19,11 @@ pub fn draft(title: &str, price: Option<&str>, category: &str, tags: &[&str]) ->
         ad_title: title.to_string(),
         ad_description: format!("{title} described"),
         price: price.map(|p| p.parse::<Decimal>().unwrap_or_default()),
-        currency: if price.is_some() { "EUR".into() } else { String::new() },
+        currency: if price.is_some() {
+            "EUR".into()
+        } else {
+            String::new()
+        },
         category: category.to_string(),
         tags: tags.iter().map(|t| t.to_string()).collect(),
     }
@@ -43,13 +47,18 @@ impl ChainBuilder {
 
     fn next_time(&mut self) -> DateTime<Utc> {
         self.millis += 1;
-        Utc.with_ymd_and_hms(2021, 1, 1, 0, 0, 0).single().unwrap_or_default()
+        Utc.with_ymd_and_hms(2021, 1, 1, 0, 0, 0)
+            .single()
+            .unwrap_or_default()
             + Duration::milliseconds(self.millis)
     }
 
     /// A batch with one block per `(ad, data)` pair: `data = None` deletes. Versions
     /// follow the builder's own record of each ad's head.
-    pub fn batch(&mut self, changes: Vec<(AdKey, Option<Ad>)>) -> Result<(AppendBatch, Vec<Block>)> {
+    pub fn batch(
+        &mut self,
+        changes: Vec<(AdKey, Option<Ad>)>,
+    ) -> Result<(AppendBatch, Vec<Block>)> {
         let mut batch = AppendBatch {
             expected_last: self.tip.map(|t| t.0),
             ..AppendBatch::default()
@@ -77,8 +86,13 @@ impl ChainBuilder {
                 event,
             };
             let previous = self.tip.map_or(Hash::ZERO, |t| t.1);
-            let (block, encoded) =
-                block::seal(sequence, &format!("tx{sequence}"), tx_time, previous, vec![body])?;
+            let (block, encoded) = block::seal(
+                sequence,
+                &format!("tx{sequence}"),
+                tx_time,
+                previous,
+                vec![body],
+            )?;
             batch.merkle_nodes.extend(self.frontier.push(&block.hash));
             batch.blocks.push(encoded);
             batch.revisions.push(RevisionRef {
@@ -188,7 +202,8 @@ impl CountingJournal {
 #[async_trait::async_trait]
 impl Journal for CountingJournal {
     async fn append(&self, batch: crate::ports::AppendBatch) -> Result<()> {
-        self.appends.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.appends
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.inner.append(batch).await
     }
     async fn last_sequence(&self) -> Result<Option<u64>> {

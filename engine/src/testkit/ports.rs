@@ -44,7 +44,12 @@ pub async fn journal_append_then_read_back<H: Harness>(h: &H) {
     assert_eq!(all_blocks(j.as_ref()).await.expect("blocks"), batch.blocks);
     let middle = j.read_blocks(1, 1).await.expect("read");
     assert_eq!(middle, vec![batch.blocks[1].clone()]);
-    assert!(j.read_blocks(3, 10).await.expect("read past end").is_empty());
+    assert!(
+        j.read_blocks(3, 10)
+            .await
+            .expect("read past end")
+            .is_empty()
+    );
     assert_eq!(
         j.ad_head(&a).await.expect("head"),
         Some(AdHead {
@@ -55,11 +60,16 @@ pub async fn journal_append_then_read_back<H: Harness>(h: &H) {
     );
     let refs = j.ad_revisions(&a).await.expect("refs");
     assert_eq!(
-        refs.iter().map(|r| (r.version, r.sequence)).collect::<Vec<_>>(),
+        refs.iter()
+            .map(|r| (r.version, r.sequence))
+            .collect::<Vec<_>>(),
         vec![(0, 0), (1, 2)]
     );
     // Another publisher's key with the same id is a different ad.
-    assert_eq!(j.ad_head(&AdKey::new("q", &a.ad_id)).await.expect("head"), None);
+    assert_eq!(
+        j.ad_head(&AdKey::new("q", &a.ad_id)).await.expect("head"),
+        None
+    );
 
     let (delete, _) = chain.batch(vec![(b.clone(), None)]).expect("batch");
     j.append(delete).await.expect("append delete");
@@ -81,7 +91,9 @@ pub async fn journal_refuses_stale_tip_and_writes_nothing<H: Harness>(h: &H) {
     let j = &stores.journal;
     let a = key("p", 1);
     let mut chain = ChainBuilder::new();
-    let (first, _) = chain.batch(vec![(a.clone(), Some(sample_ad(&a, "a")))]).expect("batch");
+    let (first, _) = chain
+        .batch(vec![(a.clone(), Some(sample_ad(&a, "a")))])
+        .expect("batch");
     j.append(first.clone()).await.expect("append");
 
     // The same batch again: its expected tip (empty journal) is stale now.
@@ -91,7 +103,9 @@ pub async fn journal_refuses_stale_tip_and_writes_nothing<H: Harness>(h: &H) {
 
     // A batch claiming a tip beyond the real one fails too.
     let b = key("p", 2);
-    let (mut ahead, _) = chain.batch(vec![(b.clone(), Some(sample_ad(&b, "b")))]).expect("batch");
+    let (mut ahead, _) = chain
+        .batch(vec![(b.clone(), Some(sample_ad(&b, "b")))])
+        .expect("batch");
     ahead.expected_last = Some(5);
     let err = j.append(ahead).await.expect_err("wrong tip must fail");
     assert!(matches!(err, Error::Conflict { .. }), "got {err:?}");
@@ -108,7 +122,9 @@ pub async fn journal_refuses_stale_head_and_writes_nothing<H: Harness>(h: &H) {
     let j = &stores.journal;
     let a = key("p", 1);
     let mut chain = ChainBuilder::new();
-    let (first, _) = chain.batch(vec![(a.clone(), Some(sample_ad(&a, "a")))]).expect("batch");
+    let (first, _) = chain
+        .batch(vec![(a.clone(), Some(sample_ad(&a, "a")))])
+        .expect("batch");
     j.append(first).await.expect("append");
 
     let (mut update, _) = chain
@@ -122,10 +138,16 @@ pub async fn journal_refuses_stale_head_and_writes_nothing<H: Harness>(h: &H) {
         ad_id: a.ad_id.clone(),
         sequence: 1,
     });
-    let err = j.append(update.clone()).await.expect_err("stale head must fail");
+    let err = j
+        .append(update.clone())
+        .await
+        .expect_err("stale head must fail");
     assert!(matches!(err, Error::Conflict { .. }), "got {err:?}");
     assert_eq!(j.last_sequence().await.expect("last"), Some(0));
-    assert_eq!(j.ad_head(&a).await.expect("head").map(|h| h.version), Some(0));
+    assert_eq!(
+        j.ad_head(&a).await.expect("head").map(|h| h.version),
+        Some(0)
+    );
     assert_eq!(j.ad_revisions(&a).await.expect("refs").len(), 1);
     assert_eq!(j.idempotency("p", "k1").await.expect("idem"), None);
     assert_eq!(j.merkle_nodes(&[(0, 1)]).await.expect("nodes"), vec![None]);
@@ -133,7 +155,10 @@ pub async fn journal_refuses_stale_head_and_writes_nothing<H: Harness>(h: &H) {
     // "Must not exist" is a condition too.
     let mut create_again = update;
     create_again.heads[0].expected_version = None;
-    let err = j.append(create_again).await.expect_err("existing ad must fail");
+    let err = j
+        .append(create_again)
+        .await
+        .expect_err("existing ad must fail");
     assert!(matches!(err, Error::Conflict { .. }), "got {err:?}");
     assert_eq!(j.last_sequence().await.expect("last"), Some(0));
 }
@@ -144,7 +169,11 @@ pub async fn journal_survives_reopen<H: Harness>(h: &H) {
     let a = key("p", 1);
     let mut chain = ChainBuilder::new();
     let (batch, _) = chain
-        .batch((0..20).map(|i| (a.clone(), Some(sample_ad(&a, &format!("v{i}"))))).collect())
+        .batch(
+            (0..20)
+                .map(|i| (a.clone(), Some(sample_ad(&a, &format!("v{i}")))))
+                .collect(),
+        )
         .expect("batch");
     {
         let stores = h.open(&place).await.expect("open");
@@ -154,8 +183,15 @@ pub async fn journal_survives_reopen<H: Harness>(h: &H) {
     let j = &stores.journal;
     assert_eq!(j.last_sequence().await.expect("last"), Some(19));
     assert_eq!(all_blocks(j.as_ref()).await.expect("blocks"), batch.blocks);
-    assert_eq!(j.ad_head(&a).await.expect("head").map(|h| h.version), Some(19));
-    let ids: Vec<(u8, u64)> = batch.merkle_nodes.iter().map(|n| (n.level, n.index)).collect();
+    assert_eq!(
+        j.ad_head(&a).await.expect("head").map(|h| h.version),
+        Some(19)
+    );
+    let ids: Vec<(u8, u64)> = batch
+        .merkle_nodes
+        .iter()
+        .map(|n| (n.level, n.index))
+        .collect();
     let stored = j.merkle_nodes(&ids).await.expect("nodes");
     let expected: Vec<_> = batch.merkle_nodes.iter().map(|n| Some(n.hash)).collect();
     assert_eq!(stored, expected);
@@ -184,8 +220,14 @@ pub async fn journal_stores_idempotency_and_merkle_nodes<H: Harness>(h: &H) {
     };
     batch.idempotency.push(record.clone());
     j.append(batch.clone()).await.expect("append");
-    assert_eq!(j.idempotency("p", "order-17/retry").await.expect("idem"), Some(record));
-    assert_eq!(j.idempotency("q", "order-17/retry").await.expect("idem"), None);
+    assert_eq!(
+        j.idempotency("p", "order-17/retry").await.expect("idem"),
+        Some(record)
+    );
+    assert_eq!(
+        j.idempotency("q", "order-17/retry").await.expect("idem"),
+        None
+    );
     // Leaves 0..3 and node (1, 0) are complete; (1, 1) is not.
     let got = j
         .merkle_nodes(&[(1, 0), (0, 2), (1, 1), (0, 0)])
@@ -228,7 +270,10 @@ pub async fn state_apply_is_idempotent_by_version<H: Harness>(h: &H) {
     assert_eq!(got.ad.map(|ad| ad.ad_title), Some("v1".to_string()));
     assert_eq!(got.sequence, 1);
     assert_eq!(s.get(&key("p", 9)).await.expect("get"), None);
-    assert_eq!(s.get(&AdKey::new("other", &a.ad_id)).await.expect("get"), None);
+    assert_eq!(
+        s.get(&AdKey::new("other", &a.ad_id)).await.expect("get"),
+        None
+    );
 }
 
 /// `list` pages by ad id, strictly after the cursor, and leaves deleted ads out; `get`
@@ -239,9 +284,17 @@ pub async fn state_list_pages_and_skips_tombstones<H: Harness>(h: &H) {
     let s = &stores.state;
     let mut chain = ChainBuilder::new();
     let mut changes: Vec<_> = (1..=7)
-        .map(|n| (key("p", n), Some(sample_ad(&key("p", n), &format!("ad {n}")))))
+        .map(|n| {
+            (
+                key("p", n),
+                Some(sample_ad(&key("p", n), &format!("ad {n}"))),
+            )
+        })
         .collect();
-    changes.push((key("other", 50), Some(sample_ad(&key("other", 50), "elsewhere"))));
+    changes.push((
+        key("other", 50),
+        Some(sample_ad(&key("other", 50), "elsewhere")),
+    ));
     changes.push((key("p", 3), None));
     changes.push((key("p", 4), None));
     let (_, blocks) = chain.batch(changes).expect("batch");
@@ -253,10 +306,19 @@ pub async fn state_list_pages_and_skips_tombstones<H: Harness>(h: &H) {
     assert_eq!(ids, vec![ad_id(1), ad_id(2)]);
     let second = s.list("p", Some(&ad_id(2)), 2).await.expect("page 2");
     let ids: Vec<_> = second.iter().map(|a| a.key.ad_id.clone()).collect();
-    assert_eq!(ids, vec![ad_id(5), ad_id(6)], "tombstones 3 and 4 are skipped");
+    assert_eq!(
+        ids,
+        vec![ad_id(5), ad_id(6)],
+        "tombstones 3 and 4 are skipped"
+    );
     let last = s.list("p", Some(&ad_id(6)), 2).await.expect("page 3");
     assert_eq!(last.len(), 1);
-    assert!(s.list("p", Some(&ad_id(7)), 2).await.expect("end").is_empty());
+    assert!(
+        s.list("p", Some(&ad_id(7)), 2)
+            .await
+            .expect("end")
+            .is_empty()
+    );
     assert!(s.list("nobody", None, 10).await.expect("empty").is_empty());
     let tomb = s.get(&key("p", 3)).await.expect("get").expect("tombstone");
     assert_eq!((tomb.version, tomb.ad), (1, None));
@@ -292,13 +354,32 @@ fn query(text: &str, limit: usize) -> SearchQuery {
     }
 }
 
-async fn index_sample_catalogue<H: Harness>(stores: &super::Stores) -> Vec<AdKey> {
+async fn index_sample_catalogue(stores: &super::Stores) -> Vec<AdKey> {
     let mut chain = ChainBuilder::new();
     let mut ads = Vec::new();
-    let specs: [(&str, &str, Option<&str>, &str, &[&str]); 5] = [
-        ("p", "Red bicycle for sale", Some("120.50"), "bikes", &["red", "sport"]),
-        ("p", "Blue sofa, barely used", Some("19.99"), "furniture", &["blue"]),
-        ("q", "Vintage red lamp", Some("20"), "furniture", &["red", "vintage"]),
+    type Spec<'a> = (&'a str, &'a str, Option<&'a str>, &'a str, &'a [&'a str]);
+    let specs: [Spec<'_>; 5] = [
+        (
+            "p",
+            "Red bicycle for sale",
+            Some("120.50"),
+            "bikes",
+            &["red", "sport"],
+        ),
+        (
+            "p",
+            "Blue sofa, barely used",
+            Some("19.99"),
+            "furniture",
+            &["blue"],
+        ),
+        (
+            "q",
+            "Vintage red lamp",
+            Some("20"),
+            "furniture",
+            &["red", "vintage"],
+        ),
         ("q", "Free kittens", None, "pets", &["cute"]),
         ("p", "Café table", Some("19.98"), "furniture", &["wood"]),
     ];
@@ -309,7 +390,11 @@ async fn index_sample_catalogue<H: Harness>(stores: &super::Stores) -> Vec<AdKey
     }
     let keys = ads.iter().map(|(k, _)| k.clone()).collect();
     let (_, blocks) = chain.batch(ads).expect("batch");
-    stores.search.apply(&revisions_of(blocks), 5).await.expect("index");
+    stores
+        .search
+        .apply(&revisions_of(blocks), 5)
+        .await
+        .expect("index");
     keys
 }
 
@@ -324,13 +409,19 @@ fn titles(page: &crate::ports::SearchPage) -> Vec<String> {
 pub async fn search_finds_by_text_and_filters<H: Harness>(h: &H) {
     let place = h.place().await.expect("place");
     let stores = h.open(&place).await.expect("open");
-    index_sample_catalogue::<H>(&stores).await;
+    index_sample_catalogue(&stores).await;
     let idx = &stores.search;
 
     let red = idx.search(&query("RED", 10)).await.expect("search");
     assert_eq!(red.total, 2);
-    assert_eq!(titles(&red), vec!["Red bicycle for sale", "Vintage red lamp"]);
-    let cafe = idx.search(&query("cafe", 10)).await.expect("accent folding");
+    assert_eq!(
+        titles(&red),
+        vec!["Red bicycle for sale", "Vintage red lamp"]
+    );
+    let cafe = idx
+        .search(&query("cafe", 10))
+        .await
+        .expect("accent folding");
     assert_eq!(titles(&cafe), vec!["Café table"]);
     let by_category_word = idx.search(&query("pets", 10)).await.expect("category text");
     assert_eq!(titles(&by_category_word), vec!["Free kittens"]);
@@ -348,12 +439,18 @@ pub async fn search_finds_by_text_and_filters<H: Harness>(h: &H) {
     let mut q = query("", 10);
     q.tag = Some("red".into());
     q.publisher_id = Some("q".into());
-    assert_eq!(titles(&idx.search(&q).await.expect("tag")), vec!["Vintage red lamp"]);
+    assert_eq!(
+        titles(&idx.search(&q).await.expect("tag")),
+        vec!["Vintage red lamp"]
+    );
 
     let mut q = query("", 10);
     q.min_price = Some(Decimal::ZERO);
     let priced = idx.search(&q).await.expect("price");
-    assert_eq!(priced.total, 4, "an ad without a price never matches a price bound");
+    assert_eq!(
+        priced.total, 4,
+        "an ad without a price never matches a price bound"
+    );
 
     let weird = idx.search(&query("\"unbalanced AND (", 10)).await;
     assert!(weird.is_ok(), "user syntax never errors: {weird:?}");
@@ -363,7 +460,7 @@ pub async fn search_finds_by_text_and_filters<H: Harness>(h: &H) {
 pub async fn search_pages_and_forgets_deleted_ads<H: Harness>(h: &H) {
     let place = h.place().await.expect("place");
     let stores = h.open(&place).await.expect("open");
-    let keys = index_sample_catalogue::<H>(&stores).await;
+    let keys = index_sample_catalogue(&stores).await;
     let idx = &stores.search;
     let mut seen = Vec::new();
     for offset in [0, 2, 4] {
@@ -382,7 +479,10 @@ pub async fn search_pages_and_forgets_deleted_ads<H: Harness>(h: &H) {
     let mut chain = ChainBuilder::new();
     let k = keys[0].clone();
     let (_, blocks) = chain
-        .batch(vec![(k.clone(), Some(sample_ad(&k, "x"))), (k.clone(), None)])
+        .batch(vec![
+            (k.clone(), Some(sample_ad(&k, "x"))),
+            (k.clone(), None),
+        ])
         .expect("batch");
     let delete: Vec<Revision> = revisions_of(blocks).into_iter().skip(1).collect();
     idx.apply(&delete, 6).await.expect("delete");
@@ -396,11 +496,15 @@ pub async fn search_checkpoint_survives_reopen<H: Harness>(h: &H) {
     let place = h.place().await.expect("place");
     {
         let stores = h.open(&place).await.expect("open");
-        index_sample_catalogue::<H>(&stores).await;
+        index_sample_catalogue(&stores).await;
         assert_eq!(stores.search.checkpoint().await.expect("cp"), 5);
     }
     let stores = h.open(&place).await.expect("reopen");
     assert_eq!(stores.search.checkpoint().await.expect("cp"), 5);
-    let red = stores.search.search(&query("red", 10)).await.expect("search");
+    let red = stores
+        .search
+        .search(&query("red", 10))
+        .await
+        .expect("search");
     assert_eq!(red.total, 2);
 }

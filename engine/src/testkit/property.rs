@@ -15,9 +15,20 @@ const PUBLISHERS: [&str; 3] = ["alpha", "beta", "gamma"];
 
 #[derive(Debug, Clone)]
 enum Op {
-    Create { publisher: usize, title: u8, cents: Option<u32> },
-    Update { target: usize, title: Option<u8>, cents: Option<Option<u32>>, stale: bool },
-    Delete { target: usize },
+    Create {
+        publisher: usize,
+        title: u8,
+        cents: Option<u32>,
+    },
+    Update {
+        target: usize,
+        title: Option<u8>,
+        cents: Option<Option<u32>>,
+        stale: bool,
+    },
+    Delete {
+        target: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -73,8 +84,17 @@ async fn check_sequence<H: Harness>(h: &H, ops: Vec<Op>) {
 
     for op in ops {
         match op {
-            Op::Create { publisher, title, cents } => {
-                let d = draft(&format!("title {title}"), price(cents).as_deref(), "cat", &["t"]);
+            Op::Create {
+                publisher,
+                title,
+                cents,
+            } => {
+                let d = draft(
+                    &format!("title {title}"),
+                    price(cents).as_deref(),
+                    "cat",
+                    &["t"],
+                );
                 let outcome = ledger
                     .execute(Command::CreateAd {
                         publisher_id: PUBLISHERS[publisher].into(),
@@ -85,10 +105,23 @@ async fn check_sequence<H: Harness>(h: &H, ops: Vec<Op>) {
                     .expect("create");
                 let ad = outcome.ad.expect("ad");
                 created.push(ad.key());
-                model.insert(ad.key(), Modelled { version: 0, ad: Some(ad) });
+                model.insert(
+                    ad.key(),
+                    Modelled {
+                        version: 0,
+                        ad: Some(ad),
+                    },
+                );
             }
-            Op::Update { target, title, cents, stale } => {
-                let Some(key) = pick(&created, target) else { continue };
+            Op::Update {
+                target,
+                title,
+                cents,
+                stale,
+            } => {
+                let Some(key) = pick(&created, target) else {
+                    continue;
+                };
                 let patch = AdPatch {
                     ad_title: title.map(|t| format!("title {t}")),
                     price: cents.map(|c| price(c).map(|p| p.parse().unwrap_or_default())),
@@ -97,7 +130,11 @@ async fn check_sequence<H: Harness>(h: &H, ops: Vec<Op>) {
                 let current = model.get(&key).cloned().expect("modelled");
                 let expected_version = Some(current.version + u64::from(stale));
                 let result = ledger
-                    .execute(Command::UpdateAd { key: key.clone(), patch: patch.clone(), expected_version })
+                    .execute(Command::UpdateAd {
+                        key: key.clone(),
+                        patch: patch.clone(),
+                        expected_version,
+                    })
                     .await;
                 match (&current.ad, stale) {
                     (None, _) => assert!(matches!(result, Err(Error::Gone { .. })), "{result:?}"),
@@ -107,35 +144,61 @@ async fn check_sequence<H: Harness>(h: &H, ops: Vec<Op>) {
                     (Some(ad), false) => {
                         let next = patch.apply_to(ad);
                         let outcome = result.expect("update");
-                        let version = if next == *ad { current.version } else { current.version + 1 };
+                        let version = if next == *ad {
+                            current.version
+                        } else {
+                            current.version + 1
+                        };
                         assert_eq!(outcome.version, version);
                         assert_eq!(outcome.ad.as_ref(), Some(&next));
-                        model.insert(key, Modelled { version, ad: Some(next) });
+                        model.insert(
+                            key,
+                            Modelled {
+                                version,
+                                ad: Some(next),
+                            },
+                        );
                     }
                 }
             }
             Op::Delete { target } => {
-                let Some(key) = pick(&created, target) else { continue };
+                let Some(key) = pick(&created, target) else {
+                    continue;
+                };
                 let current = model.get(&key).cloned().expect("modelled");
                 let result = ledger
-                    .execute(Command::DeleteAd { key: key.clone(), expected_version: None })
+                    .execute(Command::DeleteAd {
+                        key: key.clone(),
+                        expected_version: None,
+                    })
                     .await;
                 if current.ad.is_none() {
                     assert!(matches!(result, Err(Error::Gone { .. })), "{result:?}");
                 } else {
                     assert_eq!(result.expect("delete").version, current.version + 1);
-                    model.insert(key, Modelled { version: current.version + 1, ad: None });
+                    model.insert(
+                        key,
+                        Modelled {
+                            version: current.version + 1,
+                            ad: None,
+                        },
+                    );
                 }
             }
         }
     }
 
-    ledger.wait_for_state(ledger.committed()).await.expect("caught up");
+    ledger
+        .wait_for_state(ledger.committed())
+        .await
+        .expect("caught up");
     let expected: BTreeMap<AdKey, Ad> = model
         .iter()
         .filter_map(|(k, m)| m.ad.clone().map(|ad| (k.clone(), ad)))
         .collect();
-    let live = live_ads(stores.state.as_ref(), &PUBLISHERS).await.expect("live");
+    let live = live_ads(stores.state.as_ref(), &PUBLISHERS)
+        .await
+        .expect("live");
     assert_eq!(live, expected, "state store equals the model");
     for (key, m) in &model {
         match ledger.get(key).await {
@@ -156,10 +219,18 @@ async fn check_sequence<H: Harness>(h: &H, ops: Vec<Op>) {
         .catch_up()
         .await
         .expect("rebuild");
-    let rebuilt = live_ads(state.as_ref(), &PUBLISHERS).await.expect("rebuilt");
-    assert_eq!(rebuilt, live, "rebuild from the journal equals the live read model");
+    let rebuilt = live_ads(state.as_ref(), &PUBLISHERS)
+        .await
+        .expect("rebuilt");
+    assert_eq!(
+        rebuilt, live,
+        "rebuild from the journal equals the live read model"
+    );
     for key in model.keys() {
-        assert_eq!(state.get(key).await.expect("get"), stores.state.get(key).await.expect("get"));
+        assert_eq!(
+            state.get(key).await.expect("get"),
+            stores.state.get(key).await.expect("get")
+        );
     }
     ledger.shutdown().await;
 }

@@ -1,0 +1,415 @@
+//! The journal in sled: one tree, appended to by conditional, atomic, fsynced batches.
+//!
+//! The record layout is in [`keys`]; what it takes to make sled durable is in
+//! [`durability`].
+//!
+//! # Concurrency
+//!
+//! sled locks its directory to one process, so every writer of this journal is in this
+//! process and a lock is enough to make "check the conditions, then write" atomic: an
+//! append holds the write side of `gate` across the check, the `apply_batch` and the
+//! fsync. Reads hold the read side, so they never see a batch before it is durable —
+//! otherwise a projection could apply a block that a power loss then takes back, leaving
+//! a read model ahead of the journal.
+
+mod durability;
+mod keys;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use adledger_engine::block::EncodedBlock;
+use adledger_engine::ports::{AdHead, AppendBatch, IdempotencyRecord, Journal, RevisionRef};
+use adledger_engine::{AdKey, Hash, Result, VersionExpectation};
+use async_trait::async_trait;
+
+use self::durability::Durability;
+use crate::blocking;
+use crate::error::{LocalError, corrupt, sled_open_error};
+
+/// The hash-chained journal, stored in a sled database of its own.
+///
+/// Cloning is cheap and shares the database.
+#[derive(Clone)]
+pub struct SledJournal {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    db: sled::Db,
+    /// Write side: one append. Read side: every read. See the module docs.
+    gate: RwLock<Durability>,
+}
+
+impl std::fmt::Debug for SledJournal {
+    // sled's own `Debug` walks the whole tree; the path is what identifies a journal.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledJournal")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SledJournal {
+    /// Opens the journal in `path`, creating it if missing.
+    ///
+    /// Fails with a backend error naming `path` if another process (or another open
+    /// journal in this process) holds it, or if it was written in a format this build
+    /// does not read.
+    pub fn open(path: &Path) -> Result<SledJournal> {
+        Self::open_local(path).map_err(Into::into)
+    }
+
+    fn open_local(path: &Path) -> Result<SledJournal, LocalError> {
+        std::fs::create_dir_all(path).map_err(|e| LocalError::Open {
+            backend: "sled",
+            what: "journal",
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })?;
+        let db = sled::Config::new()
+            .path(path)
+            .open()
+            .map_err(|e| sled_open_error("journal", path.to_path_buf(), e))?;
+        check_format(&db, path)?;
+        let mut durability = Durability::open(path)?;
+        durability.sync(&db)?;
+        Ok(SledJournal {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                db,
+                gate: RwLock::new(durability),
+            }),
+        })
+    }
+
+    async fn read<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&sled::Db) -> Result<T, LocalError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        blocking::run("sled", move || {
+            // A panic elsewhere cannot leave a half-applied batch (apply_batch is atomic),
+            // so a poisoned gate is still safe to read through.
+            let _gate = inner.gate.read().unwrap_or_else(PoisonError::into_inner);
+            work(&inner.db)
+        })
+        .await
+    }
+}
+
+/// Stamps a new journal with the format version, or checks an existing one's.
+fn check_format(db: &sled::Db, path: &Path) -> Result<(), LocalError> {
+    match db.get(keys::FORMAT_KEY)? {
+        Some(bytes) => {
+            let version = <[u8; 4]>::try_from(bytes.as_ref())
+                .map(u32::from_be_bytes)
+                .map_err(|_| {
+                    corrupt(format!(
+                        "journal at {}: malformed format marker",
+                        path.display()
+                    ))
+                })?;
+            if version != keys::FORMAT_VERSION {
+                return Err(corrupt(format!(
+                    "journal at {} is in format {version}; this build reads format {}",
+                    path.display(),
+                    keys::FORMAT_VERSION
+                )));
+            }
+            Ok(())
+        }
+        None if db.is_empty() => {
+            db.insert(keys::FORMAT_KEY, &keys::FORMAT_VERSION.to_be_bytes())?;
+            Ok(())
+        }
+        None => Err(corrupt(format!(
+            "{} holds a sled database without an adledger journal format marker",
+            path.display()
+        ))),
+    }
+}
+
+fn sequence_expectation(sequence: Option<u64>) -> VersionExpectation {
+    sequence.map_or(VersionExpectation::Absent, VersionExpectation::Version)
+}
+
+fn read_last(db: &sled::Db) -> Result<Option<u64>, LocalError> {
+    db.get(keys::LAST_KEY)?
+        .map(|v| keys::decode_u64("last sequence", &v))
+        .transpose()
+}
+
+fn read_head(db: &sled::Db, key: &AdKey) -> Result<Option<AdHead>, LocalError> {
+    db.get(keys::head(key))?
+        .map(|v| keys::decode_head(&v))
+        .transpose()
+}
+
+/// Refuses batches that break the port's preconditions, before anything is written.
+fn check_shape(batch: &AppendBatch) -> Result<(), LocalError> {
+    let mut next = batch
+        .expected_last
+        .map_or(Some(0), |last| last.checked_add(1));
+    for block in &batch.blocks {
+        if Some(block.sequence) != next {
+            return Err(LocalError::BadBatch(format!(
+                "block {} does not follow {:?}; blocks must be contiguous after expected_last",
+                block.sequence, batch.expected_last
+            )));
+        }
+        next = block.sequence.checked_add(1);
+    }
+    let mut ads = HashSet::new();
+    for update in &batch.heads {
+        keys::check_part("publisher id", &update.key.publisher_id)?;
+        keys::check_part("ad id", &update.key.ad_id)?;
+        if !ads.insert(&update.key) {
+            return Err(LocalError::BadBatch(format!(
+                "two head updates for ad {} of publisher {}",
+                update.key.ad_id, update.key.publisher_id
+            )));
+        }
+    }
+    for reference in &batch.revisions {
+        keys::check_part("publisher id", &reference.key.publisher_id)?;
+        keys::check_part("ad id", &reference.key.ad_id)?;
+    }
+    let mut idempotency = HashSet::new();
+    for record in &batch.idempotency {
+        keys::check_part("publisher id", &record.publisher_id)?;
+        if !idempotency.insert((&record.publisher_id, &record.key)) {
+            return Err(LocalError::BadBatch(format!(
+                "two idempotency records for key {:?} of publisher {}",
+                record.key, record.publisher_id
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Adds an immutable record unless an identical one exists; a different one is refused.
+fn insert_once(
+    db: &sled::Db,
+    write: &mut sled::Batch,
+    key: &[u8],
+    value: &[u8],
+    what: impl FnOnce() -> String,
+) -> Result<(), LocalError> {
+    match db.get(key)? {
+        None => {
+            write.insert(key, value);
+            Ok(())
+        }
+        Some(existing) if existing == value => Ok(()),
+        Some(_) => Err(corrupt(format!(
+            "{} is already stored with other content; the journal never overwrites it",
+            what()
+        ))),
+    }
+}
+
+/// Checks every condition of `batch` and builds the one sled batch that writes it.
+fn plan_write(db: &sled::Db, batch: &AppendBatch) -> Result<sled::Batch, LocalError> {
+    // The tip first: a writer that planned against another tip gets the `Conflict` the
+    // contract promises (and re-plans), even if its batch is also malformed relative to
+    // the tip it assumed.
+    let last = read_last(db)?;
+    if last != batch.expected_last {
+        return Err(LocalError::Conflict {
+            expected: sequence_expectation(batch.expected_last),
+            actual: sequence_expectation(last),
+        });
+    }
+    check_shape(batch)?;
+
+    let mut write = sled::Batch::default();
+    for update in &batch.heads {
+        let actual = read_head(db, &update.key)?.map(|h| h.version);
+        if actual != update.expected_version {
+            return Err(LocalError::Conflict {
+                expected: sequence_expectation(update.expected_version),
+                actual: sequence_expectation(actual),
+            });
+        }
+        write.insert(
+            keys::head(&update.key),
+            &keys::encode_head(&update.new_head)[..],
+        );
+    }
+
+    for block in &batch.blocks {
+        let key = keys::block(block.sequence);
+        // Unreachable unless the tree was altered behind the journal's back: the tip
+        // matched, and new blocks come after it.
+        if db.contains_key(key)? {
+            return Err(corrupt(format!(
+                "block {} is already stored although the last sequence is {last:?}; \
+                 the journal never overwrites a block",
+                block.sequence
+            )));
+        }
+        write.insert(&key[..], block.bytes.as_slice());
+    }
+    if let Some(tip) = batch.blocks.last() {
+        write.insert(keys::LAST_KEY, &keys::encode_u64(tip.sequence)[..]);
+    }
+
+    for reference in &batch.revisions {
+        insert_once(
+            db,
+            &mut write,
+            &keys::revision(&reference.key, reference.version),
+            &keys::encode_u64(reference.sequence),
+            || {
+                format!(
+                    "revision {} of ad {}",
+                    reference.version, reference.key.ad_id
+                )
+            },
+        )?;
+    }
+
+    for record in &batch.idempotency {
+        let key = keys::idempotency(&record.publisher_id, &record.key);
+        if let Some(bytes) = db.get(&key)? {
+            // The key was used by a create this batch's writer did not know about: the
+            // same situation as a lost race on an ad head, so the writer re-plans and then
+            // finds the earlier outcome. `actual` is the earlier ad's current version.
+            let earlier = keys::decode_idempotency(&record.publisher_id, &record.key, &bytes)?;
+            let head = read_head(db, &AdKey::new(&record.publisher_id, &earlier.ad_id))?;
+            return Err(LocalError::Conflict {
+                expected: VersionExpectation::Absent,
+                actual: sequence_expectation(head.map(|h| h.version)),
+            });
+        }
+        write.insert(key, keys::encode_idempotency(record));
+    }
+
+    for node in &batch.merkle_nodes {
+        insert_once(
+            db,
+            &mut write,
+            &keys::merkle(node.level, node.index),
+            node.hash.as_bytes(),
+            || format!("Merkle node (level {}, index {})", node.level, node.index),
+        )?;
+    }
+    Ok(write)
+}
+
+fn append_blocking(inner: &Inner, batch: &AppendBatch) -> Result<(), LocalError> {
+    // A panic while holding the gate happened either before `apply_batch` (nothing
+    // written) or after it, and then the next append's sync covers it; or the durability
+    // state records a failed sync. Either way it is safe to continue.
+    let mut durability = inner.gate.write().unwrap_or_else(PoisonError::into_inner);
+    durability.check()?;
+    let write = plan_write(&inner.db, batch)?;
+    inner.db.apply_batch(write)?;
+    durability.sync(&inner.db)
+}
+
+fn read_blocks_blocking(
+    db: &sled::Db,
+    from: u64,
+    max: usize,
+) -> Result<Vec<EncodedBlock>, LocalError> {
+    let Some(last) = read_last(db)? else {
+        return Ok(Vec::new());
+    };
+    if from > last || max == 0 {
+        return Ok(Vec::new());
+    }
+    // Every sequence up to `last` must be there: a gap is a lost block, not the end.
+    let available = usize::try_from(last - from).map_or(usize::MAX, |n| n.saturating_add(1));
+    let wanted = max.min(available);
+    let mut blocks = Vec::with_capacity(wanted.min(1024));
+    let mut expected = from;
+    for entry in db.range(keys::block(from)..).take(wanted) {
+        let (key, bytes) = entry?;
+        if keys::block_sequence(&key) != Some(expected) {
+            break;
+        }
+        blocks.push(EncodedBlock {
+            sequence: expected,
+            bytes: bytes.to_vec(),
+        });
+        expected += 1;
+    }
+    if blocks.len() < wanted {
+        return Err(LocalError::MissingBlock { sequence: expected });
+    }
+    Ok(blocks)
+}
+
+fn ad_revisions_blocking(db: &sled::Db, key: &AdKey) -> Result<Vec<RevisionRef>, LocalError> {
+    let prefix = keys::revision_prefix(key);
+    db.scan_prefix(&prefix)
+        .map(|entry| {
+            let (k, v) = entry?;
+            Ok(RevisionRef {
+                key: key.clone(),
+                version: keys::revision_version(&prefix, &k)?,
+                sequence: keys::decode_u64("revision sequence", &v)?,
+            })
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Journal for SledJournal {
+    async fn append(&self, batch: AppendBatch) -> Result<()> {
+        let inner = self.inner.clone();
+        blocking::run("sled", move || append_blocking(&inner, &batch)).await
+    }
+
+    async fn last_sequence(&self) -> Result<Option<u64>> {
+        self.read(read_last).await
+    }
+
+    async fn read_blocks(&self, from: u64, max: usize) -> Result<Vec<EncodedBlock>> {
+        self.read(move |db| read_blocks_blocking(db, from, max))
+            .await
+    }
+
+    async fn ad_head(&self, key: &AdKey) -> Result<Option<AdHead>> {
+        let key = key.clone();
+        self.read(move |db| read_head(db, &key)).await
+    }
+
+    async fn ad_revisions(&self, key: &AdKey) -> Result<Vec<RevisionRef>> {
+        let key = key.clone();
+        self.read(move |db| ad_revisions_blocking(db, &key)).await
+    }
+
+    async fn idempotency(
+        &self,
+        publisher_id: &str,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>> {
+        let (publisher_id, key) = (publisher_id.to_string(), key.to_string());
+        self.read(move |db| {
+            db.get(keys::idempotency(&publisher_id, &key))?
+                .map(|v| keys::decode_idempotency(&publisher_id, &key, &v))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn merkle_nodes(&self, ids: &[(u8, u64)]) -> Result<Vec<Option<Hash>>> {
+        let ids = ids.to_vec();
+        self.read(move |db| {
+            ids.iter()
+                .map(|&(level, index)| {
+                    db.get(keys::merkle(level, index))?
+                        .map(|v| keys::decode_hash(&format!("Merkle node ({level}, {index})"), &v))
+                        .transpose()
+                })
+                .collect()
+        })
+        .await
+    }
+}

@@ -1,0 +1,326 @@
+//! The search read model in tantivy.
+//!
+//! The document layout is in [`schema`], query building in [`query`].
+//!
+//! # Commits
+//!
+//! A tantivy commit costs about 16 fsyncs, so there is exactly one per `apply` (the engine
+//! already batches revisions) and never one per revision. The projection checkpoint goes
+//! into the commit's payload (`meta.json`), so it is stored atomically with the documents
+//! it covers. After the commit the reader is reloaded by hand (`ReloadPolicy::Manual`):
+//! when `apply` returns, searches see its writes.
+
+mod query;
+mod schema;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use adledger_engine::ports::{SearchIndex, SearchPage, SearchQuery};
+use adledger_engine::{Result, Revision};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tantivy::collector::{Count, TopDocs};
+use tantivy::directory::MmapDirectory;
+use tantivy::directory::error::LockError;
+use tantivy::query::{QueryParser, TermQuery};
+use tantivy::schema::IndexRecordOption;
+use tantivy::{
+    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher, TantivyDocument,
+    TantivyError, Term,
+};
+
+use self::schema::{AdSchema, CREATED_MS, VERSION};
+use crate::blocking;
+use crate::error::{LocalError, corrupt};
+
+/// Indexing memory: ads are small, and this is the single writer thread's whole arena.
+const WRITER_MEMORY_BYTES: usize = 50_000_000;
+
+/// The search read model, in a tantivy index directory.
+///
+/// Cloning is cheap and shares the index.
+#[derive(Clone)]
+pub struct TantivySearchIndex {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    index: Index,
+    reader: IndexReader,
+    schema: AdSchema,
+    parser: QueryParser,
+    /// tantivy allows one writer per index; the lock also serialises `apply` and `clear`.
+    writer: Mutex<IndexWriter>,
+}
+
+impl std::fmt::Debug for TantivySearchIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TantivySearchIndex")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The commit payload.
+#[derive(Debug, Serialize, Deserialize)]
+struct Payload {
+    checkpoint: u64,
+}
+
+impl TantivySearchIndex {
+    /// Opens (creating if missing) a search index in `path`.
+    ///
+    /// Fails with a backend error naming `path` if another process (or another open
+    /// index in this process) is writing it, or if it was built with another schema (then
+    /// delete the directory: the projection rebuilds it from the journal).
+    pub fn open(path: &Path) -> Result<TantivySearchIndex> {
+        Self::open_local(path).map_err(Into::into)
+    }
+
+    fn open_local(path: &Path) -> Result<TantivySearchIndex, LocalError> {
+        let open_error = |e: Box<dyn std::error::Error + Send + Sync>| LocalError::Open {
+            backend: "tantivy",
+            what: "search index",
+            path: path.to_path_buf(),
+            source: e,
+        };
+        std::fs::create_dir_all(path).map_err(|e| open_error(Box::new(e)))?;
+        let directory = MmapDirectory::open(path).map_err(|e| open_error(Box::new(e)))?;
+        let schema = AdSchema::new();
+        let index =
+            Index::open_or_create(directory, schema.schema.clone()).map_err(|e| match e {
+                TantivyError::SchemaError(_) => open_error(
+                    format!(
+                        "{e}; it was built by another version of adledger: delete the \
+                         directory and the projection rebuilds it from the journal"
+                    )
+                    .into(),
+                ),
+                other => open_error(Box::new(other)),
+            })?;
+        AdSchema::register_analyzer(&index);
+        let writer = index
+            .writer_with_num_threads(1, WRITER_MEMORY_BYTES)
+            .map_err(|e| match e {
+                TantivyError::LockFailure(LockError::LockBusy, _) => LocalError::InUse {
+                    backend: "tantivy",
+                    what: "search index",
+                    path: path.to_path_buf(),
+                    source: Box::new(e),
+                },
+                other => open_error(Box::new(other)),
+            })?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let parser = QueryParser::for_index(
+            &index,
+            vec![
+                schema.title,
+                schema.description,
+                schema.category,
+                schema.tags,
+            ],
+        );
+        Ok(TantivySearchIndex {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                index,
+                reader,
+                schema,
+                parser,
+                writer: Mutex::new(writer),
+            }),
+        })
+    }
+
+    async fn run<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, LocalError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        blocking::run("tantivy", move || work(&inner)).await
+    }
+}
+
+impl Inner {
+    /// The writer, after dropping whatever a panic left queued on it.
+    fn lock_writer(&self) -> Result<MutexGuard<'_, IndexWriter>, LocalError> {
+        match self.writer.lock() {
+            Ok(writer) => Ok(writer),
+            Err(poisoned) => {
+                let mut writer = poisoned.into_inner();
+                writer.rollback()?;
+                self.writer.clear_poison();
+                Ok(writer)
+            }
+        }
+    }
+
+    /// Runs `change` on the writer, then commits with `checkpoint` and reloads the reader.
+    /// On failure the writer is rolled back, so a half-done change is never committed
+    /// later under another call's checkpoint.
+    fn commit_with<F>(
+        &self,
+        mut writer: MutexGuard<'_, IndexWriter>,
+        checkpoint: u64,
+        change: F,
+    ) -> Result<(), LocalError>
+    where
+        F: FnOnce(&mut IndexWriter) -> Result<(), LocalError>,
+    {
+        let payload = serde_json::to_string(&Payload { checkpoint })
+            .map_err(|e| corrupt(format!("cannot encode the search checkpoint: {e}")))?;
+        let committed = change(&mut writer).and_then(|()| {
+            let mut prepared = writer.prepare_commit()?;
+            prepared.set_payload(&payload);
+            prepared.commit()?;
+            Ok(())
+        });
+        if let Err(error) = committed {
+            if let Err(rollback) = writer.rollback() {
+                tracing::error!(%rollback, "search index rollback failed after: {error}");
+            }
+            return Err(error);
+        }
+        // Reloaded before the lock is released, so the next `apply` decides on a reader
+        // that includes this commit.
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    /// The version of the ad's document (live or tombstone) as last committed.
+    fn indexed_version(&self, searcher: &Searcher, ad_id: &str) -> Result<Option<u64>, LocalError> {
+        let query = TermQuery::new(
+            Term::from_field_text(self.schema.ad_id, ad_id),
+            IndexRecordOption::Basic,
+        );
+        let hits = searcher.search(&query, &TopDocs::with_limit(1))?;
+        let Some((_, address)) = hits.first() else {
+            return Ok(None);
+        };
+        let versions = searcher
+            .segment_reader(address.segment_ord)
+            .fast_fields()
+            .u64(VERSION)?;
+        Ok(versions.first(address.doc_id))
+    }
+
+    fn apply(&self, revisions: &[Revision], checkpoint: u64) -> Result<(), LocalError> {
+        let writer = self.lock_writer()?;
+        // Under the writer lock the reader holds every commit (see `commit_with`), so
+        // versions read here are current. Every decision and document is made before the
+        // writer is touched: the fallible work happens while there is nothing to undo.
+        let searcher = self.reader.searcher();
+        let mut decided: HashMap<&str, u64> = HashMap::new();
+        let mut changes = Vec::with_capacity(revisions.len());
+        for revision in revisions {
+            let metadata = &revision.body.metadata;
+            let current = match decided.get(metadata.id.as_str()) {
+                Some(&version) => Some(version),
+                None => self.indexed_version(&searcher, &metadata.id)?,
+            };
+            if current.is_some_and(|v| v >= metadata.version) {
+                continue;
+            }
+            let doc: TantivyDocument = match &revision.body.data {
+                Some(ad) => self.schema.live(ad, metadata)?,
+                None => self.schema.tombstone(metadata),
+            };
+            changes.push((Term::from_field_text(self.schema.ad_id, &metadata.id), doc));
+            decided.insert(&metadata.id, metadata.version);
+        }
+        self.commit_with(writer, checkpoint, move |writer| {
+            for (term, doc) in changes {
+                writer.delete_term(term);
+                writer.add_document(doc)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn search(&self, search: &SearchQuery) -> Result<SearchPage, LocalError> {
+        let searcher = self.reader.searcher();
+        let built = query::build(&self.schema, &self.parser, search);
+        let total = searcher.search(&built.query, &Count)?;
+        // Checked against the total first: TopDocs allocates `limit + offset` slots and
+        // panics on a limit of 0, and both come from the client.
+        let remaining = total.saturating_sub(search.offset);
+        let limit = search.limit.min(remaining);
+        let addresses: Vec<DocAddress> = if limit == 0 {
+            Vec::new()
+        } else {
+            let top = TopDocs::with_limit(limit).and_offset(search.offset);
+            if built.has_text {
+                searcher
+                    .search(&built.query, &top)?
+                    .into_iter()
+                    .map(|(_, address)| address)
+                    .collect()
+            } else {
+                searcher
+                    .search(
+                        &built.query,
+                        &top.order_by_fast_field::<u64>(CREATED_MS, Order::Desc),
+                    )?
+                    .into_iter()
+                    .map(|(_, address)| address)
+                    .collect()
+            }
+        };
+        let ads = addresses
+            .into_iter()
+            .map(|address| {
+                let doc: TantivyDocument = searcher.doc(address)?;
+                self.schema.ad_of(&doc)
+            })
+            .collect::<Result<_, LocalError>>()?;
+        Ok(SearchPage {
+            total: total as u64,
+            ads,
+        })
+    }
+
+    fn checkpoint(&self) -> Result<u64, LocalError> {
+        match self.index.load_metas()?.payload {
+            None => Ok(0),
+            Some(payload) => serde_json::from_str::<Payload>(&payload)
+                .map(|p| p.checkpoint)
+                .map_err(|e| corrupt(format!("search index checkpoint {payload:?}: {e}"))),
+        }
+    }
+}
+
+#[async_trait]
+impl SearchIndex for TantivySearchIndex {
+    async fn apply(&self, revisions: &[Revision], checkpoint: u64) -> Result<()> {
+        let revisions = revisions.to_vec();
+        self.run(move |inner| inner.apply(&revisions, checkpoint))
+            .await
+    }
+
+    async fn search(&self, query: &SearchQuery) -> Result<SearchPage> {
+        let query = query.clone();
+        self.run(move |inner| inner.search(&query)).await
+    }
+
+    async fn checkpoint(&self) -> Result<u64> {
+        self.run(Inner::checkpoint).await
+    }
+
+    async fn clear(&self) -> Result<()> {
+        self.run(|inner| {
+            let writer = inner.lock_writer()?;
+            inner.commit_with(writer, 0, |writer| {
+                writer.delete_all_documents()?;
+                Ok(())
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,198 @@
+//! How an ad maps to a tantivy document, and back.
+//!
+//! | field | options | why |
+//! |---|---|---|
+//! | `adId` | STRING, STORED | the term an upsert or delete replaces |
+//! | `publisherId` | STRING | exact filter |
+//! | `title`, `description`, `category`, `tags` | TEXT ([`ANALYZER`]) | full-text search |
+//! | `categoryExact`, `tagExact` (multi-valued) | STRING | exact filters |
+//! | `price` | f64 FAST, INDEXED | range filter; absent when the ad has no price |
+//! | `createdMs` | u64 FAST | "newest first": the ULID's millisecond timestamp |
+//! | `version` | u64 FAST | makes `apply` idempotent by version |
+//! | `status` | STRING | `live`, or `deleted` for a tombstone |
+//! | `ad` | STORED | the whole ad as JSON: what a search returns |
+//!
+//! A deleted ad stays as a tombstone document (id, publisher, version, `status:deleted`)
+//! so that re-applying an older revision after the delete cannot bring the ad back.
+//! Searches always require `status:live`.
+
+use adledger_engine::Ad;
+use adledger_engine::revision::RevisionMetadata;
+use rust_decimal::Decimal;
+use tantivy::schema::{
+    FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
+    TextOptions, Value as _,
+};
+use tantivy::tokenizer::{
+    AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
+};
+use tantivy::{Index, TantivyDocument};
+
+use crate::error::{LocalError, corrupt};
+
+/// The analyzer of the text fields: words, lower-cased, accents folded ("Café" finds
+/// "cafe"); tokens over 40 bytes (base64 blobs, URLs) are dropped as they only bloat the
+/// index.
+pub(super) const ANALYZER: &str = "adledger_text";
+pub(super) const CREATED_MS: &str = "createdMs";
+pub(super) const VERSION: &str = "version";
+pub(super) const LIVE: &str = "live";
+const DELETED: &str = "deleted";
+
+/// The schema and its fields.
+#[derive(Debug, Clone)]
+pub(super) struct AdSchema {
+    pub(super) schema: Schema,
+    pub(super) ad_id: Field,
+    pub(super) publisher_id: Field,
+    pub(super) title: Field,
+    pub(super) description: Field,
+    pub(super) category: Field,
+    pub(super) tags: Field,
+    pub(super) category_exact: Field,
+    pub(super) tag_exact: Field,
+    pub(super) price: Field,
+    pub(super) created_ms: Field,
+    pub(super) version: Field,
+    pub(super) status: Field,
+    pub(super) ad: Field,
+}
+
+impl AdSchema {
+    pub(super) fn new() -> AdSchema {
+        let mut builder = Schema::builder();
+        let text = TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(ANALYZER)
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        );
+        let ad_id = builder.add_text_field("adId", STRING | STORED);
+        let publisher_id = builder.add_text_field("publisherId", STRING);
+        let title = builder.add_text_field("title", text.clone());
+        let description = builder.add_text_field("description", text.clone());
+        let category = builder.add_text_field("category", text.clone());
+        let tags = builder.add_text_field("tags", text);
+        let category_exact = builder.add_text_field("categoryExact", STRING);
+        let tag_exact = builder.add_text_field("tagExact", STRING);
+        let price = builder.add_f64_field("price", FAST | INDEXED);
+        let created_ms = builder.add_u64_field(CREATED_MS, FAST);
+        let version = builder.add_u64_field(VERSION, FAST);
+        let status = builder.add_text_field("status", STRING);
+        let ad = builder.add_text_field("ad", STORED);
+        AdSchema {
+            schema: builder.build(),
+            ad_id,
+            publisher_id,
+            title,
+            description,
+            category,
+            tags,
+            category_exact,
+            tag_exact,
+            price,
+            created_ms,
+            version,
+            status,
+            ad,
+        }
+    }
+
+    /// Registers [`ANALYZER`]; tantivy does not persist analyzers, so every open must.
+    pub(super) fn register_analyzer(index: &Index) {
+        let analyzer = TextAnalyzer::builder(SimpleTokenizer::default())
+            .filter(RemoveLongFilter::limit(40))
+            .filter(LowerCaser)
+            .filter(AsciiFoldingFilter)
+            .build();
+        index.tokenizers().register(ANALYZER, analyzer);
+    }
+
+    /// The document of a live ad at `version`.
+    pub(super) fn live(
+        &self,
+        ad: &Ad,
+        metadata: &RevisionMetadata,
+    ) -> Result<TantivyDocument, LocalError> {
+        let json = serde_json::to_string(ad)
+            .map_err(|e| corrupt(format!("cannot encode ad {}: {e}", ad.ad_id)))?;
+        let mut doc = TantivyDocument::new();
+        doc.add_text(self.ad_id, &ad.ad_id);
+        doc.add_text(self.publisher_id, &ad.publisher_id);
+        doc.add_text(self.title, &ad.ad_title);
+        doc.add_text(self.description, &ad.ad_description);
+        doc.add_text(self.category, &ad.category);
+        if !ad.category.is_empty() {
+            doc.add_text(self.category_exact, &ad.category);
+        }
+        for tag in &ad.tags {
+            doc.add_text(self.tags, tag);
+            doc.add_text(self.tag_exact, tag);
+        }
+        if let Some(price) = ad.price {
+            doc.add_f64(self.price, price_to_f64(price));
+        }
+        doc.add_u64(self.created_ms, created_ms(metadata));
+        doc.add_u64(self.version, metadata.version);
+        doc.add_text(self.status, LIVE);
+        doc.add_text(self.ad, json);
+        Ok(doc)
+    }
+
+    /// The tombstone of a deleted ad.
+    pub(super) fn tombstone(&self, metadata: &RevisionMetadata) -> TantivyDocument {
+        let mut doc = TantivyDocument::new();
+        doc.add_text(self.ad_id, &metadata.id);
+        doc.add_text(self.publisher_id, &metadata.publisher_id);
+        doc.add_u64(self.version, metadata.version);
+        doc.add_text(self.status, DELETED);
+        doc
+    }
+
+    /// The ad stored in a live document.
+    pub(super) fn ad_of(&self, doc: &TantivyDocument) -> Result<Ad, LocalError> {
+        let json = doc
+            .get_first(self.ad)
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| corrupt("search document without its stored ad"))?;
+        serde_json::from_str(json).map_err(|e| corrupt(format!("search document's ad: {e}")))
+    }
+}
+
+/// The price as the f64 the fast field holds.
+///
+/// Goes through the decimal's text because Rust's float parsing rounds correctly, which
+/// makes the conversion monotonic: `a <= b` implies `f64(a) <= f64(b)`, so a range
+/// filter never drops an ad that is inside the decimal range. The caveat: two decimals
+/// that differ beyond f64's ~15–17 significant digits map to the same f64, so a bound can
+/// admit a price that exceeds it by less than that (such as 0.10000000000000000001 for
+/// `maxPrice=0.1`). The stored ad, and so the price a client sees, stays exact.
+pub(super) fn price_to_f64(price: Decimal) -> f64 {
+    // `Decimal` displays plain digits (no exponent, at most 29 of them), which always
+    // parse as a finite f64: the fallback is unreachable.
+    price.to_string().parse().unwrap_or(0.0)
+}
+
+/// Milliseconds of the ad's creation: the ULID's timestamp (the id is assigned at
+/// creation, so this is stable across updates); for an id that is not a ULID, the
+/// revision's time.
+fn created_ms(metadata: &RevisionMetadata) -> u64 {
+    ulid::Ulid::from_string(&metadata.id)
+        .map(|id| id.timestamp_ms())
+        .unwrap_or_else(|_| u64::try_from(metadata.tx_time.timestamp_millis()).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+
+    #[test]
+    fn price_conversion_is_monotonic_at_the_edges() {
+        let a = Decimal::from_str("19.99").unwrap();
+        let b = Decimal::from_str("19.990000000000000000000000001").unwrap();
+        assert!(price_to_f64(a) <= price_to_f64(b));
+        assert_eq!(price_to_f64(Decimal::from_str("0").unwrap()), 0.0);
+        assert_eq!(price_to_f64(Decimal::MAX), 7.922_816_251_426_434e28);
+    }
+}

@@ -1,0 +1,281 @@
+//! The state read model in sled: each ad's latest revision, and the projection checkpoint.
+//!
+//! It lives in its own sled database, not the journal's, so the journal's fsync after
+//! each append never also carries read-model writes.
+//!
+//! | key | value |
+//! |---|---|
+//! | `A` publisher `00` adId | JSON [`StoredAd`] |
+//! | `C` | checkpoint, `u64` BE (absent: 0) |
+//!
+//! Publisher ids contain no `00` byte, so one publisher's ads are exactly the keys under
+//! `A` publisher `00`, in ad-id order (ULIDs sort by bytes).
+//!
+//! Nothing here is fsynced: the store is rebuilt from the journal after a loss, and
+//! `apply` writes ads and checkpoint in one batch, so after a crash the store is at some
+//! earlier checkpoint with exactly that checkpoint's ads.
+
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use adledger_engine::ports::{AdState, StateStore};
+use adledger_engine::{Ad, AdKey, Result, Revision};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::blocking;
+use crate::error::{LocalError, corrupt, sled_open_error};
+
+const AD: u8 = b'A';
+const CHECKPOINT_KEY: &[u8] = b"C";
+
+/// The state read model, in a sled database of its own.
+///
+/// Cloning is cheap and shares the database.
+#[derive(Clone)]
+pub struct SledStateStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    db: sled::Db,
+    /// Held across "read the stored version, then write", so two concurrent `apply` calls
+    /// cannot both decide their revision is the newer one.
+    writer: Mutex<()>,
+}
+
+impl std::fmt::Debug for SledStateStore {
+    // sled's own `Debug` walks the whole tree; the path is what identifies a store.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStateStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What is stored per ad; `AdState` minus the key, which is in the sled key.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredAd {
+    version: u64,
+    sequence: u64,
+    updated_at: DateTime<Utc>,
+    /// `None`: a tombstone.
+    ad: Option<Ad>,
+}
+
+fn publisher_prefix(publisher_id: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(publisher_id.len() + 2);
+    out.push(AD);
+    out.extend_from_slice(publisher_id.as_bytes());
+    out.push(0);
+    out
+}
+
+fn ad_key(key: &AdKey) -> Vec<u8> {
+    let mut out = publisher_prefix(&key.publisher_id);
+    out.extend_from_slice(key.ad_id.as_bytes());
+    out
+}
+
+fn decode(key: &[u8], bytes: &[u8]) -> Result<StoredAd, LocalError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        corrupt(format!(
+            "state store entry {}: {e}",
+            String::from_utf8_lossy(key)
+        ))
+    })
+}
+
+fn into_state(key: AdKey, stored: StoredAd) -> AdState {
+    AdState {
+        key,
+        version: stored.version,
+        sequence: stored.sequence,
+        updated_at: stored.updated_at,
+        ad: stored.ad,
+    }
+}
+
+impl SledStateStore {
+    /// Opens (creating if missing) a state store in `path`.
+    ///
+    /// Fails with a backend error naming `path` if another process (or another open
+    /// store in this process) holds it.
+    pub fn open(path: &Path) -> Result<SledStateStore> {
+        std::fs::create_dir_all(path).map_err(|e| LocalError::Open {
+            backend: "sled",
+            what: "state store",
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })?;
+        let db = sled::Config::new()
+            .path(path)
+            .open()
+            .map_err(|e| sled_open_error("state store", path.to_path_buf(), e))?;
+        Ok(SledStateStore {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                db,
+                writer: Mutex::new(()),
+            }),
+        })
+    }
+
+    async fn run<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, LocalError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        blocking::run("sled", move || work(&inner)).await
+    }
+}
+
+fn apply_blocking(
+    inner: &Inner,
+    revisions: &[Revision],
+    checkpoint: u64,
+) -> Result<(), LocalError> {
+    // The guarded data is `()`: a poisoned lock protects nothing that could be torn.
+    let _writer = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut batch = sled::Batch::default();
+    // Versions written earlier in this same batch, which `get` cannot see yet.
+    let mut pending: HashMap<Vec<u8>, u64> = HashMap::new();
+    for revision in revisions {
+        let key = ad_key(&revision.key());
+        let current = match pending.get(&key) {
+            Some(&version) => Some(version),
+            None => match inner.db.get(&key)? {
+                Some(bytes) => Some(decode(&key, &bytes)?.version),
+                None => None,
+            },
+        };
+        if current.is_some_and(|v| v >= revision.version()) {
+            continue;
+        }
+        let stored = StoredAd {
+            version: revision.version(),
+            sequence: revision.sequence(),
+            updated_at: revision.body.metadata.tx_time,
+            ad: revision.body.data.clone(),
+        };
+        let bytes = serde_json::to_vec(&stored).map_err(|e| {
+            corrupt(format!(
+                "cannot encode ad {}: {e}",
+                revision.body.metadata.id
+            ))
+        })?;
+        batch.insert(key.as_slice(), bytes);
+        pending.insert(key, revision.version());
+    }
+    batch.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes()[..]);
+    inner.db.apply_batch(batch)?;
+    Ok(())
+}
+
+fn list_blocking(
+    db: &sled::Db,
+    publisher_id: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<AdState>, LocalError> {
+    let prefix = publisher_prefix(publisher_id);
+    let start = match after {
+        Some(ad_id) => {
+            let mut key = prefix.clone();
+            key.extend_from_slice(ad_id.as_bytes());
+            Bound::Excluded(key)
+        }
+        None => Bound::Included(prefix.clone()),
+    };
+    let mut ads = Vec::with_capacity(limit.min(1024));
+    if limit == 0 {
+        return Ok(ads);
+    }
+    for entry in db.range::<Vec<u8>, _>((start, Bound::Unbounded)) {
+        let (key, bytes) = entry?;
+        let Some(ad_id) = key.strip_prefix(prefix.as_slice()) else {
+            break;
+        };
+        let stored = decode(&key, &bytes)?;
+        if stored.ad.is_none() {
+            continue;
+        }
+        let ad_id = std::str::from_utf8(ad_id).map_err(|_| {
+            corrupt(format!(
+                "state store key {} is not UTF-8",
+                hex::encode(&key)
+            ))
+        })?;
+        ads.push(into_state(AdKey::new(publisher_id, ad_id), stored));
+        if ads.len() == limit {
+            break;
+        }
+    }
+    Ok(ads)
+}
+
+fn checkpoint_blocking(db: &sled::Db) -> Result<u64, LocalError> {
+    match db.get(CHECKPOINT_KEY)? {
+        None => Ok(0),
+        Some(bytes) => <[u8; 8]>::try_from(bytes.as_ref())
+            .map(u64::from_be_bytes)
+            .map_err(|_| corrupt("state store checkpoint: malformed value")),
+    }
+}
+
+fn clear_blocking(inner: &Inner) -> Result<(), LocalError> {
+    let _writer = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
+    // Checkpoint first: `clear` removes keys one by one, and a crash half-way must leave
+    // a store that replays from 0 (leftover ads are then re-applied or superseded), never
+    // one whose checkpoint claims ads that are gone.
+    inner.db.remove(CHECKPOINT_KEY)?;
+    inner.db.clear()?;
+    Ok(())
+}
+
+#[async_trait]
+impl StateStore for SledStateStore {
+    async fn apply(&self, revisions: &[Revision], checkpoint: u64) -> Result<()> {
+        let revisions = revisions.to_vec();
+        self.run(move |inner| apply_blocking(inner, &revisions, checkpoint))
+            .await
+    }
+
+    async fn get(&self, key: &AdKey) -> Result<Option<AdState>> {
+        let key = key.clone();
+        self.run(move |inner| {
+            let sled_key = ad_key(&key);
+            match inner.db.get(&sled_key)? {
+                Some(bytes) => Ok(Some(into_state(key, decode(&sled_key, &bytes)?))),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        publisher_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AdState>> {
+        let publisher_id = publisher_id.to_string();
+        let after = after.map(str::to_string);
+        self.run(move |inner| list_blocking(&inner.db, &publisher_id, after.as_deref(), limit))
+            .await
+    }
+
+    async fn checkpoint(&self) -> Result<u64> {
+        self.run(|inner| checkpoint_blocking(&inner.db)).await
+    }
+
+    async fn clear(&self) -> Result<()> {
+        self.run(clear_blocking).await
+    }
+}

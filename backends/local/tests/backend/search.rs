@@ -1,0 +1,296 @@
+//! `TantivySearchIndex` against a real tantivy index.
+
+use adledger_engine::Ad;
+use adledger_engine::ports::{SearchIndex, SearchQuery};
+use adledger_engine::revision::RevisionBody;
+use adledger_local::TantivySearchIndex;
+
+use crate::support::{Chain, ad, change, created, price};
+
+/// Five ads, created in this order (so newest first is 4, 3, 2, 1, 0).
+fn corpus() -> Vec<Ad> {
+    let mut ads = vec![
+        ad("acme", 0, "Café racer bike"),
+        ad("acme", 1, "Mountain bike"),
+        ad("acme", 2, "Sofa"),
+        ad("bob", 3, "Bike helmet"),
+        ad("acme", 4, "Old lamp"),
+    ];
+    let details: [(&str, &[&str], Option<&str>, &str); 5] = [
+        ("Vehicles", &["bike", "vintage"], Some("150.00"), ""),
+        (
+            "Vehicles",
+            &["bike"],
+            Some("19.99"),
+            "Full suspension, barely used",
+        ),
+        ("Furniture", &["home"], None, "comfortable couch"),
+        ("Sports", &["bike", "safety"], Some("20"), ""),
+        ("Furniture", &[], Some("10"), ""),
+    ];
+    for (ad, (category, tags, amount, description)) in ads.iter_mut().zip(details) {
+        ad.category = category.into();
+        ad.tags = tags.iter().map(|t| t.to_string()).collect();
+        ad.price = amount.and_then(price);
+        ad.ad_description = description.into();
+    }
+    ads
+}
+
+fn query(text: &str) -> SearchQuery {
+    SearchQuery {
+        text: text.into(),
+        limit: 25,
+        ..SearchQuery::default()
+    }
+}
+
+/// Runs `q` and answers (total, the page's ad numbers as in `corpus`).
+async fn hits(index: &TantivySearchIndex, ads: &[Ad], q: SearchQuery) -> (u64, Vec<usize>) {
+    let page = index.search(&q).await.expect("search");
+    let numbers = page
+        .ads
+        .iter()
+        .map(|hit| {
+            ads.iter()
+                .position(|a| a.ad_id == hit.ad_id)
+                .expect("a hit from the corpus")
+        })
+        .collect();
+    (page.total, numbers)
+}
+
+async fn indexed(dir: &std::path::Path) -> (TantivySearchIndex, Vec<Ad>, Chain) {
+    let index = TantivySearchIndex::open(dir).expect("open index");
+    let ads = corpus();
+    let mut chain = Chain::new();
+    let (_, revisions) = chain.batch(ads.iter().map(|a| vec![created(a)]).collect());
+    index.apply(&revisions, 5).await.expect("index corpus");
+    (index, ads, chain)
+}
+
+#[tokio::test]
+async fn text_matches_folded_words_in_every_text_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let (index, ads, _) = indexed(dir.path()).await;
+
+    assert_eq!(hits(&index, &ads, query("cafe")).await, (1, vec![0]));
+    assert_eq!(hits(&index, &ads, query("CAFÉ")).await, (1, vec![0]));
+    assert_eq!(hits(&index, &ads, query("suspension")).await, (1, vec![1]));
+    assert_eq!(hits(&index, &ads, query("furniture")).await.0, 2);
+    assert_eq!(hits(&index, &ads, query("vintage")).await, (1, vec![0]));
+    let (total, mut found) = hits(&index, &ads, query("bike")).await;
+    found.sort_unstable();
+    assert_eq!((total, found), (3, vec![0, 1, 3]));
+    assert_eq!(hits(&index, &ads, query("submarine")).await, (0, vec![]));
+
+    // What comes back is the ad as written, price digits included.
+    let page = index.search(&query("mountain")).await.unwrap();
+    assert_eq!(page.ads, vec![ads[1].clone()]);
+    assert_eq!(page.ads[0].price.unwrap().to_string(), "19.99");
+}
+
+#[tokio::test]
+async fn stray_syntax_in_user_text_never_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let (index, ads, _) = indexed(dir.path()).await;
+    for text in [
+        "\"bike",
+        "bike\"",
+        "title:(",
+        "bike AND OR",
+        "price:[1 TO",
+        "((((",
+        "\\",
+        "*",
+        "!!!",
+    ] {
+        index
+            .search(&query(text))
+            .await
+            .unwrap_or_else(|e| panic!("{text:?}: {e}"));
+    }
+    assert!(hits(&index, &ads, query("\"bike")).await.0 >= 1);
+}
+
+#[tokio::test]
+async fn empty_text_lists_everything_newest_first_and_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let (index, ads, _) = indexed(dir.path()).await;
+
+    assert_eq!(
+        hits(&index, &ads, query("")).await,
+        (5, vec![4, 3, 2, 1, 0])
+    );
+    assert_eq!(hits(&index, &ads, query("   ")).await.0, 5);
+    let page = |limit, offset| SearchQuery {
+        limit,
+        offset,
+        ..query("")
+    };
+    assert_eq!(hits(&index, &ads, page(2, 0)).await, (5, vec![4, 3]));
+    assert_eq!(hits(&index, &ads, page(2, 2)).await, (5, vec![2, 1]));
+    assert_eq!(hits(&index, &ads, page(2, 4)).await, (5, vec![0]));
+    assert_eq!(hits(&index, &ads, page(2, 5)).await, (5, vec![]));
+    assert_eq!(hits(&index, &ads, page(0, 0)).await, (5, vec![]));
+    assert_eq!(
+        hits(&index, &ads, page(usize::MAX, usize::MAX)).await,
+        (5, vec![])
+    );
+    assert_eq!(
+        hits(&index, &ads, page(usize::MAX, 3)).await,
+        (5, vec![1, 0])
+    );
+
+    // Paging a text query walks the same ranking.
+    let text_page = |offset| SearchQuery {
+        limit: 1,
+        offset,
+        ..query("bike")
+    };
+    let mut seen = Vec::new();
+    for offset in 0..3 {
+        let (total, found) = hits(&index, &ads, text_page(offset)).await;
+        assert_eq!(total, 3);
+        seen.extend(found);
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, vec![0, 1, 3]);
+}
+
+#[tokio::test]
+async fn each_filter_narrows_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (index, ads, _) = indexed(dir.path()).await;
+
+    let publisher = SearchQuery {
+        publisher_id: Some("bob".into()),
+        ..query("bike")
+    };
+    assert_eq!(hits(&index, &ads, publisher).await, (1, vec![3]));
+    let publisher = SearchQuery {
+        publisher_id: Some("acme".into()),
+        ..query("")
+    };
+    assert_eq!(hits(&index, &ads, publisher).await, (4, vec![4, 2, 1, 0]));
+
+    let category = |c: &str| SearchQuery {
+        category: Some(c.into()),
+        ..query("")
+    };
+    assert_eq!(
+        hits(&index, &ads, category("Furniture")).await,
+        (2, vec![4, 2])
+    );
+    assert_eq!(hits(&index, &ads, category("furniture")).await.0, 0);
+
+    let tag = |t: &str| SearchQuery {
+        tag: Some(t.into()),
+        ..query("")
+    };
+    assert_eq!(hits(&index, &ads, tag("bike")).await, (3, vec![3, 1, 0]));
+    assert_eq!(hits(&index, &ads, tag("vintage")).await, (1, vec![0]));
+
+    let combined = SearchQuery {
+        tag: Some("bike".into()),
+        category: Some("Vehicles".into()),
+        publisher_id: Some("acme".into()),
+        ..query("mountain")
+    };
+    assert_eq!(hits(&index, &ads, combined).await, (1, vec![1]));
+}
+
+#[tokio::test]
+async fn price_range_is_inclusive_and_skips_unpriced_ads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (index, ads, _) = indexed(dir.path()).await;
+    let range = |min: Option<&str>, max: Option<&str>| SearchQuery {
+        min_price: min.and_then(price),
+        max_price: max.and_then(price),
+        ..query("")
+    };
+    assert_eq!(
+        hits(&index, &ads, range(Some("10"), Some("20"))).await,
+        (3, vec![4, 3, 1])
+    );
+    assert_eq!(
+        hits(&index, &ads, range(Some("19.99"), Some("19.99"))).await,
+        (1, vec![1])
+    );
+    assert_eq!(
+        hits(&index, &ads, range(Some("100"), None)).await,
+        (1, vec![0])
+    );
+    assert_eq!(
+        hits(&index, &ads, range(None, Some("10"))).await,
+        (1, vec![4])
+    );
+    assert_eq!(hits(&index, &ads, range(None, Some("1000"))).await.0, 4);
+    assert_eq!(hits(&index, &ads, range(Some("20"), Some("10"))).await.0, 0);
+    let with_text = SearchQuery {
+        min_price: price("19"),
+        ..query("bike")
+    };
+    let (total, mut found) = hits(&index, &ads, with_text).await;
+    found.sort_unstable();
+    assert_eq!((total, found), (3, vec![0, 1, 3]));
+}
+
+#[tokio::test]
+async fn updates_and_deletes_replace_and_remove_idempotently() {
+    let dir = tempfile::tempdir().unwrap();
+    let (index, ads, mut chain) = indexed(dir.path()).await;
+
+    let mut leather = ads[2].clone();
+    leather.ad_title = "Leather sofa".into();
+    let changes: Vec<Vec<RevisionBody>> = vec![
+        vec![change(&ads[2].key(), 1, Some(leather.clone()))],
+        vec![change(&ads[1].key(), 1, None)],
+    ];
+    let (_, revisions) = chain.batch(changes);
+    index.apply(&revisions, 7).await.unwrap();
+
+    assert_eq!(hits(&index, &ads, query("leather")).await, (1, vec![2]));
+    assert_eq!(hits(&index, &ads, query("mountain")).await, (0, vec![]));
+    assert_eq!(hits(&index, &ads, query("bike")).await.0, 2);
+    assert_eq!(hits(&index, &ads, query("")).await.0, 4);
+
+    // Replaying older revisions (a projection restarting from an earlier checkpoint) does
+    // not bring back the old title or the deleted ad.
+    let (_, originals) = Chain::new().batch(ads.iter().map(|a| vec![created(a)]).collect());
+    index.apply(&originals, 7).await.unwrap();
+    index.apply(&revisions, 7).await.unwrap();
+    assert_eq!(hits(&index, &ads, query("leather")).await, (1, vec![2]));
+    assert_eq!(hits(&index, &ads, query("mountain")).await, (0, vec![]));
+    assert_eq!(hits(&index, &ads, query("")).await.0, 4);
+    assert_eq!(
+        index.search(&query("leather")).await.unwrap().ads,
+        vec![leather]
+    );
+}
+
+#[tokio::test]
+async fn checkpoint_survives_reopen_and_clear_resets_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (index, _, _) = indexed(dir.path()).await;
+        assert_eq!(index.checkpoint().await.unwrap(), 5);
+        // A call with nothing to index still records its checkpoint.
+        index.apply(&[], 6).await.unwrap();
+        assert_eq!(index.checkpoint().await.unwrap(), 6);
+    }
+    let index = TantivySearchIndex::open(dir.path()).unwrap();
+    assert_eq!(index.checkpoint().await.unwrap(), 6);
+    assert_eq!(index.search(&query("cafe")).await.unwrap().total, 1);
+
+    index.clear().await.unwrap();
+    assert_eq!(index.checkpoint().await.unwrap(), 0);
+    assert_eq!(index.search(&query("")).await.unwrap().total, 0);
+    assert_eq!(index.search(&query("bike")).await.unwrap().total, 0);
+
+    // A fresh index starts at 0.
+    let other = tempfile::tempdir().unwrap();
+    let empty = TantivySearchIndex::open(other.path()).unwrap();
+    assert_eq!(empty.checkpoint().await.unwrap(), 0);
+    assert_eq!(empty.search(&query("")).await.unwrap().total, 0);
+}

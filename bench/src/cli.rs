@@ -1,0 +1,168 @@
+//! The command line (clap derive).
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Load generator for adledger: starts the server (or drives a running one on this
+/// machine) and measures throughput and latency per phase.
+#[derive(Debug, Parser)]
+#[command(
+    name = "adledger-bench",
+    version,
+    about,
+    long_about = LONG_ABOUT,
+    after_long_help = AFTER_LONG_HELP
+)]
+pub struct Cli {
+    /// The adledger server binary to start [default: `adledger` beside this executable]
+    #[arg(long, value_name = "PATH", conflicts_with = "url")]
+    pub server_bin: Option<PathBuf>,
+
+    /// Data directory for the started server [default: a fresh temporary directory,
+    /// removed afterwards]. An existing directory's ads are kept and add to the index.
+    #[arg(long, value_name = "DIR", conflicts_with = "url")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Drive an already running server instead of starting one: http://127.0.0.1:PORT.
+    /// Only loopback addresses (127.0.0.0/8, [::1], localhost) are accepted.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+
+    /// Concurrent client tasks (they share one connection pool of this size)
+    #[arg(long, value_name = "N", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub clients: u64,
+
+    /// `GET /healthz` requests of the baseline phase [default: the same as --gets]
+    #[arg(long, value_name = "N")]
+    pub healthz: Option<u64>,
+
+    /// Ads created (and measured) in the creates phase
+    #[arg(long, value_name = "N", default_value_t = 20_000)]
+    pub creates: u64,
+
+    /// Gets by id, over the created ads in random order
+    #[arg(long, value_name = "N", default_value_t = 20_000)]
+    pub gets: u64,
+
+    /// Searches, run after the preload
+    #[arg(long, value_name = "N", default_value_t = 2_000)]
+    pub searches: u64,
+
+    /// Extra ads created before the searches so they run against a realistic index
+    /// size (e.g. 100000); reported as their own phase
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub preload: u64,
+
+    /// Safety cap on each phase's duration, in seconds; a phase stopped by it fails
+    #[arg(long, value_name = "SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub duration_limit: u64,
+
+    /// Worker threads of the bench's own runtime; keep it low, the server shares the
+    /// machine's cores
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub client_threads: u64,
+
+    /// Seed of the generated ads and searches (the same seed, the same workload)
+    #[arg(long, value_name = "SEED", default_value_t = 1)]
+    pub seed: u64,
+
+    /// Print the results as one JSON object on stdout instead of a table
+    #[arg(long)]
+    pub json: bool,
+
+    /// Seconds to wait for the started server to announce its address
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub startup_timeout: u64,
+
+    /// Seconds to wait for the started server to exit after SIGTERM
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub shutdown_timeout: u64,
+}
+
+const LONG_ABOUT: &str = "\
+Load generator for adledger: starts the server (or drives a running one on this machine) \
+and measures throughput and latency per phase.
+
+By default it starts `adledger serve --listen 127.0.0.1:0 --backend local` on a fresh \
+temporary data directory (ADLEDGER_* variables are not passed on), reads the port from \
+its `adledger listening on http://ADDR` line, runs the phases, then stops it with SIGTERM \
+and requires exit code 0. Build both first:
+
+    cargo build --release -p adledger -p adledger-bench
+    target/release/adledger-bench
+
+Phases, each with --clients concurrent tasks sharing one keep-alive connection pool:
+
+  healthz   GET /healthz (--healthz, default --gets): the baseline
+  creates   POST /publisher/{p}/ad with varied ads (decimal prices, 0-5 tags), keeping
+            the returned adIds
+  gets      GET /publisher/{p}/ad/{adId} over the created ads in random order
+  preload   (--preload N > 0) more creates, to grow the search index
+  searches  GET /search?q=WORD&limit=20, a quarter with category, a quarter with minPrice
+
+Every response is checked: a non-2xx status, a transport error or an unusable body is \
+an error, counted by kind and sampled on stderr.";
+
+const AFTER_LONG_HELP: &str = "\
+Output: per phase, requests answered, errors, elapsed seconds, throughput (req/s), p50, \
+p99 and max latency of the successful requests (from sending to the last body byte), and \
+throughput relative to the /healthz baseline of the same run. The machine is shared and \
+noisy: compare those ratios between runs, not raw req/s. --json prints the same as one \
+JSON object.
+
+The server logs one line per request at its default RUST_LOG (info) to a scratch file; \
+set RUST_LOG=warn to measure without that cost.
+
+Exit status: 0 when every phase ran all its requests without error and the started \
+server exited 0 after SIGTERM; 1 otherwise (the results are still printed).";
+
+impl Cli {
+    /// Requests of the baseline phase.
+    pub fn healthz_requests(&self) -> u64 {
+        self.healthz.unwrap_or(self.gets)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults() {
+        let cli = Cli::try_parse_from(["adledger-bench"]).expect("defaults");
+        assert_eq!(cli.clients, 64);
+        assert_eq!(cli.creates, 20_000);
+        assert_eq!(cli.gets, 20_000);
+        assert_eq!(cli.searches, 2_000);
+        assert_eq!(cli.preload, 0);
+        assert_eq!(cli.duration_limit, 300);
+        assert_eq!(cli.healthz_requests(), 20_000);
+        assert!(!cli.json);
+    }
+
+    #[test]
+    fn url_excludes_starting_a_server() {
+        assert!(
+            Cli::try_parse_from([
+                "adledger-bench",
+                "--url",
+                "http://127.0.0.1:1",
+                "--server-bin",
+                "x"
+            ])
+            .is_err()
+        );
+        assert!(Cli::try_parse_from(["adledger-bench", "--clients", "0"]).is_err());
+    }
+}

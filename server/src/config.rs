@@ -1,0 +1,318 @@
+//! Configuration of `adledger serve`: one [`Config`] resolved from four layers.
+//!
+//! Precedence, lowest to highest: built-in defaults, a TOML file (`--config` or
+//! `ADLEDGER_CONFIG`), `ADLEDGER_*` environment variables, command-line flags. The TOML
+//! keys are `listen`, `data_dir`, `backend` and `deterministic`; any other key is an
+//! error that names it, so a typo never silently falls back to a default.
+//!
+//! The environment is passed in as a lookup function rather than read here, so the
+//! precedence rules are unit-tested without touching the process environment.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Where the server listens when nothing says otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Where the local backend keeps its data when nothing says otherwise.
+pub const DEFAULT_DATA_DIR: &str = "./adledger-data";
+
+/// The storage a ledger runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// sled journal and state store, tantivy search, in `data_dir`.
+    #[default]
+    Local,
+    /// DynamoDB and OpenSearch.
+    Aws,
+}
+
+impl BackendKind {
+    /// The name used in flags, variables and files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Local => "local",
+            BackendKind::Aws => "aws",
+        }
+    }
+
+    fn parse(text: &str) -> Option<BackendKind> {
+        match text {
+            "local" => Some(BackendKind::Local),
+            "aws" => Some(BackendKind::Aws),
+            _ => None,
+        }
+    }
+}
+
+/// Everything `adledger serve` needs to start.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The address to listen on (`host:port`; port 0 picks a free one).
+    pub listen: String,
+    /// The local backend's data directory (relative paths are relative to the working
+    /// directory, not to the config file).
+    pub data_dir: PathBuf,
+    /// Which backend to run on.
+    pub backend: BackendKind,
+    /// A seed for reproducible runs: a logical clock from 2020-01-01T00:00:00Z and ids
+    /// from this seed, so the same requests give byte-identical journals.
+    pub deterministic: Option<u64>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN.to_string(),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            backend: BackendKind::Local,
+            deterministic: None,
+        }
+    }
+}
+
+/// Settings from one layer above the file (the environment or the flags); `None` where
+/// the layer says nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--listen` / `ADLEDGER_LISTEN`.
+    pub listen: Option<String>,
+    /// `--data-dir` / `ADLEDGER_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `--config` / `ADLEDGER_CONFIG`.
+    pub config: Option<PathBuf>,
+    /// `--backend` / `ADLEDGER_BACKEND`.
+    pub backend: Option<BackendKind>,
+    /// `--deterministic` / `ADLEDGER_DETERMINISTIC`.
+    pub deterministic: Option<u64>,
+}
+
+/// A configuration that cannot be used; the message names the source and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML or has an unknown key or a bad value.
+    #[error("invalid config file {}: {message}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (it names an unknown key).
+        message: String,
+    },
+    /// An environment variable has a value that cannot be used.
+    #[error("invalid environment variable {name}={value:?}: {reason}")]
+    Env {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// What would be valid.
+        reason: &'static str,
+    },
+}
+
+impl Overrides {
+    /// Reads the `ADLEDGER_*` variables through `lookup` (an empty value counts as unset).
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Overrides, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
+        let backend = match get("ADLEDGER_BACKEND") {
+            None => None,
+            Some(value) => Some(BackendKind::parse(&value).ok_or(ConfigError::Env {
+                name: "ADLEDGER_BACKEND",
+                value,
+                reason: "must be `local` or `aws`",
+            })?),
+        };
+        let deterministic = match get("ADLEDGER_DETERMINISTIC") {
+            None => None,
+            Some(value) => Some(value.parse::<u64>().map_err(|_| ConfigError::Env {
+                name: "ADLEDGER_DETERMINISTIC",
+                value,
+                reason: "must be a whole-number seed from 0 to 18446744073709551615",
+            })?),
+        };
+        Ok(Overrides {
+            listen: get("ADLEDGER_LISTEN"),
+            data_dir: get("ADLEDGER_DATA_DIR").map(PathBuf::from),
+            config: get("ADLEDGER_CONFIG").map(PathBuf::from),
+            backend,
+            deterministic,
+        })
+    }
+
+    /// Replaces each setting of `config` this layer names.
+    fn apply_to(&self, config: &mut Config) {
+        if let Some(listen) = &self.listen {
+            config.listen.clone_from(listen);
+        }
+        if let Some(dir) = &self.data_dir {
+            config.data_dir.clone_from(dir);
+        }
+        if let Some(backend) = self.backend {
+            config.backend = backend;
+        }
+        if let Some(seed) = self.deterministic {
+            config.deterministic = Some(seed);
+        }
+    }
+}
+
+impl Config {
+    /// Parses a TOML config file's text.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let message = match e.span() {
+                Some(span) => {
+                    let before = &text.as_bytes()[..span.start.min(text.len())];
+                    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+                    format!("line {line}: {}", e.message())
+                }
+                None => e.message().to_string(),
+            };
+            ConfigError::File {
+                path: path.to_path_buf(),
+                message,
+            }
+        })
+    }
+
+    /// Layers defaults, the file, the environment and the flags (highest wins).
+    pub fn resolve(file: Option<Config>, env: &Overrides, flags: &Overrides) -> Config {
+        let mut config = file.unwrap_or_default();
+        env.apply_to(&mut config);
+        flags.apply_to(&mut config);
+        config
+    }
+
+    /// Resolves the configuration, reading the config file named by the flags or the
+    /// environment (a named file that does not exist is an error).
+    pub fn load(env: &Overrides, flags: &Overrides) -> Result<Config, ConfigError> {
+        let file = match flags.config.as_ref().or(env.config.as_ref()) {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                Some(Config::from_toml(&text, path)?)
+            }
+        };
+        Ok(Config::resolve(file, env, flags))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> Result<Overrides, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Overrides::from_env(|k| map.get(k).cloned())
+    }
+
+    fn file(text: &str) -> Config {
+        Config::from_toml(text, Path::new("adledger.toml")).expect("valid file")
+    }
+
+    #[test]
+    fn defaults_without_any_layer() {
+        let config = Config::resolve(None, &Overrides::default(), &Overrides::default());
+        assert_eq!(config.listen, "127.0.0.1:8080");
+        assert_eq!(config.data_dir, PathBuf::from("./adledger-data"));
+        assert_eq!(config.backend, BackendKind::Local);
+        assert_eq!(config.deterministic, None);
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_keeps_the_rest() {
+        let config = Config::resolve(
+            Some(file("listen = \"0.0.0.0:9000\"\ndeterministic = 7\n")),
+            &Overrides::default(),
+            &Overrides::default(),
+        );
+        assert_eq!(config.listen, "0.0.0.0:9000");
+        assert_eq!(config.deterministic, Some(7));
+        assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+    }
+
+    #[test]
+    fn env_overrides_file_and_flags_override_env() {
+        let from_file = file(
+            "listen = \"127.0.0.1:1\"\ndata_dir = \"/file\"\nbackend = \"aws\"\ndeterministic = 1\n",
+        );
+        let env = env(&[
+            ("ADLEDGER_LISTEN", "127.0.0.1:2"),
+            ("ADLEDGER_DATA_DIR", "/env"),
+            ("ADLEDGER_DETERMINISTIC", "2"),
+        ])
+        .expect("valid env");
+        let flags = Overrides {
+            listen: Some("127.0.0.1:3".into()),
+            ..Overrides::default()
+        };
+        let config = Config::resolve(Some(from_file), &env, &flags);
+        assert_eq!(config.listen, "127.0.0.1:3", "flag beats env and file");
+        assert_eq!(config.data_dir, PathBuf::from("/env"), "env beats file");
+        assert_eq!(config.deterministic, Some(2), "env beats file");
+        assert_eq!(config.backend, BackendKind::Aws, "file beats default");
+    }
+
+    #[test]
+    fn unknown_file_keys_are_named() {
+        let err = Config::from_toml("listen = \"x\"\ndatadir = \"/d\"\n", Path::new("a.toml"))
+            .expect_err("unknown key");
+        let text = err.to_string();
+        assert!(text.contains("datadir"), "{text}");
+        assert!(text.contains("a.toml"), "{text}");
+        assert!(text.contains("line 2"), "{text}");
+    }
+
+    #[test]
+    fn bad_values_are_errors_naming_their_source() {
+        assert!(Config::from_toml("backend = \"s3\"\n", Path::new("a.toml")).is_err());
+        let err = env(&[("ADLEDGER_BACKEND", "s3")]).expect_err("bad backend");
+        assert!(err.to_string().contains("ADLEDGER_BACKEND"));
+        let err = env(&[("ADLEDGER_DETERMINISTIC", "-1")]).expect_err("bad seed");
+        assert!(err.to_string().contains("ADLEDGER_DETERMINISTIC"));
+        let empty = env(&[("ADLEDGER_BACKEND", "")]).expect("empty is unset");
+        assert_eq!(empty.backend, None);
+    }
+
+    #[test]
+    fn config_file_comes_from_flag_before_env() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let flag_file = dir.path().join("flag.toml");
+        let env_file = dir.path().join("env.toml");
+        std::fs::write(&flag_file, "listen = \"127.0.0.1:11\"\n").expect("write");
+        std::fs::write(&env_file, "listen = \"127.0.0.1:22\"\n").expect("write");
+        let env = Overrides {
+            config: Some(env_file),
+            ..Overrides::default()
+        };
+        let flags = Overrides {
+            config: Some(flag_file),
+            ..Overrides::default()
+        };
+        let config = Config::load(&env, &flags).expect("loads");
+        assert_eq!(config.listen, "127.0.0.1:11");
+        let missing = Overrides {
+            config: Some(dir.path().join("missing.toml")),
+            ..Overrides::default()
+        };
+        assert!(Config::load(&Overrides::default(), &missing).is_err());
+    }
+}

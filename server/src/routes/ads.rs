@@ -1,0 +1,313 @@
+//! `/publisher/{publisherId}/ad[/{adId}]`: create, list, read (current, history,
+//! as-of), update and delete one publisher's ads.
+//!
+//! Handlers only translate HTTP to engine calls and back; validation of ad fields lives
+//! in the engine (`AdDraft::from_json`, `AdPatch::from_json`) so every way into the
+//! ledger enforces the same rules.
+
+use adledger_engine::ad::{is_well_formed_ad_id, validate_publisher_id};
+use adledger_engine::{AdDraft, AdKey, AdPatch, Command, Ledger, Outcome, TimeRange};
+use axum::Json;
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::app::AppState;
+use crate::body::read_json;
+use crate::error::ApiError;
+use crate::headers::{
+    IDEMPOTENCY_REPLAYED, IfMatch, X_LEDGER_SEQUENCE, etag, idempotency_key, if_none_match_hits,
+};
+use crate::params::{QueryParams, RawPairs};
+use crate::views::{AdView, RevisionView};
+
+/// Default page size of a publisher's list.
+const DEFAULT_LIST_LIMIT: usize = 100;
+/// Largest page size of a publisher's list.
+const MAX_LIST_LIMIT: usize = 1000;
+
+/// `POST /publisher/{publisherId}/ad`: 201 with the new ad, `Location` and `ETag`.
+pub async fn create(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let publisher_id = match path {
+        Ok(Path(p)) => p,
+        Err(_) => {
+            return Err(ApiError::invalid_field(
+                "publisherId",
+                "invalid `publisherId`: the path segment is not valid UTF-8 text".into(),
+            ));
+        }
+    };
+    validate_publisher_id(&publisher_id).map_err(|e| ApiError::from_engine(e, false))?;
+    let idempotency_key = idempotency_key(&headers)?;
+    let json = read_json(&headers, body).await?;
+    let draft = AdDraft::from_json(&json).map_err(|e| ApiError::from_engine(e, false))?;
+    let outcome = execute(
+        &state.ledger,
+        Command::CreateAd {
+            publisher_id,
+            draft,
+            idempotency_key,
+        },
+        IfMatch::Absent,
+    )
+    .await?;
+    let (version, sequence, replayed) = (outcome.version, outcome.sequence, outcome.replayed);
+    let location = outcome
+        .ad
+        .as_ref()
+        .map(|ad| format!("/publisher/{}/ad/{}", ad.publisher_id, ad.ad_id))
+        .and_then(|l| HeaderValue::try_from(l).ok())
+        .ok_or_else(|| {
+            tracing::error!("a create returned no ad, or an id unfit for a header");
+            ApiError::internal()
+        })?;
+    let view = written_view(&state.ledger, outcome).await?;
+    let mut response = (StatusCode::CREATED, Json(view)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::LOCATION, location);
+    headers.insert(header::ETAG, etag(version));
+    headers.insert(X_LEDGER_SEQUENCE, HeaderValue::from(sequence));
+    if replayed {
+        headers.insert(IDEMPOTENCY_REPLAYED, HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// `GET /publisher/{publisherId}/ad`: a page of live ads ordered by id, with a
+/// `Link: <…>; rel="next"` header when more follow.
+pub async fn list(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    query: RawPairs,
+) -> Result<Response, ApiError> {
+    let params = QueryParams::parse(query, &["limit", "cursor"])?;
+    let limit = params.integer("limit", 1, MAX_LIST_LIMIT, DEFAULT_LIST_LIMIT)?;
+    let cursor = params.get("cursor");
+    if let Some(cursor) = cursor
+        && !is_well_formed_ad_id(cursor)
+    {
+        return Err(ApiError::invalid_parameter(
+            "cursor",
+            format!(
+                "`cursor` must be the adId from the previous page's Link header (a \
+                 26-character ULID), got {cursor:?}"
+            ),
+        ));
+    }
+    let publisher_id = readable_publisher(path)?;
+    // One extra row says whether another page follows, without a count query.
+    let mut states = state
+        .ledger
+        .list(&publisher_id, cursor, limit + 1)
+        .await
+        .map_err(|e| ApiError::from_engine(e, false))?;
+    let more = states.len() > limit;
+    states.truncate(limit);
+    let next_cursor = states.last().map(|s| s.key.ad_id.clone());
+    let views: Vec<AdView> = states.into_iter().filter_map(AdView::from_state).collect();
+    let mut response = Json(views).into_response();
+    if let (true, Some(next)) = (more, next_cursor) {
+        let link =
+            format!("</publisher/{publisher_id}/ad?limit={limit}&cursor={next}>; rel=\"next\"");
+        let link = HeaderValue::try_from(link).map_err(|_| ApiError::internal())?;
+        response.headers_mut().insert(header::LINK, link);
+    }
+    Ok(response)
+}
+
+/// `GET /publisher/{publisherId}/ad/{adId}`: the current ad (with `ETag`, 304 on a
+/// matching `If-None-Match`), every revision (`?versions=true`, optionally `from`/`to`),
+/// or the ad as it was at a time (`?asOf=`).
+pub async fn get(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: RawPairs,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let params = QueryParams::parse(query, &["versions", "asOf", "from", "to"])?;
+    let versions = params.flag("versions")?;
+    let as_of = params.time("asOf")?;
+    let range = TimeRange {
+        from: params.time("from")?,
+        to: params.time("to")?,
+    };
+    if !versions && range != TimeRange::default() {
+        let name = if range.from.is_some() { "from" } else { "to" };
+        return Err(ApiError::invalid_parameter(
+            name,
+            format!("`{name}` restricts a history; use it with versions=true"),
+        ));
+    }
+    if versions && as_of.is_some() {
+        return Err(ApiError::invalid_parameter(
+            "asOf",
+            "`asOf` reads one past state and `versions=true` lists every revision; use one".into(),
+        ));
+    }
+    let key = readable_key(path)?;
+    let engine = |e| ApiError::from_engine(e, false);
+
+    if versions {
+        let revisions = state.ledger.history(&key, range).await.map_err(engine)?;
+        let views: Vec<RevisionView> = revisions.into_iter().map(RevisionView::from).collect();
+        return Ok(Json(views).into_response());
+    }
+    if let Some(at) = as_of {
+        let revision = state.ledger.as_of(&key, at).await.map_err(engine)?;
+        let view = AdView::from_revision(revision).ok_or_else(|| {
+            tracing::error!("as_of returned a delete revision");
+            ApiError::internal()
+        })?;
+        return Ok(Json(view).into_response());
+    }
+
+    let current = state.ledger.get(&key).await.map_err(engine)?;
+    let version = current.version;
+    if if_none_match_hits(&headers, version) {
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        response.headers_mut().insert(header::ETAG, etag(version));
+        return Ok(response);
+    }
+    let view = AdView::from_state(current).ok_or_else(|| {
+        tracing::error!("get returned a tombstone");
+        ApiError::internal()
+    })?;
+    let mut response = Json(view).into_response();
+    response.headers_mut().insert(header::ETAG, etag(version));
+    Ok(response)
+}
+
+/// `PATCH /publisher/{publisherId}/ad/{adId}`: partial update, `If-Match` honoured.
+pub async fn update(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let key = readable_key(path)?;
+    let if_match = IfMatch::from_headers(&headers)?;
+    let json = read_json(&headers, body).await?;
+    let patch = AdPatch::from_json(&json).map_err(|e| ApiError::from_engine(e, false))?;
+    let outcome = execute(
+        &state.ledger,
+        Command::UpdateAd {
+            key,
+            patch,
+            expected_version: if_match.expected_version(),
+        },
+        if_match,
+    )
+    .await?;
+    let version = outcome.version;
+    let sequence = outcome.sequence;
+    let view = written_view(&state.ledger, outcome).await?;
+    let mut response = Json(view).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::ETAG, etag(version));
+    headers.insert(X_LEDGER_SEQUENCE, HeaderValue::from(sequence));
+    Ok(response)
+}
+
+/// `DELETE /publisher/{publisherId}/ad/{adId}`: 204; the history stays readable.
+pub async fn delete(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let key = readable_key(path)?;
+    let if_match = IfMatch::from_headers(&headers)?;
+    let outcome = execute(
+        &state.ledger,
+        Command::DeleteAd {
+            key,
+            expected_version: if_match.expected_version(),
+        },
+        if_match,
+    )
+    .await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response
+        .headers_mut()
+        .insert(X_LEDGER_SEQUENCE, HeaderValue::from(outcome.sequence));
+    Ok(response)
+}
+
+/// Commits a command, mapping a version conflict to 412 when `If-Match` caused it.
+async fn execute(
+    ledger: &Ledger,
+    command: Command,
+    if_match: IfMatch,
+) -> Result<Outcome, ApiError> {
+    ledger
+        .execute(command)
+        .await
+        .map_err(|e| ApiError::from_engine(e, if_match.given()))
+}
+
+/// The ad a write left behind, with the commit time of its version.
+///
+/// A write that appended a revision carries its time. A create answered from its
+/// idempotency record, or an update that changed nothing, appended nothing: the time of
+/// the version it answers with is read from the ad's history.
+async fn written_view(ledger: &Ledger, outcome: Outcome) -> Result<AdView, ApiError> {
+    let Some(ad) = outcome.ad else {
+        tracing::error!("a write that keeps the ad returned no ad");
+        return Err(ApiError::internal());
+    };
+    let updated_at = match outcome.revision {
+        Some(revision) => revision.body.metadata.tx_time,
+        None => {
+            let history = ledger
+                .history(&ad.key(), TimeRange::default())
+                .await
+                .map_err(|e| ApiError::from_engine(e, false))?;
+            let revision = history
+                .into_iter()
+                .find(|r| r.version() == outcome.version)
+                .ok_or_else(|| {
+                    tracing::error!(version = outcome.version, "version missing from history");
+                    ApiError::internal()
+                })?;
+            revision.body.metadata.tx_time
+        }
+    };
+    Ok(AdView::new(ad, outcome.version, &updated_at))
+}
+
+/// The publisher of a read: a path that cannot name a publisher names no resource (404).
+fn readable_publisher(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    match path {
+        Ok(Path(publisher_id)) if validate_publisher_id(&publisher_id).is_ok() => Ok(publisher_id),
+        Ok(Path(publisher_id)) => Err(ApiError::not_found(format!(
+            "publisher {publisher_id:?} cannot exist: publisher ids are 1 to 128 characters of \
+             letters, digits, '_', '.' or '-'"
+        ))),
+        Err(_) => Err(ApiError::not_found(
+            "the publisher id in the path is not valid UTF-8 text".into(),
+        )),
+    }
+}
+
+/// The ad named by a path; 404 when either segment cannot name an ad, without asking
+/// the storage.
+fn readable_key(path: Result<Path<(String, String)>, PathRejection>) -> Result<AdKey, ApiError> {
+    let Ok(Path((publisher_id, ad_id))) = path else {
+        return Err(ApiError::not_found(
+            "the ad path is not valid UTF-8 text".into(),
+        ));
+    };
+    let publisher_id = readable_publisher(Ok(Path(publisher_id)))?;
+    if !is_well_formed_ad_id(&ad_id) {
+        return Err(ApiError::not_found(format!(
+            "ad {ad_id:?} not found: ad ids are 26-character ULIDs assigned by the server"
+        )));
+    }
+    Ok(AdKey::new(publisher_id, ad_id))
+}

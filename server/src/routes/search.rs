@@ -1,0 +1,172 @@
+//! `GET /search` (filters and paging) and `GET /?q=` (the seed's search: a bare array
+//! of at most 25 ads).
+//!
+//! The search index holds ad fields only; each hit's version and commit time come from
+//! the state store, read after it has caught up with the same writes, so search results
+//! have the same shape as every other ad in the API. A hit deleted between the two reads
+//! is dropped from the page.
+
+use adledger_engine::ad::validate_publisher_id;
+use adledger_engine::{Ad, Ledger, SearchQuery};
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use futures::future::try_join_all;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::params::{QueryParams, RawPairs};
+use crate::views::{AdView, SearchResultsView};
+
+/// Default page size of `/search`.
+const DEFAULT_LIMIT: usize = 20;
+/// Largest page size of `/search`.
+const MAX_LIMIT: usize = 100;
+/// Deepest offset a cursor may reach: deep paging costs the index more than it is worth.
+const MAX_OFFSET: usize = 10_000;
+/// Page size of the seed's `GET /?q=`.
+const SEED_LIMIT: usize = 25;
+/// Longest free-text query, in characters.
+const MAX_QUERY_CHARS: usize = 1_000;
+
+/// `GET /search?q=&publisherId=&category=&tag=&minPrice=&maxPrice=&limit=&cursor=`.
+pub async fn search(State(state): State<AppState>, query: RawPairs) -> Result<Response, ApiError> {
+    let params = QueryParams::parse(
+        query,
+        &[
+            "q",
+            "publisherId",
+            "category",
+            "tag",
+            "minPrice",
+            "maxPrice",
+            "limit",
+            "cursor",
+        ],
+    )?;
+    let text = query_text(&params)?;
+    let publisher_id = params.get("publisherId").map(str::to_string);
+    if let Some(p) = &publisher_id
+        && validate_publisher_id(p).is_err()
+    {
+        return Err(ApiError::invalid_parameter(
+            "publisherId",
+            format!(
+                "`publisherId` must be 1 to 128 characters of letters, digits, '_', '.' or \
+                 '-', got {p:?}"
+            ),
+        ));
+    }
+    let min_price = params.decimal("minPrice")?;
+    let max_price = params.decimal("maxPrice")?;
+    if let (Some(min), Some(max)) = (min_price, max_price)
+        && min > max
+    {
+        return Err(ApiError::invalid_parameter(
+            "minPrice",
+            format!("`minPrice` ({min}) is above `maxPrice` ({max}); nothing could match"),
+        ));
+    }
+    let limit = params.integer("limit", 1, MAX_LIMIT, DEFAULT_LIMIT)?;
+    let offset = cursor_offset(&params)?;
+    let query = SearchQuery {
+        text,
+        publisher_id,
+        category: params.get("category").map(str::to_string),
+        tag: params.get("tag").map(str::to_string),
+        min_price,
+        max_price,
+        limit,
+        offset,
+    };
+    let page = state
+        .ledger
+        .search(&query)
+        .await
+        .map_err(|e| ApiError::from_engine(e, false))?;
+    let returned = page.ads.len();
+    let items = with_versions(&state.ledger, page.ads).await?;
+    let next = offset + returned;
+    let next_cursor = (returned > 0 && (next as u64) < page.total && next <= MAX_OFFSET)
+        .then(|| next.to_string());
+    Ok(Json(SearchResultsView {
+        total: page.total,
+        items,
+        next_cursor,
+    })
+    .into_response())
+}
+
+/// `GET /?q=QUERY`: the seed's search, newest ads first when `q` is empty.
+pub async fn seed_search(
+    State(state): State<AppState>,
+    query: RawPairs,
+) -> Result<Response, ApiError> {
+    let params = QueryParams::parse(query, &["q"])?;
+    let query = SearchQuery {
+        text: query_text(&params)?,
+        limit: SEED_LIMIT,
+        ..SearchQuery::default()
+    };
+    let page = state
+        .ledger
+        .search(&query)
+        .await
+        .map_err(|e| ApiError::from_engine(e, false))?;
+    let items = with_versions(&state.ledger, page.ads).await?;
+    Ok(Json(items).into_response())
+}
+
+/// The free text of `q` (empty when absent).
+fn query_text(params: &QueryParams) -> Result<String, ApiError> {
+    let text = params.get("q").unwrap_or_default();
+    let chars = text.chars().count();
+    if chars > MAX_QUERY_CHARS {
+        return Err(ApiError::invalid_parameter(
+            "q",
+            format!("`q` is {chars} characters long; the limit is {MAX_QUERY_CHARS}"),
+        ));
+    }
+    Ok(text.to_string())
+}
+
+/// The offset a `cursor` stands for: the decimal `nextCursor` of the previous page.
+fn cursor_offset(params: &QueryParams) -> Result<usize, ApiError> {
+    let Some(cursor) = params.get("cursor") else {
+        return Ok(0);
+    };
+    let offset = cursor
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| cursor.parse::<usize>().ok())
+        .flatten()
+        .filter(|o| *o <= MAX_OFFSET);
+    offset.ok_or_else(|| {
+        ApiError::invalid_parameter(
+            "cursor",
+            format!(
+                "`cursor` must be the `nextCursor` of the previous page (a number up to \
+                 {MAX_OFFSET}), got {cursor:?}; narrow the search to see deeper results"
+            ),
+        )
+    })
+}
+
+/// Each hit with its current version and commit time from the state store.
+async fn with_versions(ledger: &Ledger, ads: Vec<Ad>) -> Result<Vec<AdView>, ApiError> {
+    let engine = |e| ApiError::from_engine(e, false);
+    ledger
+        .wait_for_state(ledger.committed())
+        .await
+        .map_err(engine)?;
+    let state = &ledger.ports().state;
+    let keys: Vec<_> = ads.iter().map(Ad::key).collect();
+    let states = try_join_all(keys.iter().map(|key| state.get(key)))
+        .await
+        .map_err(engine)?;
+    Ok(states
+        .into_iter()
+        .flatten()
+        .filter_map(AdView::from_state)
+        .collect())
+}

@@ -1,0 +1,193 @@
+//! `adledger serve`: open the storage, bind, announce, serve until SIGINT or SIGTERM,
+//! then drain.
+//!
+//! Startup order matters to the tools that run the binary: the storage is opened and
+//! the listener bound *before* the one line `adledger listening on http://ADDR` is
+//! printed to stdout, so a reader of that line can connect at once (and with
+//! `--listen 127.0.0.1:0` learns the port). Logs go to stderr, never stdout.
+//!
+//! Shutdown order: stop accepting, let in-flight requests finish, then
+//! `Ledger::shutdown` commits the queued writes, then exit 0. Any startup failure is
+//! returned as a one-line error for `main` to print (exit 1), never a panic.
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use adledger_engine::{Ledger, LedgerOptions};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+use crate::app::{AppState, app};
+use crate::backend::{self, BackendError};
+use crate::cli::ServeArgs;
+use crate::config::{Config, ConfigError, Overrides};
+
+/// Why `adledger serve` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The storage could not be opened.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The ledger could not start on the opened storage.
+    #[error("cannot start the ledger: {0}")]
+    Ledger(adledger_engine::Error),
+    /// The async runtime could not be created.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    /// Signal handlers could not be installed.
+    #[error("cannot install the SIGINT/SIGTERM handlers: {0}")]
+    Signals(std::io::Error),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The configured address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The listening line could not be written to stdout.
+    #[error("cannot write the listening address to stdout: {0}")]
+    Announce(std::io::Error),
+    /// The HTTP server failed while running.
+    #[error("the HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Runs `adledger serve` with its flags: logging, configuration, runtime, server.
+pub fn serve_command(args: &ServeArgs) -> Result<(), ServeError> {
+    init_logging();
+    let env = Overrides::from_env(|name| match std::env::var(name) {
+        Ok(value) => Some(value),
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(raw)) => Some(raw.to_string_lossy().into_owned()),
+    })?;
+    let config = Config::load(&env, &args.overrides())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(ServeError::Runtime)?;
+    runtime.block_on(run(config))
+}
+
+/// The log filter when `RUST_LOG` is unset or invalid: `info`, except tantivy's
+/// per-commit housekeeping lines, which would otherwise follow every write.
+const DEFAULT_LOG_FILTER: &str = "info,tantivy=warn";
+
+/// Logs to stderr, filtered by `RUST_LOG` (default [`DEFAULT_LOG_FILTER`]); colours only
+/// when stderr is a terminal, so captured logs stay plain text.
+fn init_logging() {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    // A second initialisation (tests) keeps the first subscriber; nothing to report.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// Serves `config` until a shutdown signal, then drains and stops the ledger.
+pub async fn run(config: Config) -> Result<(), ServeError> {
+    let ports = backend::open(&config)?;
+    let ledger = Ledger::open(ports, LedgerOptions::default())
+        .await
+        .map_err(ServeError::Ledger)?;
+    let ledger = Arc::new(ledger);
+    let started = start(&config, &ledger).await;
+    let (listener, signals) = match started {
+        Ok(started) => started,
+        Err(error) => {
+            ledger.shutdown().await;
+            return Err(error);
+        }
+    };
+    let served = axum::serve(listener, app(AppState::new(ledger.clone())))
+        .with_graceful_shutdown(signals.received())
+        .await;
+    tracing::info!("HTTP server stopped; committing queued writes");
+    ledger.shutdown().await;
+    tracing::info!("ledger stopped");
+    served.map_err(ServeError::Serve)
+}
+
+/// Installs the signal handlers, binds, and announces the bound address.
+///
+/// The handlers are installed before the announcement, so a signal sent as soon as the
+/// line is read shuts down gracefully instead of killing the process.
+async fn start(config: &Config, ledger: &Ledger) -> Result<(TcpListener, Signals), ServeError> {
+    let signals = Signals::install().map_err(ServeError::Signals)?;
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen.clone(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: config.listen.clone(),
+        source,
+    })?;
+    announce(addr).map_err(ServeError::Announce)?;
+    tracing::info!(
+        %addr,
+        backend = config.backend.as_str(),
+        data_dir = %config.data_dir.display(),
+        deterministic = ?config.deterministic,
+        blocks = ledger.committed(),
+        "adledger serving"
+    );
+    Ok((listener, signals))
+}
+
+/// Prints the one stdout line tools wait for, and flushes it.
+fn announce(addr: SocketAddr) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "adledger listening on http://{addr}")?;
+    out.flush()
+}
+
+/// SIGINT and SIGTERM, registered up front.
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    #[cfg(unix)]
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {})
+    }
+
+    /// Completes when the first shutdown signal arrives.
+    #[cfg(unix)]
+    async fn received(mut self) {
+        let name = tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        };
+        tracing::info!(signal = name, "shutting down: finishing in-flight requests");
+    }
+
+    /// Completes on Ctrl-C.
+    #[cfg(not(unix))]
+    async fn received(self) {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tracing::info!("shutting down: finishing in-flight requests");
+    }
+}

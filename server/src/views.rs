@@ -1,0 +1,133 @@
+//! The JSON shapes the API answers with (docs/HTTP.md): an ad, a QLDB-shaped revision,
+//! a page of search results.
+//!
+//! These are separate from the engine's types so the wire format is written down in one
+//! place and cannot change by accident when the engine's structs do. Prices go through
+//! the engine's `price_json`, which writes the decimal's own digits as a JSON number.
+
+use adledger_engine::ad::price_json;
+use adledger_engine::revision::{BlockAddress, RevisionMetadata};
+use adledger_engine::time::format_rfc3339_millis;
+use adledger_engine::{Ad, AdState, Hash, Revision};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+/// An ad with its version and the commit time of that version.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdView {
+    ad_id: String,
+    publisher_id: String,
+    ad_title: String,
+    ad_description: String,
+    #[serde(serialize_with = "price_json::serialize")]
+    price: Option<Decimal>,
+    currency: String,
+    category: String,
+    tags: Vec<String>,
+    version: u64,
+    updated_at: String,
+}
+
+impl AdView {
+    /// The ad at `version`, committed at `updated_at`.
+    pub fn new(ad: Ad, version: u64, updated_at: &DateTime<Utc>) -> AdView {
+        AdView {
+            ad_id: ad.ad_id,
+            publisher_id: ad.publisher_id,
+            ad_title: ad.ad_title,
+            ad_description: ad.ad_description,
+            price: ad.price,
+            currency: ad.currency,
+            category: ad.category,
+            tags: ad.tags,
+            version,
+            updated_at: format_rfc3339_millis(updated_at),
+        }
+    }
+
+    /// The view of a live ad in the state store; `None` for a tombstone.
+    pub fn from_state(state: AdState) -> Option<AdView> {
+        let ad = state.ad?;
+        Some(AdView::new(ad, state.version, &state.updated_at))
+    }
+
+    /// The ad as a revision left it; `None` for a delete.
+    pub fn from_revision(revision: Revision) -> Option<AdView> {
+        let version = revision.version();
+        let at = revision.body.metadata.tx_time;
+        revision.body.data.map(|ad| AdView::new(ad, version, &at))
+    }
+}
+
+/// One revision of an ad, as `?versions=true` lists it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionView {
+    block_address: BlockAddress,
+    /// Serialized as 64 lower-case hex digits.
+    hash: Hash,
+    /// The ad's fields after the change; `null` after a delete.
+    data: Option<Ad>,
+    metadata: RevisionMetadata,
+    event: &'static str,
+    version: u64,
+    tx_time: String,
+}
+
+impl From<Revision> for RevisionView {
+    fn from(revision: Revision) -> Self {
+        let version = revision.version();
+        let tx_time = format_rfc3339_millis(&revision.body.metadata.tx_time);
+        RevisionView {
+            block_address: revision.block_address,
+            hash: revision.hash,
+            data: revision.body.data,
+            metadata: revision.body.metadata,
+            event: revision.body.event.as_str(),
+            version,
+            tx_time,
+        }
+    }
+}
+
+/// A page of `GET /search`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchResultsView {
+    /// How many ads match in all.
+    pub total: u64,
+    /// This page.
+    pub items: Vec<AdView>,
+    /// The `cursor` of the next page; `null` on the last one.
+    pub next_cursor: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use adledger_engine::AdDraft;
+    use chrono::TimeZone;
+
+    #[test]
+    fn ad_view_matches_the_documented_shape() {
+        let body = serde_json::from_str(
+            r#"{"adTitle":"awesome title","price":19.99,"tags":["a"],"currency":"EUR"}"#,
+        )
+        .unwrap_or_default();
+        let Ok(draft) = AdDraft::from_json(&body) else {
+            panic!("valid draft");
+        };
+        let at = Utc.timestamp_millis_opt(1_577_836_800_003).single();
+        let Some(at) = at else {
+            panic!("valid time");
+        };
+        let view = AdView::new(draft.into_ad("acme", "01HV4Z0J8Q2W3E4R5T6Y7U8I9O"), 1, &at);
+        let json = serde_json::to_string(&view).unwrap_or_default();
+        assert_eq!(
+            json,
+            r#"{"adId":"01HV4Z0J8Q2W3E4R5T6Y7U8I9O","publisherId":"acme","adTitle":"awesome title","adDescription":"","price":19.99,"currency":"EUR","category":"","tags":["a"],"version":1,"updatedAt":"2020-01-01T00:00:00.003Z"}"#
+        );
+    }
+}

@@ -1,0 +1,673 @@
+//! Shared helper of the end-to-end tests: start the real `adledger` binary on a loopback
+//! port, speak HTTP to it like a user with curl, kill it, restart it.
+//!
+//! Everything here is written from the HTTP contract (`docs/HTTP.md`) and the CLI
+//! contract (`adledger serve --listen 127.0.0.1:0 --data-dir DIR [--deterministic SEED]`
+//! prints exactly one line `adledger listening on http://<addr>` on stdout once bound),
+//! never from the server's implementation.
+//!
+//! Rules the helper keeps so a test cannot hang or leak:
+//! - all traffic goes to 127.0.0.1 only (the client ignores proxy variables);
+//! - every wait is bounded (start-up, shutdown, each request);
+//! - dropping a [`Server`] kills its process.
+
+// Each test binary uses a different subset of the helper.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// How long the server may take to print its `listening on` line.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a graceful shutdown (SIGTERM) may take.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Upper bound for any single HTTP exchange (reads may wait up to 10 s for projections).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How much of the server's stderr is kept for failure messages.
+const STDERR_TAIL: usize = 64 * 1024;
+
+/// The path of the binary under test, built by cargo for this test target.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_adledger")
+}
+
+/// The `fixtures/` directory at the workspace root.
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("fixtures")
+}
+
+/// A loopback-only HTTP client with a bounded timeout.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(Duration::from_secs(5))
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("build the HTTP client")
+}
+
+/// A running `adledger serve` process.
+pub struct Server {
+    /// The server process.
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub base_url: String,
+    /// The data directory, kept across [`Server::restart`].
+    pub data_dir: PathBuf,
+    /// The client the request helpers use.
+    pub client: reqwest::Client,
+    /// Extra arguments after `serve --listen .. --data-dir ..` (e.g. `--deterministic 42`).
+    extra_args: Vec<String>,
+    /// The working directory of the process (so no stray config file in the developer's
+    /// current directory is picked up), and the owner of the data directory when the
+    /// helper created it.
+    home: tempfile::TempDir,
+    /// The tail of the current process's stderr.
+    stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Server {
+    /// Starts a server on a fresh temporary data directory.
+    pub async fn start() -> Server {
+        Server::start_with(None, &[]).await
+    }
+
+    /// Starts a server with `--deterministic SEED` on a fresh temporary data directory.
+    pub async fn start_deterministic(seed: u64) -> Server {
+        Server::start_with(None, &["--deterministic".to_string(), seed.to_string()]).await
+    }
+
+    /// Starts a server on `data_dir` (a fresh temporary directory when `None`) with extra
+    /// arguments after the standard ones.
+    pub async fn start_with(data_dir: Option<PathBuf>, extra_args: &[String]) -> Server {
+        let home = tempfile::Builder::new()
+            .prefix("adledger-e2e-")
+            .tempdir()
+            .expect("create a temporary directory");
+        let data_dir = data_dir.unwrap_or_else(|| home.path().join("data"));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let (child, base_url) = spawn(&data_dir, home.path(), extra_args, &stderr).await;
+        Server {
+            child,
+            base_url,
+            data_dir,
+            client: client(),
+            extra_args: extra_args.to_vec(),
+            home,
+            stderr,
+        }
+    }
+
+    /// The process id of the running server.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .id()
+            .expect("the server process has not been reaped")
+    }
+
+    /// The full URL of `path_and_query` (which starts with `/`).
+    pub fn url(&self, path_and_query: &str) -> String {
+        assert!(path_and_query.starts_with('/'), "path must start with /");
+        format!("{}{}", self.base_url, path_and_query)
+    }
+
+    /// The captured tail of the server's stderr, for failure messages.
+    pub fn stderr_tail(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().expect("stderr lock")).into_owned()
+    }
+
+    /// SIGKILL, then reap the process (bounded).
+    pub async fn kill_9(&mut self) {
+        if self.child.try_wait().expect("poll the server").is_some() {
+            return;
+        }
+        self.child.start_kill().expect("send SIGKILL");
+        let status = tokio::time::timeout(STOP_TIMEOUT, self.child.wait())
+            .await
+            .expect("the server did not die within 30 s of SIGKILL")
+            .expect("wait for the server");
+        assert!(
+            !status.success(),
+            "a SIGKILLed server cannot exit 0: {status:?}"
+        );
+    }
+
+    /// SIGTERM, wait (bounded) and assert the process exited 0.
+    pub async fn stop(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("poll the server") {
+            panic!(
+                "the server had already exited ({status:?}) before stop()\n--- stderr ---\n{}",
+                self.stderr_tail()
+            );
+        }
+        send_signal(self.pid(), "TERM");
+        let status = match tokio::time::timeout(STOP_TIMEOUT, self.child.wait()).await {
+            Ok(status) => status.expect("wait for the server"),
+            Err(_) => {
+                let _ = self.child.start_kill();
+                panic!(
+                    "the server did not exit within {STOP_TIMEOUT:?} of SIGTERM\n--- stderr ---\n{}",
+                    self.stderr_tail()
+                );
+            }
+        };
+        assert!(
+            status.success(),
+            "graceful shutdown (SIGTERM) must exit 0, got {status:?}\n--- stderr ---\n{}",
+            self.stderr_tail()
+        );
+    }
+
+    /// Kills the process if it still runs (SIGKILL) and starts a new one on the same
+    /// data directory with the same arguments. The new process gets a new port.
+    pub async fn restart(&mut self) {
+        self.kill_9().await;
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let (child, base_url) =
+            spawn(&self.data_dir, self.home.path(), &self.extra_args, &stderr).await;
+        self.child = child;
+        self.base_url = base_url;
+        self.stderr = stderr;
+    }
+
+    /// A request builder for `path_and_query` on this server.
+    pub fn request(&self, method: Method, path_and_query: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path_and_query))
+    }
+
+    /// Sends a request and reads the whole response. Panics (with the server's stderr)
+    /// when no HTTP response arrives at all.
+    pub async fn send(&self, rb: reqwest::RequestBuilder) -> Resp {
+        match fetch(rb).await {
+            Ok(resp) => resp,
+            Err(e) => panic!(
+                "no HTTP response from the server: {e}\n--- stderr ---\n{}",
+                self.stderr_tail()
+            ),
+        }
+    }
+
+    /// GET `path_and_query`.
+    pub async fn get(&self, path_and_query: &str) -> Resp {
+        self.send(self.request(Method::GET, path_and_query)).await
+    }
+
+    /// POST a JSON value.
+    pub async fn post_json(&self, path: &str, body: &Value) -> Resp {
+        self.send(json_body(self.request(Method::POST, path), body))
+            .await
+    }
+
+    /// PATCH a JSON value.
+    pub async fn patch_json(&self, path: &str, body: &Value) -> Resp {
+        self.send(json_body(self.request(Method::PATCH, path), body))
+            .await
+    }
+
+    /// DELETE.
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.send(self.request(Method::DELETE, path)).await
+    }
+
+    /// Creates an ad and asserts 201; returns the ad.
+    pub async fn create_ad(&self, publisher: &str, body: &Value) -> Value {
+        let resp = self
+            .post_json(&format!("/publisher/{publisher}/ad"), body)
+            .await;
+        resp.expect_status(StatusCode::CREATED);
+        resp.json()
+    }
+
+    /// Lists all of a publisher's ads (one page of up to 1000).
+    pub async fn list(&self, publisher: &str) -> Vec<Value> {
+        let resp = self
+            .get(&format!("/publisher/{publisher}/ad?limit=1000"))
+            .await;
+        resp.expect_status(StatusCode::OK);
+        resp.json()
+            .as_array()
+            .unwrap_or_else(|| panic!("the list is not a JSON array: {}", resp.text))
+            .clone()
+    }
+
+    /// Runs `adledger <args>` (not `serve`) to completion with a bounded timeout.
+    pub async fn run_cli(args: &[&str]) -> std::process::Output {
+        run_cli(args).await
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // `kill_on_drop` is set too; this makes the intent explicit and immediate.
+        let _ = self.child.start_kill();
+    }
+}
+
+/// Sets a JSON body with `Content-Type: application/json`.
+pub fn json_body(rb: reqwest::RequestBuilder, body: &Value) -> reqwest::RequestBuilder {
+    rb.header("content-type", "application/json")
+        .body(serde_json::to_vec(body).expect("serialize a JSON body"))
+}
+
+/// Runs `adledger <args>` to completion (60 s at most), capturing its output.
+pub async fn run_cli(args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(binary());
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    scrub_env(&mut cmd);
+    let child = cmd.spawn().expect("spawn the adledger binary");
+    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("`adledger {}` did not finish within 60 s", args.join(" ")))
+        .expect("run the adledger binary")
+}
+
+/// Removes `ADLEDGER_*` variables (they would override the defaults the tests rely on),
+/// so each run is hermetic.
+fn scrub_env(cmd: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("ADLEDGER_") {
+            cmd.env_remove(&key);
+        }
+    }
+}
+
+/// Sends `kill -s SIG pid` (the workspace forbids `unsafe`, so no direct `libc::kill`).
+fn send_signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args(["-s", signal, &pid.to_string()])
+        .stdin(Stdio::null())
+        .status()
+        .expect("run kill(1)");
+    assert!(
+        status.success(),
+        "kill -s {signal} {pid} failed: {status:?}"
+    );
+}
+
+async fn spawn(
+    data_dir: &Path,
+    cwd: &Path,
+    extra_args: &[String],
+    stderr_buf: &Arc<Mutex<Vec<u8>>>,
+) -> (Child, String) {
+    let mut cmd = Command::new(binary());
+    cmd.arg("serve")
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(extra_args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    scrub_env(&mut cmd);
+    let mut child = cmd.spawn().expect("spawn `adledger serve`");
+
+    // Keep a bounded tail of stderr for failure messages; drain it forever so the server
+    // never blocks on a full pipe.
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let tail = Arc::clone(stderr_buf);
+    tokio::spawn(async move {
+        let mut chunk = [0u8; 8192];
+        loop {
+            match stderr.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let mut buf = tail.lock().expect("stderr lock");
+                    buf.extend_from_slice(&chunk[..n]);
+                    if buf.len() > STDERR_TAIL {
+                        let excess = buf.len() - STDERR_TAIL;
+                        buf.drain(..excess);
+                    }
+                }
+            }
+        }
+    });
+
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    let base_url = loop {
+        let next = tokio::time::timeout_at(deadline, lines.next_line()).await;
+        let line = match next {
+            Ok(Ok(Some(line))) => line,
+            Ok(Ok(None)) | Ok(Err(_)) | Err(_) => {
+                let why = match next {
+                    Err(_) => format!("no `listening on` line within {START_TIMEOUT:?}"),
+                    _ => "stdout closed before a `listening on` line".to_string(),
+                };
+                let _ = child.start_kill();
+                let status = match tokio::time::timeout(Duration::from_secs(5), child.wait()).await
+                {
+                    Ok(Ok(status)) => status.to_string(),
+                    Ok(Err(e)) => format!("unknown ({e})"),
+                    Err(_) => "still running 5 s after SIGKILL".to_string(),
+                };
+                // Give the stderr drain a moment to collect the last bytes (bounded).
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                panic!(
+                    "`adledger serve` failed to start: {why}\nexit: {status}\n\
+                     --- stdout ---\n{}\n--- stderr ---\n{}",
+                    seen.join("\n"),
+                    String::from_utf8_lossy(&stderr_buf.lock().expect("stderr lock"))
+                );
+            }
+        };
+        if let Some(url) = line.strip_prefix("adledger listening on ") {
+            let url = url.trim().trim_end_matches('/').to_string();
+            assert!(
+                url.starts_with("http://127.0.0.1:"),
+                "the server must listen on 127.0.0.1 as asked, printed {line:?}"
+            );
+            assert!(
+                seen.is_empty(),
+                "the `listening on` line must be the only stdout line; before it came {seen:?}"
+            );
+            break url;
+        }
+        seen.push(line);
+        assert!(
+            seen.len() < 100,
+            "too many stdout lines without `listening on`: {seen:?}"
+        );
+    };
+    // Drain (and ignore) anything else on stdout so the server never blocks on it.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, base_url)
+}
+
+/// A whole HTTP response.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    /// Status code.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// The body, as text (lossy for non-UTF-8).
+    pub text: String,
+}
+
+/// Sends a request and reads the whole response.
+pub async fn fetch(rb: reqwest::RequestBuilder) -> Result<Resp, reqwest::Error> {
+    let resp = rb.send().await?;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.bytes().await?;
+    Ok(Resp {
+        status,
+        headers,
+        text: String::from_utf8_lossy(&bytes).into_owned(),
+    })
+}
+
+impl Resp {
+    /// Panics with the body when the status is not `expected`.
+    pub fn expect_status(&self, expected: StatusCode) -> &Resp {
+        assert_eq!(
+            self.status, expected,
+            "unexpected status; body: {}\nheaders: {:?}",
+            self.text, self.headers
+        );
+        self
+    }
+
+    /// The body parsed as JSON (numbers keep their exact text: serde_json's
+    /// `arbitrary_precision` is on in this workspace).
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}); status {}; body: {:?}",
+                self.status, self.text
+            )
+        })
+    }
+
+    /// A header as a string, if present.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("header is visible ASCII").to_string())
+    }
+
+    /// A header that must be present.
+    pub fn must_header(&self, name: &str) -> String {
+        self.header(name).unwrap_or_else(|| {
+            panic!(
+                "missing header `{name}` (status {}); headers: {:?}",
+                self.status, self.headers
+            )
+        })
+    }
+
+    /// Asserts `Content-Type` is `application/json` (parameters such as charset allowed).
+    pub fn assert_json_content_type(&self) {
+        let ct = self.must_header("content-type");
+        assert!(
+            media_type(&ct) == "application/json",
+            "Content-Type must be application/json, got {ct:?}"
+        );
+    }
+
+    /// Asserts a non-empty `x-request-id` header and returns it.
+    pub fn request_id(&self) -> String {
+        let id = self.must_header("x-request-id");
+        assert!(!id.trim().is_empty(), "x-request-id is empty");
+        id
+    }
+
+    /// The `X-Ledger-Sequence` header of a write, as a number.
+    pub fn ledger_sequence(&self) -> u64 {
+        let raw = self.must_header("x-ledger-sequence");
+        raw.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("X-Ledger-Sequence is not a number: {raw:?}"))
+    }
+
+    /// Asserts an RFC 9457 problem document with `status` and returns it: the status
+    /// code, `Content-Type: application/problem+json`, the `status` member, a non-empty
+    /// `detail` and `title`, and (when present) `requestId` equal to `x-request-id`.
+    pub fn expect_problem(&self, status: StatusCode) -> Value {
+        self.expect_status(status);
+        let ct = self.must_header("content-type");
+        assert_eq!(
+            media_type(&ct),
+            "application/problem+json",
+            "an error must be application/problem+json (status {status}); body: {}",
+            self.text
+        );
+        let body = self.json();
+        assert_eq!(
+            body["status"].as_u64(),
+            Some(u64::from(status.as_u16())),
+            "problem `status` member must equal the HTTP status; body: {body}"
+        );
+        let detail = body["detail"].as_str().unwrap_or("");
+        assert!(
+            !detail.trim().is_empty(),
+            "problem `detail` must be a non-empty sentence; body: {body}"
+        );
+        let title = body["title"].as_str().unwrap_or("");
+        assert!(
+            !title.trim().is_empty(),
+            "problem `title` missing; body: {body}"
+        );
+        if let (Some(in_body), Some(in_header)) =
+            (body["requestId"].as_str(), self.header("x-request-id"))
+        {
+            assert_eq!(
+                in_body, in_header,
+                "problem `requestId` must be the response's x-request-id"
+            );
+        }
+        body
+    }
+
+    /// Asserts a 422 problem naming `field`.
+    pub fn expect_invalid_field(&self, field: &str) -> Value {
+        let body = self.expect_problem(StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            body["field"].as_str(),
+            Some(field),
+            "422 must name the invalid field `{field}`; body: {body}"
+        );
+        body
+    }
+
+    /// The raw JSON text of the first value of member `key` in the body (no parsing
+    /// into a float): e.g. `19.99` for `{"price": 19.99}`.
+    pub fn raw_member(&self, key: &str) -> Option<String> {
+        raw_member(&self.text, key)
+    }
+}
+
+/// The media type of a `Content-Type` value, lower-cased, without parameters.
+pub fn media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// The raw text of the scalar value of the first member named `key` in JSON `text`.
+pub fn raw_member(text: &str, key: &str) -> Option<String> {
+    let needle = format!("\"{key}\"");
+    let start = text.find(&needle)? + needle.len();
+    let rest = text[start..].trim_start();
+    let rest = rest.strip_prefix(':')?.trim_start();
+    let end = rest
+        .find(|c: char| c == ',' || c == '}' || c == ']' || c.is_whitespace())
+        .unwrap_or(rest.len());
+    Some(rest[..end].to_string())
+}
+
+/// All raw texts of the scalar values of members named `key` in JSON `text`.
+pub fn raw_members(text: &str, key: &str) -> Vec<String> {
+    let needle = format!("\"{key}\"");
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(pos) = text[from..].find(&needle) {
+        let after = from + pos + needle.len();
+        if let Some(v) = raw_member(&text[from + pos..], key) {
+            out.push(v);
+        }
+        from = after;
+    }
+    out
+}
+
+/// Whether `s` looks like a ULID: 26 characters of Crockford base32, first one ≤ '7'.
+pub fn is_ulid(s: &str) -> bool {
+    s.len() == 26
+        && s.chars()
+            .all(|c| c.is_ascii_digit() || (c.is_ascii_uppercase() && !"ILOU".contains(c)))
+        && s.as_bytes()[0] <= b'7'
+}
+
+/// Parses an RFC 3339 time, panicking with context.
+pub fn parse_time(s: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .unwrap_or_else(|e| panic!("not an RFC 3339 time: {s:?} ({e})"))
+        .with_timezone(&chrono::Utc)
+}
+
+/// Formats a time as RFC 3339 with milliseconds and `Z`.
+pub fn format_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The target of a `Link: <…>; rel="next"` header, if any.
+pub fn next_link(link: Option<&str>) -> Option<String> {
+    let link = link?;
+    for part in link.split(',') {
+        let part = part.trim();
+        let (target, params) = part.strip_prefix('<')?.split_once('>')?;
+        let is_next = params.split(';').any(|p| {
+            let p = p.trim().replace(' ', "");
+            p == "rel=\"next\"" || p == "rel=next"
+        });
+        if is_next {
+            return Some(target.to_string());
+        }
+    }
+    None
+}
+
+/// A small deterministic PRNG (xorshift64*) for generated inputs, so a failure
+/// reproduces from its seed.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed` (0 is mapped to a non-zero state).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// A number in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+    /// `len` random bytes.
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next_u64() as u8).collect()
+    }
+}
+
+/// The seed README's create body, byte for byte (its curl `--data-raw`).
+pub const SEED_CREATE_BODY: &str = r#"{
+  "adTitle": "awesome title",
+  "adDescription": "awesome description",
+  "price": 10,
+  "currency": "",
+  "category": "awesome category",
+  "tags": [
+      "awesome",
+      "category"
+  ]
+}"#;
+
+/// The seed README's update body, byte for byte (its curl `--data-raw`).
+pub const SEED_UPDATE_BODY: &str = r#"{
+  "adTitle": "awesome title",
+  "adDescription": "awesome description",
+  "price": 150,
+  "currency": "",
+  "category": "awesome category",
+  "tags": [
+      "awesome",
+      "category"
+  ]
+}"#;
+
+/// [`SEED_CREATE_BODY`] as a JSON value.
+pub fn seed_create_body() -> Value {
+    serde_json::from_str(SEED_CREATE_BODY).expect("seed create body")
+}
