@@ -95,7 +95,8 @@ and requires exit code 0. Build both first:
     cargo build --release -p adledger -p adledger-bench
     target/release/adledger-bench
 
-Phases, each with --clients concurrent tasks sharing one keep-alive connection pool:
+Phases, each with --clients concurrent tasks sharing one keep-alive connection pool \
+(first, 4 x --clients unmeasured GET /healthz open its connections):
 
   healthz   GET /healthz (--healthz, default --gets): the baseline
   creates   POST /publisher/{p}/ad with varied ads (decimal prices, 0-5 tags), keeping
@@ -104,7 +105,8 @@ Phases, each with --clients concurrent tasks sharing one keep-alive connection p
   preload   (--preload N > 0) more creates, to grow the search index
   searches  GET /search?q=WORD&limit=20, a quarter with category, a quarter with minPrice
 
-Every response is checked: a non-2xx status, a transport error or an unusable body is \
+With --url, the server is neither started nor stopped, and its existing ads stay in \
+the index. Every response is checked: a non-2xx status, a transport error or an unusable body is \
 an error, counted by kind and sampled on stderr.";
 
 const AFTER_LONG_HELP: &str = "\

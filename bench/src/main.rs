@@ -118,7 +118,8 @@ async fn run(cli: &Cli) -> Result<Report, String> {
     }
 }
 
-/// Checks the server answers, then runs the phases against `url`.
+/// Checks the server answers and warms up the connections, then runs the phases
+/// against `url`.
 async fn drive(cli: &Cli, url: &str, server: String) -> Result<Report, String> {
     let client = phase::client(cli.clients as usize)?;
     preflight(&client, url).await?;
@@ -128,6 +129,7 @@ async fn drive(cli: &Cli, url: &str, server: String) -> Result<Report, String> {
         requests,
         time_limit: Duration::from_secs(cli.duration_limit),
     };
+    warm_up(url, &plan(cli.clients * 4)).await?;
     let mut report = Report {
         url: url.to_string(),
         server,
@@ -254,6 +256,19 @@ async fn preflight(client: &reqwest::Client, url: &str) -> Result<(), String> {
     } else {
         let body = response.text().await.unwrap_or_default();
         Err(format!("{url}/healthz answered {status}: {body}"))
+    }
+}
+
+/// Opens the pool's connections with a few unmeasured `/healthz` requests, so the
+/// baseline does not pay for connection setup the later phases get for free.
+async fn warm_up(url: &str, plan: &Plan) -> Result<(), String> {
+    let (stats, _) = phase::run("warm-up", Arc::new(Healthz::new(url)), plan).await;
+    match phase_failures(&stats).first() {
+        None => Ok(()),
+        Some(failure) => Err(format!(
+            "{failure}; e.g. {}",
+            stats.error_samples.first().map_or("", String::as_str)
+        )),
     }
 }
 

@@ -150,7 +150,7 @@ impl ServerProcess {
         &self.data_dir
     }
 
-    /// The last lines of the server's log, headed by where the log is.
+    /// The last lines of the server's stderr, for an error message.
     pub fn log_tail(&self) -> String {
         tail(&self.log_path, LOG_TAIL_LINES)
     }
@@ -218,14 +218,16 @@ fn tail(path: &Path, lines: usize) -> String {
             let text = String::from_utf8_lossy(&bytes);
             let all: Vec<&str> = text.lines().collect();
             let start = all.len().saturating_sub(lines);
-            let mut out = format!("last lines of the server's log ({}):", path.display());
+            // The log lives in the scratch directory, removed when the bench stops, so
+            // its path is not worth printing.
+            let mut out = String::from("last lines of the server's stderr:");
             for line in &all[start..] {
                 out.push_str("\n  ");
                 out.push_str(line);
             }
             out
         }
-        Err(e) => format!("(the server's log {} cannot be read: {e})", path.display()),
+        Err(e) => format!("(the server's stderr log cannot be read: {e})"),
     }
 }
 

@@ -19,15 +19,14 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::ad::{Ad, AdKey};
+use crate::batch;
 use crate::block::{self, EncodedBlock};
 use crate::codec::IdempotencyTag;
 use crate::command::{Command, Outcome};
 use crate::error::{Error, Result, VersionExpectation};
 use crate::hash::Hash;
 use crate::merkle::{self, Frontier};
-use crate::ports::{
-    AdHead, AppendBatch, Clock, HeadUpdate, IdGenerator, IdempotencyRecord, Journal, RevisionRef,
-};
+use crate::ports::{AdHead, AppendBatch, Clock, IdGenerator, IdempotencyRecord, Journal};
 use crate::revision::{EventKind, RevisionBody, RevisionMetadata};
 
 /// How many times a batch is re-planned after losing a race to another writer.
@@ -100,10 +99,10 @@ impl Committer {
     ) -> Result<Committer> {
         let (committed, _) = watch::channel(0);
         let mut committer = Committer {
-            journal,
+            journal: journal.clone(),
             clock,
             ids,
-            max_batch: max_batch.max(1),
+            max_batch: max_batch.min(journal.max_blocks_per_append()).max(1),
             tip: None,
             frontier: Frontier::new(),
             heads: HashMap::new(),
@@ -545,15 +544,7 @@ impl Committer {
             vec![body],
             idempotency,
         )?;
-        plan.batch
-            .merkle_nodes
-            .extend(plan.frontier.push(&block.hash));
-        plan.batch.blocks.push(encoded);
-        plan.batch.revisions.push(RevisionRef {
-            key: key.clone(),
-            version,
-            sequence,
-        });
+        batch::add_block(&mut plan.batch, &mut plan.frontier, &block.hash, encoded);
         plan.tip = Some(Tip {
             sequence,
             hash: block.hash,
@@ -570,23 +561,14 @@ impl Committer {
         let before = plan.touched.get(&key).map_or(before, |t| t.before);
         plan.touched
             .insert(key.clone(), Touched { before, now: head });
-        if let Some(update) = plan.batch.heads.iter_mut().find(|h| h.key == key) {
-            update.new_head = AdHead {
-                version,
-                sequence,
-                deleted: data.is_none(),
-            };
-        } else {
-            plan.batch.heads.push(HeadUpdate {
-                key,
-                expected_version: before,
-                new_head: AdHead {
-                    version,
-                    sequence,
-                    deleted: data.is_none(),
-                },
-            });
-        }
+        batch::add_revision(
+            &mut plan.batch,
+            key,
+            version,
+            sequence,
+            data.is_none(),
+            before,
+        );
         Ok(Outcome {
             ad: data,
             version,

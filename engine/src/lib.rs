@@ -12,25 +12,41 @@
 //!   append (group commit).
 //! - Read path: [`projection`] — catch-up projections into the read models.
 //! - Front door: [`ledger`] — commands, reads with read-your-writes, history, digests.
+//! - Maintenance, all through the ports so they work on every backend: [`replay`] (one
+//!   ad, optionally over a time range), [`rebuild`] (both read models from the journal,
+//!   verifying the chain, resumable), [`diff`] (two state stores compared), [`snapshot`]
+//!   (state at a sequence plus its digest; restore + tail), [`export`] / [`import`]
+//!   (block frames and the digest, Ion or JSON lines), [`digest`] (the digest at a
+//!   sequence without a running ledger). `batch` is the append-batch building the
+//!   committer and import share.
 //! - Test support: `testkit` (feature `testkit`) — the conformance suite every backend runs.
 
 pub mod ad;
+mod batch;
 pub mod block;
 pub mod clock;
 pub mod codec;
 pub mod command;
 mod committer;
 pub mod currency;
+pub mod diff;
+pub mod digest;
 pub mod error;
+pub mod export;
 pub mod hash;
 pub mod ids;
+pub mod import;
 pub mod ledger;
 pub mod merkle;
 pub mod ports;
 pub mod projection;
 pub mod proof;
+pub mod rebuild;
+pub mod replay;
 pub mod revision;
+pub mod snapshot;
 pub mod time;
+pub mod verify;
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

@@ -131,6 +131,12 @@ pub trait Journal: Send + Sync + Debug + 'static {
     /// The stored Merkle nodes at `(level, index)`, in the order asked; `None` where a
     /// node is not stored.
     async fn merkle_nodes(&self, ids: &[(u8, u64)]) -> Result<Vec<Option<Hash>>>;
+
+    /// The most blocks one [`append`](Journal::append) can take atomically (DynamoDB
+    /// transactions hold at most 100 items; sled has no such limit). The committer never
+    /// puts more commands into one group commit, so a batch never has to be split, which
+    /// would make part of it durable while its callers were told it failed.
+    fn max_blocks_per_append(&self) -> usize;
 }
 
 /// An ad as the state store holds it: its latest known revision.
@@ -191,6 +197,44 @@ pub trait StateStore: Send + Sync + Debug + 'static {
 
     /// Removes every ad and resets the checkpoint to 0.
     async fn clear(&self) -> Result<()>;
+
+    /// Every stored entry, tombstones included, in ascending key order, strictly after
+    /// `after`; at most `limit` (fewer, possibly none, at the end). Snapshots and diffs
+    /// page through the whole store with it.
+    ///
+    /// # Contract
+    ///
+    /// - **Order**: by [`AdKey`]'s `Ord`: publisher id, then ad id, each compared as
+    ///   bytes. Two stores holding the same ads return them in the same order, so a diff
+    ///   can merge two scans; a backend whose native order differs sorts before answering.
+    /// - **Cursor**: `after` is the key of the last entry of the previous page and need not
+    ///   exist any more; `None` starts at the first entry. `limit == 0` returns nothing.
+    /// - **Tombstones**: a deleted ad is returned with `ad: None`, exactly as `get`
+    ///   returns it; nothing else is filtered.
+    /// - **Consistency**: each call sees entries as of some moment during the call; a scan
+    ///   over several calls is consistent only while no one writes (the store is not
+    ///   being projected into, as during a snapshot of a stopped ledger, or a rebuild).
+    async fn scan(&self, after: Option<&AdKey>, limit: usize) -> Result<Vec<AdState>>;
+
+    /// Stores `states` as given, replacing whatever is stored for their keys, and, if
+    /// `checkpoint` is `Some`, sets the checkpoint. Restoring a snapshot, replaying one ad
+    /// and rebuilding write with it.
+    ///
+    /// # Contract
+    ///
+    /// - **Unconditional**: unlike `apply`, versions are not compared: a state older than
+    ///   the stored one replaces it (that is how a replay to an earlier time works), and a
+    ///   tombstone (`ad: None`) replaces a live ad and is kept as a tombstone (`get`
+    ///   returns it, `list` skips it).
+    /// - Within one call, a key given twice ends with its last state.
+    /// - **Atomic**: the states and the checkpoint become visible together, or (after a
+    ///   crash) neither does; with `checkpoint: None` the stored checkpoint is unchanged.
+    ///   A backend that cannot write everything in one atomic unit writes the states
+    ///   first and the checkpoint last, so a crash never leaves a checkpoint ahead of the
+    ///   states it covers (a rebuild then resumes from the older checkpoint and writes
+    ///   the same states again).
+    /// - Durability is not required (read models are rebuilt from the journal).
+    async fn put(&self, states: &[AdState], checkpoint: Option<u64>) -> Result<()>;
 }
 
 /// A full-text search over live ads.
@@ -244,6 +288,27 @@ pub trait SearchIndex: Send + Sync + Debug + 'static {
 
     /// Removes every document and resets the checkpoint to 0.
     async fn clear(&self) -> Result<()>;
+
+    /// Indexes `states` as given and, if `checkpoint` is `Some`, stores the checkpoint
+    /// with them. Restoring a snapshot, replaying one ad and rebuilding write with it.
+    ///
+    /// # Contract
+    ///
+    /// - **Unconditional**: versions are not compared. A live state (`ad: Some`) replaces
+    ///   whatever the index holds for that ad id, even a newer version or a tombstone, so
+    ///   searches return exactly this ad. A tombstone (`ad: None`) removes the ad from
+    ///   every result, even if a newer live version was indexed.
+    /// - After `put`, the index must behave for later `apply` calls as if the put state
+    ///   had been applied: an `apply` of a revision not newer than the put version is
+    ///   ignored, a newer one wins. So the index remembers the put version even for a
+    ///   tombstone (the local backend keeps a tombstone document carrying it), and a
+    ///   backend with its own version checks (OpenSearch external versioning) must not
+    ///   refuse a put whose version is lower than the indexed one.
+    /// - Within one call, an ad given twice ends with its last state.
+    /// - On return, searches see the states, and the checkpoint (when given) is stored
+    ///   with them: a crash never leaves a checkpoint ahead of the indexed data. With
+    ///   `checkpoint: None` the stored checkpoint is unchanged.
+    async fn put(&self, states: &[AdState], checkpoint: Option<u64>) -> Result<()>;
 }
 
 /// The source of transaction times.

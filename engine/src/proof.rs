@@ -508,7 +508,10 @@ pub async fn consistency_proof(
 
 /// [`Error::NotFound`] unless the journal holds at least `tree_size` blocks.
 async fn ensure_stored(journal: &dyn Journal, tree_size: u64) -> Result<()> {
-    let held = journal.last_sequence().await?.map_or(0, |last| last + 1);
+    let held = journal
+        .last_sequence()
+        .await?
+        .map_or(0, |last| last.saturating_add(1));
     if tree_size > held {
         return Err(Error::NotFound {
             what: format!("a digest over {tree_size} blocks (the journal holds {held})"),
@@ -748,6 +751,9 @@ mod tests {
             self.calls.fetch_add(1, Ordering::SeqCst);
             self.asked.fetch_add(ids.len(), Ordering::SeqCst);
             Ok(ids.iter().map(|id| self.nodes.get(id).copied()).collect())
+        }
+        fn max_blocks_per_append(&self) -> usize {
+            usize::MAX
         }
     }
 

@@ -17,11 +17,13 @@ use crate::ports::{Journal, Ports, SearchIndex, StateStore};
 
 mod engine;
 mod fixtures;
+mod maintenance;
 mod ports;
 mod property;
 
 pub use engine::*;
 pub use fixtures::*;
+pub use maintenance::*;
 pub use ports::*;
 pub use property::*;
 
@@ -106,6 +108,16 @@ macro_rules! conformance_tests {
             ledger_digest_matches_reference_tree,
             ledger_rebuild_equals_live_read_models,
             ledger_group_commit_batches_concurrent_creates,
+            state_scan_orders_by_key_and_keeps_tombstones,
+            state_put_overwrites_and_sets_checkpoint,
+            search_put_overrides_versions_and_tombstones,
+            maintenance_replay_one_ad_over_a_range_equals_live_state_at_to,
+            maintenance_rebuild_after_loss_equals_the_originals,
+            maintenance_interrupted_rebuild_resumes_from_its_checkpoint,
+            maintenance_snapshot_restore_plus_tail_equals_rebuild,
+            maintenance_tampered_snapshot_is_refused,
+            maintenance_export_import_round_trip_keeps_the_digest,
+            maintenance_truncated_or_altered_export_is_refused,
         );
         $crate::conformance_tests!(@sync $harness;
             property_random_commands_match_model_and_rebuild,

@@ -30,7 +30,7 @@ use tracing::{Level, Span};
 
 use crate::body::{DRAIN_LIMIT_BYTES, MAX_BODY_BYTES, drain};
 use crate::error::{ApiError, Problem};
-use crate::routes::{ads, health, search};
+use crate::routes::{ads, health, ledger, search};
 
 /// The header that carries the request id in both directions.
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -40,12 +40,23 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub struct AppState {
     /// The engine's front door.
     pub ledger: Arc<Ledger>,
+    /// The `/admin/*` settings; `None` disables those routes.
+    pub admin: Option<crate::routes::admin::Admin>,
 }
 
 impl AppState {
-    /// Wraps a running ledger.
+    /// Wraps a running ledger (admin routes disabled).
     pub fn new(ledger: Arc<Ledger>) -> AppState {
-        AppState { ledger }
+        AppState {
+            ledger,
+            admin: None,
+        }
+    }
+
+    /// Enables the admin routes with these settings (`None` leaves them disabled).
+    pub fn with_admin(mut self, admin: Option<crate::routes::admin::Admin>) -> AppState {
+        self.admin = admin;
+        self
     }
 }
 
@@ -63,6 +74,13 @@ pub fn app(state: AppState) -> Router {
             "/publisher/{publisher_id}/ad/{ad_id}",
             get(ads::get).patch(ads::update).delete(ads::delete),
         )
+        .route(
+            "/publisher/{publisher_id}/ad/{ad_id}/proof",
+            get(ledger::proof),
+        )
+        .route("/ledger/digest", get(ledger::digest))
+        .route("/ledger/consistency", get(ledger::consistency))
+        .merge(crate::routes::admin::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -149,8 +167,8 @@ async fn limit_body(request: Request, next: Next) -> Response {
 /// 404 for a path no route serves.
 async fn not_found(uri: Uri) -> ApiError {
     ApiError::not_found(format!(
-        "no resource at {}; the routes are /publisher/{{publisherId}}/ad[/{{adId}}], \
-         /search, /?q= and /healthz",
+        "no resource at {}; the routes are /publisher/{{publisherId}}/ad[/{{adId}}[/proof]], \
+         /search, /?q=, /ledger/digest, /ledger/consistency and /healthz",
         uri.path()
     ))
 }

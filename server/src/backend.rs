@@ -7,11 +7,12 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use adledger_engine::Ports;
 use adledger_engine::clock::{LogicalClock, SystemClock};
 use adledger_engine::ids::UlidGenerator;
 use adledger_engine::ports::{Clock, IdGenerator};
-use adledger_local::LocalBackend;
+use adledger_engine::{Journal, Ports};
+use adledger_engine::{SearchIndex, StateStore};
+use adledger_local::{LocalBackend, SledJournal, SledStateStore, TantivySearchIndex};
 
 use crate::config::{BackendKind, Config};
 
@@ -30,26 +31,115 @@ pub enum BackendError {
         /// The backend's error.
         source: adledger_engine::Error,
     },
+    /// A tool that reads an existing journal (`adledger verify`) was pointed at a
+    /// directory that holds none; opening would have created an empty one.
+    #[error(
+        "no journal in data directory {} (looked for {}): give the --data-dir the \
+         server ran with",
+        dir.display(),
+        dir.join(LOCAL_JOURNAL_DIR).display()
+    )]
+    NoJournal {
+        /// The directory.
+        dir: PathBuf,
+    },
+}
+
+/// The local backend keeps its journal in this subdirectory of the data directory (see
+/// `adledger_local`'s layout).
+const LOCAL_JOURNAL_DIR: &str = "journal";
+
+/// What to open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// The journal and the read models, created if missing: a running ledger.
+    Everything,
+    /// Only the journal, which must exist: offline tools that read it, so they neither
+    /// create an empty journal by mistake nor lock and touch the read models.
+    ExistingJournal,
+}
+
+/// The opened storage, as much as the [`Scope`] asked for.
+enum Opened {
+    Ports(Ports),
+    Journal(Arc<dyn Journal>),
 }
 
 /// Opens the configured backend and adds the clock and id generator.
 pub fn open(config: &Config) -> Result<Ports, BackendError> {
-    let (clock, ids) = clock_and_ids(config.deterministic);
+    match open_scope(config, Scope::Everything)? {
+        Opened::Ports(ports) => Ok(ports),
+        Opened::Journal(_) => unreachable_scope(),
+    }
+}
+
+/// Opens only the configured backend's existing journal, for offline tools such as
+/// `adledger verify`: [`BackendError::NoJournal`] rather than creating an empty one.
+pub fn open_journal(config: &Config) -> Result<Arc<dyn Journal>, BackendError> {
+    match open_scope(config, Scope::ExistingJournal)? {
+        Opened::Journal(journal) => Ok(journal),
+        Opened::Ports(ports) => Ok(ports.journal),
+    }
+}
+
+/// `open` never gets a bare journal back; a panic-free answer if that ever changed.
+fn unreachable_scope() -> Result<Ports, BackendError> {
+    Err(BackendError::NotCompiled("(internal: wrong scope)"))
+}
+
+/// The one `match` on the configured backend.
+fn open_scope(config: &Config, scope: Scope) -> Result<Opened, BackendError> {
+    let dir = &config.data_dir;
+    let open_error = |source| BackendError::Open {
+        dir: dir.clone(),
+        source,
+    };
     match config.backend {
+        BackendKind::Local if scope == Scope::ExistingJournal => {
+            let path = dir.join(LOCAL_JOURNAL_DIR);
+            if !path.is_dir() {
+                return Err(BackendError::NoJournal { dir: dir.clone() });
+            }
+            let journal = SledJournal::open(&path).map_err(open_error)?;
+            Ok(Opened::Journal(Arc::new(journal)))
+        }
         BackendKind::Local => {
-            let local =
-                LocalBackend::open(&config.data_dir).map_err(|source| BackendError::Open {
-                    dir: config.data_dir.clone(),
-                    source,
-                })?;
-            Ok(Ports {
+            let (clock, ids) = clock_and_ids(config.deterministic);
+            let local = LocalBackend::open(dir).map_err(open_error)?;
+            Ok(Opened::Ports(Ports {
                 journal: local.journal,
                 state: local.state,
                 search: local.search,
                 clock,
                 ids,
-            })
+            }))
         }
+        BackendKind::Aws => Err(BackendError::NotCompiled(BackendKind::Aws.as_str())),
+    }
+}
+
+/// Opens an extra pair of read models named `name` next to the live ones — a shadow
+/// rebuild's target — creating them empty if missing. Local backend:
+/// `<data_dir>/shadow-<name>/{state,search}`.
+pub fn open_read_models(
+    config: &Config,
+    name: &str,
+) -> Result<(Arc<dyn StateStore>, Arc<dyn SearchIndex>), BackendError> {
+    let dir = read_models_dir(config, name)?;
+    let open_error = |source| BackendError::Open {
+        dir: dir.clone(),
+        source,
+    };
+    let state = SledStateStore::open(&dir.join("state")).map_err(open_error)?;
+    let search = TantivySearchIndex::open(&dir.join("search")).map_err(open_error)?;
+    Ok((Arc::new(state), Arc::new(search)))
+}
+
+/// Where [`open_read_models`] keeps the read models named `name` (local backend), so a
+/// tool can delete them once they are no longer needed.
+pub fn read_models_dir(config: &Config, name: &str) -> Result<PathBuf, BackendError> {
+    match config.backend {
+        BackendKind::Local => Ok(config.data_dir.join(format!("shadow-{name}"))),
         BackendKind::Aws => Err(BackendError::NotCompiled(BackendKind::Aws.as_str())),
     }
 }

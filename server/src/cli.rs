@@ -1,5 +1,7 @@
 //! The command line (clap derive): `adledger serve [--listen ADDR] [--data-dir DIR]
-//! [--config FILE] [--backend local|aws] [--deterministic SEED]`.
+//! [--config FILE] [--backend local|aws] [--deterministic SEED]`, `adledger verify` and
+//! `adledger proof verify FILE` (their flags live with them, in [`crate::verify_cmd`] and
+//! [`crate::proof_cmd`]).
 //!
 //! Flags only; environment variables and the config file are layered under them by
 //! [`crate::config`], which keeps the precedence rules in one tested place.
@@ -27,6 +29,34 @@ pub enum Command {
     /// Settings come from flags, then ADLEDGER_* environment variables, then the TOML
     /// config file (keys: listen, data_dir, backend, deterministic), then defaults.
     Serve(ServeArgs),
+
+    /// Verify a stopped data directory's journal: re-hash every block, check every link
+    /// and Merkle node, recompute the digest.
+    ///
+    /// Exits 0 when it verifies, 1 at the first mismatch (naming the sequence, ad, version
+    /// and field), 2 when it cannot run (no journal, directory in use, bad config).
+    Verify(crate::verify_cmd::VerifyArgs),
+
+    /// Work with proof bundles saved from GET /publisher/{p}/ad/{adId}/proof, offline.
+    Proof(crate::proof_cmd::ProofArgs),
+
+    /// Rebuild the state store and the search index from the journal alone, verifying
+    /// the hash chain; resumes after an interruption. --shadow builds aside and prints
+    /// the differences; --swap then replaces the live read models.
+    Rebuild(crate::maintenance_cmd::RebuildArgs),
+
+    /// Re-project one ad's revisions (optionally only those in [--from, --to]) into the
+    /// read models.
+    Replay(crate::maintenance_cmd::ReplayArgs),
+
+    /// Create, list, restore or delete snapshots of the read models.
+    Snapshot(crate::maintenance_cmd::SnapshotArgs),
+
+    /// Write the journal's blocks (Ion binary or JSON lines) with the digest at the end.
+    Export(crate::maintenance_cmd::ExportArgs),
+
+    /// Verify an export and import it into an empty journal.
+    Import(crate::maintenance_cmd::ImportArgs),
 }
 
 /// Flags of `adledger serve`.
@@ -54,6 +84,11 @@ pub struct ServeArgs {
     /// [env: ADLEDGER_DETERMINISTIC]
     #[arg(long, value_name = "SEED")]
     pub deterministic: Option<u64>,
+
+    /// Enables the /admin/* routes, which then require `Authorization: Bearer TOKEN`
+    /// [env: ADLEDGER_ADMIN_TOKEN]
+    #[arg(long, value_name = "TOKEN")]
+    pub admin_token: Option<crate::config::AdminToken>,
 }
 
 impl ServeArgs {
@@ -65,6 +100,7 @@ impl ServeArgs {
             config: self.config.clone(),
             backend: self.backend,
             deterministic: self.deterministic,
+            admin_token: self.admin_token.clone(),
         }
     }
 }
@@ -94,7 +130,9 @@ mod tests {
             "42",
         ])
         .expect("valid flags");
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else {
+            panic!("parsed as another subcommand");
+        };
         let o = args.overrides();
         assert_eq!(o.listen.as_deref(), Some("127.0.0.1:0"));
         assert_eq!(o.data_dir, Some(PathBuf::from("/tmp/d")));

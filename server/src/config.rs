@@ -2,7 +2,7 @@
 //!
 //! Precedence, lowest to highest: built-in defaults, a TOML file (`--config` or
 //! `ADLEDGER_CONFIG`), `ADLEDGER_*` environment variables, command-line flags. The TOML
-//! keys are `listen`, `data_dir`, `backend` and `deterministic`; any other key is an
+//! keys are `listen`, `data_dir`, `backend`, `deterministic` and `admin_token`; any other key is an
 //! error that names it, so a typo never silently falls back to a default.
 //!
 //! The environment is passed in as a lookup function rather than read here, so the
@@ -60,6 +60,46 @@ pub struct Config {
     /// A seed for reproducible runs: a logical clock from 2020-01-01T00:00:00Z and ids
     /// from this seed, so the same requests give byte-identical journals.
     pub deterministic: Option<u64>,
+    /// The bearer token of the `/admin/*` routes; `None` disables them.
+    pub admin_token: Option<AdminToken>,
+}
+
+/// The admin routes' bearer token. A secret: `Debug` never shows it, and an empty or
+/// blank token is refused (it would be a door left open).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// The token itself, for the one comparison that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(<hidden>)")
+    }
+}
+
+impl TryFrom<String> for AdminToken {
+    type Error = &'static str;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        if text.trim().is_empty() {
+            return Err("the admin token must not be empty or blank");
+        }
+        Ok(AdminToken(text))
+    }
+}
+
+impl std::str::FromStr for AdminToken {
+    type Err = &'static str;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        AdminToken::try_from(text.to_string())
+    }
 }
 
 impl Default for Config {
@@ -69,6 +109,7 @@ impl Default for Config {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             backend: BackendKind::Local,
             deterministic: None,
+            admin_token: None,
         }
     }
 }
@@ -87,6 +128,8 @@ pub struct Overrides {
     pub backend: Option<BackendKind>,
     /// `--deterministic` / `ADLEDGER_DETERMINISTIC`.
     pub deterministic: Option<u64>,
+    /// `--admin-token` / `ADLEDGER_ADMIN_TOKEN`.
+    pub admin_token: Option<AdminToken>,
 }
 
 /// A configuration that cannot be used; the message names the source and the key.
@@ -140,7 +183,16 @@ impl Overrides {
                 reason: "must be a whole-number seed from 0 to 18446744073709551615",
             })?),
         };
+        let admin_token = match get("ADLEDGER_ADMIN_TOKEN") {
+            None => None,
+            Some(value) => Some(AdminToken::try_from(value).map_err(|reason| ConfigError::Env {
+                name: "ADLEDGER_ADMIN_TOKEN",
+                value: "<hidden>".into(),
+                reason,
+            })?),
+        };
         Ok(Overrides {
+            admin_token,
             listen: get("ADLEDGER_LISTEN"),
             data_dir: get("ADLEDGER_DATA_DIR").map(PathBuf::from),
             config: get("ADLEDGER_CONFIG").map(PathBuf::from),
@@ -162,6 +214,9 @@ impl Overrides {
         }
         if let Some(seed) = self.deterministic {
             config.deterministic = Some(seed);
+        }
+        if let Some(token) = &self.admin_token {
+            config.admin_token = Some(token.clone());
         }
     }
 }

@@ -11,6 +11,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => adledger::serve::serve_command(&args),
+        // These print their own result and choose their exit code (0, 1 or 2).
+        Command::Verify(args) => return adledger::verify_cmd::verify_command(&args),
+        Command::Proof(args) => return adledger::proof_cmd::proof_command(&args),
+        Command::Rebuild(args) => return adledger::maintenance_cmd::rebuild_command(&args),
+        Command::Replay(args) => return adledger::maintenance_cmd::replay_command(&args),
+        Command::Snapshot(args) => return adledger::maintenance_cmd::snapshot_command(&args),
+        Command::Export(args) => return adledger::maintenance_cmd::export_command(&args),
+        Command::Import(args) => return adledger::maintenance_cmd::import_command(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -105,7 +105,9 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             return Err(error);
         }
     };
-    let served = axum::serve(listener, app(AppState::new(ledger.clone())))
+    let state = AppState::new(ledger.clone())
+        .with_admin(crate::routes::admin::Admin::from_config(&config));
+    let served = axum::serve(listener, app(state))
         .with_graceful_shutdown(signals.received())
         .await;
     tracing::info!("HTTP server stopped; committing queued writes");

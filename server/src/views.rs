@@ -1,14 +1,15 @@
 //! The JSON shapes the API answers with (docs/HTTP.md): an ad, a QLDB-shaped revision,
-//! a page of search results.
+//! a page of search results, digests and proofs.
 //!
 //! These are separate from the engine's types so the wire format is written down in one
 //! place and cannot change by accident when the engine's structs do. Prices go through
 //! the engine's `price_json`, which writes the decimal's own digits as a JSON number.
 
 use adledger_engine::ad::price_json;
+use adledger_engine::proof::{ConsistencyProof, InclusionProof};
 use adledger_engine::revision::{BlockAddress, RevisionMetadata};
 use adledger_engine::time::format_rfc3339_millis;
-use adledger_engine::{Ad, AdState, Hash, Revision};
+use adledger_engine::{Ad, AdState, Digest, Hash, Revision};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -102,6 +103,84 @@ pub struct SearchResultsView {
     pub items: Vec<AdView>,
     /// The `cursor` of the next page; `null` on the last one.
     pub next_cursor: Option<String>,
+}
+
+/// A digest of the journal: the RFC 9162 Merkle tree head over blocks `0..=sequence`,
+/// and the hash of block `sequence`. This is what an auditor saves and later checks
+/// proofs against.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DigestView {
+    /// The last block covered.
+    pub sequence: u64,
+    /// The Merkle tree head, 64 hex digits.
+    pub root: Hash,
+    /// The hash of block `sequence`, 64 hex digits.
+    pub tip_hash: Hash,
+}
+
+impl From<Digest> for DigestView {
+    fn from(digest: Digest) -> Self {
+        DigestView {
+            sequence: digest.sequence,
+            root: digest.root,
+            tip_hash: digest.tip_hash,
+        }
+    }
+}
+
+/// The block that holds a proved revision: its header fields, for people to read, and
+/// the exact stored bytes of the header and of the revision, for a verifier to hash.
+///
+/// The decoded fields are a convenience; a verifier must trust only the bytes:
+/// `hash = SHA-256(headerBytes)`, `SHA-256(revisionBytes)` must be listed in the header's
+/// `revisionHashes`, and the header must decode to the fields shown here.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockView {
+    /// Where the block is stored (the inclusion proof's leaf index).
+    pub sequence_no: u64,
+    /// SHA-256 of the header bytes: the Merkle leaf is `SHA-256(0x00 ‖ hash)`.
+    pub hash: Hash,
+    /// The transaction id, as the header records it.
+    pub tx_id: String,
+    /// The commit time, as the header records it.
+    pub tx_time: String,
+    /// The previous block's hash, as the header records it.
+    pub previous_hash: Hash,
+    /// The hashes of the block's revisions, as the header records them.
+    pub revision_hashes: Vec<Hash>,
+    /// The position of the proved revision among the block's revisions.
+    pub revision_index: usize,
+    /// The header's canonical Ion bytes, as stored, in lower-case hex.
+    pub header_bytes: String,
+    /// The proved revision's canonical Ion bytes, as stored, in lower-case hex.
+    pub revision_bytes: String,
+}
+
+/// `GET …/ad/{adId}/proof`: everything an auditor needs to check offline that a revision
+/// is under a digest.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProofBundleView {
+    /// The proved revision, in the shape of `?versions=true`.
+    pub revision: RevisionView,
+    /// Its block.
+    pub block: BlockView,
+    /// The digest the proof leads to.
+    pub digest: DigestView,
+    /// The RFC 9162 inclusion proof of the block under the digest.
+    pub proof: InclusionProof,
+}
+
+/// `GET /ledger/consistency`: proof that the digest `from` is a prefix of the digest `to`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsistencyView {
+    /// The earlier digest.
+    pub from: DigestView,
+    /// The later digest.
+    pub to: DigestView,
+    /// The RFC 9162 consistency proof between their trees.
+    pub proof: ConsistencyProof,
 }
 
 #[cfg(test)]

@@ -412,4 +412,9 @@ impl Journal for SledJournal {
         })
         .await
     }
+
+    /// One sled batch takes any number of blocks; the cap only bounds one write's memory.
+    fn max_blocks_per_append(&self) -> usize {
+        4096
+    }
 }

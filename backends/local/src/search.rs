@@ -17,7 +17,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use adledger_engine::ports::{SearchIndex, SearchPage, SearchQuery};
+use adledger_engine::ports::{AdState, SearchIndex, SearchPage, SearchQuery};
+use adledger_engine::revision::RevisionMetadata;
 use adledger_engine::{Result, Revision};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -244,6 +245,52 @@ impl Inner {
         })
     }
 
+    /// Replaces each ad's document with the given state, whatever is indexed.
+    ///
+    /// A tombstone state becomes a tombstone document carrying its version, not a bare
+    /// delete: `apply` decides by the indexed version, and without it an older revision
+    /// applied later would bring the ad back.
+    fn put(&self, states: &[AdState], checkpoint: Option<u64>) -> Result<(), LocalError> {
+        let writer = self.lock_writer()?;
+        // A later state of the same ad replaces an earlier one: only the last is indexed.
+        let mut last: HashMap<&str, usize> = HashMap::with_capacity(states.len());
+        for (i, state) in states.iter().enumerate() {
+            last.insert(state.key.ad_id.as_str(), i);
+        }
+        let mut changes = Vec::with_capacity(last.len());
+        for (i, state) in states.iter().enumerate() {
+            if last.get(state.key.ad_id.as_str()) != Some(&i) {
+                continue;
+            }
+            let metadata = RevisionMetadata {
+                id: state.key.ad_id.clone(),
+                publisher_id: state.key.publisher_id.clone(),
+                version: state.version,
+                tx_id: String::new(),
+                tx_time: state.updated_at,
+            };
+            let doc: TantivyDocument = match &state.ad {
+                Some(ad) => self.schema.live(ad, &metadata)?,
+                None => self.schema.tombstone(&metadata),
+            };
+            changes.push((
+                Term::from_field_text(self.schema.ad_id, &state.key.ad_id),
+                doc,
+            ));
+        }
+        let checkpoint = match checkpoint {
+            Some(checkpoint) => checkpoint,
+            None => self.checkpoint()?,
+        };
+        self.commit_with(writer, checkpoint, move |writer| {
+            for (term, doc) in changes {
+                writer.delete_term(term);
+                writer.add_document(doc)?;
+            }
+            Ok(())
+        })
+    }
+
     fn search(&self, search: &SearchQuery) -> Result<SearchPage, LocalError> {
         let searcher = self.reader.searcher();
         let built = query::build(&self.schema, &self.parser, search);
@@ -311,6 +358,11 @@ impl SearchIndex for TantivySearchIndex {
 
     async fn checkpoint(&self) -> Result<u64> {
         self.run(Inner::checkpoint).await
+    }
+
+    async fn put(&self, states: &[AdState], checkpoint: Option<u64>) -> Result<()> {
+        let states = states.to_vec();
+        self.run(move |inner| inner.put(&states, checkpoint)).await
     }
 
     async fn clear(&self) -> Result<()> {

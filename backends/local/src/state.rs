@@ -8,6 +8,8 @@
 //! | `A` publisher `00` adId | JSON [`StoredAd`] |
 //! | `C` | checkpoint, `u64` BE (absent: 0) |
 //!
+//! `apply` keeps the newest version per ad; `put` overwrites (restore, replay, rebuild).
+//!
 //! Publisher ids contain no `00` byte, so one publisher's ads are exactly the keys under
 //! `A` publisher `00`, in ad-id order (ULIDs sort by bytes).
 //!
@@ -220,6 +222,75 @@ fn list_blocking(
     Ok(ads)
 }
 
+/// The key an entry is stored under, back from its sled key.
+fn key_of(sled_key: &[u8]) -> Result<AdKey, LocalError> {
+    let bad = || {
+        corrupt(format!(
+            "state store key {} is not `A` publisher NUL adId in UTF-8",
+            hex::encode(sled_key)
+        ))
+    };
+    let rest = sled_key.strip_prefix(&[AD]).ok_or_else(bad)?;
+    let split = rest.iter().position(|&b| b == 0).ok_or_else(bad)?;
+    let publisher = std::str::from_utf8(&rest[..split]).map_err(|_| bad())?;
+    let ad_id = std::str::from_utf8(&rest[split + 1..]).map_err(|_| bad())?;
+    Ok(AdKey::new(publisher, ad_id))
+}
+
+/// Entries in key order after `after`. The sled key `A publisher 00 adId` sorts exactly
+/// as `AdKey` does (publisher ids hold no `00`, and `00` sorts before every other byte),
+/// so sled's own order is the contract's order.
+fn scan_blocking(
+    db: &sled::Db,
+    after: Option<&AdKey>,
+    limit: usize,
+) -> Result<Vec<AdState>, LocalError> {
+    let start = match after {
+        Some(key) => Bound::Excluded(ad_key(key)),
+        None => Bound::Included(vec![AD]),
+    };
+    let mut states = Vec::with_capacity(limit.min(4096));
+    if limit == 0 {
+        return Ok(states);
+    }
+    for entry in db.range::<Vec<u8>, _>((start, Bound::Excluded(vec![AD + 1]))) {
+        let (key, bytes) = entry?;
+        states.push(into_state(key_of(&key)?, decode(&key, &bytes)?));
+        if states.len() == limit {
+            break;
+        }
+    }
+    Ok(states)
+}
+
+fn put_blocking(
+    inner: &Inner,
+    states: &[AdState],
+    checkpoint: Option<u64>,
+) -> Result<(), LocalError> {
+    let mut batch = sled::Batch::default();
+    for state in states {
+        let stored = StoredAd {
+            version: state.version,
+            sequence: state.sequence,
+            updated_at: state.updated_at,
+            ad: state.ad.clone(),
+        };
+        let bytes = serde_json::to_vec(&stored)
+            .map_err(|e| corrupt(format!("cannot encode ad {}: {e}", state.key.ad_id)))?;
+        // A later entry for the same key overwrites an earlier one in the batch.
+        batch.insert(ad_key(&state.key), bytes);
+    }
+    if let Some(checkpoint) = checkpoint {
+        batch.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes()[..]);
+    }
+    // Under the writer lock, so a concurrent `apply` cannot decide on a version this
+    // batch is about to replace.
+    let _writer = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
+    inner.db.apply_batch(batch)?;
+    Ok(())
+}
+
 fn checkpoint_blocking(db: &sled::Db) -> Result<u64, LocalError> {
     match db.get(CHECKPOINT_KEY)? {
         None => Ok(0),
@@ -277,5 +348,17 @@ impl StateStore for SledStateStore {
 
     async fn clear(&self) -> Result<()> {
         self.run(clear_blocking).await
+    }
+
+    async fn scan(&self, after: Option<&AdKey>, limit: usize) -> Result<Vec<AdState>> {
+        let after = after.cloned();
+        self.run(move |inner| scan_blocking(&inner.db, after.as_ref(), limit))
+            .await
+    }
+
+    async fn put(&self, states: &[AdState], checkpoint: Option<u64>) -> Result<()> {
+        let states = states.to_vec();
+        self.run(move |inner| put_blocking(inner, &states, checkpoint))
+            .await
     }
 }

@@ -228,4 +228,7 @@ impl Journal for CountingJournal {
     async fn merkle_nodes(&self, ids: &[(u8, u64)]) -> Result<Vec<Option<Hash>>> {
         self.inner.merkle_nodes(ids).await
     }
+    fn max_blocks_per_append(&self) -> usize {
+        self.inner.max_blocks_per_append()
+    }
 }

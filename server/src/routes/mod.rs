@@ -1,5 +1,7 @@
 //! The HTTP routes of docs/HTTP.md, one module per resource.
 
+pub mod admin;
 pub mod ads;
 pub mod health;
+pub mod ledger;
 pub mod search;

@@ -1,0 +1,108 @@
+//! The backend's own errors, and the one place they become engine errors.
+//!
+//! Internal functions return [`AwsError`] so a failure keeps its cause (the DynamoDB
+//! operation, the table, the service's error code); the trait implementations convert at
+//! their boundary, so callers see only [`adledger_engine::Error`] variants that mean
+//! something to them: a failed condition is `Conflict`, a transaction DynamoDB cannot hold
+//! is `TooLarge`, a missing block is `ChainBroken`.
+
+use std::error::Error as StdError;
+use std::fmt::Debug;
+
+use adledger_engine::{Error, VersionExpectation};
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+/// Everything that can go wrong inside the AWS backend.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AwsError {
+    /// A DynamoDB request failed (network, throttling, permissions, …).
+    #[error("DynamoDB {operation} on table {table} failed: {message}")]
+    Request {
+        operation: &'static str,
+        table: String,
+        /// The SDK error with its whole context, flattened for the log line.
+        message: String,
+        #[source]
+        source: Box<dyn StdError + Send + Sync + 'static>,
+    },
+
+    /// A table the backend needs does not exist.
+    #[error(
+        "DynamoDB table {table} does not exist; create the tables with `adledger aws init` \
+         (same --table-prefix and endpoint)"
+    )]
+    MissingTable { table: String },
+
+    /// A condition of a write found another state than the caller expected.
+    #[error("conflict: expected {expected}, found {actual}")]
+    Conflict {
+        expected: VersionExpectation,
+        actual: VersionExpectation,
+    },
+
+    /// The write does not fit in one DynamoDB transaction or item.
+    #[error("{0}")]
+    TooLarge(String),
+
+    /// The engine handed over a batch that breaks the port's preconditions.
+    #[error("invalid append batch: {0}")]
+    BadBatch(String),
+
+    /// A block below the journal's last sequence is not stored.
+    #[error("block {sequence} is missing from the journal")]
+    MissingBlock { sequence: u64 },
+
+    /// Stored items do not decode.
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+impl From<AwsError> for Error {
+    fn from(error: AwsError) -> Error {
+        match error {
+            AwsError::Conflict { expected, actual } => Error::Conflict { expected, actual },
+            AwsError::TooLarge(detail) => Error::TooLarge(detail),
+            AwsError::Corrupt(detail) => Error::Corrupt(detail),
+            AwsError::MissingBlock { sequence } => Error::ChainBroken {
+                sequence,
+                detail: "the block is missing below the journal's last sequence".into(),
+            },
+            other => Error::backend("dynamodb", other),
+        }
+    }
+}
+
+/// Shorthand for a stored value that does not decode.
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> AwsError {
+    AwsError::Corrupt(what.to_string())
+}
+
+/// Classifies an SDK error: a missing table and an oversized item get their own
+/// variants; anything else keeps the SDK error as its source.
+pub(crate) fn request<E, R>(operation: &'static str, table: &str, error: SdkError<E, R>) -> AwsError
+where
+    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+    R: Debug + Send + Sync + 'static,
+{
+    match error.code() {
+        Some("ResourceNotFoundException") => AwsError::MissingTable {
+            table: table.to_string(),
+        },
+        Some("ValidationException")
+            if error
+                .message()
+                .is_some_and(|m| m.contains("Item size") || m.contains("size has exceeded")) =>
+        {
+            AwsError::TooLarge(format!(
+                "DynamoDB refused the {operation} on table {table}: {}",
+                error.message().unwrap_or("item too large")
+            ))
+        }
+        _ => AwsError::Request {
+            operation,
+            table: table.to_string(),
+            message: DisplayErrorContext(&error).to_string(),
+            source: Box::new(error),
+        },
+    }
+}

@@ -1,0 +1,87 @@
+//! The AWS backend of adledger: the journal and the state read model in DynamoDB; the
+//! search read model in tantivy for now (OpenSearch is planned).
+//!
+//! Amazon QLDB reached end of support on 2025-07-31, so the journal is a plain DynamoDB
+//! table whose integrity comes from the engine's hash chain and Merkle tree: the blocks
+//! are the same bytes as on the local backend, with the same digests.
+//!
+//! # Layout
+//!
+//! A ledger is two tables named by a prefix (`adledger-` by default):
+//!
+//! ```text
+//! <prefix>journal   pk (S) + sk (N): tip, blocks with their Merkle nodes, ad heads with
+//!                   revision refs, idempotency records (format in `journal/keys.rs`)
+//! <prefix>state     publisherId (S) + adId (S): each ad's latest state, and the
+//!                   projection checkpoint
+//! ```
+//!
+//! An append is one `TransactWriteItems` conditioned on the tip and on each ad's head
+//! (`journal/transaction.rs`): a lost race or a stale expected version writes nothing and
+//! is the engine's `Conflict`; a batch that cannot fit in one transaction (100 actions,
+//! 4 MB) or one item (400 KB) is `TooLarge` before anything is sent. The engine caps its
+//! group commits at [`MAX_BLOCKS_PER_APPEND`] blocks so every batch fits.
+//!
+//! Code:
+//!
+//! - `client`: the DynamoDB client (rustls over ring; standard AWS credential chain, or
+//!   static credentials for DynamoDB Local).
+//! - `tables`: table names and key schemas; creating them (`adledger aws init`).
+//! - `journal`: [`DynamoJournal`], the `Journal` port.
+//! - `state`: [`DynamoStateStore`], the `StateStore` port.
+//! - `search`: the `SearchIndex` choice (tantivy).
+//! - `error`: the backend's error type and its mapping into `adledger_engine::Error`.
+//! - `attributes`: reading and writing DynamoDB attribute values.
+//!
+//! # Tests
+//!
+//! `tests/conformance.rs` runs the engine's whole conformance suite against a real
+//! DynamoDB server named by `ADLEDGER_TEST_DYNAMODB_ENDPOINT`; `scripts/dynamodb-local.sh`
+//! installs AWS's DynamoDB Local and runs the tests next to it in a private network
+//! namespace.
+
+mod attributes;
+pub mod client;
+mod error;
+mod journal;
+pub mod search;
+mod state;
+pub mod tables;
+
+use std::sync::Arc;
+
+use adledger_engine::{Result, SearchIndex};
+
+pub use aws_sdk_dynamodb;
+pub use client::{DynamoSettings, connect, connect_static};
+pub use journal::{DynamoJournal, MAX_BLOCKS_PER_APPEND};
+pub use search::SearchSettings;
+pub use state::DynamoStateStore;
+pub use tables::{DEFAULT_TABLE_PREFIX, TableNames};
+
+/// The stores of one ledger on AWS.
+#[derive(Debug, Clone)]
+pub struct AwsBackend {
+    /// The journal, in `<prefix>journal`.
+    pub journal: Arc<DynamoJournal>,
+    /// The state read model, in `<prefix>state`.
+    pub state: Arc<DynamoStateStore>,
+    /// The search read model.
+    pub search: Arc<dyn SearchIndex>,
+}
+
+impl AwsBackend {
+    /// Opens the ledger's tables (which must exist: `adledger aws init` creates them) and
+    /// its search index.
+    pub async fn open(
+        client: aws_sdk_dynamodb::Client,
+        tables: &TableNames,
+        search: &SearchSettings,
+    ) -> Result<AwsBackend> {
+        Ok(AwsBackend {
+            journal: Arc::new(DynamoJournal::open(client.clone(), &tables.journal).await?),
+            state: Arc::new(DynamoStateStore::open(client, &tables.state).await?),
+            search: search::open(search)?,
+        })
+    }
+}

@@ -1,0 +1,52 @@
+//! The digest of a journal at a sequence number, from its stored Merkle nodes alone.
+//!
+//! [`Ledger::digest_at`](crate::Ledger::digest_at) needs a running ledger; snapshots,
+//! exports and imports work on a stopped data directory, so they use this function,
+//! which reads the same O(log n) stored subtree roots and computes the same digest.
+
+use crate::block::Frame;
+use crate::error::{Error, Result};
+use crate::ledger::Digest;
+use crate::merkle::{self, Frontier};
+use crate::ports::Journal;
+
+/// The digest over blocks `0..=sequence`: the Merkle root and the hash of block
+/// `sequence`. `NotFound` when the journal does not reach `sequence`.
+pub async fn digest_at(journal: &dyn Journal, sequence: u64) -> Result<Digest> {
+    let size = sequence.checked_add(1).ok_or_else(|| Error::NotFound {
+        what: format!("block {sequence}"),
+    })?;
+    let ids = merkle::frontier_ids(size);
+    let hashes = journal
+        .merkle_nodes(&ids)
+        .await?
+        .into_iter()
+        .zip(&ids)
+        .map(|(hash, (level, index))| {
+            hash.ok_or_else(|| Error::NotFound {
+                what: format!("Merkle node (level {level}, index {index}) for sequence {sequence}"),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let root = Frontier::from_nodes(size, &hashes)
+        .and_then(|f| f.root())
+        .ok_or_else(|| Error::Corrupt("Merkle frontier mismatch".into()))?;
+    let stored = journal
+        .read_blocks(sequence, 1)
+        .await?
+        .pop()
+        .ok_or_else(|| Error::NotFound {
+            what: format!("block {sequence}"),
+        })?;
+    let tip_hash = Frame::parse(&stored.bytes)
+        .map_err(|e| Error::ChainBroken {
+            sequence,
+            detail: e.to_string(),
+        })?
+        .block_hash();
+    Ok(Digest {
+        sequence,
+        root,
+        tip_hash,
+    })
+}

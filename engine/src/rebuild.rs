@@ -1,0 +1,293 @@
+//! Rebuild: the read models from the journal alone, in sequence order, verifying the
+//! hash chain as it reads.
+//!
+//! # What is checked
+//!
+//! Every block is opened with [`block::open`] (the frame parses, the header's
+//! `sequenceNo` is the block's position, each revision's bytes hash to the hash the
+//! header lists), and its `previousHash` must be the hash of the block before it. The
+//! first failure stops the rebuild with [`Error::ChainBroken`] naming the sequence; the
+//! batches before it stay applied and checkpointed. (`adledger verify` additionally
+//! checks the stored Merkle nodes.)
+//!
+//! # Resuming
+//!
+//! Each batch is written to both read models with its checkpoint (`put` stores states
+//! and checkpoint together), so a rebuild that stops — a crash, Ctrl-C, a broken chain,
+//! [`RebuildOptions::max_batches`] — resumes from `min(state checkpoint, search
+//! checkpoint)`: nothing is cleared here, and a model that is ahead gets a few blocks
+//! written again, which converges because they are written in journal order. Starting
+//! over is the caller's decision ([`clear_read_models`]). The link check resumes too: the
+//! block before the checkpoint is read to learn the hash the next one must name.
+//!
+//! # Speed
+//!
+//! Batches are large ([`DEFAULT_BATCH_BLOCKS`]); within a batch only the last state of
+//! each ad is written; the two read models are written concurrently with each other and
+//! with reading and decoding the next batch, and decoding is split across threads.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::ad::AdKey;
+use crate::block::{self, EncodedBlock};
+use crate::error::{Error, Result};
+use crate::hash::Hash;
+use crate::ports::{AdState, Journal, SearchIndex, StateStore};
+
+/// Blocks per batch: one read, one write per read model, one search commit.
+pub const DEFAULT_BATCH_BLOCKS: usize = 8192;
+
+/// How a rebuild runs.
+#[derive(Debug, Clone)]
+pub struct RebuildOptions {
+    /// Blocks read and written per batch.
+    pub batch_blocks: usize,
+    /// Stop after this many batches, as an interruption would (tests of resumption);
+    /// `None` runs to the end of the journal.
+    pub max_batches: Option<usize>,
+    /// Threads decoding one batch in parallel.
+    pub decode_threads: usize,
+}
+
+impl Default for RebuildOptions {
+    fn default() -> Self {
+        RebuildOptions {
+            batch_blocks: DEFAULT_BATCH_BLOCKS,
+            max_batches: None,
+            decode_threads: 2,
+        }
+    }
+}
+
+/// Where a running rebuild is; passed to the progress callback after every batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RebuildProgress {
+    /// The sequence the rebuild started (or resumed) from.
+    pub resumed_from: u64,
+    /// The next sequence not yet applied to both read models.
+    pub next: u64,
+    /// The journal's size when the rebuild started (grows if blocks are appended
+    /// meanwhile).
+    pub target: u64,
+    /// Revisions read so far in this run.
+    pub revisions: u64,
+    /// Block bytes read so far in this run.
+    pub bytes: u64,
+}
+
+/// What a rebuild did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RebuildReport {
+    /// The checkpoint it resumed from (0 for a rebuild from scratch).
+    pub resumed_from: u64,
+    /// The checkpoint both read models now hold.
+    pub next: u64,
+    /// Blocks applied in this run.
+    pub blocks: u64,
+    /// Revisions applied in this run.
+    pub revisions: u64,
+    /// Ad states written per read model (after keeping the last state per ad per batch).
+    pub states: u64,
+    /// `false` when it stopped at [`RebuildOptions::max_batches`] before the end.
+    pub complete: bool,
+    /// Time spent.
+    #[serde(skip)]
+    pub elapsed: Duration,
+}
+
+/// Empties both read models, so the next [`rebuild`] starts from sequence 0.
+pub async fn clear_read_models(state: &dyn StateStore, search: &dyn SearchIndex) -> Result<()> {
+    let (s, i) = tokio::join!(state.clear(), search.clear());
+    s.and(i)
+}
+
+/// One decoded, verified batch.
+struct Decoded {
+    /// The next sequence after the batch.
+    next: u64,
+    blocks: u64,
+    revisions: u64,
+    bytes: u64,
+    /// The hash of the batch's last block (what the next block must name).
+    last_hash: Hash,
+    /// The last state of each ad the batch touches.
+    states: Vec<AdState>,
+}
+
+/// Rebuilds both read models from their checkpoint to the end of the journal; see the
+/// module docs. `progress` is called after every batch.
+pub async fn rebuild(
+    journal: &dyn Journal,
+    state: &dyn StateStore,
+    search: &dyn SearchIndex,
+    options: &RebuildOptions,
+    progress: &mut (dyn FnMut(&RebuildProgress) + Send),
+) -> Result<RebuildReport> {
+    let started = std::time::Instant::now();
+    let batch = options.batch_blocks.max(1);
+    let (state_checkpoint, search_checkpoint) = tokio::join!(state.checkpoint(), search.checkpoint());
+    let from = state_checkpoint?.min(search_checkpoint?);
+    let size = journal.last_sequence().await?.map_or(0, |l| l + 1);
+    if from > size {
+        return Err(Error::invalid(
+            "checkpoint",
+            format!(
+                "the read models claim to have applied {from} blocks, but the journal holds \
+                 {size}: they were built from another journal; clear them and rebuild from scratch"
+            ),
+        ));
+    }
+    let previous = match from.checked_sub(1) {
+        None => Hash::ZERO,
+        Some(before) => {
+            let stored = journal
+                .read_blocks(before, 1)
+                .await?
+                .pop()
+                .ok_or_else(|| Error::ChainBroken {
+                    sequence: before,
+                    detail: "the block before the read models' checkpoint is missing".into(),
+                })?;
+            block::open(&stored)?.hash
+        }
+    };
+    let mut report = RebuildReport {
+        resumed_from: from,
+        next: from,
+        blocks: 0,
+        revisions: 0,
+        states: 0,
+        complete: true,
+        elapsed: Duration::ZERO,
+    };
+    let mut at = RebuildProgress {
+        resumed_from: from,
+        next: from,
+        target: size,
+        revisions: 0,
+        bytes: 0,
+    };
+    let threads = options.decode_threads.max(1);
+    let mut current = read_batch(journal, from, previous, batch, threads).await?;
+    let mut batches = 0usize;
+    while current.blocks > 0 {
+        let write = async {
+            let (s, i) = tokio::join!(
+                state.put(&current.states, Some(current.next)),
+                search.put(&current.states, Some(current.next))
+            );
+            s.and(i)
+        };
+        let read = read_batch(journal, current.next, current.last_hash, batch, threads);
+        let (written, next) = tokio::join!(write, read);
+        written?;
+        report.next = current.next;
+        report.blocks += current.blocks;
+        report.revisions += current.revisions;
+        report.states += current.states.len() as u64;
+        at.next = current.next;
+        at.target = at.target.max(current.next);
+        at.revisions += current.revisions;
+        at.bytes += current.bytes;
+        progress(&at);
+        batches += 1;
+        if options.max_batches.is_some_and(|max| batches >= max) {
+            report.complete = next.as_ref().is_ok_and(|n| n.blocks == 0);
+            break;
+        }
+        current = next?;
+    }
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// Reads up to `max` blocks from `from`, verifies them (see the module docs) and keeps
+/// the last state of each ad.
+async fn read_batch(
+    journal: &dyn Journal,
+    from: u64,
+    previous: Hash,
+    max: usize,
+    threads: usize,
+) -> Result<Decoded> {
+    let stored = journal.read_blocks(from, max).await?;
+    let bytes = stored.iter().map(|b| b.bytes.len() as u64).sum();
+    let blocks = stored.len() as u64;
+    // Decoded in parallel chunks off the async threads; links are checked afterwards,
+    // across chunk boundaries too.
+    let chunk = stored.len().div_ceil(threads).max(1);
+    let mut chunks = Vec::with_capacity(threads);
+    let mut rest = stored;
+    while !rest.is_empty() {
+        let tail = rest.split_off(chunk.min(rest.len()));
+        chunks.push(tokio::task::spawn_blocking(move || decode(rest)));
+        rest = tail;
+    }
+    let mut previous = previous;
+    let mut revisions = 0u64;
+    let mut states: Vec<AdState> = Vec::new();
+    let mut index: HashMap<AdKey, usize> = HashMap::new();
+    for handle in chunks {
+        let decoded = handle
+            .await
+            .map_err(|e| Error::Unavailable(format!("a decoding task failed: {e}")))??;
+        for block in decoded {
+            if block.previous_hash != previous {
+                return Err(Error::ChainBroken {
+                    sequence: block.sequence,
+                    detail: format!(
+                        "the header's previousHash is {}, but the block before hashes to {previous}",
+                        block.previous_hash
+                    ),
+                });
+            }
+            previous = block.hash;
+            revisions += block.states.len() as u64;
+            for state in block.states {
+                match index.get(&state.key) {
+                    Some(&i) => states[i] = state,
+                    None => {
+                        index.insert(state.key.clone(), states.len());
+                        states.push(state);
+                    }
+                }
+            }
+        }
+    }
+    Ok(Decoded {
+        next: from + blocks,
+        blocks,
+        revisions,
+        bytes,
+        last_hash: previous,
+        states,
+    })
+}
+
+/// One opened block, reduced to what a rebuild needs.
+struct OpenedBlock {
+    sequence: u64,
+    hash: Hash,
+    previous_hash: Hash,
+    states: Vec<AdState>,
+}
+
+fn decode(stored: Vec<EncodedBlock>) -> Result<Vec<OpenedBlock>> {
+    stored
+        .iter()
+        .map(|encoded| {
+            let block = block::open(encoded)?;
+            Ok(OpenedBlock {
+                sequence: block.sequence(),
+                hash: block.hash,
+                previous_hash: block.header.previous_hash,
+                states: block.revisions.iter().map(AdState::from_revision).collect(),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,1120 @@
+//! Full verification of a stored journal: every byte of every block is re-hashed, the
+//! chain is followed from the first block, and the Merkle tree is rebuilt and compared
+//! with the stored nodes and, optionally, with a digest saved earlier.
+//!
+//! # What is checked, per block, in order
+//!
+//! 1. The journal returned the block for the sequence expected next (no gap, no reordering).
+//! 2. The stored bytes split into a header and revisions ([`Frame::parse`]).
+//! 3. The header decodes (the only Ion decoding on the happy path: revisions are hashed
+//!    as stored, never decoded), and its `sequenceNo` is the block's position.
+//! 4. Its `previousHash` is the hash of the previous block's stored header bytes.
+//! 5. Each revision's bytes hash to the hash the header lists for it (`revisionHashes[i]`).
+//! 6. The block hash, fed into a fresh [`Frontier`], completes Merkle nodes equal to the
+//!    stored ones.
+//!
+//! At the end, the stored frontier must give the recomputed root, no Merkle leaf may be
+//! stored past the last block, and the expected digest `(sequence, root)`, if given, must
+//! equal the recomputed root at its sequence.
+//!
+//! The first failure stops verification and names its sequence, and where it can, the ad,
+//! version and header field concerned ([`VerifyFailure`]). A failed check is explained
+//! with whatever evidence is at hand: a revision whose hash does not match is decoded to
+//! name its ad; a block hash that does not match its stored leaf is compared with the
+//! next block's `previousHash` to tell an altered header from an altered node.
+//!
+//! # Cost
+//!
+//! Blocks are read in batches of [`BATCH`]; the Merkle nodes a batch completes are read in
+//! one [`Journal::merkle_nodes`] call. Work per block is one SHA-256 over its stored bytes
+//! and one small header decode.
+
+use serde::Serialize;
+
+use crate::block::{EncodedBlock, Frame};
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::hash::Hash;
+use crate::merkle::{Frontier, frontier_ids, leaf_hash};
+use crate::ports::Journal;
+
+/// Blocks read per [`Journal::read_blocks`] call.
+pub const BATCH: usize = 4096;
+
+/// What a successful verification covered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyReport {
+    /// Blocks verified.
+    pub blocks: u64,
+    /// Revisions verified.
+    pub revisions: u64,
+    /// Stored bytes hashed (block frames).
+    pub bytes: u64,
+    /// The last block verified (`None` for an empty journal).
+    pub last_sequence: Option<u64>,
+    /// The recomputed Merkle root over every block (`None` for an empty journal).
+    pub root: Option<Hash>,
+}
+
+/// The first place where the stored journal does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(rename_all = "camelCase")]
+#[error("journal does not verify at sequence {sequence}: {detail}")]
+pub struct VerifyFailure {
+    /// The first sequence number that does not verify.
+    pub sequence: u64,
+    /// The ad of the revision concerned, when the failure is in a revision whose stored
+    /// bytes still decode.
+    pub ad_id: Option<String>,
+    /// That revision's version.
+    pub version: Option<u64>,
+    /// The header field or stored item that does not match: `frame`, `header`,
+    /// `sequenceNo`, `previousHash`, `revisionHashes`, `revisionHashes[i]`,
+    /// `merkleNode(level L, index I)`, `merkleRoot`, `digest`; `None` for a missing block.
+    pub field: Option<String>,
+    /// A sentence saying what was found and what was expected.
+    pub detail: String,
+}
+
+impl From<VerifyFailure> for Error {
+    fn from(failure: VerifyFailure) -> Self {
+        Error::ChainBroken {
+            sequence: failure.sequence,
+            detail: failure.detail,
+        }
+    }
+}
+
+/// Verifies the whole journal (see the module docs), calling `progress` with the number of
+/// blocks verified so far after each batch.
+///
+/// `expected` is a digest `(sequence, root)` saved earlier; the journal must still reach
+/// `sequence` and give `root` there.
+///
+/// The outer `Result` fails only when the journal cannot be read (backend errors); a
+/// journal that was read and does not verify is `Ok(Err(failure))`. Blocks appended while
+/// verification runs are not covered: it verifies up to the last sequence at its start.
+pub async fn verify_journal(
+    journal: &dyn Journal,
+    expected: Option<(u64, Hash)>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Result<VerifyReport, VerifyFailure>> {
+    verify_in_batches(journal, expected, progress, BATCH).await
+}
+
+/// [`verify_journal`] with a chosen batch size (tests use small ones to cross batch
+/// boundaries).
+async fn verify_in_batches(
+    journal: &dyn Journal,
+    expected: Option<(u64, Hash)>,
+    progress: &mut dyn FnMut(u64),
+    batch: usize,
+) -> Result<Result<VerifyReport, VerifyFailure>> {
+    let mut run = Run {
+        journal,
+        expected,
+        frontier: Frontier::new(),
+        previous_hash: Hash::ZERO,
+        revisions: 0,
+        bytes: 0,
+    };
+    run.all(progress, batch.max(1)).await
+}
+
+/// The state of one verification run.
+struct Run<'a> {
+    journal: &'a dyn Journal,
+    expected: Option<(u64, Hash)>,
+    /// The tree over the blocks verified so far.
+    frontier: Frontier,
+    /// The hash of the last block verified ([`Hash::ZERO`] before the first).
+    previous_hash: Hash,
+    revisions: u64,
+    bytes: u64,
+}
+
+/// Why a block did not verify: a failure, or an outcome that needs the next block to be
+/// explained.
+enum Finding {
+    Failure(VerifyFailure),
+    /// The block hash does not match its stored Merkle leaf; every other check passed.
+    LeafMismatch {
+        sequence: u64,
+        hash: Hash,
+        stored_leaf: Hash,
+    },
+}
+
+impl From<VerifyFailure> for Finding {
+    fn from(failure: VerifyFailure) -> Self {
+        Finding::Failure(failure)
+    }
+}
+
+fn failure(sequence: u64, field: Option<String>, detail: String) -> VerifyFailure {
+    VerifyFailure {
+        sequence,
+        ad_id: None,
+        version: None,
+        field,
+        detail,
+    }
+}
+
+fn node_field(level: u8, index: u64) -> String {
+    format!("merkleNode(level {level}, index {index})")
+}
+
+/// The `(level, index)` of the Merkle nodes that appending leaf `sequence` completes, in
+/// the order [`Frontier::push`] returns them: the leaf, then one node per trailing one bit.
+fn completed_ids(sequence: u64) -> impl Iterator<Item = (u8, u64)> {
+    (0..=sequence.trailing_ones()).map(move |level| (level as u8, sequence >> level))
+}
+
+impl Run<'_> {
+    async fn all(
+        &mut self,
+        progress: &mut dyn FnMut(u64),
+        batch: usize,
+    ) -> Result<Result<VerifyReport, VerifyFailure>> {
+        let last = self.journal.last_sequence().await?;
+        let size = last.map_or(0, |l| l.saturating_add(1));
+        let mut next = 0u64;
+        while next < size {
+            let want = usize::try_from(size - next).map_or(batch, |left| left.min(batch));
+            let mut blocks = self.journal.read_blocks(next, want).await?;
+            if blocks.is_empty() {
+                return Ok(Err(failure(
+                    next,
+                    None,
+                    format!(
+                        "block {next} is missing: the journal's last sequence is {}, but \
+                         reading stops before block {next}",
+                        size - 1
+                    ),
+                )));
+            }
+            blocks.truncate(want);
+            let ids: Vec<(u8, u64)> = (next..next + blocks.len() as u64)
+                .flat_map(completed_ids)
+                .collect();
+            let stored = self.journal.merkle_nodes(&ids).await?;
+            if stored.len() != ids.len() {
+                return Err(Error::Corrupt(format!(
+                    "asked the journal for {} Merkle nodes and got {}",
+                    ids.len(),
+                    stored.len()
+                )));
+            }
+            let mut stored = stored.as_slice();
+            for (sequence, block) in (next..).zip(&blocks) {
+                let count = sequence.trailing_ones() as usize + 1;
+                let (nodes, rest) = stored.split_at(count.min(stored.len()));
+                stored = rest;
+                if let Err(finding) = self.block(sequence, block, nodes) {
+                    return Ok(Err(self.explain(finding).await));
+                }
+            }
+            next += blocks.len() as u64;
+            progress(next);
+        }
+        Ok(self.finish(size).await?.map(|root| VerifyReport {
+            blocks: size,
+            revisions: self.revisions,
+            bytes: self.bytes,
+            last_sequence: last,
+            root,
+        }))
+    }
+
+    /// Checks one block against its predecessor and its stored Merkle nodes (`nodes`, in
+    /// [`completed_ids`] order), then extends the tree with it.
+    fn block(
+        &mut self,
+        sequence: u64,
+        stored: &EncodedBlock,
+        nodes: &[Option<Hash>],
+    ) -> std::result::Result<(), Finding> {
+        if stored.sequence != sequence {
+            let detail = if stored.sequence > sequence {
+                format!(
+                    "block {sequence} is missing: the journal goes on with block {}",
+                    stored.sequence
+                )
+            } else {
+                format!(
+                    "the journal returned block {} where block {sequence} belongs",
+                    stored.sequence
+                )
+            };
+            return Err(failure(sequence, None, detail).into());
+        }
+        let frame = Frame::parse(&stored.bytes).map_err(|e| {
+            failure(
+                sequence,
+                Some("frame".into()),
+                format!("the stored bytes do not split into header and revisions: {e}"),
+            )
+        })?;
+        let hash = frame.block_hash();
+        let header = codec::decode_header(frame.header).map_err(|e| {
+            failure(
+                sequence,
+                Some("header".into()),
+                format!("the block header does not decode: {e}"),
+            )
+        })?;
+        if header.sequence_no != sequence {
+            return Err(failure(
+                sequence,
+                Some("sequenceNo".into()),
+                format!(
+                    "the header says it is block {}, but it is stored as block {sequence} \
+                     (blocks moved or swapped)",
+                    header.sequence_no
+                ),
+            )
+            .into());
+        }
+        if header.previous_hash != self.previous_hash {
+            let before = match sequence.checked_sub(1) {
+                Some(p) => format!("block {p} hashes to {}", self.previous_hash),
+                None => format!("the first block's must be {}", Hash::ZERO),
+            };
+            return Err(failure(
+                sequence,
+                Some("previousHash".into()),
+                format!(
+                    "the header's previousHash is {}, but {before}",
+                    header.previous_hash
+                ),
+            )
+            .into());
+        }
+        if header.revision_hashes.len() != frame.revisions.len() {
+            return Err(failure(
+                sequence,
+                Some("revisionHashes".into()),
+                format!(
+                    "the header lists {} revision hashes, the block holds {} revisions",
+                    header.revision_hashes.len(),
+                    frame.revisions.len()
+                ),
+            )
+            .into());
+        }
+        let leaf = leaf_hash(&hash);
+        let stored_leaf = nodes.first().copied().flatten();
+        for (i, (bytes, listed)) in frame
+            .revisions
+            .iter()
+            .zip(&header.revision_hashes)
+            .enumerate()
+        {
+            let actual = Hash::of(bytes);
+            if actual != *listed {
+                return Err(revision_mismatch(
+                    sequence,
+                    i,
+                    bytes,
+                    actual,
+                    *listed,
+                    stored_leaf == Some(leaf),
+                )
+                .into());
+            }
+        }
+
+        let completed = self.frontier.push(&hash);
+        for (j, node) in completed.iter().enumerate() {
+            let field = node_field(node.level, node.index);
+            match nodes.get(j).copied().flatten() {
+                None => {
+                    return Err(failure(
+                        sequence,
+                        Some(field),
+                        format!(
+                            "the Merkle node (level {}, index {}) that block {sequence} \
+                             completes is not stored",
+                            node.level, node.index
+                        ),
+                    )
+                    .into());
+                }
+                Some(found) if found == node.hash => {}
+                Some(found) if node.level == 0 => {
+                    return Err(Finding::LeafMismatch {
+                        sequence,
+                        hash,
+                        stored_leaf: found,
+                    });
+                }
+                Some(found) => {
+                    let first = node.index << node.level;
+                    return Err(failure(
+                        sequence,
+                        Some(field),
+                        format!(
+                            "the stored Merkle node (level {}, index {}) is {found}, but blocks \
+                             {first}..={sequence}, which all verify, give {}: the node was altered",
+                            node.level, node.index, node.hash
+                        ),
+                    )
+                    .into());
+                }
+            }
+        }
+
+        self.previous_hash = hash;
+        self.revisions += frame.revisions.len() as u64;
+        self.bytes += stored.bytes.len() as u64;
+        if let Some((at, root)) = self.expected
+            && at == sequence
+        {
+            let computed = self.frontier.root().unwrap_or_default();
+            if computed != root {
+                return Err(failure(
+                    sequence,
+                    Some("digest".into()),
+                    format!(
+                        "the Merkle root over blocks 0..={sequence} is {computed}, but the \
+                         expected digest says {root}: the journal was rewritten up to here"
+                    ),
+                )
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns a finding into a failure, reading the next block when that tells an altered
+    /// header from an altered Merkle leaf.
+    async fn explain(&self, finding: Finding) -> VerifyFailure {
+        let (sequence, hash, stored_leaf) = match finding {
+            Finding::Failure(failure) => return failure,
+            Finding::LeafMismatch {
+                sequence,
+                hash,
+                stored_leaf,
+            } => (sequence, hash, stored_leaf),
+        };
+        let next_previous = self.next_previous_hash(sequence).await;
+        match next_previous {
+            Some(recorded) if recorded == hash => failure(
+                sequence,
+                Some(node_field(0, sequence)),
+                format!(
+                    "the stored Merkle leaf of block {sequence} is {stored_leaf}, but the block \
+                     hashes to {hash}, as block {}'s previousHash confirms: the leaf was altered",
+                    sequence + 1
+                ),
+            ),
+            Some(recorded) if leaf_hash(&recorded) == stored_leaf => failure(
+                sequence,
+                Some("header".into()),
+                format!(
+                    "the header hashes to {hash}, but the stored Merkle leaf and block {}'s \
+                     previousHash both record {recorded}: the header was altered",
+                    sequence + 1
+                ),
+            ),
+            _ => failure(
+                sequence,
+                Some(node_field(0, sequence)),
+                format!(
+                    "the block hashes to {hash}, which its stored Merkle leaf {stored_leaf} does \
+                     not record: the header or the leaf was altered"
+                ),
+            ),
+        }
+    }
+
+    /// The `previousHash` of block `sequence + 1`, if it can be read and decoded.
+    async fn next_previous_hash(&self, sequence: u64) -> Option<Hash> {
+        let next = sequence.checked_add(1)?;
+        let block = self.journal.read_blocks(next, 1).await.ok()?.pop()?;
+        if block.sequence != next {
+            return None;
+        }
+        let frame = Frame::parse(&block.bytes).ok()?;
+        codec::decode_header(frame.header)
+            .ok()
+            .map(|h| h.previous_hash)
+    }
+
+    /// The end-of-journal checks; the recomputed root on success.
+    async fn finish(&self, size: u64) -> Result<Result<Option<Hash>, VerifyFailure>> {
+        let root = self.frontier.root();
+        if let Some((at, _)) = self.expected
+            && at >= size
+        {
+            let detail = match size.checked_sub(1) {
+                Some(last) => format!(
+                    "the expected digest covers blocks 0..={at}, but the journal ends at \
+                     block {last}: blocks {size}..={at} are missing"
+                ),
+                None => {
+                    format!("the expected digest covers blocks 0..={at}, but the journal is empty")
+                }
+            };
+            return Ok(Err(failure(size, Some("digest".into()), detail)));
+        }
+        let mut ids = frontier_ids(size);
+        ids.push((0, size));
+        let stored = self.journal.merkle_nodes(&ids).await?;
+        let (past_end, frontier) = match stored.split_last() {
+            Some((past_end, frontier)) if frontier.len() + 1 == ids.len() => (past_end, frontier),
+            _ => {
+                return Err(Error::Corrupt(format!(
+                    "asked the journal for {} Merkle nodes and got {}",
+                    ids.len(),
+                    stored.len()
+                )));
+            }
+        };
+        let last = size.saturating_sub(1);
+        let mut hashes = Vec::with_capacity(frontier.len());
+        for (found, &(level, index)) in frontier.iter().zip(&ids) {
+            let Some(found) = found else {
+                return Ok(Err(failure(
+                    last,
+                    Some(node_field(level, index)),
+                    format!(
+                        "the stored frontier lacks the Merkle node (level {level}, index {index})"
+                    ),
+                )));
+            };
+            hashes.push(*found);
+        }
+        let stored_root = Frontier::from_nodes(size, &hashes).and_then(|f| f.root());
+        if stored_root != root {
+            return Ok(Err(failure(
+                last,
+                Some("merkleRoot".into()),
+                format!("the stored frontier gives root {stored_root:?}, the blocks give {root:?}"),
+            )));
+        }
+        if past_end.is_some() && self.journal.read_blocks(size, 1).await?.is_empty() {
+            return Ok(Err(failure(
+                size,
+                None,
+                format!(
+                    "block {size} is missing: the Merkle tree records it (its leaf is stored), \
+                     but the journal ends before it: blocks were removed from the end"
+                ),
+            )));
+        }
+        Ok(Ok(root))
+    }
+}
+
+/// Revision `index` of block `sequence` hashes to `actual`, not to the `listed` hash.
+/// Decodes the stored bytes, if they still decode, to name the ad and version.
+fn revision_mismatch(
+    sequence: u64,
+    index: usize,
+    bytes: &[u8],
+    actual: Hash,
+    listed: Hash,
+    header_matches_leaf: bool,
+) -> VerifyFailure {
+    let decoded = codec::decode_revision(bytes).ok();
+    let what = match &decoded {
+        Some(body) => format!(
+            "revision {index} (ad {} version {})",
+            body.metadata.id, body.metadata.version
+        ),
+        None => format!("revision {index} (which no longer decodes)"),
+    };
+    let cause = if header_matches_leaf {
+        "the revision's stored bytes were altered (the header still matches its Merkle leaf)"
+    } else {
+        "the header does not match its Merkle leaf either: the header was altered"
+    };
+    let (ad_id, version) = decoded
+        .map(|body| (Some(body.metadata.id), Some(body.metadata.version)))
+        .unwrap_or_default();
+    VerifyFailure {
+        sequence,
+        ad_id,
+        version,
+        field: Some(format!("revisionHashes[{index}]")),
+        detail: format!("{what} hashes to {actual}, but the header lists {listed}: {cause}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashMap};
+    use std::ops::Range;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+    use crate::ad::{Ad, AdKey};
+    use crate::block;
+    use crate::merkle::root_of;
+    use crate::ports::{AdHead, AppendBatch, IdempotencyRecord, RevisionRef};
+    use crate::revision::{EventKind, RevisionBody, RevisionMetadata};
+
+    /// A test double of the storage port: blocks by sequence, Merkle nodes by id, and a
+    /// tip that is stored separately, as real backends keep it. `read_blocks` behaves
+    /// like a range scan (it skips a missing block) unless `stop_at_gap` is set.
+    #[derive(Debug, Default)]
+    struct MemJournal {
+        blocks: BTreeMap<u64, EncodedBlock>,
+        nodes: HashMap<(u8, u64), Hash>,
+        last: Option<u64>,
+        stop_at_gap: bool,
+        node_calls: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Journal for MemJournal {
+        async fn append(&self, _batch: AppendBatch) -> Result<()> {
+            Err(Error::Unavailable(
+                "test double: build journals with `sealed()`".into(),
+            ))
+        }
+        async fn last_sequence(&self) -> Result<Option<u64>> {
+            Ok(self.last)
+        }
+        async fn read_blocks(&self, from: u64, max: usize) -> Result<Vec<EncodedBlock>> {
+            let mut out = Vec::new();
+            for (&sequence, block) in self.blocks.range(from..).take(max) {
+                if self.stop_at_gap && sequence != from + out.len() as u64 {
+                    break;
+                }
+                out.push(block.clone());
+            }
+            Ok(out)
+        }
+        async fn ad_head(&self, _key: &AdKey) -> Result<Option<AdHead>> {
+            Ok(None)
+        }
+        async fn ad_revisions(&self, _key: &AdKey) -> Result<Vec<RevisionRef>> {
+            Ok(Vec::new())
+        }
+        async fn idempotency(&self, _p: &str, _k: &str) -> Result<Option<IdempotencyRecord>> {
+            Ok(None)
+        }
+        async fn merkle_nodes(&self, ids: &[(u8, u64)]) -> Result<Vec<Option<Hash>>> {
+            self.node_calls.fetch_add(1, Ordering::SeqCst);
+            Ok(ids.iter().map(|id| self.nodes.get(id).copied()).collect())
+        }
+        fn max_blocks_per_append(&self) -> usize {
+            usize::MAX
+        }
+    }
+
+    const ADS_PER_BLOCK: u64 = 3;
+
+    /// Block `sequence` updates ads `ad-0`..`ad-2` to version `sequence`.
+    fn bodies(sequence: u64, salt: &str) -> Vec<RevisionBody> {
+        let tx_time = Utc
+            .timestamp_millis_opt(1_700_000_000_000 + sequence as i64 * 1_000)
+            .single()
+            .expect("valid time");
+        (0..ADS_PER_BLOCK)
+            .map(|j| RevisionBody {
+                data: Some(Ad {
+                    ad_id: format!("ad-{j}"),
+                    publisher_id: "acme".into(),
+                    ad_title: format!("Title {sequence:04}-{j}{salt}"),
+                    ad_description: "A bicycle in good condition.".into(),
+                    price: Some(rust_decimal::Decimal::new(1999, 2)),
+                    currency: "EUR".into(),
+                    category: "bikes".into(),
+                    tags: vec!["red".into(), "city".into()],
+                }),
+                metadata: RevisionMetadata {
+                    id: format!("ad-{j}"),
+                    publisher_id: "acme".into(),
+                    version: sequence,
+                    tx_id: format!("tx-{sequence:06}"),
+                    tx_time,
+                },
+                event: if sequence == 0 {
+                    EventKind::AdCreated
+                } else {
+                    EventKind::AdUpdated
+                },
+            })
+            .collect()
+    }
+
+    /// A journal of `n` sealed blocks with its Merkle nodes; blocks from `fork_at` on carry
+    /// different titles (a consistently rewritten journal).
+    fn journal_forked(n: u64, fork_at: u64) -> (MemJournal, Vec<Hash>) {
+        let mut journal = MemJournal::default();
+        let mut frontier = Frontier::new();
+        let mut previous = Hash::ZERO;
+        let mut hashes = Vec::new();
+        for sequence in 0..n {
+            let salt = if sequence >= fork_at {
+                " (rewritten)"
+            } else {
+                ""
+            };
+            let tx_id = format!("tx-{sequence:06}");
+            let tx_time = Utc
+                .timestamp_millis_opt(1_700_000_000_000 + sequence as i64 * 1_000)
+                .single()
+                .expect("valid time");
+            let (sealed, encoded) =
+                block::seal(sequence, &tx_id, tx_time, previous, bodies(sequence, salt))
+                    .expect("seals");
+            previous = sealed.hash;
+            hashes.push(sealed.hash);
+            for node in frontier.push(&sealed.hash) {
+                journal.nodes.insert((node.level, node.index), node.hash);
+            }
+            journal.blocks.insert(sequence, encoded);
+        }
+        journal.last = n.checked_sub(1);
+        (journal, hashes)
+    }
+
+    fn sealed(n: u64) -> (MemJournal, Vec<Hash>) {
+        journal_forked(n, u64::MAX)
+    }
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(future)
+    }
+
+    fn run(journal: &MemJournal, batch: usize) -> std::result::Result<VerifyReport, VerifyFailure> {
+        run_expecting(journal, None, batch)
+    }
+
+    fn run_expecting(
+        journal: &MemJournal,
+        expected: Option<(u64, Hash)>,
+        batch: usize,
+    ) -> std::result::Result<VerifyReport, VerifyFailure> {
+        block_on(verify_in_batches(journal, expected, &mut |_| {}, batch)).expect("readable")
+    }
+
+    /// The failure, checking that small and default batches report the same one.
+    fn fails(journal: &MemJournal) -> VerifyFailure {
+        let small = run(journal, 7).expect_err("must not verify");
+        let large = run(journal, BATCH).expect_err("must not verify");
+        assert_eq!(small, large, "batch size changed the verdict");
+        small
+    }
+
+    /// Where a part of block `sequence` lies in its stored bytes: the header, or revision
+    /// `i`.
+    fn part(journal: &MemJournal, sequence: u64, revision: Option<usize>) -> Range<usize> {
+        let bytes = &journal.blocks[&sequence].bytes;
+        let frame = Frame::parse(bytes).expect("intact");
+        let slice = match revision {
+            None => frame.header,
+            Some(i) => frame.revisions[i],
+        };
+        let start = slice.as_ptr() as usize - bytes.as_ptr() as usize;
+        start..start + slice.len()
+    }
+
+    /// The position of `needle` inside `range` of block `sequence`.
+    fn find(journal: &MemJournal, sequence: u64, range: Range<usize>, needle: &[u8]) -> usize {
+        let haystack = &journal.blocks[&sequence].bytes[range.clone()];
+        range.start
+            + haystack
+                .windows(needle.len())
+                .position(|w| w == needle)
+                .expect("needle present")
+    }
+
+    fn flip(journal: &mut MemJournal, sequence: u64, at: usize, mask: u8) {
+        let block = journal.blocks.get_mut(&sequence).expect("block");
+        block.bytes[at] ^= mask;
+    }
+
+    #[test]
+    fn completed_ids_are_the_nodes_frontier_push_completes() {
+        let mut frontier = Frontier::new();
+        for sequence in 0..300u64 {
+            let pushed: Vec<(u8, u64)> = frontier
+                .push(&Hash::of(&sequence.to_be_bytes()))
+                .iter()
+                .map(|node| (node.level, node.index))
+                .collect();
+            let expected: Vec<(u8, u64)> = completed_ids(sequence).collect();
+            assert_eq!(pushed, expected, "sequence {sequence}");
+        }
+    }
+
+    // -- Intact journals --
+
+    #[test]
+    fn an_intact_journal_verifies_with_any_batch_size() {
+        let (journal, hashes) = sealed(50);
+        let bytes: u64 = journal.blocks.values().map(|b| b.bytes.len() as u64).sum();
+        for batch in [1, 7, 49, 50, BATCH] {
+            journal.node_calls.store(0, Ordering::SeqCst);
+            let mut seen = Vec::new();
+            let report = block_on(verify_in_batches(
+                &journal,
+                None,
+                &mut |n| seen.push(n),
+                batch,
+            ))
+            .expect("readable")
+            .expect("verifies");
+            assert_eq!(
+                report,
+                VerifyReport {
+                    blocks: 50,
+                    revisions: 50 * ADS_PER_BLOCK,
+                    bytes,
+                    last_sequence: Some(49),
+                    root: root_of(&hashes),
+                }
+            );
+            let batches = 50usize.div_ceil(batch);
+            assert_eq!(seen.len(), batches, "one progress call per batch");
+            assert_eq!(seen.last(), Some(&50));
+            assert!(seen.windows(2).all(|w| w[0] < w[1]));
+            // One node read per batch, plus one for the end-of-journal checks.
+            assert_eq!(journal.node_calls.load(Ordering::SeqCst), batches + 1);
+        }
+    }
+
+    #[test]
+    fn an_empty_journal_verifies() {
+        let journal = MemJournal::default();
+        let report = run(&journal, BATCH).expect("verifies");
+        assert_eq!(
+            report,
+            VerifyReport {
+                blocks: 0,
+                revisions: 0,
+                bytes: 0,
+                last_sequence: None,
+                root: None,
+            }
+        );
+    }
+
+    #[test]
+    fn a_matching_expected_digest_verifies() {
+        let (journal, hashes) = sealed(50);
+        for at in [0, 20, 49] {
+            let root = root_of(&hashes[..=at as usize]).expect("non-empty");
+            run_expecting(&journal, Some((at, root)), 7).expect("verifies");
+        }
+    }
+
+    // -- Tampering --
+
+    #[test]
+    fn a_flipped_byte_in_a_revision_names_the_ad_and_version() {
+        let (mut journal, _) = sealed(50);
+        let range = part(&journal, 17, Some(1));
+        let at = find(&journal, 17, range, b"Title 0017-1");
+        flip(&mut journal, 17, at, 0x01); // "Title" → "Uitle": still valid Ion
+        let failure = fails(&journal);
+        assert_eq!(failure.sequence, 17);
+        assert_eq!(failure.field.as_deref(), Some("revisionHashes[1]"));
+        assert_eq!(failure.ad_id.as_deref(), Some("ad-1"));
+        assert_eq!(failure.version, Some(17));
+        assert!(
+            failure
+                .detail
+                .contains("revision's stored bytes were altered"),
+            "{failure}"
+        );
+    }
+
+    #[test]
+    fn a_revision_that_no_longer_decodes_is_still_located() {
+        let (mut journal, _) = sealed(50);
+        let range = part(&journal, 30, Some(2));
+        flip(&mut journal, 30, range.start, 0xff); // the Ion version marker
+        let failure = fails(&journal);
+        assert_eq!(failure.sequence, 30);
+        assert_eq!(failure.field.as_deref(), Some("revisionHashes[2]"));
+        assert_eq!(failure.ad_id, None);
+        assert_eq!(failure.version, None);
+    }
+
+    #[test]
+    fn a_flipped_byte_in_a_header_field_is_reported_at_its_block() {
+        let (mut journal, _) = sealed(50);
+        let range = part(&journal, 17, None);
+        let at = find(&journal, 17, range, b"tx-000017");
+        flip(&mut journal, 17, at + 8, 0x01); // txId "tx-000017" → "tx-000016"
+        let failure = fails(&journal);
+        assert_eq!(failure.sequence, 17);
+        assert_eq!(failure.field.as_deref(), Some("header"));
+        assert!(
+            failure.detail.contains("the header was altered"),
+            "{failure}"
+        );
+    }
+
+    #[test]
+    fn a_flipped_byte_in_the_last_header_is_reported_at_the_last_block() {
+        let (mut journal, _) = sealed(50);
+        let range = part(&journal, 49, None);
+        let at = find(&journal, 49, range, b"tx-000049");
+        flip(&mut journal, 49, at + 8, 0x01);
+        let failure = fails(&journal);
+        assert_eq!(failure.sequence, 49);
+        // No next block to tell the header from the leaf: both are named.
+        assert_eq!(
+            failure.field.as_deref(),
+            Some("merkleNode(level 0, index 49)")
+        );
+        assert!(
+            failure.detail.contains("the header or the leaf"),
+            "{failure}"
+        );
+    }
+
+    #[test]
+    fn a_flipped_byte_in_previous_hash_is_reported_as_previous_hash() {
+        let (mut journal, hashes) = sealed(50);
+        let range = part(&journal, 12, None);
+        let at = find(&journal, 12, range, hashes[11].as_bytes());
+        flip(&mut journal, 12, at + 5, 0x80);
+        let failure = fails(&journal);
+        assert_eq!(failure.sequence, 12);
+        assert_eq!(failure.field.as_deref(), Some("previousHash"));
+    }
+
+    #[test]
+    fn a_flipped_byte_in_a_listed_revision_hash_blames_the_header() {
+        let (mut journal, _) = sealed(50);
+        let listed = Hash::of(&journal.blocks[&9].bytes[part(&journal, 9, Some(0))]);
+        let range = part(&journal, 9, None);
+        let at = find(&journal, 9, range, listed.as_bytes());
+        flip(&mut journal, 9, at, 0x01);
+        let failure = fails(&journal);
+        assert_eq!(failure.sequence, 9);
+        assert_eq!(failure.field.as_deref(), Some("revisionHashes[0]"));
+        assert_eq!(failure.ad_id.as_deref(), Some("ad-0"));
+        assert!(
+            failure.detail.contains("the header was altered"),
+            "{failure}"
+        );
+    }
+
+    #[test]
+    fn a_header_that_no_longer_decodes_is_reported_as_header() {
+        let (mut journal, _) = sealed(50);
+        let range = part(&journal, 3, None);
+        flip(&mut journal, 3, range.start, 0xff);
+        let failure = fails(&journal);
+        assert_eq!(failure.sequence, 3);
+        assert_eq!(failure.field.as_deref(), Some("header"));
+    }
+
+    #[test]
+    fn a_damaged_frame_is_reported_as_frame() {
+        let (mut journal, _) = sealed(50);
+        journal
+            .blocks
+            .get_mut(&21)
+            .expect("block")
+            .bytes
+            .truncate(40);
+        let failure = fails(&journal);
+        assert_eq!(failure.sequence, 21);
+        assert_eq!(failure.field.as_deref(), Some("frame"));
+    }
+
+    #[test]
+    fn a_deleted_block_is_reported_at_its_sequence() {
+        for stop_at_gap in [false, true] {
+            let (mut journal, _) = sealed(50);
+            journal.stop_at_gap = stop_at_gap;
+            journal.blocks.remove(&23);
+            let failure = fails(&journal);
+            assert_eq!(failure.sequence, 23, "stop at gap: {stop_at_gap}");
+            assert_eq!(failure.field, None);
+            assert!(failure.detail.contains("block 23 is missing"), "{failure}");
+        }
+    }
+
+    #[test]
+    fn a_deleted_first_block_is_reported_at_zero() {
+        let (mut journal, _) = sealed(10);
+        journal.blocks.remove(&0);
+        assert_eq!(fails(&journal).sequence, 0);
+    }
+
+    #[test]
+    fn blocks_removed_from_the_end_are_reported() {
+        // The tip still says 49: the last block is simply gone.
+        let (mut journal, _) = sealed(50);
+        journal.blocks.remove(&49);
+        let failure = fails(&journal);
+        assert_eq!(failure.sequence, 49);
+
+        // The tip was moved back too; the Merkle leaves of the removed blocks remain.
+        let (mut journal, _) = sealed(50);
+        journal.blocks.remove(&49);
+        journal.blocks.remove(&48);
+        journal.last = Some(47);
+        let failure = fails(&journal);
+        assert_eq!(failure.sequence, 48);
+        assert!(failure.detail.contains("removed from the end"), "{failure}");
+    }
+
+    #[test]
+    fn a_truncation_that_also_removed_the_nodes_fails_only_against_a_digest() {
+        let (mut journal, hashes) = sealed(50);
+        for sequence in 40..50 {
+            journal.blocks.remove(&sequence);
+            for id in completed_ids(sequence) {
+                journal.nodes.remove(&id);
+            }
+        }
+        journal.last = Some(39);
+        run(&journal, 7).expect("a consistent prefix verifies on its own");
+        let root = root_of(&hashes).expect("non-empty");
+        let failure = run_expecting(&journal, Some((49, root)), 7).expect_err("must not verify");
+        assert_eq!(failure.sequence, 40);
+        assert_eq!(failure.field.as_deref(), Some("digest"));
+    }
+
+    #[test]
+    fn swapped_blocks_are_reported_at_the_first() {
+        let (mut journal, _) = sealed(50);
+        let a = journal.blocks[&10].bytes.clone();
+        let b = journal.blocks[&11].bytes.clone();
+        journal.blocks.get_mut(&10).expect("block").bytes = b;
+        journal.blocks.get_mut(&11).expect("block").bytes = a;
+        let failure = fails(&journal);
+        assert_eq!(failure.sequence, 10);
+        assert_eq!(failure.field.as_deref(), Some("sequenceNo"));
+    }
+
+    #[test]
+    fn an_altered_merkle_node_is_reported_at_the_block_completing_it() {
+        let (mut journal, _) = sealed(50);
+        journal.nodes.insert((1, 2), Hash([7; 32])); // leaves 4..=5
+        let failure = fails(&journal);
+        assert_eq!(failure.sequence, 5);
+        assert_eq!(
+            failure.field.as_deref(),
+            Some("merkleNode(level 1, index 2)")
+        );
+
+        let (mut journal, _) = sealed(50);
+        journal.nodes.insert((4, 1), Hash([7; 32])); // leaves 16..=31
+        let failure = fails(&journal);
+        assert_eq!(failure.sequence, 31);
+        assert_eq!(
+            failure.field.as_deref(),
+            Some("merkleNode(level 4, index 1)")
+        );
+    }
+
+    #[test]
+    fn an_altered_merkle_leaf_is_told_from_an_altered_header() {
+        let (mut journal, _) = sealed(50);
+        journal.nodes.insert((0, 8), Hash([7; 32]));
+        let failure = fails(&journal);
+        assert_eq!(failure.sequence, 8);
+        assert_eq!(
+            failure.field.as_deref(),
+            Some("merkleNode(level 0, index 8)")
+        );
+        assert!(failure.detail.contains("the leaf was altered"), "{failure}");
+    }
+
+    #[test]
+    fn a_missing_merkle_node_is_reported() {
+        let (mut journal, _) = sealed(50);
+        journal.nodes.remove(&(2, 1)); // leaves 4..=7
+        let failure = fails(&journal);
+        assert_eq!(failure.sequence, 7);
+        assert_eq!(
+            failure.field.as_deref(),
+            Some("merkleNode(level 2, index 1)")
+        );
+        assert!(failure.detail.contains("not stored"), "{failure}");
+    }
+
+    #[test]
+    fn a_consistently_rewritten_journal_fails_against_an_earlier_digest() {
+        let (original, hashes) = sealed(50);
+        let (rewritten, _) = journal_forked(50, 30);
+        run(&original, 7).expect("verifies");
+        run(&rewritten, 7).expect("internally consistent");
+        let at = 40;
+        let root = root_of(&hashes[..=at as usize]).expect("non-empty");
+        let failure = run_expecting(&rewritten, Some((at, root)), 7).expect_err("rewritten");
+        assert_eq!(failure.sequence, at);
+        assert_eq!(failure.field.as_deref(), Some("digest"));
+        // A digest taken before the rewrite still matches.
+        let root = root_of(&hashes[..30]).expect("non-empty");
+        run_expecting(&rewritten, Some((29, root)), 7).expect("prefix unchanged");
+    }
+
+    #[test]
+    fn the_first_bad_sequence_wins() {
+        let (mut journal, _) = sealed(50);
+        journal.nodes.insert((0, 40), Hash([7; 32]));
+        let range = part(&journal, 25, Some(0));
+        flip(&mut journal, 25, range.end - 1, 0x01);
+        journal.blocks.remove(&33);
+        assert_eq!(fails(&journal).sequence, 25);
+    }
+
+    proptest::proptest! {
+        /// DESIGN: "a single flipped byte anywhere in stored journal data is reported with
+        /// its location" — in a block's frame, header or revisions, or in a Merkle node.
+        #[test]
+        fn any_flipped_byte_is_reported_at_its_block(
+            sequence in 0u64..20,
+            offset in proptest::prelude::any::<proptest::sample::Index>(),
+            mask in 1u8..,
+        ) {
+            let (mut journal, _) = sealed(20);
+            let at = offset.index(journal.blocks[&sequence].bytes.len());
+            flip(&mut journal, sequence, at, mask);
+            let failure = run(&journal, 7).expect_err("a flipped byte must not verify");
+            proptest::prop_assert_eq!(failure.sequence, sequence, "{}", failure);
+        }
+
+        #[test]
+        fn any_flipped_merkle_node_is_reported_at_the_block_completing_it(
+            pick in proptest::prelude::any::<proptest::sample::Index>(),
+            byte in 0usize..32,
+            mask in 1u8..,
+        ) {
+            let (mut journal, _) = sealed(20);
+            let mut ids: Vec<(u8, u64)> = journal.nodes.keys().copied().collect();
+            ids.sort();
+            let (level, index) = ids[pick.index(ids.len())];
+            let node = journal.nodes.get_mut(&(level, index)).expect("node");
+            node.0[byte] ^= mask;
+            let failure = run(&journal, 7).expect_err("an altered node must not verify");
+            let completing = ((index + 1) << level) - 1;
+            proptest::prop_assert_eq!(failure.sequence, completing, "{}", failure);
+            proptest::prop_assert_eq!(failure.field, Some(node_field(level, index)));
+        }
+    }
+
+    #[test]
+    fn a_failure_converts_to_a_chain_broken_error() {
+        let failure = failure(4, Some("previousHash".into()), "mismatch".into());
+        match Error::from(failure) {
+            Error::ChainBroken { sequence, detail } => {
+                assert_eq!(sequence, 4);
+                assert_eq!(detail, "mismatch");
+            }
+            other => panic!("expected ChainBroken, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! `/admin/*`: replay, rebuild and snapshots on a running server.
+//!
+//! Disabled (404) unless an admin token is configured (`--admin-token` /
+//! `ADLEDGER_ADMIN_TOKEN` / `admin_token`); then every request needs `Authorization:
+//! Bearer <token>`: 401 without one (with `WWW-Authenticate: Bearer`), 403 with a wrong
+//! one. The comparison is constant-time: both sides are hashed with SHA-256 and the
+//! digests compared without an early exit, so neither the content nor the length of the
+//! token leaks through timing.
+//!
+//! | route | body | does |
+//! |---|---|---|
+//! | `POST /admin/replay` | `{adId?, publisherId?, from?, to?}` | replays one ad, or every ad with a revision in the range |
+//! | `POST /admin/rebuild` | `{shadow?: true}` | rebuilds into shadow read models and answers the diff against the live ones |
+//! | `POST /admin/snapshots` | none | takes a snapshot (consistent even while writes go on) |
+//! | `GET /admin/snapshots` | | lists the snapshots |
+//!
+//! Swapping read models and rebuilding in place need exclusive use of the read models,
+//! which a serving process does not have: those are refused with 409 and a pointer to
+//! `adledger rebuild`. Admin jobs run one at a time.
+
+use std::sync::Arc;
+
+use adledger_engine::diff::diff_states;
+use adledger_engine::rebuild::{RebuildOptions, rebuild};
+use adledger_engine::replay::{find_ad, replay_ad, replay_range};
+use adledger_engine::{AdKey, Hash, TimeRange};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::backend;
+use crate::body::read_json;
+use crate::config::Config;
+use crate::error::{ApiError, PROBLEM_JSON, Problem};
+use crate::maintenance_cmd::{MaintenanceError, create_snapshot, list_snapshots, snapshot_dir};
+
+/// The admin routes' settings, present only when a token is configured.
+#[derive(Clone)]
+pub struct Admin {
+    /// SHA-256 of the token: what requests are compared against.
+    token_hash: Hash,
+    /// Where shadow read models and snapshots go.
+    config: Config,
+    /// One admin job at a time.
+    jobs: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin").finish_non_exhaustive()
+    }
+}
+
+impl Admin {
+    /// The admin settings of `config`, or `None` when it has no admin token.
+    pub fn from_config(config: &Config) -> Option<Admin> {
+        let token = config.admin_token.as_ref()?;
+        Some(Admin {
+            token_hash: Hash::of(token.expose().as_bytes()),
+            config: config.clone(),
+            jobs: Arc::new(tokio::sync::Mutex::new(())),
+        })
+    }
+}
+
+/// The admin routes, to be merged into the application.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/admin/replay", post(replay))
+        .route("/admin/rebuild", post(rebuild_shadow))
+        .route("/admin/snapshots", post(snapshot_create).get(snapshot_list))
+}
+
+/// A problem document with a status `ApiError` has no constructor for.
+fn problem(status: StatusCode, kind: &'static str, title: &'static str, detail: String) -> Response {
+    let problem = Problem {
+        kind,
+        title,
+        status: status.as_u16(),
+        detail,
+        instance: None,
+        request_id: None,
+        field: None,
+    };
+    let mut response = Response::new(Body::from(problem.to_body()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    response.extensions_mut().insert(problem);
+    response
+}
+
+/// Equal digests, compared without an early exit.
+fn same(a: &Hash, b: &Hash) -> bool {
+    a.as_bytes()
+        .iter()
+        .zip(b.as_bytes())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+/// The admin settings, if the request may use them; else the answer to give.
+fn authorize<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a Admin, Response> {
+    let Some(admin) = state.admin.as_ref() else {
+        return Err(ApiError::not_found(
+            "the admin routes are disabled; start the server with --admin-token (or \
+             ADLEDGER_ADMIN_TOKEN) to enable them"
+                .into(),
+        )
+        .into_response());
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(presented) = presented.filter(|t| !t.is_empty()) else {
+        let mut response = problem(
+            StatusCode::UNAUTHORIZED,
+            "/problems/unauthorized",
+            "Unauthorized",
+            "the admin routes need `Authorization: Bearer <admin token>`".into(),
+        );
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"adledger-admin\""),
+        );
+        return Err(response);
+    };
+    if !same(&Hash::of(presented.as_bytes()), &admin.token_hash) {
+        return Err(problem(
+            StatusCode::FORBIDDEN,
+            "/problems/forbidden",
+            "Forbidden",
+            "the bearer token is not the admin token; check the token the server was \
+             started with"
+                .into(),
+        ));
+    }
+    Ok(admin)
+}
+
+fn engine(e: adledger_engine::Error) -> Response {
+    ApiError::from_engine(e, false).into_response()
+}
+
+fn maintenance(e: MaintenanceError) -> Response {
+    match e {
+        MaintenanceError::Engine(e) => engine(e),
+        other => {
+            tracing::error!(error = %other, "admin job failed");
+            ApiError::internal().into_response()
+        }
+    }
+}
+
+/// The fields of a JSON object body, refusing unknown ones; an empty body is `{}`.
+async fn object(
+    headers: &HeaderMap,
+    body: Body,
+    allowed: &[&str],
+) -> Result<serde_json::Map<String, Value>, Response> {
+    let empty = headers
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() == b"0")
+        || (headers.get(header::CONTENT_TYPE).is_none()
+            && headers.get(header::CONTENT_LENGTH).is_none());
+    if empty {
+        return Ok(serde_json::Map::new());
+    }
+    let value = read_json(headers, body).await.map_err(IntoResponse::into_response)?;
+    let Value::Object(map) = value else {
+        return Err(ApiError::invalid_field("body", "send a JSON object".into()).into_response());
+    };
+    if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(ApiError::invalid_field(
+            unknown.clone(),
+            format!(
+                "unknown field `{unknown}`; this route takes {}",
+                allowed.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ")
+            ),
+        )
+        .into_response());
+    }
+    Ok(map)
+}
+
+fn text_field(map: &serde_json::Map<String, Value>, name: &str) -> Result<Option<String>, Response> {
+    match map.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::invalid_field(name, format!("`{name}` must be a non-empty string"))
+            .into_response()),
+    }
+}
+
+fn time_field(
+    map: &serde_json::Map<String, Value>,
+    name: &str,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, Response> {
+    match text_field(map, name)? {
+        None => Ok(None),
+        Some(text) => adledger_engine::time::parse_rfc3339(&text).map(Some).ok_or_else(|| {
+            ApiError::invalid_field(
+                name,
+                format!("`{name}` must be an RFC 3339 time such as 2024-05-01T12:00:00Z"),
+            )
+            .into_response()
+        }),
+    }
+}
+
+/// `POST /admin/replay`.
+async fn replay(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let admin = match authorize(&state, &headers) {
+        Ok(admin) => admin,
+        Err(response) => return response,
+    };
+    let parsed = async {
+        let map = object(&headers, body, &["adId", "publisherId", "from", "to"]).await?;
+        let range = TimeRange {
+            from: time_field(&map, "from")?,
+            to: time_field(&map, "to")?,
+        };
+        if let (Some(from), Some(to)) = (range.from, range.to)
+            && from > to
+        {
+            return Err(ApiError::invalid_field("from", "`from` is after `to`".into()).into_response());
+        }
+        Ok((text_field(&map, "adId")?, text_field(&map, "publisherId")?, range))
+    };
+    let (ad_id, publisher_id, range) = match parsed.await {
+        Ok(parsed) => parsed,
+        Err(response) => return response,
+    };
+    let _job = admin.jobs.lock().await;
+    let ports = state.ledger.ports();
+    let (journal, store, search) = (ports.journal.as_ref(), ports.state.as_ref(), ports.search.as_ref());
+    let Some(ad_id) = ad_id else {
+        return match replay_range(journal, store, search, range).await {
+            Ok(reports) => {
+                let shown: Vec<_> = reports.iter().take(100).collect();
+                (StatusCode::OK, axum::Json(json!({"replayed": reports.len(), "ads": shown})))
+                    .into_response()
+            }
+            Err(e) => engine(e),
+        };
+    };
+    let key = match publisher_id {
+        Some(p) => AdKey::new(p, ad_id),
+        None => match find_ad(journal, store, &ad_id).await {
+            Ok(Some(key)) => key,
+            Ok(None) => {
+                return ApiError::not_found(format!("ad {ad_id} is not in the journal")).into_response();
+            }
+            Err(e) => return engine(e),
+        },
+    };
+    match replay_ad(journal, store, search, &key, range).await {
+        Ok(report) => (StatusCode::OK, axum::Json(json!({"replayed": 1, "ads": [report]}))).into_response(),
+        Err(e) => engine(e),
+    }
+}
+
+/// `POST /admin/rebuild`: a shadow rebuild, answered with its diff.
+async fn rebuild_shadow(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let admin = match authorize(&state, &headers) {
+        Ok(admin) => admin,
+        Err(response) => return response,
+    };
+    let map = match object(&headers, body, &["shadow", "swap"]).await {
+        Ok(map) => map,
+        Err(response) => return response,
+    };
+    let flag = |name: &str, default: bool| match map.get(name) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(ApiError::invalid_field(name, format!("`{name}` must be true or false"))
+            .into_response()),
+    };
+    let (shadow, swap) = match (flag("shadow", true), flag("swap", false)) {
+        (Ok(shadow), Ok(swap)) => (shadow, swap),
+        (Err(r), _) | (_, Err(r)) => return r,
+    };
+    if !shadow || swap {
+        return problem(
+            StatusCode::CONFLICT,
+            "/problems/needs-stopped-server",
+            "Needs a stopped server",
+            "rebuilding in place and swapping read models need exclusive use of them, which \
+             a serving process does not have: stop the server and run `adledger rebuild` (or \
+             `adledger rebuild --shadow --swap`); a shadow rebuild (`{\"shadow\": true}`) runs \
+             while serving"
+                .into(),
+        );
+    }
+    let _job = admin.jobs.lock().await;
+    let ports = state.ledger.ports();
+    let opened = backend::open_read_models(&admin.config, "admin-rebuild");
+    let (shadow_state, shadow_search) = match opened {
+        Ok(models) => models,
+        Err(e) => return maintenance(MaintenanceError::Backend(e)),
+    };
+    let report = rebuild(
+        ports.journal.as_ref(),
+        shadow_state.as_ref(),
+        shadow_search.as_ref(),
+        &RebuildOptions::default(),
+        &mut |_| {},
+    )
+    .await;
+    let report = match report {
+        Ok(report) => report,
+        Err(e) => return engine(e),
+    };
+    // Let the live state store reach the shadow's checkpoint, so the diff compares like
+    // with like (writes after it may still show up as differences).
+    if let Err(e) = state.ledger.wait_for_state(report.next).await {
+        return engine(e);
+    }
+    match diff_states(ports.state.as_ref(), shadow_state.as_ref(), 50).await {
+        Ok(diff) => (
+            StatusCode::OK,
+            axum::Json(json!({"report": report, "diff": diff, "swapped": false})),
+        )
+            .into_response(),
+        Err(e) => engine(e),
+    }
+}
+
+/// `POST /admin/snapshots`.
+async fn snapshot_create(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let admin = match authorize(&state, &headers) {
+        Ok(admin) => admin,
+        Err(response) => return response,
+    };
+    let _job = admin.jobs.lock().await;
+    let dir = snapshot_dir(&admin.config, None);
+    if let Err(source) = std::fs::create_dir_all(&dir) {
+        return maintenance(MaintenanceError::File {
+            what: "cannot create",
+            path: dir,
+            source,
+        });
+    }
+    match create_snapshot(state.ledger.ports(), &dir).await {
+        Ok((id, header)) => (
+            StatusCode::CREATED,
+            axum::Json(json!({"id": id, "header": header})),
+        )
+            .into_response(),
+        Err(e) => maintenance(e),
+    }
+}
+
+/// `GET /admin/snapshots`.
+async fn snapshot_list(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let admin = match authorize(&state, &headers) {
+        Ok(admin) => admin,
+        Err(response) => return response,
+    };
+    match list_snapshots(&snapshot_dir(&admin.config, None)) {
+        Ok(all) => {
+            let items: Vec<_> = all.iter().map(|(id, h)| json!({"id": id, "header": h})).collect();
+            (StatusCode::OK, axum::Json(json!({"snapshots": items}))).into_response()
+        }
+        Err(e) => maintenance(e),
+    }
+}
