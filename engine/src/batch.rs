@@ -5,6 +5,8 @@
 //! which re-derives the same records from blocks read from an export. Sharing the code
 //! is what makes an imported journal answer exactly like the one it was exported from.
 
+use std::collections::HashMap;
+
 use crate::ad::AdKey;
 use crate::block::{Block, EncodedBlock};
 use crate::hash::Hash;
@@ -22,13 +24,20 @@ pub(crate) fn add_block(
     batch.blocks.push(encoded);
 }
 
+/// Where each ad's head update is in a batch's `heads`, so adding a revision costs the
+/// same in a batch of thousands of blocks (import) as in a small one.
+#[derive(Debug, Default)]
+pub(crate) struct HeadIndex(HashMap<AdKey, usize>);
+
 /// Adds one revision: its ref, and the move of its ad's head.
 ///
 /// `before` is the ad's head version before the batch (`None`: the ad did not exist);
 /// it becomes the head update's condition the first time the batch touches the ad, and
-/// later revisions of the same ad in the batch only move the new head.
+/// later revisions of the same ad in the batch only move the new head. `index` must
+/// have been used for every head of this batch (start each batch with a new one).
 pub(crate) fn add_revision(
     batch: &mut AppendBatch,
+    index: &mut HeadIndex,
     key: AdKey,
     version: u64,
     sequence: u64,
@@ -45,14 +54,16 @@ pub(crate) fn add_revision(
         sequence,
         deleted,
     };
-    if let Some(update) = batch.heads.iter_mut().find(|h| h.key == key) {
-        update.new_head = new_head;
-    } else {
-        batch.heads.push(HeadUpdate {
-            key,
-            expected_version: before,
-            new_head,
-        });
+    match index.0.get(&key).and_then(|&i| batch.heads.get_mut(i)) {
+        Some(update) => update.new_head = new_head,
+        None => {
+            index.0.insert(key.clone(), batch.heads.len());
+            batch.heads.push(HeadUpdate {
+                key,
+                expected_version: before,
+                new_head,
+            });
+        }
     }
 }
 

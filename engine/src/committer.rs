@@ -87,6 +87,8 @@ struct Plan {
     tip: Option<Tip>,
     frontier: Frontier,
     touched: HashMap<AdKey, Touched>,
+    /// Where each ad's head update is in `batch.heads`.
+    heads: batch::HeadIndex,
 }
 
 impl Committer {
@@ -190,7 +192,15 @@ impl Committer {
             if plan.batch.blocks.is_empty() {
                 break Ok(plan);
             }
-            match self.journal.append(plan.batch.clone()).await {
+            let started = std::time::Instant::now();
+            let appended = self.journal.append(plan.batch.clone()).await;
+            tracing::debug!(
+                commands = requests.len(),
+                blocks = plan.batch.blocks.len(),
+                append_ms = started.elapsed().as_secs_f64() * 1e3,
+                "group commit"
+            );
+            match appended {
                 Ok(()) => break Ok(plan),
                 Err(Error::Conflict { .. }) if attempt < MAX_RACE_RETRIES => {
                     attempt += 1;
@@ -284,6 +294,7 @@ impl Committer {
             tip: self.tip,
             frontier: self.frontier.clone(),
             touched: HashMap::new(),
+            heads: batch::HeadIndex::default(),
         };
         let mut keys_in_batch: HashMap<(String, String), (Hash, Outcome)> = HashMap::new();
         for command in commands {
@@ -563,6 +574,7 @@ impl Committer {
             .insert(key.clone(), Touched { before, now: head });
         batch::add_revision(
             &mut plan.batch,
+            &mut plan.heads,
             key,
             version,
             sequence,

@@ -194,7 +194,11 @@ fn ion_record(element: &Element, at: u64) -> Result<Record> {
             .ok_or_else(|| bad(&format!("valid (`{name}` is not a 32-byte blob)")))
     };
     if let Some(format) = s.get("format") {
-        check_format(format.as_text(), s.get("formatVersion").and_then(|v| v.as_i64()), at)?;
+        check_format(
+            format.as_text(),
+            s.get("formatVersion").and_then(|v| v.as_i64()),
+            at,
+        )?;
         return Ok(Record::Header {
             first: uint("firstSequence")?,
         });
@@ -263,7 +267,11 @@ fn json_record(line: &[u8], at: u64) -> Result<Record> {
             .ok_or_else(|| bad(&format!("valid (`{name}` is not base64)")))
     };
     if let Some(format) = o.get("format") {
-        check_format(format.as_str(), o.get("formatVersion").and_then(Value::as_i64), at)?;
+        check_format(
+            format.as_str(),
+            o.get("formatVersion").and_then(Value::as_i64),
+            at,
+        )?;
         return Ok(Record::Header {
             first: uint("firstSequence")?,
         });
@@ -315,7 +323,12 @@ fn for_each_block(
                 ));
             }
         }
-        _ => return Err(broken(0, "it does not start with an adledger export header")),
+        _ => {
+            return Err(broken(
+                0,
+                "it does not start with an adledger export header",
+            ));
+        }
     }
     let mut next = 0u64;
     loop {
@@ -334,7 +347,10 @@ fn for_each_block(
                 if block.sequence != next {
                     return Err(broken(
                         next,
-                        format!("block {next} is expected here, the file has block {}", block.sequence),
+                        format!(
+                            "block {next} is expected here, the file has block {}",
+                            block.sequence
+                        ),
                     ));
                 }
                 each(&block)?;
@@ -387,9 +403,17 @@ pub fn verify_export(
             ));
         }
         if header.revision_hashes.len() != frame.revisions.len() {
-            return Err(broken(sequence, "its header and its revisions disagree in number"));
+            return Err(broken(
+                sequence,
+                "its header and its revisions disagree in number",
+            ));
         }
-        for (i, (part, listed)) in frame.revisions.iter().zip(&header.revision_hashes).enumerate() {
+        for (i, (part, listed)) in frame
+            .revisions
+            .iter()
+            .zip(&header.revision_hashes)
+            .enumerate()
+        {
             if Hash::of(part) != *listed {
                 return Err(broken(
                     sequence,
@@ -402,7 +426,7 @@ pub fn verify_export(
         revisions += frame.revisions.len() as u64;
         bytes += stored.bytes.len() as u64;
         blocks += 1;
-        if blocks % 4096 == 0 {
+        if blocks.is_multiple_of(4096) {
             progress(&ImportProgress {
                 appending: false,
                 blocks,
@@ -459,6 +483,7 @@ struct Appender {
     heads: HashMap<AdKey, Head>,
     frontier: Frontier,
     batch: AppendBatch,
+    index: batch::HeadIndex,
     batch_bytes: usize,
 }
 
@@ -498,6 +523,7 @@ impl Appender {
             let prior = head.map(|h| h.version);
             batch::add_revision(
                 &mut self.batch,
+                &mut self.index,
                 key.clone(),
                 version,
                 sequence,
@@ -522,6 +548,7 @@ impl Appender {
 
     fn take(&mut self) -> AppendBatch {
         self.batch_bytes = 0;
+        self.index = batch::HeadIndex::default();
         let expected_last = self
             .batch
             .blocks
@@ -550,6 +577,7 @@ fn read_batches(
         heads: HashMap::new(),
         frontier: Frontier::new(),
         batch: AppendBatch::default(),
+        index: batch::HeadIndex::default(),
         batch_bytes: 0,
     };
     let result = (|| -> Result<()> {

@@ -130,7 +130,8 @@ pub async fn rebuild(
 ) -> Result<RebuildReport> {
     let started = std::time::Instant::now();
     let batch = options.batch_blocks.max(1);
-    let (state_checkpoint, search_checkpoint) = tokio::join!(state.checkpoint(), search.checkpoint());
+    let (state_checkpoint, search_checkpoint) =
+        tokio::join!(state.checkpoint(), search.checkpoint());
     let from = state_checkpoint?.min(search_checkpoint?);
     let size = journal.last_sequence().await?.map_or(0, |l| l + 1);
     if from > size {
@@ -142,20 +143,19 @@ pub async fn rebuild(
             ),
         ));
     }
-    let previous = match from.checked_sub(1) {
-        None => Hash::ZERO,
-        Some(before) => {
-            let stored = journal
-                .read_blocks(before, 1)
-                .await?
-                .pop()
-                .ok_or_else(|| Error::ChainBroken {
-                    sequence: before,
-                    detail: "the block before the read models' checkpoint is missing".into(),
+    let previous =
+        match from.checked_sub(1) {
+            None => Hash::ZERO,
+            Some(before) => {
+                let stored = journal.read_blocks(before, 1).await?.pop().ok_or_else(|| {
+                    Error::ChainBroken {
+                        sequence: before,
+                        detail: "the block before the read models' checkpoint is missing".into(),
+                    }
                 })?;
-            block::open(&stored)?.hash
-        }
-    };
+                block::open(&stored)?.hash
+            }
+        };
     let mut report = RebuildReport {
         resumed_from: from,
         next: from,

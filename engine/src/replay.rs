@@ -106,10 +106,13 @@ pub async fn replay_ad(
         let replayed = AdState::from_revision(last);
         state.put(std::slice::from_ref(&replayed), None).await?;
         search.put(std::slice::from_ref(&replayed), None).await?;
-        let head = journal.ad_head(key).await?.ok_or_else(|| Error::ChainBroken {
-            sequence: replayed.sequence,
-            detail: format!("ad {} has revisions but no head", key.ad_id),
-        })?;
+        let head = journal
+            .ad_head(key)
+            .await?
+            .ok_or_else(|| Error::ChainBroken {
+                sequence: replayed.sequence,
+                detail: format!("ad {} has revisions but no head", key.ad_id),
+            })?;
         let chase = range.to.is_none() && head.version != replayed.version;
         if chase && chases < MAX_HEAD_CHASES {
             chases += 1;

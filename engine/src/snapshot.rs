@@ -153,12 +153,15 @@ pub async fn create(
     if path.exists() {
         return Err(Error::invalid(
             "snapshot",
-            format!("{} exists already; snapshots are never overwritten", path.display()),
+            format!(
+                "{} exists already; snapshots are never overwritten",
+                path.display()
+            ),
         ));
     }
     // The file keeps milliseconds; the returned header must equal the one read back.
-    let created_at = DateTime::from_timestamp_millis(created_at.timestamp_millis())
-        .unwrap_or(created_at);
+    let created_at =
+        DateTime::from_timestamp_millis(created_at.timestamp_millis()).unwrap_or(created_at);
     let checkpoint = state.checkpoint().await?;
     let Some(sequence) = checkpoint.checked_sub(1) else {
         return Err(Error::NotFound {
@@ -270,7 +273,10 @@ async fn state_at(journal: &dyn Journal, key: &AdKey, next: u64) -> Result<Optio
 }
 
 fn refused(path: &Path, reason: String) -> Error {
-    Error::invalid("snapshot", format!("{} is refused: {reason}", path.display()))
+    Error::invalid(
+        "snapshot",
+        format!("{} is refused: {reason}", path.display()),
+    )
 }
 
 /// Reads and checks a snapshot's header line (format and version only).
@@ -285,8 +291,12 @@ fn header_of(path: &Path, reader: &mut impl BufRead) -> Result<SnapshotHeader> {
     reader
         .read_until(b'\n', &mut line)
         .map_err(|e| io_error(path, "read", e))?;
-    let header: SnapshotHeader = serde_json::from_slice(&line)
-        .map_err(|e| refused(path, format!("its header line is not a snapshot header ({e})")))?;
+    let header: SnapshotHeader = serde_json::from_slice(&line).map_err(|e| {
+        refused(
+            path,
+            format!("its header line is not a snapshot header ({e})"),
+        )
+    })?;
     if header.format != SNAPSHOT_FORMAT || header.format_version != SNAPSHOT_FORMAT_VERSION {
         return Err(refused(
             path,
@@ -319,9 +329,8 @@ pub fn check_file(path: &Path) -> Result<SnapshotHeader> {
         }
         hasher.update(&line);
         count += 1;
-        serde_json::from_slice::<Entry>(&line).map_err(|e| {
-            refused(path, format!("entry {count} is not a snapshot entry ({e})"))
-        })?;
+        serde_json::from_slice::<Entry>(&line)
+            .map_err(|e| refused(path, format!("entry {count} is not a snapshot entry ({e})")))?;
     }
     let content = Hash(hasher.finalize().into());
     if content != header.content_sha256 || count != header.count {
@@ -387,7 +396,10 @@ pub async fn restore(
             .map_err(|e| io_error(path, "read", e))?;
         if n > 0 {
             let entry: Entry = serde_json::from_slice(&line).map_err(|e| {
-                refused(path, format!("entry {} changed while restoring ({e})", restored + 1))
+                refused(
+                    path,
+                    format!("entry {} changed while restoring ({e})", restored + 1),
+                )
             })?;
             chunk.push(entry.into());
             restored += 1;

@@ -20,12 +20,14 @@ mod fixtures;
 mod maintenance;
 mod ports;
 mod property;
+mod tamper;
 
 pub use engine::*;
 pub use fixtures::*;
 pub use maintenance::*;
 pub use ports::*;
 pub use property::*;
+pub use tamper::*;
 
 /// One backend's storage for one ledger.
 #[derive(Debug, Clone)]
@@ -77,6 +79,23 @@ pub trait Harness: Send + Sync + 'static {
         place: &Self::Place,
         name: &str,
     ) -> Result<(Arc<dyn StateStore>, Arc<dyn SearchIndex>)>;
+
+    /// Alters the stored journal at `place` as a malicious operator with direct database
+    /// access would, bypassing the `Journal` port (which can neither rewrite nor remove a
+    /// block). The suite has dropped every store it opened at `place`, as when the server
+    /// is stopped.
+    ///
+    /// Every backend must implement it. The provided body only exists so that a harness
+    /// written before the tamper tests still compiles: it fails each of them with a
+    /// message saying what is missing — loudly, never a silent skip.
+    async fn tamper(&self, place: &Self::Place, action: Tamper) -> Result<()> {
+        let _ = place;
+        Err(crate::error::Error::Unavailable(format!(
+            "this backend's test harness does not implement `Harness::tamper`, so the \
+             tamper tests cannot alter its storage (asked for {action:?}); implement it in \
+             the backend's conformance test module"
+        )))
+    }
 }
 
 /// Expands to one `#[tokio::test]` per conformance behaviour, each calling the suite
@@ -118,6 +137,10 @@ macro_rules! conformance_tests {
             maintenance_tampered_snapshot_is_refused,
             maintenance_export_import_round_trip_keeps_the_digest,
             maintenance_truncated_or_altered_export_is_refused,
+            tamper_rewritten_price_is_located,
+            tamper_deleted_block_is_located,
+            tamper_swapped_blocks_are_located,
+            tamper_invalidates_earlier_proofs,
         );
         $crate::conformance_tests!(@sync $harness;
             property_random_commands_match_model_and_rebuild,

@@ -118,13 +118,13 @@ fn open_scope(config: &Config, scope: Scope) -> Result<Opened, BackendError> {
     }
 }
 
+/// A state store and a search index, opened together.
+pub type ReadModels = (Arc<dyn StateStore>, Arc<dyn SearchIndex>);
+
 /// Opens an extra pair of read models named `name` next to the live ones — a shadow
 /// rebuild's target — creating them empty if missing. Local backend:
 /// `<data_dir>/shadow-<name>/{state,search}`.
-pub fn open_read_models(
-    config: &Config,
-    name: &str,
-) -> Result<(Arc<dyn StateStore>, Arc<dyn SearchIndex>), BackendError> {
+pub fn open_read_models(config: &Config, name: &str) -> Result<ReadModels, BackendError> {
     let dir = read_models_dir(config, name)?;
     let open_error = |source| BackendError::Open {
         dir: dir.clone(),

@@ -185,11 +185,15 @@ impl Overrides {
         };
         let admin_token = match get("ADLEDGER_ADMIN_TOKEN") {
             None => None,
-            Some(value) => Some(AdminToken::try_from(value).map_err(|reason| ConfigError::Env {
-                name: "ADLEDGER_ADMIN_TOKEN",
-                value: "<hidden>".into(),
-                reason,
-            })?),
+            Some(value) => {
+                Some(
+                    AdminToken::try_from(value).map_err(|reason| ConfigError::Env {
+                        name: "ADLEDGER_ADMIN_TOKEN",
+                        value: "<hidden>".into(),
+                        reason,
+                    })?,
+                )
+            }
         };
         Ok(Overrides {
             admin_token,

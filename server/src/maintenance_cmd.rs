@@ -54,15 +54,15 @@ use crate::config::{BackendKind, Config, ConfigError, Overrides};
 pub struct DataArgs {
     /// Data directory of the stopped server [env: ADLEDGER_DATA_DIR] [default:
     /// ./adledger-data]
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     pub data_dir: Option<PathBuf>,
 
     /// TOML config file, as for `serve` [env: ADLEDGER_CONFIG]
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
 
     /// Print one JSON object instead of text, and no progress bar
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
 }
 
@@ -301,7 +301,9 @@ fn bar(total: u64, unit: &str, json: bool) -> ProgressBar {
     let template = format!(
         "{{msg}} {{bar:40.cyan/blue}} {{human_pos}}/{{human_len}} {unit}  {{per_sec}}  eta {{eta}}"
     );
-    bar.set_style(ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_style(
+        ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     bar
 }
 
@@ -380,7 +382,14 @@ async fn rebuild_with_bar(
         bar.set_length(p.target);
         bar.set_position(p.next);
     };
-    let report = rebuild(ports.journal.as_ref(), state, search, options, &mut progress).await;
+    let report = rebuild(
+        ports.journal.as_ref(),
+        state,
+        search,
+        options,
+        &mut progress,
+    )
+    .await;
     bar.finish_and_clear();
     Ok(report?)
 }
@@ -410,7 +419,11 @@ async fn copy_read_models(
 
 fn report_line(r: &RebuildReport) -> String {
     let seconds = r.elapsed.as_secs_f64();
-    let rate = if seconds > 0.0 { r.revisions as f64 / seconds } else { 0.0 };
+    let rate = if seconds > 0.0 {
+        r.revisions as f64 / seconds
+    } else {
+        0.0
+    };
     format!(
         "{} blocks, {} revisions from sequence {} to {} in {:.2} s ({:.0} revisions/s); the \
          hash chain verified",
@@ -420,7 +433,10 @@ fn report_line(r: &RebuildReport) -> String {
 
 fn diff_text(diff: &StateDiff) -> String {
     if diff.is_empty() {
-        return format!("no difference: the live state store equals the rebuilt one ({} ads)", diff.equal);
+        return format!(
+            "no difference: the live state store equals the rebuilt one ({} ads)",
+            diff.equal
+        );
     }
     let mut lines = vec![format!(
         "differences: {} missing from the live state store, {} extra in it, {} different ({} equal)",
@@ -504,7 +520,9 @@ fn run_replay(args: &ReplayArgs) -> Outcome {
                 "; the journal's newest version is {}, so this ad is shown as of {} until the \
                  next replay or rebuild",
                 report.head_version,
-                args.to.map(|t| adledger_engine::time::format_rfc3339_millis(&t)).unwrap_or_default()
+                args.to
+                    .map(|t| adledger_engine::time::format_rfc3339_millis(&t))
+                    .unwrap_or_default()
             ));
         }
         Ok((text, json!({"ok": true, "report": report})))
@@ -521,7 +539,10 @@ pub fn snapshot_dir(config: &Config, dir: Option<&Path>) -> PathBuf {
 
 /// A new snapshot's file name: sortable by sequence, then time.
 pub fn snapshot_file_name(sequence: u64, at: DateTime<Utc>) -> String {
-    format!("snapshot-{sequence:012}-{}.jsonl", at.format("%Y%m%dT%H%M%S%3fZ"))
+    format!(
+        "snapshot-{sequence:012}-{}.jsonl",
+        at.format("%Y%m%dT%H%M%S%3fZ")
+    )
 }
 
 /// The headers of every snapshot in `dir`, oldest sequence first; a file that is not a
@@ -613,7 +634,10 @@ fn run_snapshot(args: &SnapshotArgs) -> Outcome {
         SnapshotAction::Delete { id } => {
             let path = snapshot_path(&dir, id)?;
             remove_file(&path)?;
-            Ok((format!("deleted snapshot {id}"), json!({"ok": true, "deleted": id})))
+            Ok((
+                format!("deleted snapshot {id}"),
+                json!({"ok": true, "deleted": id}),
+            ))
         }
         SnapshotAction::Create => {
             let ports = open_ports(&config, false)?;
@@ -751,9 +775,9 @@ fn run_export(args: &ExportArgs) -> Outcome {
     std::fs::rename(&partial, &args.out).map_err(|e| file_error("cannot rename to", e))?;
     let seconds = started.elapsed().as_secs_f64();
     let size = std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0);
-    let digest = report.digest.map(|d| {
-        json!({"sequence": d.sequence, "root": d.root, "tipHash": d.tip_hash})
-    });
+    let digest = report
+        .digest
+        .map(|d| json!({"sequence": d.sequence, "root": d.root, "tipHash": d.tip_hash}));
     let text = match report.digest {
         Some(d) => format!(
             "exported blocks {}..={} ({} blocks, {} bytes, {:.1} MB/s) to {}; digest at {}: root {} tip hash {}",
@@ -767,9 +791,15 @@ fn run_export(args: &ExportArgs) -> Outcome {
             d.root,
             d.tip_hash
         ),
-        None => format!("no block in the range; wrote an empty export to {}", args.out.display()),
+        None => format!(
+            "no block in the range; wrote an empty export to {}",
+            args.out.display()
+        ),
     };
-    Ok((text, json!({"ok": true, "report": report, "digest": digest, "bytes": size})))
+    Ok((
+        text,
+        json!({"ok": true, "report": report, "digest": digest, "bytes": size}),
+    ))
 }
 
 /// Runs `adledger import`.
@@ -780,7 +810,10 @@ pub fn import_command(args: &ImportArgs) -> std::process::ExitCode {
 fn run_import(args: &ImportArgs) -> Outcome {
     let config = config_of(&args.data)?;
     if !args.file.is_file() {
-        return Err(MaintenanceError::Refused(format!("no file {}", args.file.display())));
+        return Err(MaintenanceError::Refused(format!(
+            "no file {}",
+            args.file.display()
+        )));
     }
     let ports = open_ports(&config, true)?;
     let size = std::fs::metadata(&args.file).map(|m| m.len()).unwrap_or(0);
@@ -788,7 +821,11 @@ fn run_import(args: &ImportArgs) -> Outcome {
     runtime()?.block_on(async {
         let bar = bar(size, "bytes", args.data.json);
         let mut progress = |p: &ImportProgress| {
-            bar.set_message(if p.appending { "importing" } else { "verifying" });
+            bar.set_message(if p.appending {
+                "importing"
+            } else {
+                "verifying"
+            });
             bar.set_position(p.bytes);
         };
         let summary = import(
@@ -801,9 +838,9 @@ fn run_import(args: &ImportArgs) -> Outcome {
         bar.finish_and_clear();
         let summary = summary?;
         let seconds = started.elapsed().as_secs_f64();
-        let digest = summary.digest.map(|d| {
-            json!({"sequence": d.sequence, "root": d.root, "tipHash": d.tip_hash})
-        });
+        let digest = summary
+            .digest
+            .map(|d| json!({"sequence": d.sequence, "root": d.root, "tipHash": d.tip_hash}));
         let text = match summary.digest {
             Some(d) => format!(
                 "imported and verified {} blocks ({} revisions, {:.1} MB/s); digest at {}: root \
@@ -818,6 +855,9 @@ fn run_import(args: &ImportArgs) -> Outcome {
             ),
             None => "the export holds no block; nothing imported".to_string(),
         };
-        Ok((text, json!({"ok": true, "summary": summary, "digest": digest})))
+        Ok((
+            text,
+            json!({"ok": true, "summary": summary, "digest": digest}),
+        ))
     })
 }

@@ -105,8 +105,8 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             return Err(error);
         }
     };
-    let state = AppState::new(ledger.clone())
-        .with_admin(crate::routes::admin::Admin::from_config(&config));
+    let state =
+        AppState::new(ledger.clone()).with_admin(crate::routes::admin::Admin::from_config(&config));
     let served = axum::serve(listener, app(state))
         .with_graceful_shutdown(signals.received())
         .await;

@@ -1,6 +1,7 @@
 //! Durability over real HTTP: every create acknowledged with 201 before a `kill -9`
-//! is readable after a restart on the same data directory; then, when the binary has a
-//! `verify` subcommand, the journal's chain verifies.
+//! is readable after a restart on the same data directory; then `adledger verify` checks
+//! the whole stopped journal (chain and Merkle tree) against the digest served after the
+//! restart.
 
 mod e2e_common;
 
@@ -172,22 +173,46 @@ async fn acknowledged_creates_survive_kill_9() {
         .create_ad("crash0", &json!({"adTitle": "after restart"}))
         .await;
 
-    // Graceful stop, then verify the stopped data directory if the binary can.
+    // The digest after the restart, saved as an auditor would.
+    let digest = server.get("/ledger/digest").await;
+    digest.expect_status(StatusCode::OK);
+    let digest = digest.json();
+    let saved = format!(
+        "{}:{}",
+        digest["sequence"],
+        digest["root"].as_str().expect("digest root")
+    );
+
+    // Graceful stop, then full verification of the stopped data directory: the chain
+    // and the Merkle tree survived the kill, and still give the digest served after it.
     server.stop().await;
-    if has_verify_subcommand().await {
-        let dir = server.data_dir.to_string_lossy().into_owned();
-        let out = run_cli(&["verify", "--data-dir", &dir]).await;
-        println!(
-            "adledger verify: {:?}\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.status.success(),
-            "`adledger verify` must accept the journal after kill -9 + restart"
-        );
-    } else {
-        println!("verify subcommand not available: chain check skipped");
-    }
+    assert!(
+        has_verify_subcommand().await,
+        "`adledger --help` must list the verify subcommand"
+    );
+    let dir = server.data_dir.to_string_lossy().into_owned();
+    let out = run_cli(&[
+        "verify",
+        "--data-dir",
+        &dir,
+        "--expect-digest",
+        &saved,
+        "--json",
+    ])
+    .await;
+    println!(
+        "adledger verify: {:?}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "`adledger verify` must accept the journal after kill -9 + restart"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("verify --json prints one JSON object");
+    assert_eq!(report["ok"], json!(true), "{report}");
+    assert_eq!(report["blocks"], json!(blocks + 1), "{report}");
+    assert_eq!(report["root"], digest["root"], "{report}");
 }

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use adledger_engine::block::EncodedBlock;
 use adledger_engine::ports::{AdHead, AppendBatch, IdempotencyRecord, Journal, RevisionRef};
-use adledger_engine::{AdKey, Hash, Result};
+use adledger_engine::{AdKey, Hash, Result, VersionExpectation};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::KeysAndAttributes;
 
@@ -41,6 +41,19 @@ use crate::tables::{self, TableSpec};
 const BATCH_GET_KEYS: usize = 100;
 /// Rounds of retrying keys DynamoDB left unprocessed (throttling) before giving up.
 const UNPROCESSED_RETRIES: u32 = 10;
+
+/// The key of the item that stores block `sequence` in a journal table, for tools that
+/// work on the table directly (the layout is in `journal/keys.rs`); the block's bytes are
+/// its [`BLOCK_BYTES_ATTRIBUTE`].
+pub fn block_item_key(sequence: u64) -> HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    HashMap::from([
+        (PK.to_string(), s(keys::block_pk(sequence))),
+        (SK.to_string(), n(sequence)),
+    ])
+}
+
+/// The attribute of a block item holding the block's stored bytes (its frame).
+pub const BLOCK_BYTES_ATTRIBUTE: &str = keys::BLOCK_BYTES;
 
 /// The hash-chained journal in a DynamoDB table.
 ///
@@ -129,7 +142,17 @@ impl DynamoJournal {
     }
 
     async fn append_inner(&self, batch: &AppendBatch) -> Result<(), AwsError> {
-        let planned = transaction::plan(&self.table, batch)?;
+        let planned = match transaction::plan(&self.table, batch) {
+            Ok(planned) => planned,
+            Err(AwsError::BadBatch(detail)) => {
+                // A batch planned against another tip (or another head) may also look
+                // malformed relative to the state it assumed; its writer gets the
+                // `Conflict` the contract promises, and re-plans.
+                self.stale_expectation(batch).await?;
+                return Err(AwsError::BadBatch(detail));
+            }
+            Err(e) => return Err(e),
+        };
         let result = self
             .client
             .transact_write_items()
@@ -141,6 +164,29 @@ impl DynamoJournal {
             Ok(_) => Ok(()),
             Err(e) => Err(transaction::refusal(&self.table, &planned.roles, e)),
         }
+    }
+
+    /// `Conflict` if the journal's tip or an ad's head is not what `batch` expects.
+    async fn stale_expectation(&self, batch: &AppendBatch) -> Result<(), AwsError> {
+        let expectation =
+            |v: Option<u64>| v.map_or(VersionExpectation::Absent, VersionExpectation::Version);
+        let last = self.last().await?;
+        if last != batch.expected_last {
+            return Err(AwsError::Conflict {
+                expected: expectation(batch.expected_last),
+                actual: expectation(last),
+            });
+        }
+        for update in &batch.heads {
+            let actual = self.ad_head_inner(&update.key).await?.map(|h| h.version);
+            if actual != update.expected_version {
+                return Err(AwsError::Conflict {
+                    expected: expectation(update.expected_version),
+                    actual: expectation(actual),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The block items of one partition with sequences in `from..=to`, in order.

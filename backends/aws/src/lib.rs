@@ -54,7 +54,7 @@ use adledger_engine::{Result, SearchIndex};
 
 pub use aws_sdk_dynamodb;
 pub use client::{DynamoSettings, connect, connect_static};
-pub use journal::{DynamoJournal, MAX_BLOCKS_PER_APPEND};
+pub use journal::{BLOCK_BYTES_ATTRIBUTE, DynamoJournal, MAX_BLOCKS_PER_APPEND, block_item_key};
 pub use search::SearchSettings;
 pub use state::DynamoStateStore;
 pub use tables::{DEFAULT_TABLE_PREFIX, TableNames};

@@ -90,9 +90,7 @@ fn encode(state: &AdState) -> Result<Item, AwsError> {
         (SEQUENCE.to_string(), n(state.sequence)),
         (
             UPDATED_AT.to_string(),
-            s(state
-                .updated_at
-                .to_rfc3339_opts(SecondsFormat::Nanos, true)),
+            s(state.updated_at.to_rfc3339_opts(SecondsFormat::Nanos, true)),
         ),
     ]);
     match &state.ad {
@@ -195,7 +193,12 @@ impl DynamoStateStore {
         }
         let writes = newest
             .into_values()
-            .map(|revision| Ok((encode(&AdState::from_revision(revision))?, revision.version())))
+            .map(|revision| {
+                Ok((
+                    encode(&AdState::from_revision(revision))?,
+                    revision.version(),
+                ))
+            })
             .collect::<Result<Vec<_>, AwsError>>()?;
         self.register(writes.iter().map(|(item, _)| item)).await?;
         let mut results = futures::stream::iter(writes)
@@ -321,7 +324,11 @@ impl DynamoStateStore {
         Ok((page.items.unwrap_or_default(), more))
     }
 
-    async fn scan_inner(&self, after: Option<&AdKey>, limit: usize) -> Result<Vec<AdState>, AwsError> {
+    async fn scan_inner(
+        &self,
+        after: Option<&AdKey>,
+        limit: usize,
+    ) -> Result<Vec<AdState>, AwsError> {
         let mut states = Vec::with_capacity(limit.min(1024));
         if limit == 0 {
             return Ok(states);
@@ -344,7 +351,9 @@ impl DynamoStateStore {
                     .await?;
                 ad_cursor = None;
                 match items.first() {
-                    Some(item) => Some(get_str(item, AD_ID, &|| "publisher registry".into())?.to_string()),
+                    Some(item) => {
+                        Some(get_str(item, AD_ID, &|| "publisher registry".into())?.to_string())
+                    }
                     None => None,
                 }
             };

@@ -70,14 +70,20 @@ async fn transaction_limit_is_max_blocks_per_append() {
     let mut too_big_chain = ChainBuilder::new();
     let too_big = keyed_creates(&mut too_big_chain, 0, cap + 1);
     let err = j.append(too_big).await.expect_err("over the limit");
-    assert!(matches!(&err, Error::TooLarge(m) if m.contains("100")), "{err:?}");
+    assert!(
+        matches!(&err, Error::TooLarge(m) if m.contains("100")),
+        "{err:?}"
+    );
     assert_eq!(j.last_sequence().await.expect("last"), None);
     assert_eq!(j.idempotency("p", "key-0").await.expect("idem"), None);
 
     let mut chain = ChainBuilder::new();
     let full = keyed_creates(&mut chain, 0, cap);
     j.append(full.clone()).await.expect("a full batch fits");
-    assert_eq!(j.last_sequence().await.expect("last"), Some(u64::from(cap) - 1));
+    assert_eq!(
+        j.last_sequence().await.expect("last"),
+        Some(u64::from(cap) - 1)
+    );
     assert_eq!(all_blocks(&j).await.expect("blocks"), full.blocks);
     assert!(j.idempotency("p", "key-32").await.expect("idem").is_some());
 }
@@ -158,7 +164,10 @@ async fn two_writers_on_one_table_exactly_one_wins() {
         let (batch_b, _) = ChainBuilder::new()
             .batch(vec![(b.clone(), Some(sample_ad(&b, "b")))])
             .expect("b");
-        let (ra, rb) = tokio::join!(first.append(batch_a.clone()), second.append(batch_b.clone()));
+        let (ra, rb) = tokio::join!(
+            first.append(batch_a.clone()),
+            second.append(batch_b.clone())
+        );
         assert_eq!(
             u8::from(ra.is_ok()) + u8::from(rb.is_ok()),
             1,

@@ -7,9 +7,13 @@ mod support;
 
 use std::sync::Arc;
 
-use adledger_aws::{DynamoJournal, DynamoStateStore, TableNames, search};
-use adledger_engine::testkit::{Harness, Stores};
-use adledger_engine::{Result, SearchIndex, StateStore};
+use adledger_aws::aws_sdk_dynamodb::primitives::Blob;
+use adledger_aws::aws_sdk_dynamodb::types::AttributeValue;
+use adledger_aws::{
+    BLOCK_BYTES_ATTRIBUTE, DynamoJournal, DynamoStateStore, TableNames, block_item_key, search,
+};
+use adledger_engine::testkit::{Harness, Stores, Tamper};
+use adledger_engine::{Error, Result, SearchIndex, StateStore};
 use async_trait::async_trait;
 
 /// The DynamoDB server under test.
@@ -27,6 +31,40 @@ struct Place {
 impl Dynamo {
     fn client(&self) -> adledger_aws::aws_sdk_dynamodb::Client {
         support::client(&self.endpoint)
+    }
+
+    /// The stored bytes of a block, read straight from the table.
+    async fn block_bytes(&self, table: &str, sequence: u64) -> Result<Vec<u8>> {
+        let item = self
+            .client()
+            .get_item()
+            .table_name(table)
+            .set_key(Some(block_item_key(sequence)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| Error::backend("dynamodb", e))?
+            .item
+            .ok_or_else(|| Error::Corrupt(format!("no block {sequence} to tamper with")))?;
+        match item.get(BLOCK_BYTES_ATTRIBUTE) {
+            Some(AttributeValue::B(bytes)) => Ok(bytes.clone().into_inner()),
+            _ => Err(Error::Corrupt(format!("block {sequence} has no bytes"))),
+        }
+    }
+
+    /// Overwrites only the bytes of a block item (its Merkle attributes stay).
+    async fn set_block_bytes(&self, table: &str, sequence: u64, bytes: Vec<u8>) -> Result<()> {
+        self.client()
+            .update_item()
+            .table_name(table)
+            .set_key(Some(block_item_key(sequence)))
+            .update_expression("SET #b = :b")
+            .expression_attribute_names("#b", BLOCK_BYTES_ATTRIBUTE)
+            .expression_attribute_values(":b", AttributeValue::B(Blob::new(bytes)))
+            .send()
+            .await
+            .map_err(|e| Error::backend("dynamodb", e))?;
+        Ok(())
     }
 }
 
@@ -60,6 +98,34 @@ impl Harness for Dynamo {
         let state = DynamoStateStore::open(client, &table).await?;
         let search = search::open_tantivy(&place.dir.path().join(format!("shadow-{name}")))?;
         Ok((Arc::new(state), Arc::new(search)))
+    }
+
+    /// An operator with table access: UpdateItem and DeleteItem on block items.
+    async fn tamper(&self, place: &Place, action: Tamper) -> Result<()> {
+        let table = &place.tables.journal;
+        match action {
+            Tamper::RewriteBlock { sequence, bytes } => {
+                self.set_block_bytes(table, sequence, bytes).await
+            }
+            Tamper::DeleteBlock { sequence } => {
+                self.client()
+                    .delete_item()
+                    .table_name(table)
+                    .set_key(Some(block_item_key(sequence)))
+                    .send()
+                    .await
+                    .map_err(|e| Error::backend("dynamodb", e))?;
+                Ok(())
+            }
+            Tamper::SwapBlocks { a, b } => {
+                let (bytes_a, bytes_b) = (
+                    self.block_bytes(table, a).await?,
+                    self.block_bytes(table, b).await?,
+                );
+                self.set_block_bytes(table, a, bytes_b).await?;
+                self.set_block_bytes(table, b, bytes_a).await
+            }
+        }
     }
 }
 

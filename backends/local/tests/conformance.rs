@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use adledger_engine::testkit::{Harness, Stores};
+use adledger_engine::testkit::{Harness, Stores, Tamper};
 use adledger_engine::{Result, SearchIndex, StateStore};
 use adledger_local::{LocalBackend, SledStateStore, TantivySearchIndex};
 use async_trait::async_trait;
@@ -53,6 +53,66 @@ impl Harness for Local {
         let search = TantivySearchIndex::open(&dir.join("search"))?;
         Ok((Arc::new(state), Arc::new(search)))
     }
+
+    async fn tamper(&self, place: &Self::Place, action: Tamper) -> Result<()> {
+        let path = place.path().join("journal");
+        tokio::task::spawn_blocking(move || tamper_sled(&path, action))
+            .await
+            .map_err(|e| adledger_engine::Error::backend("tokio", e))?
+            .map_err(|e| adledger_engine::Error::backend("sled", e))
+    }
+}
+
+/// The key of block `sequence` in the journal's sled tree: `B` then the sequence as u64
+/// big-endian (the layout documented in `backends/local/src/journal/keys.rs`). Written
+/// out here on purpose: the tamperer is an outsider editing the database by hand.
+fn block_key(sequence: u64) -> Vec<u8> {
+    let mut key = vec![b'B'];
+    key.extend_from_slice(&sequence.to_be_bytes());
+    key
+}
+
+/// Opens the journal's sled database directly, as an operator with file access would,
+/// and alters its block records; the tip, heads and Merkle nodes are left alone.
+fn tamper_sled(path: &std::path::Path, action: Tamper) -> std::result::Result<(), String> {
+    // sled releases its directory lock a moment after the last handle is dropped.
+    let mut attempt = 0;
+    let db = loop {
+        match sled::Config::new().path(path).open() {
+            Ok(db) => break db,
+            Err(e) if attempt < 50 => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                if attempt == 50 {
+                    return Err(format!("open {}: {e}", path.display()));
+                }
+            }
+            Err(e) => return Err(format!("open {}: {e}", path.display())),
+        }
+    };
+    let stored = |sequence: u64| -> std::result::Result<sled::IVec, String> {
+        db.get(block_key(sequence))
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("block {sequence} is not stored"))
+    };
+    match action {
+        Tamper::RewriteBlock { sequence, bytes } => {
+            stored(sequence)?;
+            db.insert(block_key(sequence), bytes)
+                .map_err(|e| e.to_string())?;
+        }
+        Tamper::DeleteBlock { sequence } => {
+            stored(sequence)?;
+            db.remove(block_key(sequence)).map_err(|e| e.to_string())?;
+        }
+        Tamper::SwapBlocks { a, b } => {
+            let (first, second) = (stored(a)?, stored(b)?);
+            db.insert(block_key(a), second).map_err(|e| e.to_string())?;
+            db.insert(block_key(b), first).map_err(|e| e.to_string())?;
+        }
+    }
+    db.flush().map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 adledger_engine::conformance_tests!(Local);

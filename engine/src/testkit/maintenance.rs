@@ -265,7 +265,10 @@ fn retitle(key: &AdKey, title: &str) -> Command {
 async fn caught_up(ledger: &Ledger) {
     let next = ledger.committed();
     ledger.wait_for_state(next).await.expect("state caught up");
-    ledger.wait_for_search(next).await.expect("search caught up");
+    ledger
+        .wait_for_search(next)
+        .await
+        .expect("search caught up");
 }
 
 /// Every entry of a state store, through `scan`.
@@ -339,7 +342,10 @@ pub async fn maintenance_replay_one_ad_over_a_range_equals_live_state_at_to<H: H
     let ledger = stores.ledger(21).await.expect("ledger");
     let keys = populate(&ledger, 0).await;
     let key = &keys[2]; // created, then updated twice
-    let history = ledger.history(key, TimeRange::default()).await.expect("history");
+    let history = ledger
+        .history(key, TimeRange::default())
+        .await
+        .expect("history");
     assert_eq!(history.len(), 3);
     let time = |i: usize| history[i].body.metadata.tx_time;
     let current = stores.state.get(key).await.expect("get").expect("present");
@@ -358,13 +364,21 @@ pub async fn maintenance_replay_one_ad_over_a_range_equals_live_state_at_to<H: H
     )
     .await
     .expect("replay");
-    assert_eq!((report.revisions, report.version, report.head_version), (2, 1, 2));
+    assert_eq!(
+        (report.revisions, report.version, report.head_version),
+        (2, 1, 2)
+    );
     let at_to = ledger.as_of(key, time(1)).await.expect("as of");
     assert_eq!(
         stores.state.get(key).await.expect("get"),
         Some(AdState::from_revision(&at_to))
     );
-    let title = at_to.body.data.as_ref().map(|a| a.ad_title.clone()).unwrap_or_default();
+    let title = at_to
+        .body
+        .data
+        .as_ref()
+        .map(|a| a.ad_title.clone())
+        .unwrap_or_default();
     let found = stores
         .search
         .search(&SearchQuery {
@@ -374,7 +388,11 @@ pub async fn maintenance_replay_one_ad_over_a_range_equals_live_state_at_to<H: H
         })
         .await
         .expect("search");
-    let hit = found.ads.iter().find(|a| a.ad_id == key.ad_id).expect("indexed");
+    let hit = found
+        .ads
+        .iter()
+        .find(|a| a.ad_id == key.ad_id)
+        .expect("indexed");
     assert_eq!(hit.ad_title, title);
 
     // No upper bound: back to the current state.
@@ -461,10 +479,22 @@ pub async fn maintenance_rebuild_after_loss_equals_the_originals<H: Harness>(h: 
     )
     .await
     .expect("rebuild");
-    let size = stores.journal.last_sequence().await.expect("last").map_or(0, |l| l + 1);
+    let size = stores
+        .journal
+        .last_sequence()
+        .await
+        .expect("last")
+        .map_or(0, |l| l + 1);
     assert!(report.complete);
-    assert_eq!((report.resumed_from, report.next, report.blocks), (0, size, size));
-    assert_eq!(calls.len() as u64, size.div_ceil(7), "one progress call per batch");
+    assert_eq!(
+        (report.resumed_from, report.next, report.blocks),
+        (0, size, size)
+    );
+    assert_eq!(
+        calls.len() as u64,
+        size.div_ceil(7),
+        "one progress call per batch"
+    );
     assert_eq!(entries(stores.state.as_ref()).await, before);
     assert_eq!(search_view(stores.search.as_ref()).await, searches);
     assert_same_read_models(
@@ -521,7 +551,12 @@ pub async fn maintenance_interrupted_rebuild_resumes_from_its_checkpoint<H: Harn
     )
     .await
     .expect("resumed");
-    let size = stores.journal.last_sequence().await.expect("last").map_or(0, |l| l + 1);
+    let size = stores
+        .journal
+        .last_sequence()
+        .await
+        .expect("last")
+        .map_or(0, |l| l + 1);
     assert_eq!(resumed.resumed_from, 10, "resumes, does not start over");
     assert_eq!(resumed.blocks, size - 10);
     assert!(resumed.complete);
@@ -545,9 +580,14 @@ pub async fn maintenance_snapshot_restore_plus_tail_equals_rebuild<H: Harness>(h
     populate(&ledger, 0).await;
     let dir = workdir();
     let path = dir.path().join("first.jsonl");
-    let header = snapshot::create(stores.journal.as_ref(), stores.state.as_ref(), &path, Utc::now())
-        .await
-        .expect("snapshot");
+    let header = snapshot::create(
+        stores.journal.as_ref(),
+        stores.state.as_ref(),
+        &path,
+        Utc::now(),
+    )
+    .await
+    .expect("snapshot");
     assert_eq!(header.sequence + 1, ledger.committed());
     assert_eq!(
         snapshot::check_file(&path).expect("checks"),
@@ -623,9 +663,14 @@ pub async fn maintenance_tampered_snapshot_is_refused<H: Harness>(h: &H) {
     populate(&ledger, 0).await;
     let dir = workdir();
     let good = dir.path().join("good.jsonl");
-    snapshot::create(stores.journal.as_ref(), stores.state.as_ref(), &good, Utc::now())
-        .await
-        .expect("snapshot");
+    snapshot::create(
+        stores.journal.as_ref(),
+        stores.state.as_ref(),
+        &good,
+        Utc::now(),
+    )
+    .await
+    .expect("snapshot");
     ledger.shutdown().await;
     let before = entries(stores.state.as_ref()).await;
     let restore = |path: std::path::PathBuf| {
@@ -665,7 +710,11 @@ pub async fn maintenance_tampered_snapshot_is_refused<H: Harness>(h: &H) {
     });
     let err = restore(cut).await.expect_err("truncated");
     assert!(err.to_string().contains("altered"), "{err}");
-    assert_eq!(entries(stores.state.as_ref()).await, before, "nothing was touched");
+    assert_eq!(
+        entries(stores.state.as_ref()).await,
+        before,
+        "nothing was touched"
+    );
 
     // A consistent snapshot of another journal: refused by the digest, naming it.
     let other_place = h.place().await.expect("place");
@@ -673,9 +722,14 @@ pub async fn maintenance_tampered_snapshot_is_refused<H: Harness>(h: &H) {
     let other_ledger = other.ledger(26).await.expect("ledger");
     populate(&other_ledger, 50).await;
     let foreign = dir.path().join("foreign.jsonl");
-    let header = snapshot::create(other.journal.as_ref(), other.state.as_ref(), &foreign, Utc::now())
-        .await
-        .expect("snapshot");
+    let header = snapshot::create(
+        other.journal.as_ref(),
+        other.state.as_ref(),
+        &foreign,
+        Utc::now(),
+    )
+    .await
+    .expect("snapshot");
     other_ledger.shutdown().await;
     let err = restore(foreign).await.expect_err("foreign snapshot");
     let text = err.to_string();
@@ -683,10 +737,18 @@ pub async fn maintenance_tampered_snapshot_is_refused<H: Harness>(h: &H) {
         text.contains(&format!("sequence {}", header.sequence)) && text.contains("another journal"),
         "{text}"
     );
-    assert_eq!(entries(stores.state.as_ref()).await, before, "nothing was touched");
+    assert_eq!(
+        entries(stores.state.as_ref()).await,
+        before,
+        "nothing was touched"
+    );
 }
 
-async fn export_to(stores: &Stores, format: ExportFormat, path: &Path) -> crate::export::ExportReport {
+async fn export_to(
+    stores: &Stores,
+    format: ExportFormat,
+    path: &Path,
+) -> crate::export::ExportReport {
     let mut file = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
     let report = export(
         stores.journal.as_ref(),
@@ -710,8 +772,15 @@ pub async fn maintenance_export_import_round_trip_keeps_the_digest<H: Harness>(h
     let ledger = stores.ledger(27).await.expect("ledger");
     let keys = populate(&ledger, 0).await;
     ledger.shutdown().await;
-    let last = stores.journal.last_sequence().await.expect("last").expect("blocks");
-    let digest = digest_at(stores.journal.as_ref(), last).await.expect("digest");
+    let last = stores
+        .journal
+        .last_sequence()
+        .await
+        .expect("last")
+        .expect("blocks");
+    let digest = digest_at(stores.journal.as_ref(), last)
+        .await
+        .expect("digest");
     let dir = workdir();
     for format in [ExportFormat::Ion, ExportFormat::Jsonl] {
         let path = dir.path().join(format!("{format:?}.export"));
@@ -734,13 +803,19 @@ pub async fn maintenance_export_import_round_trip_keeps_the_digest<H: Harness>(h
         .expect("import");
         assert_eq!(summary.blocks, last + 1);
         assert_eq!(
-            digest_at(target.journal.as_ref(), last).await.expect("digest"),
+            digest_at(target.journal.as_ref(), last)
+                .await
+                .expect("digest"),
             digest,
             "{format:?}"
         );
         assert_eq!(
-            super::all_blocks(target.journal.as_ref()).await.expect("blocks"),
-            super::all_blocks(stores.journal.as_ref()).await.expect("blocks")
+            super::all_blocks(target.journal.as_ref())
+                .await
+                .expect("blocks"),
+            super::all_blocks(stores.journal.as_ref())
+                .await
+                .expect("blocks")
         );
         for key in &keys {
             assert_eq!(
@@ -755,24 +830,45 @@ pub async fn maintenance_export_import_round_trip_keeps_the_digest<H: Harness>(h
         // Idempotency records are re-derived from the header's idempotency tag. The
         // tag only survives in the journal if the canonical header encoding writes it;
         // where it does not, there is nothing in the blocks to re-derive from.
-        let record = stores.journal.idempotency("m0", "key-0").await.expect("record");
+        let record = stores
+            .journal
+            .idempotency("m0", "key-0")
+            .await
+            .expect("record");
         let tagged = match &record {
             Some(r) => {
-                let stored = stores.journal.read_blocks(r.sequence, 1).await.expect("block");
-                crate::block::open(&stored[0]).expect("open").header.idempotency.is_some()
+                let stored = stores
+                    .journal
+                    .read_blocks(r.sequence, 1)
+                    .await
+                    .expect("block");
+                crate::block::open(&stored[0])
+                    .expect("open")
+                    .header
+                    .idempotency
+                    .is_some()
             }
             None => false,
         };
         if tagged {
             assert_eq!(
-                target.journal.idempotency("m0", "key-0").await.expect("record"),
+                target
+                    .journal
+                    .idempotency("m0", "key-0")
+                    .await
+                    .expect("record"),
                 record
             );
         }
         // Importing twice is refused: the journal is not empty any more.
-        let again = import(target.journal.as_ref(), &path, &ImportOptions::default(), &mut |_| {})
-            .await
-            .expect_err("not empty");
+        let again = import(
+            target.journal.as_ref(),
+            &path,
+            &ImportOptions::default(),
+            &mut |_| {},
+        )
+        .await
+        .expect_err("not empty");
         assert!(matches!(again, Error::Invalid { .. }), "{again:?}");
 
         // A ledger on the imported journal: the retried create is answered from its key,
@@ -801,7 +897,10 @@ pub async fn maintenance_export_import_round_trip_keeps_the_digest<H: Harness>(h
 
 fn expect_refused_at(err: Error, sequence: u64) {
     match err {
-        Error::ChainBroken { sequence: at, detail } => {
+        Error::ChainBroken {
+            sequence: at,
+            detail,
+        } => {
             assert_eq!(at, sequence, "{detail}");
         }
         other => panic!("expected a refusal at sequence {sequence}, got {other:?}"),
@@ -819,17 +918,18 @@ pub async fn maintenance_truncated_or_altered_export_is_refused<H: Harness>(h: &
     let keys = populate(&ledger, 0).await;
     ledger.shutdown().await;
     // The block creating ad 7 holds the title "Gadget 7".
-    let target_sequence = stores
-        .journal
-        .ad_revisions(&keys[7])
-        .await
-        .expect("refs")[0]
-        .sequence;
+    let target_sequence = stores.journal.ad_revisions(&keys[7]).await.expect("refs")[0].sequence;
     let dir = workdir();
     let attempt = |path: std::path::PathBuf| async move {
         let target_place = h.place().await.expect("place");
         let target = h.open(&target_place).await.expect("open");
-        let result = import(target.journal.as_ref(), &path, &ImportOptions::default(), &mut |_| {}).await;
+        let result = import(
+            target.journal.as_ref(),
+            &path,
+            &ImportOptions::default(),
+            &mut |_| {},
+        )
+        .await;
         assert_eq!(
             target.journal.last_sequence().await.expect("last"),
             None,
@@ -897,7 +997,12 @@ pub async fn maintenance_truncated_or_altered_export_is_refused<H: Harness>(h: &
             let lines: Vec<&str> = text.lines().collect();
             std::fs::write(&headless, lines[..lines.len() - 1].join("\n") + "\n").expect("write");
             let err = attempt(headless).await.expect_err("no digest");
-            let blocks = stores.journal.last_sequence().await.expect("last").map_or(0, |l| l + 1);
+            let blocks = stores
+                .journal
+                .last_sequence()
+                .await
+                .expect("last")
+                .map_or(0, |l| l + 1);
             expect_refused_at(err, blocks);
         }
     }

@@ -76,8 +76,16 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/snapshots", post(snapshot_create).get(snapshot_list))
 }
 
+/// An answer given before a handler's work: boxed, as a `Response` is large.
+type Early = Box<Response>;
+
 /// A problem document with a status `ApiError` has no constructor for.
-fn problem(status: StatusCode, kind: &'static str, title: &'static str, detail: String) -> Response {
+fn problem(
+    status: StatusCode,
+    kind: &'static str,
+    title: &'static str,
+    detail: String,
+) -> Response {
     let problem = Problem {
         kind,
         title,
@@ -106,14 +114,15 @@ fn same(a: &Hash, b: &Hash) -> bool {
 }
 
 /// The admin settings, if the request may use them; else the answer to give.
-fn authorize<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a Admin, Response> {
+fn authorize<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a Admin, Early> {
     let Some(admin) = state.admin.as_ref() else {
         return Err(ApiError::not_found(
             "the admin routes are disabled; start the server with --admin-token (or \
              ADLEDGER_ADMIN_TOKEN) to enable them"
                 .into(),
         )
-        .into_response());
+        .into_response()
+        .into());
     };
     let presented = headers
         .get(header::AUTHORIZATION)
@@ -131,17 +140,17 @@ fn authorize<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a Admin, 
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer realm=\"adledger-admin\""),
         );
-        return Err(response);
+        return Err(Box::new(response));
     };
     if !same(&Hash::of(presented.as_bytes()), &admin.token_hash) {
-        return Err(problem(
+        return Err(Box::new(problem(
             StatusCode::FORBIDDEN,
             "/problems/forbidden",
             "Forbidden",
             "the bearer token is not the admin token; check the token the server was \
              started with"
                 .into(),
-        ));
+        )));
     }
     Ok(admin)
 }
@@ -165,7 +174,7 @@ async fn object(
     headers: &HeaderMap,
     body: Body,
     allowed: &[&str],
-) -> Result<serde_json::Map<String, Value>, Response> {
+) -> Result<serde_json::Map<String, Value>, Early> {
     let empty = headers
         .get(header::CONTENT_LENGTH)
         .is_some_and(|v| v.as_bytes() == b"0")
@@ -174,45 +183,61 @@ async fn object(
     if empty {
         return Ok(serde_json::Map::new());
     }
-    let value = read_json(headers, body).await.map_err(IntoResponse::into_response)?;
+    let value = read_json(headers, body)
+        .await
+        .map_err(IntoResponse::into_response)?;
     let Value::Object(map) = value else {
-        return Err(ApiError::invalid_field("body", "send a JSON object".into()).into_response());
+        return Err(Box::new(
+            ApiError::invalid_field("body", "send a JSON object".into()).into_response(),
+        ));
     };
     if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(ApiError::invalid_field(
             unknown.clone(),
             format!(
                 "unknown field `{unknown}`; this route takes {}",
-                allowed.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ")
+                allowed
+                    .iter()
+                    .map(|a| format!("`{a}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )
-        .into_response());
+        .into_response()
+        .into());
     }
     Ok(map)
 }
 
-fn text_field(map: &serde_json::Map<String, Value>, name: &str) -> Result<Option<String>, Response> {
+fn text_field(map: &serde_json::Map<String, Value>, name: &str) -> Result<Option<String>, Early> {
     match map.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
-        Some(_) => Err(ApiError::invalid_field(name, format!("`{name}` must be a non-empty string"))
-            .into_response()),
+        Some(_) => Err(ApiError::invalid_field(
+            name,
+            format!("`{name}` must be a non-empty string"),
+        )
+        .into_response()
+        .into()),
     }
 }
 
 fn time_field(
     map: &serde_json::Map<String, Value>,
     name: &str,
-) -> Result<Option<chrono::DateTime<chrono::Utc>>, Response> {
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, Early> {
     match text_field(map, name)? {
         None => Ok(None),
-        Some(text) => adledger_engine::time::parse_rfc3339(&text).map(Some).ok_or_else(|| {
-            ApiError::invalid_field(
-                name,
-                format!("`{name}` must be an RFC 3339 time such as 2024-05-01T12:00:00Z"),
-            )
-            .into_response()
-        }),
+        Some(text) => adledger_engine::time::parse_rfc3339(&text)
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::invalid_field(
+                    name,
+                    format!("`{name}` must be an RFC 3339 time such as 2024-05-01T12:00:00Z"),
+                )
+                .into_response()
+                .into()
+            }),
     }
 }
 
@@ -220,7 +245,7 @@ fn time_field(
 async fn replay(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let admin = match authorize(&state, &headers) {
         Ok(admin) => admin,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let parsed = async {
         let map = object(&headers, body, &["adId", "publisherId", "from", "to"]).await?;
@@ -231,22 +256,35 @@ async fn replay(State(state): State<AppState>, headers: HeaderMap, body: Body) -
         if let (Some(from), Some(to)) = (range.from, range.to)
             && from > to
         {
-            return Err(ApiError::invalid_field("from", "`from` is after `to`".into()).into_response());
+            return Err(Box::new(
+                ApiError::invalid_field("from", "`from` is after `to`".into()).into_response(),
+            ));
         }
-        Ok((text_field(&map, "adId")?, text_field(&map, "publisherId")?, range))
+        Ok((
+            text_field(&map, "adId")?,
+            text_field(&map, "publisherId")?,
+            range,
+        ))
     };
     let (ad_id, publisher_id, range) = match parsed.await {
         Ok(parsed) => parsed,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let _job = admin.jobs.lock().await;
     let ports = state.ledger.ports();
-    let (journal, store, search) = (ports.journal.as_ref(), ports.state.as_ref(), ports.search.as_ref());
+    let (journal, store, search) = (
+        ports.journal.as_ref(),
+        ports.state.as_ref(),
+        ports.search.as_ref(),
+    );
     let Some(ad_id) = ad_id else {
         return match replay_range(journal, store, search, range).await {
             Ok(reports) => {
                 let shown: Vec<_> = reports.iter().take(100).collect();
-                (StatusCode::OK, axum::Json(json!({"replayed": reports.len(), "ads": shown})))
+                (
+                    StatusCode::OK,
+                    axum::Json(json!({"replayed": reports.len(), "ads": shown})),
+                )
                     .into_response()
             }
             Err(e) => engine(e),
@@ -257,13 +295,18 @@ async fn replay(State(state): State<AppState>, headers: HeaderMap, body: Body) -
         None => match find_ad(journal, store, &ad_id).await {
             Ok(Some(key)) => key,
             Ok(None) => {
-                return ApiError::not_found(format!("ad {ad_id} is not in the journal")).into_response();
+                return ApiError::not_found(format!("ad {ad_id} is not in the journal"))
+                    .into_response();
             }
             Err(e) => return engine(e),
         },
     };
     match replay_ad(journal, store, search, &key, range).await {
-        Ok(report) => (StatusCode::OK, axum::Json(json!({"replayed": 1, "ads": [report]}))).into_response(),
+        Ok(report) => (
+            StatusCode::OK,
+            axum::Json(json!({"replayed": 1, "ads": [report]})),
+        )
+            .into_response(),
         Err(e) => engine(e),
     }
 }
@@ -272,21 +315,24 @@ async fn replay(State(state): State<AppState>, headers: HeaderMap, body: Body) -
 async fn rebuild_shadow(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let admin = match authorize(&state, &headers) {
         Ok(admin) => admin,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let map = match object(&headers, body, &["shadow", "swap"]).await {
         Ok(map) => map,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let flag = |name: &str, default: bool| match map.get(name) {
-        None | Some(Value::Null) => Ok(default),
+        None | Some(Value::Null) => Ok::<bool, Early>(default),
         Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(ApiError::invalid_field(name, format!("`{name}` must be true or false"))
-            .into_response()),
+        Some(_) => Err(
+            ApiError::invalid_field(name, format!("`{name}` must be true or false"))
+                .into_response()
+                .into(),
+        ),
     };
     let (shadow, swap) = match (flag("shadow", true), flag("swap", false)) {
         (Ok(shadow), Ok(swap)) => (shadow, swap),
-        (Err(r), _) | (_, Err(r)) => return r,
+        (Err(r), _) | (_, Err(r)) => return *r,
     };
     if !shadow || swap {
         return problem(
@@ -338,7 +384,7 @@ async fn rebuild_shadow(State(state): State<AppState>, headers: HeaderMap, body:
 async fn snapshot_create(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let admin = match authorize(&state, &headers) {
         Ok(admin) => admin,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let _job = admin.jobs.lock().await;
     let dir = snapshot_dir(&admin.config, None);
@@ -363,11 +409,14 @@ async fn snapshot_create(State(state): State<AppState>, headers: HeaderMap) -> R
 async fn snapshot_list(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let admin = match authorize(&state, &headers) {
         Ok(admin) => admin,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     match list_snapshots(&snapshot_dir(&admin.config, None)) {
         Ok(all) => {
-            let items: Vec<_> = all.iter().map(|(id, h)| json!({"id": id, "header": h})).collect();
+            let items: Vec<_> = all
+                .iter()
+                .map(|(id, h)| json!({"id": id, "header": h}))
+                .collect();
             (StatusCode::OK, axum::Json(json!({"snapshots": items}))).into_response()
         }
         Err(e) => maintenance(e),

@@ -18,6 +18,8 @@
 //! [`MAX_BLOCKS_PER_APPEND`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use adledger_engine::ports::{AppendBatch, HeadUpdate, RevisionRef};
 use adledger_engine::{AdKey, VersionExpectation};
@@ -60,8 +62,7 @@ pub(super) enum Role {
 pub(super) struct Transaction {
     pub items: Vec<TransactWriteItem>,
     pub roles: Vec<Role>,
-    /// `ClientRequestToken`: the SDK's retries of a request that did succeed then succeed
-    /// again instead of failing on the moved tip.
+    /// `ClientRequestToken`, unique to this call (see `token`).
     pub token: String,
 }
 
@@ -441,12 +442,21 @@ fn head_actions(
     Ok(actions)
 }
 
-/// A token naming this exact write: the table, the expected tip and every block's bytes.
+/// A token naming this one `append` call: the SDK's retries of the request reuse it, so a
+/// retry of a transaction that did commit (its response lost) succeeds instead of failing
+/// on the moved tip, which would make the engine commit the same commands twice. A new
+/// call gets a new token, so resending a batch is refused like any stale batch.
 fn token(table: &str, batch: &AppendBatch) -> String {
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     let mut hasher = Sha256::new();
     hasher.update(table.as_bytes());
     hasher.update([0]);
-    hasher.update(batch.expected_last.map_or(u64::MAX, |s| s).to_be_bytes());
+    hasher.update(std::process::id().to_be_bytes());
+    hasher.update(nanos.to_be_bytes());
+    hasher.update(CALLS.fetch_add(1, Ordering::Relaxed).to_be_bytes());
     for block in &batch.blocks {
         hasher.update(block.sequence.to_be_bytes());
         hasher.update(&block.bytes);

@@ -1,0 +1,372 @@
+//! The maintenance commands end to end, like an operator: run the real server, write
+//! through HTTP, stop it, run `adledger rebuild | replay | snapshot | export | import`
+//! on the stopped data directory, start it again and read through HTTP. Also the admin
+//! routes' access rules and jobs on a running server.
+
+mod e2e_common;
+
+use std::path::Path;
+
+use e2e_common::{Server, run_cli};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const PUBLISHERS: [&str; 2] = ["acme", "globex"];
+
+fn body(title: &str) -> Value {
+    json!({
+        "adTitle": title,
+        "adDescription": format!("{title}, described"),
+        "price": "12.50",
+        "currency": "EUR",
+        "category": "tools",
+        "tags": ["maintenance"]
+    })
+}
+
+/// Ten ads, some updated, one deleted; returns `(publisher, adId)` pairs.
+async fn populate(server: &Server) -> Vec<(String, String)> {
+    let mut ads = Vec::new();
+    for i in 0..10 {
+        let publisher = PUBLISHERS[i % 2];
+        let ad = server
+            .create_ad(publisher, &body(&format!("Hammer {i}")))
+            .await;
+        let id = ad["adId"].as_str().expect("adId").to_string();
+        ads.push((publisher.to_string(), id));
+    }
+    for (publisher, id) in ads.iter().step_by(3) {
+        server
+            .patch_json(
+                &format!("/publisher/{publisher}/ad/{id}"),
+                &json!({"adTitle": "Hammer, renamed"}),
+            )
+            .await
+            .expect_status(StatusCode::OK);
+    }
+    let (publisher, id) = &ads[4];
+    server
+        .delete(&format!("/publisher/{publisher}/ad/{id}"))
+        .await
+        .expect_status(StatusCode::NO_CONTENT);
+    ads
+}
+
+/// What a user sees: every publisher's list and a few searches.
+async fn view(server: &Server) -> Vec<Value> {
+    let mut out = Vec::new();
+    for publisher in PUBLISHERS {
+        out.push(Value::Array(server.list(publisher).await));
+    }
+    for q in ["hammer", "renamed", "tools"] {
+        let resp = server.get(&format!("/search?q={q}&limit=50")).await;
+        resp.expect_status(StatusCode::OK);
+        let mut found = resp.json();
+        if let Some(items) = found.get_mut("items").and_then(Value::as_array_mut) {
+            items.sort_by_key(|a| a["adId"].as_str().unwrap_or_default().to_string());
+        }
+        out.push(found);
+    }
+    out
+}
+
+fn dir_arg(dir: &Path) -> String {
+    dir.display().to_string()
+}
+
+async fn cli_ok(args: &[&str]) -> String {
+    let out = run_cli(args).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "`adledger {}` failed: {:?}\nstdout: {stdout}\nstderr: {stderr}",
+        args.join(" "),
+        out.status
+    );
+    stdout
+}
+
+async fn cli_fails(args: &[&str]) -> String {
+    let out = run_cli(args).await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "`adledger {}` should fail with exit code 1; stdout: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_read_models_come_back_with_one_command() {
+    let mut server = Server::start_deterministic(7).await;
+    populate(&server).await;
+    let before = view(&server).await;
+    server.stop().await;
+    let data = server.data_dir.clone();
+    let d = dir_arg(&data);
+
+    // Total loss of both read models.
+    std::fs::remove_dir_all(data.join("state")).expect("remove state");
+    std::fs::remove_dir_all(data.join("search")).expect("remove search");
+    let out = cli_ok(&["rebuild", "--data-dir", &d]).await;
+    assert!(out.contains("rebuilt") && out.contains("verified"), "{out}");
+    assert!(!data.join("rebuild.in-progress").exists());
+
+    // A shadow rebuild now finds no difference, and changes nothing without --swap.
+    let out = cli_ok(&["rebuild", "--shadow", "--data-dir", &d]).await;
+    assert!(out.contains("no difference"), "{out}");
+    let out = cli_ok(&["rebuild", "--shadow", "--swap", "--json", "--data-dir", &d]).await;
+    let report: Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(report["swapped"], true, "{report}");
+
+    server.restart().await;
+    assert_eq!(view(&server).await, before);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_rebuild_resumes_instead_of_starting_over() {
+    let mut server = Server::start_deterministic(8).await;
+    populate(&server).await;
+    let before = view(&server).await;
+    server.stop().await;
+    let d = dir_arg(&server.data_dir);
+    // A rebuild that was killed leaves its marker behind (the read models hold whatever
+    // batches were checkpointed): the next run resumes and says so.
+    std::fs::write(server.data_dir.join("rebuild.in-progress"), b"").expect("marker");
+    let out = cli_ok(&["rebuild", "--data-dir", &d, "--batch", "3"]).await;
+    assert!(out.contains("resumed"), "{out}");
+    server.restart().await;
+    assert_eq!(view(&server).await, before);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_puts_one_ad_back_as_it_was_at_a_time() {
+    let mut server = Server::start_deterministic(9).await;
+    let ad = server.create_ad("acme", &body("Saw")).await;
+    let id = ad["adId"].as_str().expect("adId").to_string();
+    let path = format!("/publisher/acme/ad/{id}");
+    for title in ["Saw, sharp", "Saw, sharper"] {
+        server
+            .patch_json(&path, &json!({"adTitle": title}))
+            .await
+            .expect_status(StatusCode::OK);
+    }
+    let versions = server.get(&format!("{path}?versions=true")).await.json();
+    let times: Vec<String> = versions
+        .as_array()
+        .expect("versions")
+        .iter()
+        .map(|v| {
+            v["metadata"]["txTime"]
+                .as_str()
+                .or(v["txTime"].as_str())
+                .expect("txTime")
+                .to_string()
+        })
+        .collect();
+    server.stop().await;
+    let d = dir_arg(&server.data_dir);
+
+    let out = cli_ok(&["replay", "--data-dir", &d, "--ad", &id, "--to", &times[1]]).await;
+    assert!(out.contains("version 1"), "{out}");
+    server.restart().await;
+    let resp = server.get(&path).await;
+    resp.expect_status(StatusCode::OK);
+    assert_eq!(resp.json()["adTitle"], "Saw, sharp");
+    server.stop().await;
+
+    let out = cli_ok(&["replay", "--data-dir", &d, "--ad", &id, "--from", &times[0]]).await;
+    assert!(out.contains("version 2"), "{out}");
+    let err = cli_fails(&[
+        "replay",
+        "--data-dir",
+        &d,
+        "--ad",
+        "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+    ])
+    .await;
+    assert!(err.contains("no ad"), "{err}");
+    server.restart().await;
+    assert_eq!(server.get(&path).await.json()["adTitle"], "Saw, sharper");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_are_created_listed_restored_refused_when_tampered_and_deleted() {
+    let mut server = Server::start_deterministic(10).await;
+    populate(&server).await;
+    server.stop().await;
+    let d = dir_arg(&server.data_dir);
+    let out = cli_ok(&["snapshot", "create", "--json", "--data-dir", &d]).await;
+    let created: Value = serde_json::from_str(out.trim()).expect("json");
+    let id = created["snapshot"]["id"].as_str().expect("id").to_string();
+
+    server.restart().await;
+    server
+        .create_ad("acme", &body("Chisel, after the snapshot"))
+        .await;
+    let before = view(&server).await;
+    server.stop().await;
+
+    let list = cli_ok(&["snapshot", "list", "--data-dir", &d]).await;
+    assert!(list.contains(&id), "{list}");
+    let out = cli_ok(&["snapshot", "restore", &id, "--data-dir", &d]).await;
+    assert!(
+        out.contains("restored") && out.contains("digest checked"),
+        "{out}"
+    );
+    server.restart().await;
+    assert_eq!(
+        view(&server).await,
+        before,
+        "restore + tail equals the live state"
+    );
+    server.stop().await;
+
+    // A tampered copy is refused and leaves the read models alone.
+    let original = server
+        .data_dir
+        .join("snapshots")
+        .join(format!("{id}.jsonl"));
+    let tampered = server.data_dir.join("snapshots").join("tampered.jsonl");
+    let text = std::fs::read_to_string(&original).expect("read");
+    std::fs::write(&tampered, text.replacen("Hammer 1", "Hammer 9", 1)).expect("write");
+    let err = cli_fails(&["snapshot", "restore", "tampered", "--data-dir", &d]).await;
+    assert!(err.contains("altered"), "{err}");
+
+    cli_ok(&["snapshot", "delete", &id, "--data-dir", &d]).await;
+    let list = cli_ok(&["snapshot", "list", "--data-dir", &d]).await;
+    assert!(!list.contains(&id), "{list}");
+    server.restart().await;
+    assert_eq!(view(&server).await, before);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_moves_the_ledger_with_its_digest_and_damage_is_refused() {
+    let mut server = Server::start_deterministic(11).await;
+    populate(&server).await;
+    let digest = server.get("/ledger/digest").await;
+    digest.expect_status(StatusCode::OK);
+    let digest = digest.json();
+    let before = view(&server).await;
+    server.stop().await;
+    let d = dir_arg(&server.data_dir);
+    let work = tempfile::tempdir().expect("tempdir");
+
+    for format in ["ion", "jsonl"] {
+        let file = work.path().join(format!("ledger.{format}"));
+        let f = dir_arg(&file);
+        let out = cli_ok(&["export", "--data-dir", &d, "--out", &f, "--format", format]).await;
+        let root = digest["root"].as_str().expect("root");
+        assert!(out.contains(root), "{out}");
+
+        let target = work.path().join(format!("moved-{format}"));
+        let t = dir_arg(&target);
+        let out = cli_ok(&["import", &f, "--data-dir", &t]).await;
+        assert!(out.contains(root), "{out}");
+        let mut moved = Server::start_with(Some(target.clone()), &[]).await;
+        assert_eq!(moved.get("/ledger/digest").await.json(), digest);
+        assert_eq!(view(&moved).await, before);
+        moved.stop().await;
+
+        // Importing into a journal that is not empty is refused.
+        let err = cli_fails(&["import", &f, "--data-dir", &t]).await;
+        assert!(err.contains("empty journal"), "{err}");
+
+        // A file cut short is refused, naming the sequence, and writes nothing.
+        let bytes = std::fs::read(&file).expect("read");
+        let cut = work.path().join(format!("cut.{format}"));
+        std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).expect("write");
+        let empty = work.path().join(format!("empty-{format}"));
+        let err = cli_fails(&["import", &dir_arg(&cut), "--data-dir", &dir_arg(&empty)]).await;
+        assert!(err.contains("at sequence"), "{err}");
+    }
+    // An existing output file is never overwritten.
+    let f = dir_arg(&work.path().join("ledger.ion"));
+    let err = cli_fails(&["export", "--data-dir", &d, "--out", &f]).await;
+    assert!(err.contains("exists"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_routes_need_the_token_and_run_jobs_while_serving() {
+    // Disabled without a token.
+    let mut plain = Server::start().await;
+    plain
+        .post_json("/admin/snapshots", &json!({}))
+        .await
+        .expect_problem(StatusCode::NOT_FOUND);
+    plain.stop().await;
+
+    let token = "s3cret-admin-token".to_string();
+    let mut server = Server::start_with(None, &["--admin-token".to_string(), token.clone()]).await;
+    let ads = populate(&server).await;
+    let post = |path: &str, auth: Option<&str>, body: Value| {
+        let mut rb = e2e_common::json_body(server.request(Method::POST, path), &body);
+        if let Some(auth) = auth {
+            rb = rb.header("authorization", auth);
+        }
+        server.send(rb)
+    };
+    let bearer = format!("Bearer {token}");
+
+    let missing = post("/admin/snapshots", None, json!({})).await;
+    missing.expect_problem(StatusCode::UNAUTHORIZED);
+    assert!(missing.header("www-authenticate").is_some());
+    post("/admin/snapshots", Some("Bearer wrong"), json!({}))
+        .await
+        .expect_problem(StatusCode::FORBIDDEN);
+
+    let created = post("/admin/snapshots", Some(&bearer), json!({})).await;
+    created.expect_status(StatusCode::CREATED);
+    let id = created.json()["id"].as_str().expect("id").to_string();
+    let list = server
+        .send(
+            server
+                .request(Method::GET, "/admin/snapshots")
+                .header("authorization", &bearer),
+        )
+        .await;
+    list.expect_status(StatusCode::OK);
+    assert!(list.text.contains(&id), "{}", list.text);
+
+    let (publisher, ad_id) = &ads[0];
+    let replayed = post(
+        "/admin/replay",
+        Some(&bearer),
+        json!({"adId": ad_id, "publisherId": publisher}),
+    )
+    .await;
+    replayed.expect_status(StatusCode::OK);
+    assert_eq!(replayed.json()["replayed"], 1);
+    post(
+        "/admin/replay",
+        Some(&bearer),
+        json!({"adId": ad_id, "to": "yesterday"}),
+    )
+    .await
+    .expect_invalid_field("to");
+    post("/admin/replay", Some(&bearer), json!({"adld": ad_id}))
+        .await
+        .expect_invalid_field("adld");
+
+    let rebuilt = post("/admin/rebuild", Some(&bearer), json!({})).await;
+    rebuilt.expect_status(StatusCode::OK);
+    let report = rebuilt.json();
+    assert_eq!(report["diff"]["missingCount"], 0, "{report}");
+    assert_eq!(report["diff"]["extraCount"], 0, "{report}");
+    assert_eq!(report["diff"]["differentCount"], 0, "{report}");
+    post("/admin/rebuild", Some(&bearer), json!({"shadow": false}))
+        .await
+        .expect_problem(StatusCode::CONFLICT);
+    // Serving went on throughout.
+    server
+        .create_ad("acme", &body("After the admin jobs"))
+        .await;
+    server.stop().await;
+}
