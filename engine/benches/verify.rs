@@ -24,6 +24,8 @@ use adledger_engine::ad::{AdDraft, AdKey};
 use adledger_engine::block::{self, EncodedBlock};
 use adledger_engine::codec;
 use adledger_engine::error::{Error, Result};
+use adledger_engine::export::{ExportFormat, export};
+use adledger_engine::ledger::TimeRange;
 use adledger_engine::merkle::Frontier;
 use adledger_engine::ports::{AdHead, AppendBatch, IdempotencyRecord, Journal, RevisionRef};
 use adledger_engine::proof::inclusion_proof;
@@ -130,6 +132,35 @@ fn stored_bytes(journal: &MemJournal) -> u64 {
     journal.blocks.iter().map(|b| b.bytes.len() as u64).sum()
 }
 
+/// Writes the journal as an `adledger export` file (Ion binary), so the same blocks can be
+/// imported into a real data directory and checked with `adledger verify`:
+///
+/// ```text
+/// ADLEDGER_BENCH_EXPORT=/tmp/1m.ion cargo bench -p adledger-engine --bench verify -- --test
+/// adledger import --data-dir /tmp/1m /tmp/1m.ion && adledger verify --data-dir /tmp/1m
+/// ```
+fn write_export(journal: &MemJournal, path: &std::path::Path) {
+    let started = Instant::now();
+    let file = std::fs::File::create(path).expect("create the export file");
+    let mut out = std::io::BufWriter::new(file);
+    let report = runtime()
+        .block_on(export(
+            journal,
+            TimeRange::default(),
+            ExportFormat::default(),
+            &mut out,
+            &mut |_, _| {},
+        ))
+        .expect("export");
+    std::io::Write::flush(&mut out).expect("flush the export file");
+    println!(
+        "exported {} blocks to {} in {:.1} s",
+        report.blocks,
+        path.display(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .build()
@@ -211,6 +242,9 @@ fn benches(c: &mut Criterion) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000u64);
     let journal = build(n);
+    if let Some(path) = std::env::var_os("ADLEDGER_BENCH_EXPORT") {
+        write_export(&journal, std::path::Path::new(&path));
+    }
     summary(&journal);
     let rt = runtime();
 

@@ -33,6 +33,7 @@ pub mod diff;
 pub mod digest;
 pub mod error;
 pub mod export;
+pub mod fast_decode;
 pub mod hash;
 pub mod ids;
 pub mod import;

@@ -43,6 +43,18 @@ pub enum BackendError {
         /// The directory.
         dir: PathBuf,
     },
+    /// The AWS backend could not be opened: its tables are missing (run `adledger aws
+    /// init`), no region or credentials were found, or DynamoDB is unreachable.
+    #[error("cannot open the AWS backend (table prefix {prefix:?}): {source}")]
+    Aws {
+        /// The configured table prefix.
+        prefix: String,
+        /// The backend's error.
+        source: adledger_engine::Error,
+    },
+    /// The configured backend cannot do what was asked (yet).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// The local backend keeps its journal in this subdirectory of the data directory (see
@@ -114,7 +126,14 @@ fn open_scope(config: &Config, scope: Scope) -> Result<Opened, BackendError> {
                 ids,
             }))
         }
-        BackendKind::Aws => Err(BackendError::NotCompiled(BackendKind::Aws.as_str())),
+        #[cfg(feature = "aws")]
+        BackendKind::Aws => aws::open(config, scope),
+        #[cfg(not(feature = "aws"))]
+        BackendKind::Aws => Err(BackendError::Unsupported(
+            "extra read models (a shadow rebuild) are not supported on the AWS backend yet; \
+             rebuild in place instead"
+                .into(),
+        )),
     }
 }
 
@@ -156,10 +175,96 @@ fn clock_and_ids(seed: Option<u64>) -> (Arc<dyn Clock>, Arc<dyn IdGenerator>) {
     }
 }
 
+/// The AWS arm of the one `match`: DynamoDB tables named by the prefix, search in
+/// tantivy under the data directory.
+#[cfg(feature = "aws")]
+mod aws {
+    use std::future::Future;
+    use std::sync::Arc;
+
+    use adledger_aws::{AwsBackend, DynamoJournal, DynamoSettings, SearchSettings, TableNames};
+    use adledger_engine::{Error, Ports};
+
+    use super::{BackendError, Opened, Scope, clock_and_ids};
+    use crate::config::{Config, SearchKind};
+
+    pub(super) fn open(config: &Config, scope: Scope) -> Result<Opened, BackendError> {
+        if config.search == SearchKind::Opensearch {
+            return Err(BackendError::Unsupported(
+                "search `opensearch` is not implemented yet; use `--search tantivy` (the \
+                 default) with the AWS backend"
+                    .into(),
+            ));
+        }
+        let tables = TableNames::with_prefix(&config.table_prefix);
+        let settings = DynamoSettings {
+            endpoint: config.dynamodb_endpoint.clone(),
+            region: None,
+        };
+        let search = SearchSettings::Tantivy {
+            dir: config.data_dir.join("search"),
+        };
+        let deterministic = config.deterministic;
+        let opened = run(async move {
+            let client = adledger_aws::connect(&settings).await;
+            match scope {
+                Scope::ExistingJournal => {
+                    let journal = DynamoJournal::open(client, &tables.journal).await?;
+                    Ok(Opened::Journal(Arc::new(journal)))
+                }
+                Scope::Everything => {
+                    let backend = AwsBackend::open(client, &tables, &search).await?;
+                    let (clock, ids) = clock_and_ids(deterministic);
+                    Ok(Opened::Ports(Ports {
+                        journal: backend.journal,
+                        state: backend.state,
+                        search: backend.search,
+                        clock,
+                        ids,
+                    }))
+                }
+            }
+        });
+        opened.map_err(|source| BackendError::Aws {
+            prefix: config.table_prefix.clone(),
+            source,
+        })
+    }
+
+    /// Runs the async opening from this synchronous function: on the caller's runtime if
+    /// it is a multi-threaded one (`serve`), else on a short-lived runtime of its own in
+    /// another thread (the offline tools open their storage before their runtime starts).
+    fn run<T: Send>(future: impl Future<Output = Result<T, Error>> + Send) -> Result<T, Error> {
+        use tokio::runtime::{Builder, Handle, RuntimeFlavor};
+        if let Ok(handle) = Handle::try_current()
+            && handle.runtime_flavor() == RuntimeFlavor::MultiThread
+        {
+            return tokio::task::block_in_place(|| handle.block_on(future));
+        }
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| Error::backend("tokio", e))?
+                        .block_on(future)
+                })
+                .join()
+                .unwrap_or_else(|_| {
+                    Err(Error::Unavailable(
+                        "opening the AWS backend panicked".into(),
+                    ))
+                })
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[cfg(not(feature = "aws"))]
     #[test]
     fn aws_is_a_clear_error() {
         let config = Config {
@@ -170,6 +275,28 @@ mod tests {
         assert_eq!(
             err.as_deref(),
             Some("backend `aws` is not compiled into this build")
+        );
+    }
+
+    #[cfg(feature = "aws")]
+    #[test]
+    fn aws_refuses_what_it_cannot_do_before_any_request() {
+        let config = Config {
+            backend: BackendKind::Aws,
+            search: crate::config::SearchKind::Opensearch,
+            dynamodb_endpoint: Some("http://127.0.0.1:9".into()),
+            ..Config::default()
+        };
+        let err = open(&config).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("opensearch") && e.contains("tantivy")),
+            "{err:?}"
+        );
+        let err = read_models_dir(&config, "x").err().map(|e| e.to_string());
+        assert!(
+            err.as_deref().is_some_and(|e| e.contains("AWS backend")),
+            "{err:?}"
         );
     }
 

@@ -57,6 +57,10 @@ pub enum Command {
 
     /// Verify an export and import it into an empty journal.
     Import(crate::maintenance_cmd::ImportArgs),
+
+    /// Set up the AWS backend: `adledger aws init [--dry-run]` creates its DynamoDB
+    /// tables (idempotent).
+    Aws(crate::aws_init::AwsArgs),
 }
 
 /// Flags of `adledger serve`.
@@ -89,6 +93,10 @@ pub struct ServeArgs {
     /// [env: ADLEDGER_ADMIN_TOKEN]
     #[arg(long, value_name = "TOKEN")]
     pub admin_token: Option<crate::config::AdminToken>,
+
+    /// The AWS backend's settings.
+    #[command(flatten)]
+    pub aws: crate::aws_init::AwsFlags,
 }
 
 impl ServeArgs {
@@ -101,6 +109,7 @@ impl ServeArgs {
             backend: self.backend,
             deterministic: self.deterministic,
             admin_token: self.admin_token.clone(),
+            ..self.aws.overrides()
         }
     }
 }

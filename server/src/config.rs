@@ -2,8 +2,14 @@
 //!
 //! Precedence, lowest to highest: built-in defaults, a TOML file (`--config` or
 //! `ADLEDGER_CONFIG`), `ADLEDGER_*` environment variables, command-line flags. The TOML
-//! keys are `listen`, `data_dir`, `backend`, `deterministic` and `admin_token`; any other key is an
+//! keys are `listen`, `data_dir`, `backend`, `deterministic` and `admin_token`, and for
+//! the AWS backend `dynamodb_endpoint`, `table_prefix` and `search`; any other key is an
 //! error that names it, so a typo never silently falls back to a default.
+//!
+//! The AWS backend takes its region and credentials from the standard AWS chain
+//! (`AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, shared config files, …).
+//! DynamoDB Local accepts any static credentials: `AWS_ACCESS_KEY_ID=local
+//! AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1`.
 //!
 //! The environment is passed in as a lookup function rather than read here, so the
 //! precedence rules are unit-tested without touching the process environment.
@@ -46,6 +52,38 @@ impl BackendKind {
     }
 }
 
+/// The search index of the AWS backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchKind {
+    /// A tantivy index in `<data_dir>/search`, local to each server process.
+    #[default]
+    Tantivy,
+    /// OpenSearch (not implemented yet: selecting it is a startup error).
+    Opensearch,
+}
+
+impl SearchKind {
+    /// The name used in flags, variables and files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SearchKind::Tantivy => "tantivy",
+            SearchKind::Opensearch => "opensearch",
+        }
+    }
+
+    fn parse(text: &str) -> Option<SearchKind> {
+        match text {
+            "tantivy" => Some(SearchKind::Tantivy),
+            "opensearch" => Some(SearchKind::Opensearch),
+            _ => None,
+        }
+    }
+}
+
+/// The prefix of the AWS backend's table names when none is configured.
+pub const DEFAULT_TABLE_PREFIX: &str = "adledger-";
+
 /// Everything `adledger serve` needs to start.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -62,6 +100,13 @@ pub struct Config {
     pub deterministic: Option<u64>,
     /// The bearer token of the `/admin/*` routes; `None` disables them.
     pub admin_token: Option<AdminToken>,
+    /// AWS backend: a DynamoDB endpoint URL overriding AWS's (DynamoDB Local:
+    /// `http://127.0.0.1:8000`).
+    pub dynamodb_endpoint: Option<String>,
+    /// AWS backend: the tables are `<table_prefix>journal` and `<table_prefix>state`.
+    pub table_prefix: String,
+    /// AWS backend: the search index.
+    pub search: SearchKind,
 }
 
 /// The admin routes' bearer token. A secret: `Debug` never shows it, and an empty or
@@ -110,6 +155,9 @@ impl Default for Config {
             backend: BackendKind::Local,
             deterministic: None,
             admin_token: None,
+            dynamodb_endpoint: None,
+            table_prefix: DEFAULT_TABLE_PREFIX.to_string(),
+            search: SearchKind::Tantivy,
         }
     }
 }
@@ -130,6 +178,12 @@ pub struct Overrides {
     pub deterministic: Option<u64>,
     /// `--admin-token` / `ADLEDGER_ADMIN_TOKEN`.
     pub admin_token: Option<AdminToken>,
+    /// `--dynamodb-endpoint` / `ADLEDGER_DYNAMODB_ENDPOINT`.
+    pub dynamodb_endpoint: Option<String>,
+    /// `--table-prefix` / `ADLEDGER_TABLE_PREFIX`.
+    pub table_prefix: Option<String>,
+    /// `--search` / `ADLEDGER_SEARCH`.
+    pub search: Option<SearchKind>,
 }
 
 /// A configuration that cannot be used; the message names the source and the key.
@@ -195,7 +249,18 @@ impl Overrides {
                 )
             }
         };
+        let search = match get("ADLEDGER_SEARCH") {
+            None => None,
+            Some(value) => Some(SearchKind::parse(&value).ok_or(ConfigError::Env {
+                name: "ADLEDGER_SEARCH",
+                value,
+                reason: "must be `tantivy` or `opensearch`",
+            })?),
+        };
         Ok(Overrides {
+            dynamodb_endpoint: get("ADLEDGER_DYNAMODB_ENDPOINT"),
+            table_prefix: get("ADLEDGER_TABLE_PREFIX"),
+            search,
             admin_token,
             listen: get("ADLEDGER_LISTEN"),
             data_dir: get("ADLEDGER_DATA_DIR").map(PathBuf::from),
@@ -221,6 +286,15 @@ impl Overrides {
         }
         if let Some(token) = &self.admin_token {
             config.admin_token = Some(token.clone());
+        }
+        if let Some(endpoint) = &self.dynamodb_endpoint {
+            config.dynamodb_endpoint = Some(endpoint.clone());
+        }
+        if let Some(prefix) = &self.table_prefix {
+            config.table_prefix.clone_from(prefix);
+        }
+        if let Some(search) = self.search {
+            config.search = search;
         }
     }
 }
@@ -328,6 +402,33 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("/env"), "env beats file");
         assert_eq!(config.deterministic, Some(2), "env beats file");
         assert_eq!(config.backend, BackendKind::Aws, "file beats default");
+    }
+
+    #[test]
+    fn aws_settings_layer_like_the_rest() {
+        let from_file = file(
+            "backend = \"aws\"\ndynamodb_endpoint = \"http://127.0.0.1:1\"\ntable_prefix = \"f-\"\n",
+        );
+        assert_eq!(from_file.search, SearchKind::Tantivy, "default search");
+        let layer = env(&[
+            ("ADLEDGER_TABLE_PREFIX", "e-"),
+            ("ADLEDGER_SEARCH", "opensearch"),
+        ])
+        .expect("valid env");
+        let flags = Overrides {
+            dynamodb_endpoint: Some("http://127.0.0.1:3".into()),
+            ..Overrides::default()
+        };
+        let config = Config::resolve(Some(from_file), &layer, &flags);
+        assert_eq!(
+            config.dynamodb_endpoint.as_deref(),
+            Some("http://127.0.0.1:3")
+        );
+        assert_eq!(config.table_prefix, "e-");
+        assert_eq!(config.search, SearchKind::Opensearch);
+        assert_eq!(Config::default().table_prefix, "adledger-");
+        let err = env(&[("ADLEDGER_SEARCH", "solr")]).expect_err("bad search");
+        assert!(err.to_string().contains("ADLEDGER_SEARCH"));
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //!   problems and the engine-error → status mapping).
 
 pub mod app;
+pub mod aws_init;
 pub mod backend;
 pub mod body;
 pub mod cli;

@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         Command::Snapshot(args) => return adledger::maintenance_cmd::snapshot_command(&args),
         Command::Export(args) => return adledger::maintenance_cmd::export_command(&args),
         Command::Import(args) => return adledger::maintenance_cmd::import_command(&args),
+        Command::Aws(args) => return adledger::aws_init::aws_command(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
