@@ -17,7 +17,9 @@ use crate::block::{Block, EncodedBlock, Frame};
 use crate::codec::{self, BlockHeader, IdempotencyTag};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
-use crate::revision::{BlockAddress, EventKind, Revision, RevisionBody, RevisionMetadata, STRAND_ID};
+use crate::revision::{
+    BlockAddress, EventKind, Revision, RevisionBody, RevisionMetadata, STRAND_ID,
+};
 
 /// Ion 1.0 system symbols (ids 1..=9); local symbols start at 10.
 const SYSTEM_SYMBOLS: usize = 10;
@@ -74,7 +76,11 @@ fn value<'a>(bytes: &'a [u8], at: &mut usize) -> Option<Value<'a>> {
         let (kind, low) = (descriptor >> 4, descriptor & 0x0F);
         if kind == 0 && low != 0x0F {
             // NOP padding of `low` bytes (or a varuint length).
-            let len = if low == 14 { var_uint(bytes, at)? as usize } else { usize::from(low) };
+            let len = if low == 14 {
+                var_uint(bytes, at)? as usize
+            } else {
+                usize::from(low)
+            };
             *at = at.checked_add(len)?;
             continue;
         }
@@ -219,7 +225,11 @@ fn uint(v: Value<'_>) -> Option<u64> {
     if v.kind != 2 || v.null || v.body.len() > 8 {
         return None;
     }
-    Some(v.body.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+    Some(
+        v.body
+            .iter()
+            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)),
+    )
 }
 
 fn blob_hash(v: Value<'_>) -> Option<Hash> {
@@ -238,7 +248,11 @@ fn signed_int(bytes: &[u8]) -> Option<i128> {
     for b in rest {
         magnitude = (magnitude << 8) | i128::from(*b);
     }
-    Some(if first & 0x80 != 0 { -magnitude } else { magnitude })
+    Some(if first & 0x80 != 0 {
+        -magnitude
+    } else {
+        magnitude
+    })
 }
 
 fn decimal(v: Value<'_>) -> Option<Decimal> {
@@ -299,7 +313,10 @@ fn decode_ad(stream: &Stream<'_>, fields: &[(usize, Value<'_>)]) -> Option<Ad> {
     }
     let tags = elements(tags.body)?
         .into_iter()
-        .map(|t| (t.kind == 8 && !t.null).then(|| std::str::from_utf8(t.body).ok().map(str::to_string))?)
+        .map(|t| {
+            (t.kind == 8 && !t.null)
+                .then(|| std::str::from_utf8(t.body).ok().map(str::to_string))?
+        })
         .collect::<Option<Vec<_>>>()?;
     Some(Ad {
         ad_id: stream.text(fields, "adId")?,
@@ -314,7 +331,7 @@ fn decode_ad(stream: &Stream<'_>, fields: &[(usize, Value<'_>)]) -> Option<Ad> {
 }
 
 /// A revision's body from canonical bytes, or `None` to let the codec decide.
-pub(crate) fn revision(bytes: &[u8]) -> Option<RevisionBody> {
+pub fn revision(bytes: &[u8]) -> Option<RevisionBody> {
     let stream = Stream::parse(bytes)?;
     let top = &stream.fields;
     if top.len() != 3 {
@@ -352,7 +369,7 @@ pub(crate) fn revision(bytes: &[u8]) -> Option<RevisionBody> {
 }
 
 /// A block header from canonical bytes, or `None` to let the codec decide.
-pub(crate) fn header(bytes: &[u8]) -> Option<BlockHeader> {
+pub fn header(bytes: &[u8]) -> Option<BlockHeader> {
     let stream = Stream::parse(bytes)?;
     let top = &stream.fields;
     if uint(stream.get(top, "format")?)? != codec::FORMAT_VERSION as u64 {
@@ -436,16 +453,34 @@ mod tests {
     use crate::block;
 
     fn sample_bodies() -> Vec<RevisionBody> {
-        let base = Utc.with_ymd_and_hms(2024, 2, 29, 23, 59, 59).single().expect("time");
+        let base = Utc
+            .with_ymd_and_hms(2024, 2, 29, 23, 59, 59)
+            .single()
+            .expect("time");
         let mut out = Vec::new();
-        let prices = [None, Some("0"), Some("19.99"), Some("120.50"), Some("1000000000.123456789"), Some("7")];
+        let prices = [
+            None,
+            Some("0"),
+            Some("19.99"),
+            Some("120.50"),
+            Some("1000000000.123456789"),
+            Some("7"),
+        ];
         for (i, price) in prices.iter().enumerate() {
             let draft = AdDraft {
                 ad_title: format!("Titre numéro {i} — Café ☕ {}", "x".repeat(i * 7)),
                 ad_description: "d".repeat(i * 300),
                 price: price.map(|p| p.parse().expect("decimal")),
-                currency: if price.is_some() { "EUR".into() } else { String::new() },
-                category: if i % 2 == 0 { "bikes".into() } else { String::new() },
+                currency: if price.is_some() {
+                    "EUR".into()
+                } else {
+                    String::new()
+                },
+                category: if i % 2 == 0 {
+                    "bikes".into()
+                } else {
+                    String::new()
+                },
                 tags: (0..i).map(|t| format!("tag{t}")).collect(),
             };
             let ad = draft.into_ad(&format!("pub-{i}"), "01ARZ3NDEKTSV4RRFFQ69G5FAV");
@@ -490,28 +525,34 @@ mod tests {
                 request_hash: Hash([i as u8; 32]),
             });
             let time = chunk[0].metadata.tx_time;
-            let (sealed, encoded) = block::seal_with_key(
-                i as u64 * 1000,
-                "tx",
-                time,
-                previous,
-                chunk.to_vec(),
-                tag,
-            )
-            .expect("seal");
+            let (sealed, encoded) =
+                block::seal_with_key(i as u64 * 1000, "tx", time, previous, chunk.to_vec(), tag)
+                    .expect("seal");
             previous = sealed.hash;
             let frame = Frame::parse(&encoded.bytes).expect("frame");
             let fast_header = header(frame.header).expect("fast header");
-            assert_eq!(fast_header, codec::decode_header(frame.header).expect("codec"));
-            assert_eq!(open(&encoded).expect("fast"), block::open(&encoded).expect("reference"));
+            assert_eq!(
+                fast_header,
+                codec::decode_header(frame.header).expect("codec")
+            );
+            assert_eq!(
+                open(&encoded).expect("fast"),
+                block::open(&encoded).expect("reference")
+            );
         }
     }
 
     #[test]
     fn damaged_blocks_fail_like_block_open() {
         let bodies = sample_bodies();
-        let (_, encoded) = block::seal(5, "tx", bodies[0].metadata.tx_time, Hash::ZERO, bodies[..3].to_vec())
-            .expect("seal");
+        let (_, encoded) = block::seal(
+            5,
+            "tx",
+            bodies[0].metadata.tx_time,
+            Hash::ZERO,
+            bodies[..3].to_vec(),
+        )
+        .expect("seal");
         for at in (0..encoded.bytes.len()).step_by(7) {
             let mut damaged = encoded.clone();
             damaged.bytes[at] ^= 0x5A;

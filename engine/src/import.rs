@@ -34,7 +34,7 @@ use serde::Serialize;
 
 use crate::ad::AdKey;
 use crate::batch;
-use crate::block::{self, EncodedBlock, Frame};
+use crate::block::{EncodedBlock, Frame};
 use crate::codec;
 use crate::digest::digest_at;
 use crate::error::{Error, Result};
@@ -385,8 +385,11 @@ pub fn verify_export(
     let (format, count, digest) = for_each_block(path, &mut |stored| {
         let sequence = stored.sequence;
         let frame = Frame::parse(&stored.bytes).map_err(|e| broken(sequence, e.to_string()))?;
-        let header = codec::decode_header(frame.header)
-            .map_err(|e| broken(sequence, format!("its header does not decode ({e})")))?;
+        let header = match crate::fast_decode::header(frame.header) {
+            Some(header) => header,
+            None => codec::decode_header(frame.header)
+                .map_err(|e| broken(sequence, format!("its header does not decode ({e})")))?,
+        };
         if header.sequence_no != sequence {
             return Err(broken(
                 sequence,
@@ -490,7 +493,7 @@ struct Appender {
 impl Appender {
     fn add(&mut self, stored: EncodedBlock) -> Result<()> {
         let sequence = stored.sequence;
-        let block = block::open(&stored)?;
+        let block = crate::fast_decode::open(&stored)?;
         for revision in &block.revisions {
             let key = revision.key();
             let head = self.heads.get(&key).copied();

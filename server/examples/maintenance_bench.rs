@@ -149,7 +149,10 @@ async fn run(revisions: u64, dir: PathBuf) -> Result<(), Failure> {
         None,
     );
     let started = Instant::now();
-    let chunk_size: usize = std::env::var("ADLEDGER_BENCH_CHUNK").ok().and_then(|v| v.parse().ok()).unwrap_or(8192);
+    let chunk_size: usize = std::env::var("ADLEDGER_BENCH_CHUNK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8192);
     for (i, chunk) in states.chunks(chunk_size).enumerate() {
         search.put(chunk, Some(i as u64)).await?;
     }

@@ -129,11 +129,7 @@ fn open_scope(config: &Config, scope: Scope) -> Result<Opened, BackendError> {
         #[cfg(feature = "aws")]
         BackendKind::Aws => aws::open(config, scope),
         #[cfg(not(feature = "aws"))]
-        BackendKind::Aws => Err(BackendError::Unsupported(
-            "extra read models (a shadow rebuild) are not supported on the AWS backend yet; \
-             rebuild in place instead"
-                .into(),
-        )),
+        BackendKind::Aws => Err(BackendError::NotCompiled(BackendKind::Aws.as_str())),
     }
 }
 
@@ -159,7 +155,11 @@ pub fn open_read_models(config: &Config, name: &str) -> Result<ReadModels, Backe
 pub fn read_models_dir(config: &Config, name: &str) -> Result<PathBuf, BackendError> {
     match config.backend {
         BackendKind::Local => Ok(config.data_dir.join(format!("shadow-{name}"))),
-        BackendKind::Aws => Err(BackendError::NotCompiled(BackendKind::Aws.as_str())),
+        BackendKind::Aws => Err(BackendError::Unsupported(
+            "extra read models (a shadow rebuild) are not supported on the AWS backend yet; \
+             rebuild in place instead"
+                .into(),
+        )),
     }
 }
 

@@ -282,10 +282,9 @@ impl Inner {
             Some(checkpoint) => checkpoint,
             None => self.checkpoint()?,
         };
-        let nodel = std::env::var_os("ADLEDGER_NO_DELETE").is_some();
         self.commit_with(writer, checkpoint, move |writer| {
             for (term, doc) in changes {
-                if !nodel { writer.delete_term(term); }
+                writer.delete_term(term);
                 writer.add_document(doc)?;
             }
             Ok(())
