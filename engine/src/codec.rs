@@ -181,21 +181,27 @@ pub fn encode_header(header: &BlockHeader) -> Result<Vec<u8>> {
     for h in &header.revision_hashes {
         hashes = hashes.push(Element::blob(h.as_bytes().as_slice()));
     }
-    Element::from(
-        Element::struct_builder()
-            .with_field("format", FORMAT_VERSION)
-            .with_field("sequenceNo", header.sequence_no as i64)
-            .with_field("txId", header.tx_id.as_str())
-            .with_field("txTime", timestamp(&header.tx_time)?)
+    let mut fields = Element::struct_builder()
+        .with_field("format", FORMAT_VERSION)
+        .with_field("sequenceNo", header.sequence_no as i64)
+        .with_field("txId", header.tx_id.as_str())
+        .with_field("txTime", timestamp(&header.tx_time)?)
+        .with_field(
+            "previousHash",
+            Element::blob(header.previous_hash.as_bytes().as_slice()),
+        )
+        .with_field("revisionHashes", Element::from(hashes.build_list()));
+    if let Some(tag) = &header.idempotency {
+        fields = fields
+            .with_field("idempotencyKey", tag.key.as_str())
             .with_field(
-                "previousHash",
-                Element::blob(header.previous_hash.as_bytes().as_slice()),
-            )
-            .with_field("revisionHashes", Element::from(hashes.build_list()))
-            .build(),
-    )
-    .encode_as(Binary)
-    .map_err(ion_err)
+                "requestHash",
+                Element::blob(tag.request_hash.as_bytes().as_slice()),
+            );
+    }
+    Element::from(fields.build())
+        .encode_as(Binary)
+        .map_err(ion_err)
 }
 
 fn field<'a>(s: &'a ion_rs::Struct, name: &str) -> Result<&'a Element> {

@@ -525,15 +525,25 @@ mod tests {
                 request_hash: Hash([i as u8; 32]),
             });
             let time = chunk[0].metadata.tx_time;
-            let (sealed, encoded) =
-                block::seal_with_key(i as u64 * 1000, "tx", time, previous, chunk.to_vec(), tag)
-                    .expect("seal");
+            let (sealed, encoded) = block::seal_with_key(
+                i as u64 * 1000,
+                "tx",
+                time,
+                previous,
+                chunk.to_vec(),
+                tag.clone(),
+            )
+            .expect("seal");
             previous = sealed.hash;
             let frame = Frame::parse(&encoded.bytes).expect("frame");
             let fast_header = header(frame.header).expect("fast header");
             assert_eq!(
                 fast_header,
                 codec::decode_header(frame.header).expect("codec")
+            );
+            assert_eq!(
+                fast_header.idempotency, tag,
+                "the idempotency key is written into the hashed header and read back"
             );
             assert_eq!(
                 open(&encoded).expect("fast"),
