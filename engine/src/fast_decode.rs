@@ -11,6 +11,7 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use rust_decimal::Decimal;
+use smallvec::SmallVec;
 
 use crate::ad::Ad;
 use crate::block::{Block, EncodedBlock, Frame};
@@ -108,9 +109,16 @@ fn value<'a>(bytes: &'a [u8], at: &mut usize) -> Option<Value<'a>> {
     }
 }
 
+/// A struct's fields, inline: the canonical structs have at most eight, and decoding a
+/// block header or revision should not cost an allocation per struct.
+type Fields<'a> = SmallVec<[(usize, Value<'a>); 8]>;
+
+/// A list's elements, inline for the short lists of the canonical encoding.
+type Elements<'a> = SmallVec<[Value<'a>; 8]>;
+
 /// The fields of a struct body: `(symbol id, value)`.
-fn fields<'a>(body: &'a [u8]) -> Option<Vec<(usize, Value<'a>)>> {
-    let mut out = Vec::with_capacity(8);
+fn fields<'a>(body: &'a [u8]) -> Option<Fields<'a>> {
+    let mut out = Fields::new();
     let mut at = 0;
     while at < body.len() {
         let sid = var_uint(body, &mut at)? as usize;
@@ -121,8 +129,8 @@ fn fields<'a>(body: &'a [u8]) -> Option<Vec<(usize, Value<'a>)>> {
 }
 
 /// The elements of a list body.
-fn elements(body: &[u8]) -> Option<Vec<Value<'_>>> {
-    let mut out = Vec::new();
+fn elements(body: &[u8]) -> Option<Elements<'_>> {
+    let mut out = Elements::new();
     let mut at = 0;
     while at < body.len() {
         out.push(value(body, &mut at)?);
@@ -132,15 +140,15 @@ fn elements(body: &[u8]) -> Option<Vec<Value<'_>>> {
 
 /// A decoded stream: its symbol table and its one top-level struct.
 struct Stream<'a> {
-    symbols: Vec<&'a str>,
-    fields: Vec<(usize, Value<'a>)>,
+    symbols: SmallVec<[&'a str; 16]>,
+    fields: Fields<'a>,
 }
 
 impl<'a> Stream<'a> {
     fn parse(bytes: &'a [u8]) -> Option<Stream<'a>> {
         let rest = bytes.strip_prefix(&[0xE0, 0x01, 0x00, 0xEA])?;
         let mut at = 0;
-        let mut symbols: Vec<&'a str> = Vec::new();
+        let mut symbols: SmallVec<[&'a str; 16]> = SmallVec::new();
         let mut top = value(rest, &mut at)?;
         if top.kind == 14 {
             // $ion_symbol_table::{ symbols: [...] }
@@ -216,8 +224,7 @@ impl<'a> Stream<'a> {
     }
 
     fn text(&self, fields: &[(usize, Value<'a>)], name: &str) -> Option<String> {
-        let v = self.get(fields, name)?;
-        (v.kind == 8 && !v.null).then(|| std::str::from_utf8(v.body).ok().map(str::to_string))?
+        string(self.get(fields, name)?)
     }
 }
 
@@ -300,7 +307,7 @@ fn timestamp(v: Value<'_>) -> Option<DateTime<Utc>> {
         .map(|t| t + chrono::Duration::milliseconds(millis))
 }
 
-fn decode_ad(stream: &Stream<'_>, fields: &[(usize, Value<'_>)]) -> Option<Ad> {
+fn decode_ad<'a>(stream: &Stream<'a>, fields: &[(usize, Value<'a>)]) -> Option<Ad> {
     let price = stream.get(fields, "price")?;
     let price = if price.null && price.kind == 5 {
         None
@@ -369,13 +376,41 @@ pub fn revision(bytes: &[u8]) -> Option<RevisionBody> {
 }
 
 /// A block header from canonical bytes, or `None` to let the codec decide.
+///
+/// One pass over the fields puts each in its slot (verification decodes a header per
+/// block, so looking every field up by name would dominate); a field it does not know,
+/// or one that repeats, leaves the header to the codec.
 pub fn header(bytes: &[u8]) -> Option<BlockHeader> {
+    const FORMAT: usize = 0;
+    const SEQUENCE_NO: usize = 1;
+    const TX_ID: usize = 2;
+    const TX_TIME: usize = 3;
+    const PREVIOUS_HASH: usize = 4;
+    const REVISION_HASHES: usize = 5;
+    const IDEMPOTENCY_KEY: usize = 6;
+    const REQUEST_HASH: usize = 7;
     let stream = Stream::parse(bytes)?;
-    let top = &stream.fields;
-    if uint(stream.get(top, "format")?)? != codec::FORMAT_VERSION as u64 {
+    let mut slots: [Option<Value<'_>>; 8] = [None; 8];
+    for (sid, value) in &stream.fields {
+        let slot = match stream.name(*sid)? {
+            "format" => FORMAT,
+            "sequenceNo" => SEQUENCE_NO,
+            "txId" => TX_ID,
+            "txTime" => TX_TIME,
+            "previousHash" => PREVIOUS_HASH,
+            "revisionHashes" => REVISION_HASHES,
+            "idempotencyKey" => IDEMPOTENCY_KEY,
+            "requestHash" => REQUEST_HASH,
+            _ => return None,
+        };
+        if slots[slot].replace(*value).is_some() {
+            return None;
+        }
+    }
+    if uint(slots[FORMAT]?)? != codec::FORMAT_VERSION as u64 {
         return None;
     }
-    let hashes = stream.get(top, "revisionHashes")?;
+    let hashes = slots[REVISION_HASHES]?;
     if hashes.kind != 11 || hashes.null {
         return None;
     }
@@ -383,26 +418,36 @@ pub fn header(bytes: &[u8]) -> Option<BlockHeader> {
         .into_iter()
         .map(blob_hash)
         .collect::<Option<Vec<_>>>()?;
-    let idempotency = match stream.get(top, "idempotencyKey") {
-        None => None,
-        Some(key) => Some(IdempotencyTag {
-            key: (key.kind == 8 && !key.null)
-                .then(|| std::str::from_utf8(key.body).ok().map(str::to_string))??,
-            request_hash: blob_hash(stream.get(top, "requestHash")?)?,
+    let idempotency = match (slots[IDEMPOTENCY_KEY], slots[REQUEST_HASH]) {
+        (None, None) => None,
+        (Some(key), Some(request_hash)) => Some(IdempotencyTag {
+            key: string(key)?,
+            request_hash: blob_hash(request_hash)?,
         }),
+        _ => return None,
     };
-    let expected_fields = 6 + if idempotency.is_some() { 2 } else { 0 };
-    if top.len() != expected_fields {
-        return None;
-    }
     Some(BlockHeader {
-        sequence_no: uint(stream.get(top, "sequenceNo")?)?,
-        tx_id: stream.text(top, "txId")?,
-        tx_time: timestamp(stream.get(top, "txTime")?)?,
-        previous_hash: blob_hash(stream.get(top, "previousHash")?)?,
+        sequence_no: uint(slots[SEQUENCE_NO]?)?,
+        tx_id: string(slots[TX_ID]?)?,
+        tx_time: timestamp(slots[TX_TIME]?)?,
+        previous_hash: blob_hash(slots[PREVIOUS_HASH]?)?,
         revision_hashes,
         idempotency,
     })
+}
+
+/// A non-null string's text.
+fn string(v: Value<'_>) -> Option<String> {
+    (v.kind == 8 && !v.null).then(|| std::str::from_utf8(v.body).ok().map(str::to_string))?
+}
+
+/// A block header from stored bytes: the fast path when it applies, the codec otherwise,
+/// so the result and the errors are always the codec's.
+pub fn decode_header(bytes: &[u8]) -> Result<BlockHeader> {
+    match header(bytes) {
+        Some(header) => Ok(header),
+        None => codec::decode_header(bytes),
+    }
 }
 
 /// [`crate::block::open`] with the fast decoders: the same checks in the same order, the
@@ -411,10 +456,7 @@ pub fn open(stored: &EncodedBlock) -> Result<Block> {
     let sequence = stored.sequence;
     let broken = |detail: String| Error::ChainBroken { sequence, detail };
     let frame = Frame::parse(&stored.bytes).map_err(|e| broken(e.to_string()))?;
-    let header = match header(frame.header) {
-        Some(header) => header,
-        None => codec::decode_header(frame.header).map_err(|e| broken(e.to_string()))?,
-    };
+    let header = decode_header(frame.header).map_err(|e| broken(e.to_string()))?;
     if header.sequence_no != sequence || header.revision_hashes.len() != frame.revisions.len() {
         // Rare and never on the fast path's account: the reference gives the exact error.
         return crate::block::open(stored);

@@ -74,12 +74,21 @@ impl Frontier {
     /// Appends the leaf for `block_hash`; returns every node it completes (the leaf
     /// itself included), which the journal stores.
     pub fn push(&mut self, block_hash: &Hash) -> Vec<MerkleNode> {
+        let mut completed = Vec::new();
+        self.push_into(block_hash, &mut completed);
+        completed
+    }
+
+    /// [`Frontier::push`] into a buffer the caller reuses (it is cleared first): loops over
+    /// millions of blocks (verification) should not allocate per block.
+    pub fn push_into(&mut self, block_hash: &Hash, completed: &mut Vec<MerkleNode>) {
+        completed.clear();
         let mut node = MerkleNode {
             level: 0,
             index: self.size,
             hash: leaf_hash(block_hash),
         };
-        let mut completed = vec![node];
+        completed.push(node);
         while node.index % 2 == 1 {
             let Some(left) = self.nodes.pop() else { break };
             node = MerkleNode {
@@ -91,7 +100,6 @@ impl Frontier {
         }
         self.nodes.push(node);
         self.size += 1;
-        completed
     }
 
     /// The tree head (`None` for the empty tree).

@@ -32,10 +32,11 @@
 use serde::Serialize;
 
 use crate::block::{EncodedBlock, Frame};
-use crate::codec;
+use crate::codec::{self, BlockHeader};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::merkle::{Frontier, frontier_ids, leaf_hash};
+use crate::ports::MerkleNode;
 use crate::ports::Journal;
 
 /// Blocks read per [`Journal::read_blocks`] call.
@@ -118,6 +119,7 @@ async fn verify_in_batches(
         previous_hash: Hash::ZERO,
         revisions: 0,
         bytes: 0,
+        completed: Vec::new(),
     };
     run.all(progress, batch.max(1)).await
 }
@@ -132,6 +134,8 @@ struct Run<'a> {
     previous_hash: Hash,
     revisions: u64,
     bytes: u64,
+    /// The Merkle nodes the last block completed (a buffer reused across blocks).
+    completed: Vec<MerkleNode>,
 }
 
 /// Why a block did not verify: a failure, or an outcome that needs the next block to be
@@ -207,12 +211,17 @@ impl Run<'_> {
                     stored.len()
                 )));
             }
+            let alone = standalone_all(next, &blocks);
             let mut stored = stored.as_slice();
-            for (sequence, block) in (next..).zip(&blocks) {
+            for ((sequence, block), alone) in (next..).zip(&blocks).zip(alone) {
                 let count = sequence.trailing_ones() as usize + 1;
                 let (nodes, rest) = stored.split_at(count.min(stored.len()));
                 stored = rest;
-                if let Err(finding) = self.block(sequence, block, nodes) {
+                let checked = match alone {
+                    Ok(alone) => self.block(sequence, block, alone, nodes),
+                    Err(failure) => Err(failure.into()),
+                };
+                if let Err(finding) = checked {
                     return Ok(Err(self.explain(finding).await));
                 }
             }
@@ -229,54 +238,21 @@ impl Run<'_> {
     }
 
     /// Checks one block against its predecessor and its stored Merkle nodes (`nodes`, in
-    /// [`completed_ids`] order), then extends the tree with it.
+    /// [`completed_ids`] order), given what [`standalone`] found in it, then extends the
+    /// tree with it.
     fn block(
         &mut self,
         sequence: u64,
         stored: &EncodedBlock,
+        alone: Standalone,
         nodes: &[Option<Hash>],
     ) -> std::result::Result<(), Finding> {
-        if stored.sequence != sequence {
-            let detail = if stored.sequence > sequence {
-                format!(
-                    "block {sequence} is missing: the journal goes on with block {}",
-                    stored.sequence
-                )
-            } else {
-                format!(
-                    "the journal returned block {} where block {sequence} belongs",
-                    stored.sequence
-                )
-            };
-            return Err(failure(sequence, None, detail).into());
-        }
-        let frame = Frame::parse(&stored.bytes).map_err(|e| {
-            failure(
-                sequence,
-                Some("frame".into()),
-                format!("the stored bytes do not split into header and revisions: {e}"),
-            )
-        })?;
-        let hash = frame.block_hash();
-        let header = codec::decode_header(frame.header).map_err(|e| {
-            failure(
-                sequence,
-                Some("header".into()),
-                format!("the block header does not decode: {e}"),
-            )
-        })?;
-        if header.sequence_no != sequence {
-            return Err(failure(
-                sequence,
-                Some("sequenceNo".into()),
-                format!(
-                    "the header says it is block {}, but it is stored as block {sequence} \
-                     (blocks moved or swapped)",
-                    header.sequence_no
-                ),
-            )
-            .into());
-        }
+        let Standalone {
+            hash,
+            header,
+            revisions,
+            bad_revision,
+        } = alone;
         if header.previous_hash != self.previous_hash {
             let before = match sequence.checked_sub(1) {
                 Some(p) => format!("block {p} hashes to {}", self.previous_hash),
@@ -292,42 +268,38 @@ impl Run<'_> {
             )
             .into());
         }
-        if header.revision_hashes.len() != frame.revisions.len() {
+        if header.revision_hashes.len() != revisions {
             return Err(failure(
                 sequence,
                 Some("revisionHashes".into()),
                 format!(
-                    "the header lists {} revision hashes, the block holds {} revisions",
+                    "the header lists {} revision hashes, the block holds {revisions} revisions",
                     header.revision_hashes.len(),
-                    frame.revisions.len()
                 ),
             )
             .into());
         }
         let leaf = leaf_hash(&hash);
         let stored_leaf = nodes.first().copied().flatten();
-        for (i, (bytes, listed)) in frame
-            .revisions
-            .iter()
-            .zip(&header.revision_hashes)
-            .enumerate()
-        {
-            let actual = Hash::of(bytes);
-            if actual != *listed {
-                return Err(revision_mismatch(
-                    sequence,
-                    i,
-                    bytes,
-                    actual,
-                    *listed,
-                    stored_leaf == Some(leaf),
-                )
-                .into());
-            }
+        if let Some((i, actual)) = bad_revision {
+            // Only reached for a damaged block: parse its frame again to name the revision.
+            let bytes = Frame::parse(&stored.bytes)
+                .ok()
+                .and_then(|frame| frame.revisions.get(i).copied())
+                .unwrap_or_default();
+            return Err(revision_mismatch(
+                sequence,
+                i,
+                bytes,
+                actual,
+                header.revision_hashes[i],
+                stored_leaf == Some(leaf),
+            )
+            .into());
         }
 
-        let completed = self.frontier.push(&hash);
-        for (j, node) in completed.iter().enumerate() {
+        self.frontier.push_into(&hash, &mut self.completed);
+        for (j, node) in self.completed.iter().enumerate() {
             let field = node_field(node.level, node.index);
             match nodes.get(j).copied().flatten() {
                 None => {
@@ -367,7 +339,7 @@ impl Run<'_> {
         }
 
         self.previous_hash = hash;
-        self.revisions += frame.revisions.len() as u64;
+        self.revisions += revisions as u64;
         self.bytes += stored.bytes.len() as u64;
         if let Some((at, root)) = self.expected
             && at == sequence
@@ -508,6 +480,121 @@ impl Run<'_> {
         Ok(Ok(root))
     }
 }
+
+/// What a block shows on its own, before it is linked to its neighbours: its hash, its
+/// header, and the first revision whose stored bytes do not hash to the header's entry.
+/// Computing it is nearly all of verification's work (every SHA-256 over stored bytes, the
+/// header decode) and needs no other block, so batches compute it on all cores.
+struct Standalone {
+    hash: Hash,
+    header: BlockHeader,
+    revisions: usize,
+    bad_revision: Option<(usize, Hash)>,
+}
+
+/// The checks of one block that need no other block, in verification order: it is the
+/// block asked for, its bytes split into a frame, its header decodes and names its place.
+fn standalone(
+    sequence: u64,
+    stored: &EncodedBlock,
+) -> std::result::Result<Standalone, VerifyFailure> {
+    if stored.sequence != sequence {
+        let detail = if stored.sequence > sequence {
+            format!(
+                "block {sequence} is missing: the journal goes on with block {}",
+                stored.sequence
+            )
+        } else {
+            format!(
+                "the journal returned block {} where block {sequence} belongs",
+                stored.sequence
+            )
+        };
+        return Err(failure(sequence, None, detail));
+    }
+    let frame = Frame::parse(&stored.bytes).map_err(|e| {
+        failure(
+            sequence,
+            Some("frame".into()),
+            format!("the stored bytes do not split into header and revisions: {e}"),
+        )
+    })?;
+    let header = crate::fast_decode::decode_header(frame.header).map_err(|e| {
+        failure(
+            sequence,
+            Some("header".into()),
+            format!("the block header does not decode: {e}"),
+        )
+    })?;
+    if header.sequence_no != sequence {
+        return Err(failure(
+            sequence,
+            Some("sequenceNo".into()),
+            format!(
+                "the header says it is block {}, but it is stored as block {sequence} \
+                 (blocks moved or swapped)",
+                header.sequence_no
+            ),
+        ));
+    }
+    let bad_revision = frame
+        .revisions
+        .iter()
+        .zip(&header.revision_hashes)
+        .map(|(bytes, listed)| (Hash::of(bytes), listed))
+        .position(|(actual, listed)| actual != *listed)
+        .map(|i| (i, Hash::of(frame.revisions[i])));
+    Ok(Standalone {
+        hash: frame.block_hash(),
+        header,
+        revisions: frame.revisions.len(),
+        bad_revision,
+    })
+}
+
+/// [`standalone`] for a batch of blocks starting at `first`, split over the machine's
+/// cores. The results are in block order, so the sequential pass reports the first
+/// failure exactly as a one-thread run would.
+fn standalone_all(
+    first: u64,
+    blocks: &[EncodedBlock],
+) -> Vec<std::result::Result<Standalone, VerifyFailure>> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let per_thread = blocks.len().div_ceil(threads).max(MIN_BLOCKS_PER_THREAD);
+    if blocks.len() <= per_thread {
+        return (first..)
+            .zip(blocks)
+            .map(|(s, b)| standalone(s, b))
+            .collect();
+    }
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = blocks
+            .chunks(per_thread)
+            .enumerate()
+            .map(|(i, chunk)| {
+                let start = first + (i * per_thread) as u64;
+                scope.spawn(move || {
+                    (start..)
+                        .zip(chunk)
+                        .map(|(s, b)| standalone(s, b))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| match worker.join() {
+                Ok(results) => results,
+                // `standalone` does not panic (the decoders guard ion-rs); if it ever
+                // did, re-raise it here rather than report a journal as verified.
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
+}
+
+/// Below this many blocks per thread, starting threads costs more than it saves.
+const MIN_BLOCKS_PER_THREAD: usize = 256;
 
 /// Revision `index` of block `sequence` hashes to `actual`, not to the `listed` hash.
 /// Decodes the stored bytes, if they still decode, to name the ad and version.
