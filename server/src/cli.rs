@@ -94,6 +94,16 @@ pub struct ServeArgs {
     #[arg(long, value_name = "TOKEN")]
     pub admin_token: Option<crate::config::AdminToken>,
 
+    /// Take snapshots by schedule: off, hourly, daily, weekly, monthly or `every N`
+    /// with s/m/h/d, such as `every 6h` [env: ADLEDGER_SNAPSHOT_SCHEDULE] [default: off]
+    #[arg(long, value_name = "SCHEDULE")]
+    pub snapshot_schedule: Option<crate::snapshot_schedule::ScheduleSetting>,
+
+    /// How many snapshots the schedule keeps, deleting older ones
+    /// [env: ADLEDGER_SNAPSHOT_KEEP] [default: 7]
+    #[arg(long, value_name = "N", value_parser = crate::snapshot_schedule::parse_keep)]
+    pub snapshot_keep: Option<usize>,
+
     /// The AWS backend's settings.
     #[command(flatten)]
     pub aws: crate::aws_init::AwsFlags,
@@ -109,6 +119,8 @@ impl ServeArgs {
             backend: self.backend,
             deterministic: self.deterministic,
             admin_token: self.admin_token.clone(),
+            snapshot_schedule: self.snapshot_schedule,
+            snapshot_keep: self.snapshot_keep,
             ..self.aws.overrides()
         }
     }

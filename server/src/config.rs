@@ -13,6 +13,10 @@
 //!
 //! The environment is passed in as a lookup function rather than read here, so the
 //! precedence rules are unit-tested without touching the process environment.
+//!
+//! Scheduled snapshots are the `[snapshots]` table (`schedule`, `keep`),
+//! `ADLEDGER_SNAPSHOT_SCHEDULE` / `ADLEDGER_SNAPSHOT_KEEP`, `--snapshot-schedule` /
+//! `--snapshot-keep`; see [`crate::snapshot_schedule`].
 
 use std::path::{Path, PathBuf};
 
@@ -100,6 +104,8 @@ pub struct Config {
     pub deterministic: Option<u64>,
     /// The bearer token of the `/admin/*` routes; `None` disables them.
     pub admin_token: Option<AdminToken>,
+    /// Scheduled snapshots (`[snapshots]`): off unless a schedule is set.
+    pub snapshots: crate::snapshot_schedule::SnapshotConfig,
     /// AWS backend: a DynamoDB endpoint URL overriding AWS's (DynamoDB Local:
     /// `http://127.0.0.1:8000`).
     pub dynamodb_endpoint: Option<String>,
@@ -155,6 +161,7 @@ impl Default for Config {
             backend: BackendKind::Local,
             deterministic: None,
             admin_token: None,
+            snapshots: crate::snapshot_schedule::SnapshotConfig::default(),
             dynamodb_endpoint: None,
             table_prefix: DEFAULT_TABLE_PREFIX.to_string(),
             search: SearchKind::Tantivy,
@@ -178,6 +185,10 @@ pub struct Overrides {
     pub deterministic: Option<u64>,
     /// `--admin-token` / `ADLEDGER_ADMIN_TOKEN`.
     pub admin_token: Option<AdminToken>,
+    /// `--snapshot-schedule` / `ADLEDGER_SNAPSHOT_SCHEDULE`.
+    pub snapshot_schedule: Option<crate::snapshot_schedule::ScheduleSetting>,
+    /// `--snapshot-keep` / `ADLEDGER_SNAPSHOT_KEEP`.
+    pub snapshot_keep: Option<usize>,
     /// `--dynamodb-endpoint` / `ADLEDGER_DYNAMODB_ENDPOINT`.
     pub dynamodb_endpoint: Option<String>,
     /// `--table-prefix` / `ADLEDGER_TABLE_PREFIX`.
@@ -249,6 +260,24 @@ impl Overrides {
                 )
             }
         };
+        let snapshot_schedule = match get("ADLEDGER_SNAPSHOT_SCHEDULE") {
+            None => None,
+            Some(value) => Some(value.parse().map_err(|reason| ConfigError::Env {
+                name: "ADLEDGER_SNAPSHOT_SCHEDULE",
+                value,
+                reason,
+            })?),
+        };
+        let snapshot_keep = match get("ADLEDGER_SNAPSHOT_KEEP") {
+            None => None,
+            Some(value) => Some(crate::snapshot_schedule::parse_keep(&value).map_err(
+                |reason| ConfigError::Env {
+                    name: "ADLEDGER_SNAPSHOT_KEEP",
+                    value,
+                    reason,
+                },
+            )?),
+        };
         let search = match get("ADLEDGER_SEARCH") {
             None => None,
             Some(value) => Some(SearchKind::parse(&value).ok_or(ConfigError::Env {
@@ -267,6 +296,8 @@ impl Overrides {
             config: get("ADLEDGER_CONFIG").map(PathBuf::from),
             backend,
             deterministic,
+            snapshot_schedule,
+            snapshot_keep,
         })
     }
 
@@ -286,6 +317,12 @@ impl Overrides {
         }
         if let Some(token) = &self.admin_token {
             config.admin_token = Some(token.clone());
+        }
+        if let Some(schedule) = self.snapshot_schedule {
+            config.snapshots.schedule = schedule;
+        }
+        if let Some(keep) = self.snapshot_keep {
+            config.snapshots.keep = keep;
         }
         if let Some(endpoint) = &self.dynamodb_endpoint {
             config.dynamodb_endpoint = Some(endpoint.clone());
@@ -450,6 +487,44 @@ mod tests {
         assert!(err.to_string().contains("ADLEDGER_DETERMINISTIC"));
         let empty = env(&[("ADLEDGER_BACKEND", "")]).expect("empty is unset");
         assert_eq!(empty.backend, None);
+    }
+
+    #[test]
+    fn snapshot_settings_layer_like_the_rest() {
+        use crate::snapshot_schedule::{DEFAULT_KEEP, Schedule};
+        let from_file = file("[snapshots]\nschedule = \"monthly\"\nkeep = 12\n");
+        assert_eq!(from_file.snapshots.schedule.0, Some(Schedule::Monthly));
+        assert_eq!(
+            Config::default().snapshots.schedule.0,
+            None,
+            "off by default"
+        );
+        assert_eq!(Config::default().snapshots.keep, DEFAULT_KEEP);
+        let layer = env(&[("ADLEDGER_SNAPSHOT_SCHEDULE", "daily")]).expect("valid env");
+        let flags = Overrides {
+            snapshot_keep: Some(2),
+            ..Overrides::default()
+        };
+        let config = Config::resolve(Some(from_file), &layer, &flags);
+        assert_eq!(
+            config.snapshots.schedule.0,
+            Some(Schedule::Daily),
+            "env beats file"
+        );
+        assert_eq!(config.snapshots.keep, 2, "flag beats file");
+        let err = env(&[("ADLEDGER_SNAPSHOT_SCHEDULE", "often")]).expect_err("bad schedule");
+        assert!(
+            err.to_string().contains("ADLEDGER_SNAPSHOT_SCHEDULE"),
+            "{err}"
+        );
+        let err = env(&[("ADLEDGER_SNAPSHOT_KEEP", "0")]).expect_err("bad keep");
+        assert!(err.to_string().contains("ADLEDGER_SNAPSHOT_KEEP"), "{err}");
+        let err = Config::from_toml(
+            "[snapshots]\nschedule = \"every 0s\"\n",
+            Path::new("a.toml"),
+        )
+        .expect_err("bad file value");
+        assert!(err.to_string().contains("schedule"), "{err}");
     }
 
     #[test]

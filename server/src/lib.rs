@@ -6,7 +6,8 @@
 //! - [`cli`]: the clap command line; [`config`]: flags > env > TOML file > defaults,
 //!   resolved into one [`config::Config`]; [`backend`]: the one `match` that turns a
 //!   config into the engine's ports.
-//! - [`serve`]: open, bind, announce, serve, drain on SIGINT/SIGTERM.
+//! - [`serve`]: open, bind, announce, serve, drain on SIGINT/SIGTERM;
+//!   [`snapshot_schedule`]: the snapshots the server takes by itself.
 //! - [`verify_cmd`]: `adledger verify`, full verification of a stopped data directory;
 //!   [`proof_cmd`]: `adledger proof verify`, an auditor's offline check of a proof bundle.
 //! - [`maintenance_cmd`]: `adledger rebuild | replay | snapshot | export | import` on a
@@ -31,6 +32,7 @@ pub mod params;
 pub mod proof_cmd;
 pub mod routes;
 pub mod serve;
+pub mod snapshot_schedule;
 pub mod verify_cmd;
 pub mod views;
 

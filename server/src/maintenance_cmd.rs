@@ -376,11 +376,38 @@ async fn rebuild_with_bar(
     json: bool,
 ) -> Result<RebuildReport, MaintenanceError> {
     let total = ports.journal.last_sequence().await?.map_or(0, |l| l + 1);
+    // Said before any work, so an operator (or a test) sees whether a rerun resumed.
+    let (from_state, from_search) = tokio::join!(state.checkpoint(), search.checkpoint());
+    let from = from_state?.min(from_search?);
+    if !json {
+        let _ = writeln!(
+            std::io::stderr(),
+            "{} from sequence {from} of {total}",
+            if from > 0 {
+                "rebuild: resuming"
+            } else {
+                "rebuild: starting"
+            }
+        );
+    }
     let bar = bar(total, "blocks", json);
     bar.set_message("rebuilding");
+    // Without a terminal there is no bar: one plain line per checkpointed batch instead,
+    // so logs show the progress (and the checkpoint a rerun would resume from).
+    let lines = !json && !std::io::stderr().is_terminal();
+    let started = Instant::now();
     let mut progress = |p: &RebuildProgress| {
         bar.set_length(p.target);
         bar.set_position(p.next);
+        if lines {
+            let rate = p.revisions as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            let _ = writeln!(
+                std::io::stderr(),
+                "rebuild: checkpoint {} of {} ({rate:.0} revisions/s)",
+                p.next,
+                p.target
+            );
+        }
     };
     let report = rebuild(
         ports.journal.as_ref(),

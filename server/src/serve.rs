@@ -6,8 +6,9 @@
 //! printed to stdout, so a reader of that line can connect at once (and with
 //! `--listen 127.0.0.1:0` learns the port). Logs go to stderr, never stdout.
 //!
-//! Shutdown order: stop accepting, let in-flight requests finish, then
-//! `Ledger::shutdown` commits the queued writes, then exit 0. Any startup failure is
+//! Shutdown order: stop accepting, let in-flight requests finish, stop the snapshot
+//! schedule (finishing a snapshot in progress), then `Ledger::shutdown` commits the
+//! queued writes, then exit 0. Any startup failure is
 //! returned as a one-line error for `main` to print (exit 1), never a panic.
 
 use std::io::{IsTerminal, Write};
@@ -105,11 +106,23 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             return Err(error);
         }
     };
+    let schedule = config.snapshots.schedule.0.map(|schedule| {
+        crate::snapshot_schedule::spawn(
+            ledger.ports().clone(),
+            crate::maintenance_cmd::snapshot_dir(&config, None),
+            schedule,
+            config.snapshots.keep,
+        )
+    });
     let state =
         AppState::new(ledger.clone()).with_admin(crate::routes::admin::Admin::from_config(&config));
     let served = axum::serve(listener, app(state))
         .with_graceful_shutdown(signals.received())
         .await;
+    if let Some(schedule) = schedule {
+        // Before the ledger stops: a snapshot in progress reads through its ports.
+        schedule.stop().await;
+    }
     tracing::info!("HTTP server stopped; committing queued writes");
     ledger.shutdown().await;
     tracing::info!("ledger stopped");

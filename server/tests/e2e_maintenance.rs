@@ -5,11 +5,20 @@
 
 mod e2e_common;
 
+use std::collections::BTreeSet;
 use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
+use adledger_engine::AdKey;
+use adledger_engine::diff::diff_states;
+use adledger_engine::ports::{Journal, SearchIndex, SearchQuery, StateStore};
+use adledger_engine::testkit::{ChainBuilder, ad_id, draft};
+use adledger_local::{LocalBackend, SledStateStore, TantivySearchIndex};
 use e2e_common::{Server, run_cli};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 const PUBLISHERS: [&str; 2] = ["acme", "globex"];
 
@@ -369,4 +378,262 @@ async fn admin_routes_need_the_token_and_run_jobs_while_serving() {
         .create_ad("acme", &body("After the admin jobs"))
         .await;
     server.stop().await;
+}
+
+/// Writes a journal of `revisions` revisions (one per block; a quarter of them creates,
+/// the rest updates) straight into `dir`, as the benchmark does: enough blocks for a
+/// rebuild to take seconds, without minutes of HTTP. The read models stay empty.
+async fn write_journal(dir: &Path, revisions: u64) {
+    let backend = LocalBackend::open(dir).expect("open a fresh data directory");
+    let journal = backend.journal.clone();
+    let ads = (revisions / 4).max(1);
+    let mut chain = ChainBuilder::new();
+    let mut written = 0u64;
+    while written < revisions {
+        let n = (revisions - written).min(2_000);
+        let changes = (written..written + n)
+            .map(|i| {
+                let ad = i % ads;
+                let key = AdKey::new(format!("pub{}", ad % 50), ad_id(ad as u32));
+                let title = format!("Bicycle {ad} for sale, revision {}", i / ads);
+                let tag = if ad.is_multiple_of(3) { "red" } else { "blue" };
+                let ad = draft(&title, Some("120.50"), "bikes", &[tag, "sport"])
+                    .into_ad(&key.publisher_id, &key.ad_id);
+                (key, Some(ad))
+            })
+            .collect();
+        let (batch, _) = chain.batch(changes).expect("seal a batch");
+        journal.append(batch).await.expect("append a batch");
+        written += n;
+    }
+}
+
+/// Copies a directory tree (a stopped sled journal is plain files).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create the copy");
+    for entry in std::fs::read_dir(from).expect("list") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy a file");
+        }
+    }
+}
+
+/// The number after `prefix` in `line` (`"… checkpoint 3000 of 24000 …"`).
+fn number_after(line: &str, prefix: &str) -> Option<u64> {
+    let rest = &line[line.find(prefix)? + prefix.len()..];
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_killed_with_sigkill_resumes_from_its_checkpoint() {
+    const REVISIONS: u64 = 24_000;
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = home.path().join("data");
+    write_journal(&data, REVISIONS).await;
+    // A copy of the journal, for a clean rebuild to compare with.
+    let clean = home.path().join("clean");
+    copy_dir(&data.join("journal"), &clean.join("journal"));
+    let d = dir_arg(&data);
+
+    // Small batches: many checkpoints, so the kill lands between two of them.
+    let mut child = tokio::process::Command::new(e2e_common::binary())
+        .args(["rebuild", "--data-dir", &d, "--batch", "1000"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn adledger rebuild");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut seen = Vec::new();
+    let killed_at = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.expect("read stderr") {
+            seen.push(line.clone());
+            if let Some(checkpoint) = number_after(&line, "rebuild: checkpoint ")
+                && checkpoint >= 3_000
+            {
+                return Some(checkpoint);
+            }
+        }
+        None
+    })
+    .await
+    .expect("no checkpoint of 3000 blocks within 60 s");
+    let Some(killed_at) = killed_at else {
+        panic!("the rebuild ended before its third checkpoint: {seen:#?}");
+    };
+    child.start_kill().expect("SIGKILL the rebuild");
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the rebuild did not die within 30 s of SIGKILL")
+        .expect("wait");
+    assert!(!status.success(), "killed, so not a success: {status:?}");
+    assert!(
+        killed_at < REVISIONS,
+        "killed mid-way, not after the end: {killed_at}"
+    );
+    assert!(
+        data.join("rebuild.in-progress").exists(),
+        "the marker tells the next run to resume"
+    );
+
+    // The rerun resumes from at least the checkpoint seen before the kill.
+    let out = run_cli(&["rebuild", "--data-dir", &d]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "rerun failed: {stdout}\n{stderr}");
+    let resumed_from = stderr
+        .lines()
+        .find_map(|l| number_after(l, "rebuild: resuming from sequence "))
+        .unwrap_or_else(|| panic!("the rerun did not say it resumed: {stderr}"));
+    assert!(
+        resumed_from >= killed_at && resumed_from < REVISIONS,
+        "resumed from {resumed_from}, the kill came after checkpoint {killed_at}"
+    );
+    assert!(
+        stdout.contains("resumed an interrupted rebuild"),
+        "{stdout}"
+    );
+    assert_eq!(
+        number_after(&stdout, "from sequence "),
+        Some(resumed_from),
+        "the report counts from the resume point: {stdout}"
+    );
+    assert!(!data.join("rebuild.in-progress").exists());
+
+    // A clean rebuild of the same journal gives the same read models.
+    cli_ok(&["rebuild", "--data-dir", &dir_arg(&clean)]).await;
+    let resumed = (
+        SledStateStore::open(&data.join("state")).expect("state"),
+        TantivySearchIndex::open(&data.join("search")).expect("search"),
+    );
+    let fresh = (
+        SledStateStore::open(&clean.join("state")).expect("state"),
+        TantivySearchIndex::open(&clean.join("search")).expect("search"),
+    );
+    let diff = diff_states(&resumed.0, &fresh.0, 5).await.expect("diff");
+    assert!(diff.is_empty(), "the resumed rebuild differs: {diff:?}");
+    assert_eq!(diff.equal, REVISIONS / 4, "every ad is there");
+    for pair in [&resumed, &fresh] {
+        assert_eq!(pair.0.checkpoint().await.expect("checkpoint"), REVISIONS);
+        assert_eq!(pair.1.checkpoint().await.expect("checkpoint"), REVISIONS);
+    }
+    // Every hit of each query fits in one page, so whole result sets are compared
+    // (the order of equal scores depends on segment layout, which may differ).
+    for (text, publisher, tag) in [
+        ("bicycle", "pub7", None),
+        ("sale", "pub3", Some("red")),
+        ("revision", "pub12", Some("blue")),
+    ] {
+        let query = SearchQuery {
+            text: text.into(),
+            publisher_id: Some(publisher.into()),
+            tag: tag.map(str::to_string),
+            limit: 1000,
+            ..SearchQuery::default()
+        };
+        let a = resumed.1.search(&query).await.expect("search");
+        let b = fresh.1.search(&query).await.expect("search");
+        assert_eq!(a.total, b.total, "{text} {tag:?}");
+        assert!(a.total > 0, "{text} {tag:?} finds ads");
+        assert_eq!(a.total, a.ads.len() as u64, "one page holds every hit");
+        let ids = |p: &adledger_engine::SearchPage| {
+            p.ads
+                .iter()
+                .map(|ad| ad.ad_id.clone())
+                .collect::<BTreeSet<_>>()
+        };
+        assert_eq!(ids(&a), ids(&b), "{text} {tag:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_takes_snapshots_on_schedule_and_keeps_the_last_n() {
+    const KEEP: usize = 2;
+    let token = "schedule-admin-token";
+    let args: Vec<String> = [
+        "--admin-token",
+        token,
+        "--snapshot-schedule",
+        "every 1s",
+        "--snapshot-keep",
+        "2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut server = Server::start_with(None, &args).await;
+    let bearer = format!("Bearer {token}");
+
+    // Write between ticks (a tick with nothing new is skipped), and watch the list.
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let mut i = 0;
+    while seen.len() < KEEP + 3 && Instant::now() < deadline {
+        server
+            .create_ad(PUBLISHERS[i % 2], &body(&format!("Drill {i}")))
+            .await;
+        i += 1;
+        let rb = server
+            .request(Method::GET, "/admin/snapshots")
+            .header("authorization", bearer.clone());
+        let resp = server.send(rb).await;
+        resp.expect_status(StatusCode::OK);
+        let ids: Vec<String> = resp.json()["snapshots"]
+            .as_array()
+            .expect("snapshots array")
+            .iter()
+            .map(|s| s["id"].as_str().expect("id").to_string())
+            .collect();
+        // Between taking a snapshot and pruning, one more than `keep` may be listed.
+        assert!(ids.len() <= KEEP + 1, "{ids:?}");
+        seen.extend(ids);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        seen.len() >= KEEP + 3,
+        "the schedule took only {} snapshots in 45 s: {seen:?}\n{}",
+        seen.len(),
+        server.stderr_tail()
+    );
+    server.stop().await;
+    let logs = server.stderr_tail();
+    assert!(logs.contains("scheduled snapshot taken"), "{logs}");
+    assert!(logs.contains("old snapshot deleted"), "{logs}");
+    assert!(logs.contains("snapshot schedule stopped"), "{logs}");
+
+    // After a graceful stop exactly `keep` remain, and they are the newest.
+    let mut left: Vec<String> = std::fs::read_dir(server.data_dir.join("snapshots"))
+        .expect("snapshot dir")
+        .filter_map(|e| {
+            let name = e.expect("entry").file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".jsonl").map(str::to_string)
+        })
+        .collect();
+    left.sort();
+    seen.extend(left.iter().cloned());
+    let newest: Vec<String> = seen.iter().rev().take(KEEP).rev().cloned().collect();
+    assert_eq!(left, newest, "the newest {KEEP} are kept");
+    // They are real snapshots the CLI can read.
+    let out = cli_ok(&[
+        "snapshot",
+        "list",
+        "--json",
+        "--data-dir",
+        &dir_arg(&server.data_dir),
+    ])
+    .await;
+    let listed: Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(
+        listed["snapshots"].as_array().map(Vec::len),
+        Some(KEEP),
+        "{listed}"
+    );
 }
