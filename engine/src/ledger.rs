@@ -1,6 +1,19 @@
 //! The ledger: the engine's front door. Commands go through the committer; reads go to
 //! the read models after they have caught up with the caller's writes; history goes to the
 //! journal.
+//!
+//! # Read-your-writes with several processes
+//!
+//! A read sees every write committed before it started. With one process, the committer
+//! knows the journal's tip. When other processes append to the same journal
+//! ([`Sharing::journal`](crate::ports::Sharing)), a read first reads the journal's tip
+//! (one strongly consistent request) so a write acknowledged by another process is
+//! included too. It then waits for the read model to reach that point: through this
+//! process's own projector when it projects (it holds the lease, or the model is its own),
+//! or, on a standby process, by polling the model's stored checkpoint with a bounded
+//! backoff until the lease holder's projection gets there. A background task also polls
+//! the journal's tip every [`LedgerOptions::journal_poll`], so this process's projectors
+//! notice other processes' commits even when nobody reads here.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -15,8 +28,9 @@ use crate::command::{Command, Outcome};
 use crate::committer::{Committer, Request};
 use crate::error::{Error, Result};
 use crate::merkle;
+use crate::ports::ProjectionLease;
 use crate::ports::{AdState, Ports, SearchPage, SearchQuery};
-use crate::projection::{Projector, ReadModel};
+use crate::projection::{Projector, ProjectorRole, ReadModel, Wake};
 use crate::revision::Revision;
 
 /// Tuning knobs; the defaults suit both backends.
@@ -28,6 +42,11 @@ pub struct LedgerOptions {
     pub projection_batch: usize,
     /// How long a read waits for the read models to catch up with earlier writes.
     pub read_timeout: Duration,
+    /// When other processes append to the journal: how often this process reads the
+    /// journal's tip so its projectors notice their commits. It bounds how long a
+    /// projecting process takes to notice another process's write when nobody reads on
+    /// it; each poll is one small read.
+    pub journal_poll: Duration,
 }
 
 impl Default for LedgerOptions {
@@ -36,6 +55,7 @@ impl Default for LedgerOptions {
             max_batch: 256,
             projection_batch: 2048,
             read_timeout: Duration::from_secs(10),
+            journal_poll: Duration::from_millis(50),
         }
     }
 }
@@ -74,15 +94,19 @@ pub struct Ledger {
     options: LedgerOptions,
     requests: Mutex<Option<mpsc::Sender<Request>>>,
     committed: watch::Receiver<u64>,
-    state_progress: watch::Receiver<u64>,
-    search_progress: watch::Receiver<u64>,
+    /// The next sequence known to be in the journal, from reading its tip (only moves when
+    /// other processes share the journal).
+    observed: watch::Sender<u64>,
+    state: Projection,
+    search: Projection,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Ledger {
     /// Opens the ledger: loads the journal tip and starts the committer and the two
-    /// projectors on the current Tokio runtime.
+    /// projectors on the current Tokio runtime (and, when other processes share the
+    /// journal, the task that polls its tip).
     pub async fn open(ports: Ports, options: LedgerOptions) -> Result<Ledger> {
         let committer = Committer::load(
             ports.journal.clone(),
@@ -96,25 +120,51 @@ impl Ledger {
         let (requests, receiver) = mpsc::channel(options.max_batch * 16);
         let mut tasks = vec![tokio::spawn(committer.run(receiver))];
 
-        let mut progress = Vec::new();
-        for model in [
-            ReadModel::State(ports.state.clone()),
-            ReadModel::Search(ports.search.clone()),
-        ] {
-            let start = model.checkpoint().await?;
-            let (tx, rx) = watch::channel(start);
-            let projector = Projector::new(ports.journal.clone(), model, options.projection_batch);
-            tasks.push(tokio::spawn(projector.run(
-                committed.clone(),
-                tx,
+        let (observed, _) = watch::channel(*committed.borrow());
+        if ports.sharing.journal {
+            tasks.push(tokio::spawn(poll_tip(
+                ports.journal.clone(),
+                observed.clone(),
+                options.journal_poll,
                 shutdown.subscribe(),
             )));
-            progress.push(rx);
         }
-        let search_progress = progress
+        let mut projections = Vec::with_capacity(2);
+        for (model, lease) in [
+            (
+                ReadModel::State(ports.state.clone()),
+                ports.sharing.state.clone(),
+            ),
+            (
+                ReadModel::Search(ports.search.clone()),
+                ports.sharing.search.clone(),
+            ),
+        ] {
+            let start = model.checkpoint().await?;
+            let (progress, progress_rx) = watch::channel(start);
+            let (role, role_rx) = watch::channel(initial_role(lease.as_deref()));
+            let projector = Projector::new(
+                ports.journal.clone(),
+                model.clone(),
+                options.projection_batch,
+            );
+            let wake = Wake {
+                committed: committed.clone(),
+                observed: observed.subscribe(),
+                observing: true,
+                shutdown: shutdown.subscribe(),
+            };
+            tasks.push(tokio::spawn(projector.run(lease, wake, progress, role)));
+            projections.push(Projection {
+                model,
+                progress: progress_rx,
+                role: role_rx,
+            });
+        }
+        let search = projections
             .pop()
             .ok_or_else(|| Error::Unavailable("no projector".into()))?;
-        let state_progress = progress
+        let state = projections
             .pop()
             .ok_or_else(|| Error::Unavailable("no projector".into()))?;
         Ok(Ledger {
@@ -122,8 +172,9 @@ impl Ledger {
             options,
             requests: Mutex::new(Some(requests)),
             committed,
-            state_progress,
-            search_progress,
+            observed,
+            state,
+            search,
             shutdown,
             tasks: Mutex::new(tasks),
         })
@@ -152,33 +203,89 @@ impl Ledger {
             .map_err(|_| Error::Unavailable("the ledger stopped before answering".into()))?
     }
 
-    /// The number of committed blocks (the next sequence number).
+    /// The number of blocks this process has committed or seen committed (the next
+    /// sequence number). With other processes appending, the journal may be further
+    /// ahead: [`read_point`](Ledger::read_point) asks it.
     pub fn committed(&self) -> u64 {
         *self.committed.borrow()
     }
 
+    /// The point a read must see: the next sequence after every block committed before
+    /// the call, by this process or, when the journal is shared, by any process (then this
+    /// reads the journal's tip). It also wakes this process's projectors if the journal
+    /// is further ahead than they knew.
+    pub async fn read_point(&self) -> Result<u64> {
+        let own = self.committed();
+        if !self.ports.sharing.journal {
+            return Ok(own);
+        }
+        let tip = self
+            .ports
+            .journal
+            .last_sequence()
+            .await?
+            .map_or(0, |last| last + 1);
+        raise(&self.observed, tip);
+        Ok(own.max(tip))
+    }
+
+    /// Who projects into the state store, as this process last learned it.
+    pub fn state_projector(&self) -> ProjectorRole {
+        self.state.role.borrow().clone()
+    }
+
+    /// Who projects into the search index, as this process last learned it.
+    pub fn search_projector(&self) -> ProjectorRole {
+        self.search.role.borrow().clone()
+    }
+
     /// Waits until the state store has applied every block before `next`.
     pub async fn wait_for_state(&self, next: u64) -> Result<()> {
-        self.wait(self.state_progress.clone(), next, "state store")
-            .await
+        self.wait(&self.state, next, "state store").await
     }
 
     /// Waits until the search index has applied every block before `next`.
     pub async fn wait_for_search(&self, next: u64) -> Result<()> {
-        self.wait(self.search_progress.clone(), next, "search index")
-            .await
+        self.wait(&self.search, next, "search index").await
     }
 
-    async fn wait(&self, mut progress: watch::Receiver<u64>, next: u64, what: &str) -> Result<()> {
-        let reached =
-            tokio::time::timeout(self.options.read_timeout, progress.wait_for(|p| *p >= next));
-        match reached.await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) => Err(Error::Unavailable(format!("the {what} projection stopped"))),
-            Err(_) => Err(Error::Unavailable(format!(
-                "the {what} has not caught up with the journal within {:?}; retry shortly",
-                self.options.read_timeout
-            ))),
+    /// Waits for `projection` to reach `next`: on this process's projector's progress
+    /// while it projects, else by polling the model's stored checkpoint (written by the
+    /// lease holder in another process) with a backoff from 2 ms up to 50 ms; at most
+    /// `read_timeout` in all.
+    async fn wait(&self, projection: &Projection, next: u64, what: &str) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + self.options.read_timeout;
+        let mut progress = projection.progress.clone();
+        let mut role = projection.role.clone();
+        let mut nap = STANDBY_POLL_FIRST;
+        loop {
+            if *progress.borrow_and_update() >= next {
+                return Ok(());
+            }
+            let standby = !role.borrow_and_update().projects();
+            if standby && projection.model.checkpoint().await? >= next {
+                return Ok(());
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(Error::Unavailable(format!(
+                    "the {what} has not caught up with the journal within {:?}; retry shortly",
+                    self.options.read_timeout
+                )));
+            }
+            let until = if standby {
+                (now + nap).min(deadline)
+            } else {
+                deadline
+            };
+            tokio::select! {
+                changed = progress.changed() => if changed.is_err() {
+                    return Err(Error::Unavailable(format!("the {what} projection stopped")));
+                },
+                _ = role.changed() => {}
+                _ = tokio::time::sleep_until(until) => {}
+            }
+            nap = (nap * 2).min(STANDBY_POLL_MAX);
         }
     }
 
@@ -188,7 +295,7 @@ impl Ledger {
         if !is_well_formed_ad_id(&key.ad_id) {
             return Err(not_found(key));
         }
-        self.wait_for_state(self.committed()).await?;
+        self.wait_for_state(self.read_point().await?).await?;
         let state = self
             .ports
             .state
@@ -211,13 +318,13 @@ impl Ledger {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<AdState>> {
-        self.wait_for_state(self.committed()).await?;
+        self.wait_for_state(self.read_point().await?).await?;
         self.ports.state.list(publisher_id, after, limit).await
     }
 
     /// Runs a search that sees every write committed before the call.
     pub async fn search(&self, query: &SearchQuery) -> Result<SearchPage> {
-        self.wait_for_search(self.committed()).await?;
+        self.wait_for_search(self.read_point().await?).await?;
         self.ports.search.search(query).await
     }
 
@@ -328,7 +435,8 @@ impl Ledger {
         })
     }
 
-    /// Stops accepting commands, commits what is queued, and stops the projectors.
+    /// Stops accepting commands, commits what is queued, and stops the projectors (which
+    /// release their leases).
     pub async fn shutdown(&self) {
         self.requests
             .lock()
@@ -352,5 +460,78 @@ impl Ledger {
 fn not_found(key: &AdKey) -> Error {
     Error::NotFound {
         what: format!("ad {} of publisher {}", key.ad_id, key.publisher_id),
+    }
+}
+
+/// A read model, its projector's progress, and who projects into it.
+#[derive(Debug)]
+struct Projection {
+    model: ReadModel,
+    progress: watch::Receiver<u64>,
+    role: watch::Receiver<ProjectorRole>,
+}
+
+/// A standby process's first wait before re-reading a read model's checkpoint.
+const STANDBY_POLL_FIRST: Duration = Duration::from_millis(2);
+/// Its longest wait between two reads of the checkpoint.
+const STANDBY_POLL_MAX: Duration = Duration::from_millis(50);
+
+/// The role a projector starts in: exclusive without a lease; standby until the lease is
+/// first granted.
+fn initial_role(lease: Option<&dyn ProjectionLease>) -> ProjectorRole {
+    match lease {
+        None => ProjectorRole::Exclusive,
+        Some(lease) => ProjectorRole::Standby {
+            owner: lease.owner().to_string(),
+            holder: None,
+        },
+    }
+}
+
+/// Moves `observed` up to `next` (never down).
+fn raise(observed: &watch::Sender<u64>, next: u64) {
+    observed.send_if_modified(|known| {
+        if next > *known {
+            *known = next;
+            true
+        } else {
+            false
+        }
+    });
+}
+
+/// Reads the journal's tip every `every` until shutdown, raising `observed`, so this
+/// process's projectors notice blocks other processes append. A failing read is logged
+/// once per run of failures, not once per poll.
+async fn poll_tip(
+    journal: std::sync::Arc<dyn crate::ports::Journal>,
+    observed: watch::Sender<u64>,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        match journal.last_sequence().await {
+            Ok(last) => {
+                if failing {
+                    tracing::info!("reading the journal tip works again");
+                    failing = false;
+                }
+                raise(&observed, last.map_or(0, |l| l + 1));
+            }
+            Err(error) => {
+                if !failing {
+                    tracing::warn!(%error, "cannot read the journal tip; other processes' writes are noticed late until it works again");
+                    failing = true;
+                }
+            }
+        }
     }
 }

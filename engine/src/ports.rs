@@ -7,6 +7,7 @@
 
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -323,6 +324,73 @@ pub trait IdGenerator: Send + Sync + Debug + 'static {
     fn next_id(&self, at: DateTime<Utc>) -> String;
 }
 
+/// The answer of [`ProjectionLease::acquire`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseGrant {
+    /// This process holds the lease for `valid_for`, counted from when the `acquire` call
+    /// started.
+    Held {
+        /// How long the lease lasts unless renewed.
+        valid_for: Duration,
+    },
+    /// Another process holds an unexpired lease.
+    HeldElsewhere {
+        /// The holder's owner id.
+        owner: String,
+        /// How long until the holder's lease lapses, by this process's clock (zero if it
+        /// has just lapsed).
+        expires_in: Duration,
+    },
+}
+
+/// The right to project into a read model that several processes share (the AWS
+/// backend's DynamoDB state store). Only the holder writes; the others serve reads and
+/// wait for the holder's checkpoint. Storage that only one process can open (sled,
+/// a local tantivy directory) needs no lease: see [`Sharing`].
+#[async_trait]
+pub trait ProjectionLease: Send + Sync + Debug + 'static {
+    /// This process's owner id: unique per process, shown in logs and `/healthz`.
+    fn owner(&self) -> &str;
+
+    /// Takes the lease if it is free or has lapsed; renews it if this process holds it.
+    ///
+    /// # Contract
+    ///
+    /// - **Conditional and atomic**: of any number of processes calling at once, at most
+    ///   one gets [`LeaseGrant::Held`] while an unexpired lease exists. Expiry is judged
+    ///   by the wall clock of the process taking over, so clocks that disagree by more
+    ///   than the engine's safety margin can make two holders overlap briefly; projection
+    ///   writes are idempotent by version, so an overlap wastes work but corrupts nothing.
+    /// - A holder that renews before its lease lapses keeps it; a lapsed lease may be taken
+    ///   by anyone.
+    /// - An error leaves the lease as it was or as if the call succeeded; the caller must
+    ///   treat the lease as lost once its last grant lapses.
+    async fn acquire(&self) -> Result<LeaseGrant>;
+
+    /// Gives the lease up if this process holds it, so another process can take over at
+    /// once (graceful shutdown); does nothing if another process holds it.
+    async fn release(&self) -> Result<()>;
+}
+
+/// Whether, and how, other processes share this ledger's storage.
+///
+/// The default is one process owning everything (the local backend: sled and tantivy lock
+/// their directories). On AWS several server processes append to one DynamoDB journal and
+/// share the DynamoDB state store, while a tantivy search index is each process's own.
+#[derive(Debug, Clone, Default)]
+pub struct Sharing {
+    /// Other processes may append to the journal: the engine then learns the tip from the
+    /// journal (reads, and a periodic poll), not only from its own committer.
+    pub journal: bool,
+    /// `Some`: the state store is shared, and only the holder of this lease projects into
+    /// it. `None`: this process is its only writer.
+    pub state: Option<Arc<dyn ProjectionLease>>,
+    /// `Some`: the search index is shared (OpenSearch) and only the holder projects into
+    /// it (it may be the same lease as `state`). `None`: the index is this process's own
+    /// (tantivy), and this process projects into it whatever other processes do.
+    pub search: Option<Arc<dyn ProjectionLease>>,
+}
+
 /// The storage a ledger runs on, as chosen by configuration.
 #[derive(Debug, Clone)]
 pub struct Ports {
@@ -336,4 +404,6 @@ pub struct Ports {
     pub clock: Arc<dyn Clock>,
     /// Ids.
     pub ids: Arc<dyn IdGenerator>,
+    /// Which of the above other processes share (none, for the local backend).
+    pub sharing: Sharing,
 }

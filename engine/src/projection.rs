@@ -5,15 +5,27 @@
 //! writes it covers, and applying is idempotent by version, so a crash at any point
 //! converges: the next run resumes from the stored checkpoint and re-applies at most one
 //! batch.
+//!
+//! # Several processes
+//!
+//! When several server processes share a read model (the AWS backend's DynamoDB state
+//! store), only the holder of its [`ProjectionLease`] projects into it; the others stand
+//! by, serve reads, and wait for the holder's checkpoint (see `Ledger::wait_for_state`).
+//! A read model that is each process's own (a local tantivy index, even on the AWS
+//! backend) has no lease: every process projects into its own copy. Because the holder's
+//! writes are idempotent by version, the rare overlap of two holders (a lease that lapsed
+//! while its holder was paused) costs duplicate work, never a wrong read model; at worst
+//! the checkpoint steps back and the next step re-applies a batch.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::block;
 use crate::error::Result;
-use crate::ports::{Journal, SearchIndex, StateStore};
+use crate::ports::{Journal, LeaseGrant, ProjectionLease, SearchIndex, StateStore};
 use crate::revision::Revision;
 
 /// A read model fed by a projector.
@@ -95,19 +107,39 @@ impl Projector {
         }
     }
 
-    /// Runs until `shutdown` turns true: catches up whenever `committed` moves, publishing
-    /// progress. Storage errors are logged and retried with backoff; they never end the
-    /// loop, because a projection that silently stops is worse than a noisy one.
+    /// Runs until `shutdown` turns true: catches up whenever the journal moves (a commit
+    /// of this process, or a tip learned from the journal), publishing progress. Storage
+    /// errors are logged and retried with backoff; they never end the loop, because a
+    /// projection that silently stops is worse than a noisy one.
+    ///
+    /// With a `lease` (a read model shared by several processes) it projects only while
+    /// it holds the lease: it renews at a third of the lease's length, stops writing a
+    /// quarter of the length before an unrenewed lease lapses (a margin for clocks that
+    /// disagree), retries to take the lease soon after another holder's lapses, and
+    /// releases it on shutdown so a standby process can take over at once.
     pub(crate) async fn run(
         self,
-        mut committed: watch::Receiver<u64>,
+        lease: Option<Arc<dyn ProjectionLease>>,
+        mut wake: Wake,
         progress: watch::Sender<u64>,
-        mut shutdown: watch::Receiver<bool>,
+        role: watch::Sender<ProjectorRole>,
     ) {
+        let model = self.model.name();
+        let mut tenure = Tenure::default();
         let mut backoff = Duration::from_millis(10);
         loop {
-            if *shutdown.borrow() {
-                return;
+            if *wake.shutdown.borrow() {
+                break;
+            }
+            if let Some(lease) = &lease {
+                tenure.maintain(lease.as_ref(), model, &role).await;
+                if !tenure.holding() {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(tenure.next_attempt) => {}
+                        _ = wake.shutdown.changed() => {}
+                    }
+                    continue;
+                }
             }
             match self.step().await {
                 Ok((next, applied)) => {
@@ -116,25 +148,200 @@ impl Projector {
                     if applied > 0 {
                         continue;
                     }
-                    // Caught up: wait for the next commit (or shutdown).
-                    let seen = *committed.borrow_and_update();
-                    if seen > next {
+                    // Caught up: wait for the journal to move, a lease renewal, or shutdown.
+                    if wake.known() > next {
                         continue;
                     }
+                    let renew = tenure.next_attempt;
                     tokio::select! {
-                        changed = committed.changed() => if changed.is_err() { return },
-                        _ = shutdown.changed() => {}
+                        changed = wake.committed.changed() => if changed.is_err() { break },
+                        changed = wake.observed.changed(), if wake.observing => {
+                            // The ledger is gone: only its own commits wake us now.
+                            wake.observing = changed.is_ok();
+                        }
+                        _ = tokio::time::sleep_until(renew), if lease.is_some() => {}
+                        _ = wake.shutdown.changed() => {}
                     }
                 }
                 Err(error) => {
-                    tracing::error!(model = self.model.name(), %error, "projection failed; retrying");
+                    tracing::error!(model, %error, "projection failed; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.changed() => {}
+                        _ = wake.shutdown.changed() => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
+        }
+        if let Some(lease) = &lease
+            && tenure.held_until.is_some()
+        {
+            match lease.release().await {
+                Ok(()) => tracing::info!(
+                    model,
+                    owner = lease.owner(),
+                    "projector lease released on shutdown"
+                ),
+                Err(error) => tracing::warn!(
+                    model,
+                    %error,
+                    "could not release the projector lease; another process takes over \
+                     once it lapses"
+                ),
+            }
+            role.send_replace(ProjectorRole::Standby {
+                owner: lease.owner().to_string(),
+                holder: None,
+            });
+        }
+    }
+}
+
+/// What wakes a caught-up projector.
+#[derive(Debug)]
+pub(crate) struct Wake {
+    /// The next sequence this process's committer has not committed.
+    pub committed: watch::Receiver<u64>,
+    /// The next sequence known to be in the journal, learned by reading the journal's tip
+    /// (reads, and the tip poller when other processes append).
+    pub observed: watch::Receiver<u64>,
+    /// Whether `observed` still has a sender.
+    pub observing: bool,
+    /// Turns true when the ledger shuts down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Wake {
+    /// The furthest the journal is known to reach; marks both values seen.
+    fn known(&mut self) -> u64 {
+        let committed = *self.committed.borrow_and_update();
+        let observed = *self.observed.borrow_and_update();
+        committed.max(observed)
+    }
+}
+
+/// Who projects into a read model, as this process last learned it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProjectorRole {
+    /// No other process writes this read model, so this process projects without a lease
+    /// (the local backend; a tantivy index on the AWS backend).
+    Exclusive,
+    /// This process holds the read model's lease and projects.
+    Holder {
+        /// This process's owner id.
+        owner: String,
+    },
+    /// This process does not hold the lease: it serves reads and waits for the holder's
+    /// checkpoint.
+    Standby {
+        /// This process's owner id.
+        owner: String,
+        /// The holder's owner id, if known (not known before the first attempt, or after
+        /// the lease store failed to answer).
+        holder: Option<String>,
+    },
+}
+
+impl ProjectorRole {
+    /// Whether this process applies the journal to the read model itself.
+    pub fn projects(&self) -> bool {
+        !matches!(self, ProjectorRole::Standby { .. })
+    }
+}
+
+/// The shortest wait before trying to take a lease another process holds.
+const STANDBY_RETRY_MIN: Duration = Duration::from_millis(100);
+/// The longest: a standby process re-checks at least this often, so it notices a
+/// released lease quickly.
+const STANDBY_RETRY_MAX: Duration = Duration::from_secs(1);
+/// The wait after the lease store failed to answer.
+const LEASE_ERROR_RETRY: Duration = Duration::from_millis(500);
+
+/// One projector's hold on its lease.
+#[derive(Debug)]
+struct Tenure {
+    /// While `Some`, this process may write: the lease's last grant, less the margin.
+    held_until: Option<Instant>,
+    /// When to renew (holder) or try again (standby).
+    next_attempt: Instant,
+}
+
+impl Default for Tenure {
+    fn default() -> Self {
+        Tenure {
+            held_until: None,
+            next_attempt: Instant::now(),
+        }
+    }
+}
+
+impl Tenure {
+    fn holding(&self) -> bool {
+        self.held_until.is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Renews or takes the lease when it is time, and publishes the outcome.
+    async fn maintain(
+        &mut self,
+        lease: &dyn ProjectionLease,
+        model: &'static str,
+        role: &watch::Sender<ProjectorRole>,
+    ) {
+        let owner = lease.owner();
+        let now = Instant::now();
+        if now >= self.next_attempt {
+            match lease.acquire().await {
+                Ok(LeaseGrant::Held { valid_for }) => {
+                    // Stop writing a quarter of the lease before it lapses unrenewed.
+                    let far = Duration::from_secs(86_400);
+                    self.held_until = Some(now + (valid_for - valid_for / 4).min(far));
+                    self.next_attempt = now + (valid_for / 3).min(far);
+                    if !matches!(*role.borrow(), ProjectorRole::Holder { .. }) {
+                        tracing::info!(
+                            model,
+                            owner,
+                            "projector lease acquired: this process projects"
+                        );
+                    }
+                    role.send_replace(ProjectorRole::Holder {
+                        owner: owner.to_string(),
+                    });
+                }
+                Ok(LeaseGrant::HeldElsewhere {
+                    owner: holder,
+                    expires_in,
+                }) => {
+                    if self.held_until.take().is_some() {
+                        tracing::warn!(model, owner, %holder, "projector lease lost to another process; standing by");
+                    } else if !matches!(&*role.borrow(), ProjectorRole::Standby { holder: Some(h), .. } if *h == holder)
+                    {
+                        tracing::info!(model, owner, %holder, "another process holds the projector lease; standing by");
+                    }
+                    self.next_attempt =
+                        now + expires_in.clamp(STANDBY_RETRY_MIN, STANDBY_RETRY_MAX);
+                    role.send_replace(ProjectorRole::Standby {
+                        owner: owner.to_string(),
+                        holder: Some(holder),
+                    });
+                }
+                Err(error) => {
+                    tracing::error!(model, owner, %error, "cannot take or renew the projector lease; retrying");
+                    self.next_attempt = now + LEASE_ERROR_RETRY;
+                }
+            }
+        }
+        if self.held_until.is_some() && !self.holding() {
+            tracing::warn!(
+                model,
+                owner,
+                "projector lease lapsed before it could be renewed; stopping projection"
+            );
+            self.held_until = None;
+            self.next_attempt = Instant::now();
+            role.send_replace(ProjectorRole::Standby {
+                owner: owner.to_string(),
+                holder: None,
+            });
         }
     }
 }

@@ -49,6 +49,7 @@ impl Stores {
             search: self.search.clone(),
             clock: Arc::new(LogicalClock::new()),
             ids: Arc::new(UlidGenerator::seeded(seed)),
+            sharing: Default::default(),
         }
     }
 

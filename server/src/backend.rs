@@ -124,6 +124,8 @@ fn open_scope(config: &Config, scope: Scope) -> Result<Opened, BackendError> {
                 search: local.search,
                 clock,
                 ids,
+                // sled and tantivy lock the directory: this process is the only one.
+                sharing: Default::default(),
             }))
         }
         #[cfg(feature = "aws")]
@@ -182,7 +184,10 @@ mod aws {
     use std::future::Future;
     use std::sync::Arc;
 
-    use adledger_aws::{AwsBackend, DynamoJournal, DynamoSettings, SearchSettings, TableNames};
+    use adledger_aws::{
+        AwsBackend, DynamoJournal, DynamoLease, DynamoSettings, SearchSettings, TableNames,
+    };
+    use adledger_engine::ports::{ProjectionLease, Sharing};
     use adledger_engine::{Error, Ports};
 
     use super::{BackendError, Opened, Scope, clock_and_ids};
@@ -213,14 +218,29 @@ mod aws {
                     Ok(Opened::Journal(Arc::new(journal)))
                 }
                 Scope::Everything => {
-                    let backend = AwsBackend::open(client, &tables, &search).await?;
+                    let backend = AwsBackend::open(client.clone(), &tables, &search).await?;
                     let (clock, ids) = clock_and_ids(deterministic);
+                    // Several processes may serve one ledger: they share the journal and
+                    // the state store (one projects, by lease); a tantivy index is each
+                    // process's own, so each projects into it.
+                    let lease: Arc<dyn ProjectionLease> = Arc::new(DynamoLease::new(
+                        client,
+                        &tables.journal,
+                        &tables.state,
+                        DynamoLease::process_owner(),
+                    ));
+                    let sharing = Sharing {
+                        journal: true,
+                        state: Some(lease),
+                        search: None,
+                    };
                     Ok(Opened::Ports(Ports {
                         journal: backend.journal,
                         state: backend.state,
                         search: backend.search,
                         clock,
                         ids,
+                        sharing,
                     }))
                 }
             }

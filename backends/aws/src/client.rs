@@ -4,10 +4,14 @@
 //! large C library). This module supplies the client instead: hyper 1 with rustls over
 //! *ring*, which speaks both `http://` (DynamoDB Local, moto) and `https://` (AWS), with
 //! the system's root certificates.
+//!
+//! Every client counts its requests ([`crate::metrics`]).
 
 use aws_config::BehaviorVersion;
 use aws_sdk_dynamodb::config::{Credentials, Region, SharedHttpClient};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+
+use crate::metrics::CountRequests;
 
 /// Where DynamoDB is and how to reach it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -40,6 +44,7 @@ pub async fn connect(settings: &DynamoSettings) -> aws_sdk_dynamodb::Client {
     if let Some(endpoint) = &settings.endpoint {
         config = config.endpoint_url(endpoint);
     }
+    config = config.interceptor(CountRequests);
     aws_sdk_dynamodb::Client::from_conf(config.build())
 }
 
@@ -58,6 +63,7 @@ pub fn connect_static(endpoint: &str, region: &str) -> aws_sdk_dynamodb::Client 
         ))
         .endpoint_url(endpoint)
         .http_client(http_client())
+        .interceptor(CountRequests)
         .build();
     aws_sdk_dynamodb::Client::from_conf(config)
 }

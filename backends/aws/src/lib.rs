@@ -29,9 +29,12 @@
 //! - `tables`: table names and key schemas; creating them (`adledger aws init`).
 //! - `journal`: [`DynamoJournal`], the `Journal` port.
 //! - `state`: [`DynamoStateStore`], the `StateStore` port.
+//! - `lease`: [`DynamoLease`], the `ProjectionLease` port: which of several server
+//!   processes projects into the shared state store (an item in the journal table).
 //! - `search`: the `SearchIndex` choice (tantivy).
 //! - `error`: the backend's error type and its mapping into `adledger_engine::Error`.
 //! - `attributes`: reading and writing DynamoDB attribute values.
+//! - `metrics`: counts of DynamoDB requests by operation (to measure a write's cost).
 //!
 //! # Tests
 //!
@@ -44,6 +47,8 @@ mod attributes;
 pub mod client;
 mod error;
 mod journal;
+pub mod lease;
+pub mod metrics;
 pub mod search;
 mod state;
 pub mod tables;
@@ -54,6 +59,7 @@ use adledger_engine::{Result, SearchIndex};
 
 pub use aws_sdk_dynamodb;
 pub use client::{DynamoSettings, connect, connect_static};
+pub use lease::DynamoLease;
 pub use journal::{BLOCK_BYTES_ATTRIBUTE, DynamoJournal, MAX_BLOCKS_PER_APPEND, block_item_key};
 pub use search::SearchSettings;
 pub use state::DynamoStateStore;

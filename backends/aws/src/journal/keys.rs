@@ -8,6 +8,7 @@
 //! | block | `b#<seq / 1000>` | seq | `blk` the block's frame; `m<level>` each Merkle node the block completes |
 //! | ad chunk | `a#<len>:<publisherId>/<adId>` | chunk | `ver`, `seq`, `del` (the head); `refs` the sequences of versions `chunk * 1024 ..` |
 //! | idempotency | `i#<sha256 hex of len:publisherId/key>` | 0 | `pub`, `key`, `h` request hash, `ad`, `seq` |
+//! | projector lease | `lease#<name>` | 0 | `owner`, `expires`, `renewed` (see `lease.rs`; not part of the journal) |
 //!
 //! - **Blocks** are grouped 1000 to a partition so `read_blocks` is a Query in sequence
 //!   order that spreads over partitions as the journal grows.
