@@ -1,6 +1,8 @@
 //! The AWS backend's flags (shared by `serve` and `aws init`) and `adledger aws init
-//! [--dry-run]`, which creates the DynamoDB tables with on-demand capacity. Running it
-//! twice is harmless: an existing table with the right keys is left as it is.
+//! [--dry-run]`, which creates the DynamoDB tables with on-demand capacity and, with
+//! `--search opensearch`, the OpenSearch index with its mapping. Running it twice is
+//! harmless: an existing table with the right keys, or an existing index, is left as it
+//! is.
 //!
 //! Region and credentials come from the standard AWS chain; for DynamoDB Local any static
 //! credentials work: `AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local
@@ -12,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use crate::config::{Config, Overrides, SearchKind};
+use crate::config::{Config, OpenSearchAuthKind, Overrides, SearchKind};
 
 /// Flags of the AWS backend.
 #[derive(Debug, Clone, Default, Args)]
@@ -30,6 +32,17 @@ pub struct AwsFlags {
     /// AWS backend: search index [env: ADLEDGER_SEARCH] [default: tantivy]
     #[arg(long, value_enum, value_name = "SEARCH")]
     pub search: Option<SearchKind>,
+
+    /// With --search opensearch: the cluster's URL; the index is <prefix>ads
+    /// [env: ADLEDGER_OPENSEARCH_URL]
+    #[arg(long, value_name = "URL")]
+    pub opensearch_url: Option<String>,
+
+    /// With --search opensearch: authentication; basic reads ADLEDGER_OPENSEARCH_USERNAME
+    /// and ADLEDGER_OPENSEARCH_PASSWORD [env: ADLEDGER_OPENSEARCH_AUTH] [default: basic
+    /// if a username is set, else none]
+    #[arg(long, value_enum, value_name = "AUTH")]
+    pub opensearch_auth: Option<OpenSearchAuthKind>,
 }
 
 impl AwsFlags {
@@ -39,6 +52,8 @@ impl AwsFlags {
             dynamodb_endpoint: self.dynamodb_endpoint.clone(),
             table_prefix: self.table_prefix.clone(),
             search: self.search,
+            opensearch_url: self.opensearch_url.clone(),
+            opensearch_auth: self.opensearch_auth,
             ..Overrides::default()
         }
     }
@@ -55,7 +70,8 @@ pub struct AwsArgs {
 /// The `aws` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum AwsCommand {
-    /// Create the DynamoDB tables (on-demand capacity); harmless to run again.
+    /// Create the DynamoDB tables (on-demand capacity) and, with --search opensearch, the
+    /// OpenSearch index; harmless to run again.
     Init(InitArgs),
 }
 
@@ -124,6 +140,55 @@ fn init_command(args: &InitArgs, _out: &mut dyn Write) -> Result<(), String> {
     Err(crate::backend::BackendError::NotCompiled("aws").to_string())
 }
 
+/// The OpenSearch settings `config` names: the URL (required), the index
+/// `<table_prefix>ads`, and the authentication (basic needs a username and a password).
+#[cfg(feature = "aws")]
+pub fn opensearch_settings(config: &Config) -> Result<adledger_aws::OpenSearchSettings, String> {
+    use adledger_aws::{OpenSearchAuth, OpenSearchSettings};
+
+    let url = config.opensearch_url.clone().ok_or_else(|| {
+        "search `opensearch` needs the cluster's URL: --opensearch-url URL, \
+         ADLEDGER_OPENSEARCH_URL or `opensearch_url` in the config file"
+            .to_string()
+    })?;
+    let index =
+        adledger_aws::opensearch::index_name(&config.table_prefix).map_err(|e| e.to_string())?;
+    let kind = config
+        .opensearch_auth
+        .unwrap_or(if config.opensearch_username.is_some() {
+            OpenSearchAuthKind::Basic
+        } else {
+            OpenSearchAuthKind::None
+        });
+    let auth = match kind {
+        OpenSearchAuthKind::None => OpenSearchAuth::None,
+        OpenSearchAuthKind::Basic => {
+            let (Some(username), Some(password)) =
+                (&config.opensearch_username, &config.opensearch_password)
+            else {
+                return Err("OpenSearch basic authentication needs \
+                            ADLEDGER_OPENSEARCH_USERNAME (or `opensearch_username`) and \
+                            ADLEDGER_OPENSEARCH_PASSWORD"
+                    .to_string());
+            };
+            OpenSearchAuth::Basic {
+                username: username.clone(),
+                password: password.expose().to_string(),
+            }
+        }
+        OpenSearchAuthKind::Sigv4 | OpenSearchAuthKind::Sigv4Serverless => OpenSearchAuth::SigV4 {
+            service: if kind == OpenSearchAuthKind::Sigv4 {
+                "es"
+            } else {
+                "aoss"
+            }
+            .to_string(),
+            region: None,
+        },
+    };
+    Ok(OpenSearchSettings { url, index, auth })
+}
+
 #[cfg(feature = "aws")]
 fn init_command(args: &InitArgs, out: &mut dyn Write) -> Result<(), String> {
     use adledger_aws::tables::{self, Created};
@@ -135,20 +200,31 @@ fn init_command(args: &InitArgs, out: &mut dyn Write) -> Result<(), String> {
     let say = |out: &mut dyn Write, line: String| {
         writeln!(out, "{line}").map_err(|e| format!("cannot write to stdout: {e}"))
     };
-    let search_line = match config.search {
-        SearchKind::Tantivy => format!(
-            "search: tantivy in {} (created by `adledger serve`; nothing to create here)",
-            config.data_dir.join("search").display()
-        ),
-        SearchKind::Opensearch => {
-            "search: opensearch is not implemented yet; no index created".to_string()
-        }
+    let opensearch = match config.search {
+        SearchKind::Tantivy => None,
+        SearchKind::Opensearch => Some(opensearch_settings(&config)?),
     };
+    let search_line = format!(
+        "search: tantivy in {} (created by `adledger serve`; nothing to create here)",
+        config.data_dir.join("search").display()
+    );
     if args.dry_run {
         for spec in &specs {
             say(out, format!("would create {spec}"))?;
         }
-        return say(out, search_line);
+        return match &opensearch {
+            None => say(out, search_line),
+            Some(settings) => say(
+                out,
+                format!(
+                    "would create OpenSearch index {} at {} with settings and mapping:\n{}",
+                    settings.index,
+                    settings.url,
+                    serde_json::to_string_pretty(&adledger_aws::opensearch::index_definition())
+                        .map_err(|e| format!("cannot print the index definition: {e}"))?
+                ),
+            ),
+        };
     }
     let settings = DynamoSettings {
         endpoint: config.dynamodb_endpoint.clone(),
@@ -170,7 +246,29 @@ fn init_command(args: &InitArgs, out: &mut dyn Write) -> Result<(), String> {
             };
             say(out, line)?;
         }
-        say(out, search_line)
+        let Some(settings) = &opensearch else {
+            return say(out, search_line);
+        };
+        let index = adledger_aws::OpenSearchIndex::connect(settings)
+            .await
+            .map_err(|e| format!("cannot reach OpenSearch at {}: {e}", settings.url))?;
+        let line = match index.create_index().await {
+            Ok(adledger_aws::opensearch::IndexCreated::New) => format!(
+                "created OpenSearch index {} at {} with its mapping",
+                settings.index, settings.url
+            ),
+            Ok(adledger_aws::opensearch::IndexCreated::AlreadyExists) => format!(
+                "OpenSearch index {} at {}: already exists; left as is",
+                settings.index, settings.url
+            ),
+            Err(e) => {
+                return Err(format!(
+                    "cannot create OpenSearch index {}: {e}",
+                    settings.index
+                ));
+            }
+        };
+        say(out, line)
     })
 }
 
@@ -195,7 +293,7 @@ mod tests {
                 // Nothing listens here; a dry run must not try.
                 dynamodb_endpoint: Some("http://127.0.0.1:9".into()),
                 table_prefix: Some("dry-".into()),
-                search: None,
+                ..AwsFlags::default()
             },
             dry_run: true,
         };
@@ -205,5 +303,59 @@ mod tests {
         assert!(text.contains("would create table dry-journal (partition key pk S, sort key sk N"));
         assert!(text.contains("would create table dry-state (partition key publisherId S"));
         assert!(text.contains("search: tantivy"));
+    }
+
+    #[cfg(feature = "aws")]
+    #[test]
+    fn dry_run_prints_the_opensearch_index_and_its_mapping() {
+        let args = InitArgs {
+            config: None,
+            aws: AwsFlags {
+                dynamodb_endpoint: Some("http://127.0.0.1:9".into()),
+                table_prefix: Some("dry-".into()),
+                search: Some(SearchKind::Opensearch),
+                // Nothing listens here either.
+                opensearch_url: Some("http://127.0.0.1:9".into()),
+                opensearch_auth: Some(OpenSearchAuthKind::None),
+            },
+            dry_run: true,
+        };
+        let mut out = Vec::new();
+        init_command(&args, &mut out).expect("dry run");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(
+            text.contains("would create OpenSearch index dry-ads at http://127.0.0.1:9"),
+            "{text}"
+        );
+        assert!(text.contains("\"dynamic\": \"strict\""), "{text}");
+        assert!(text.contains("\"gc_deletes\": \"0ms\""), "{text}");
+    }
+
+    #[cfg(feature = "aws")]
+    #[test]
+    fn opensearch_needs_a_url_and_basic_auth_needs_both_secrets() {
+        let config = Config {
+            search: SearchKind::Opensearch,
+            ..Config::default()
+        };
+        let err = opensearch_settings(&config).expect_err("no url");
+        assert!(err.contains("--opensearch-url"), "{err}");
+        let config = Config {
+            opensearch_url: Some("http://127.0.0.1:9200".into()),
+            opensearch_username: Some("admin".into()),
+            ..config
+        };
+        let err = opensearch_settings(&config).expect_err("no password");
+        assert!(err.contains("ADLEDGER_OPENSEARCH_PASSWORD"), "{err}");
+        let config = Config {
+            opensearch_password: Some(crate::config::Secret::new("pw")),
+            ..config
+        };
+        let settings = opensearch_settings(&config).expect("basic");
+        assert_eq!(settings.index, "adledger-ads");
+        assert!(matches!(
+            settings.auth,
+            adledger_aws::OpenSearchAuth::Basic { ref username, .. } if username == "admin"
+        ));
     }
 }

@@ -178,7 +178,7 @@ fn clock_and_ids(seed: Option<u64>) -> (Arc<dyn Clock>, Arc<dyn IdGenerator>) {
 }
 
 /// The AWS arm of the one `match`: DynamoDB tables named by the prefix, search in
-/// tantivy under the data directory.
+/// tantivy under the data directory or in OpenSearch (`<prefix>ads`).
 #[cfg(feature = "aws")]
 mod aws {
     use std::future::Future;
@@ -194,22 +194,21 @@ mod aws {
     use crate::config::{Config, SearchKind};
 
     pub(super) fn open(config: &Config, scope: Scope) -> Result<Opened, BackendError> {
-        if config.search == SearchKind::Opensearch {
-            return Err(BackendError::Unsupported(
-                "search `opensearch` is not implemented yet; use `--search tantivy` (the \
-                 default) with the AWS backend"
-                    .into(),
-            ));
-        }
         let tables = TableNames::with_prefix(&config.table_prefix);
         let settings = DynamoSettings {
             endpoint: config.dynamodb_endpoint.clone(),
             region: None,
         };
-        let search = SearchSettings::Tantivy {
-            dir: config.data_dir.join("search"),
+        let search = match config.search {
+            SearchKind::Tantivy => SearchSettings::Tantivy {
+                dir: config.data_dir.join("search"),
+            },
+            SearchKind::Opensearch => SearchSettings::OpenSearch(
+                crate::aws_init::opensearch_settings(config).map_err(BackendError::Unsupported)?,
+            ),
         };
         let deterministic = config.deterministic;
+        let shared_search = config.search == SearchKind::Opensearch;
         let opened = run(async move {
             let client = adledger_aws::connect(&settings).await;
             match scope {
@@ -221,8 +220,8 @@ mod aws {
                     let backend = AwsBackend::open(client.clone(), &tables, &search).await?;
                     let (clock, ids) = clock_and_ids(deterministic);
                     // Several processes may serve one ledger: they share the journal and
-                    // the state store (one projects, by lease); a tantivy index is each
-                    // process's own, so each projects into it.
+                    // the state store (one projects, by lease), and OpenSearch if chosen;
+                    // a tantivy index is each process's own, so each projects into it.
                     let lease: Arc<dyn ProjectionLease> = Arc::new(DynamoLease::new(
                         client,
                         &tables.journal,
@@ -231,8 +230,8 @@ mod aws {
                     ));
                     let sharing = Sharing {
                         journal: true,
-                        state: Some(lease),
-                        search: None,
+                        state: Some(lease.clone()),
+                        search: shared_search.then_some(lease),
                     };
                     Ok(Opened::Ports(Ports {
                         journal: backend.journal,
@@ -310,7 +309,7 @@ mod tests {
         let err = open(&config).err().map(|e| e.to_string());
         assert!(
             err.as_deref()
-                .is_some_and(|e| e.contains("opensearch") && e.contains("tantivy")),
+                .is_some_and(|e| e.contains("opensearch") && e.contains("--opensearch-url")),
             "{err:?}"
         );
         let err = read_models_dir(&config, "x").err().map(|e| e.to_string());

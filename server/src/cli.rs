@@ -59,7 +59,7 @@ pub enum Command {
     Import(crate::maintenance_cmd::ImportArgs),
 
     /// Set up the AWS backend: `adledger aws init [--dry-run]` creates its DynamoDB
-    /// tables (idempotent).
+    /// tables and, with `--search opensearch`, its OpenSearch index (idempotent).
     Aws(crate::aws_init::AwsArgs),
 }
 

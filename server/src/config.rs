@@ -2,9 +2,12 @@
 //!
 //! Precedence, lowest to highest: built-in defaults, a TOML file (`--config` or
 //! `ADLEDGER_CONFIG`), `ADLEDGER_*` environment variables, command-line flags. The TOML
-//! keys are `listen`, `data_dir`, `backend`, `deterministic` and `admin_token`, and for
-//! the AWS backend `dynamodb_endpoint`, `table_prefix` and `search`; any other key is an
-//! error that names it, so a typo never silently falls back to a default.
+//! keys are `listen`, `data_dir`, `backend`, `deterministic` and `admin_token`, for
+//! the AWS backend `dynamodb_endpoint`, `table_prefix` and `search`, and with `search =
+//! "opensearch"` `opensearch_url`, `opensearch_auth` and `opensearch_username`; any other
+//! key is an error that names it, so a typo never silently falls back to a default. The
+//! OpenSearch password is read from `ADLEDGER_OPENSEARCH_PASSWORD` only, never from the
+//! file, and never appears in `Debug` output or logs.
 //!
 //! The AWS backend takes its region and credentials from the standard AWS chain
 //! (`AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, shared config files, …).
@@ -63,8 +66,57 @@ pub enum SearchKind {
     /// A tantivy index in `<data_dir>/search`, local to each server process.
     #[default]
     Tantivy,
-    /// OpenSearch (not implemented yet: selecting it is a startup error).
+    /// An OpenSearch index shared by every server process (`opensearch_url`).
     Opensearch,
+}
+
+/// How the AWS backend authenticates to OpenSearch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpenSearchAuthKind {
+    /// No credentials.
+    None,
+    /// HTTP basic: `ADLEDGER_OPENSEARCH_USERNAME` and `ADLEDGER_OPENSEARCH_PASSWORD`.
+    Basic,
+    /// AWS SigV4 for Amazon OpenSearch Service (service `es`), with the standard AWS
+    /// credential chain and region.
+    Sigv4,
+    /// AWS SigV4 for Amazon OpenSearch Serverless (service `aoss`).
+    Sigv4Serverless,
+}
+
+impl OpenSearchAuthKind {
+    fn parse(text: &str) -> Option<OpenSearchAuthKind> {
+        match text {
+            "none" => Some(OpenSearchAuthKind::None),
+            "basic" => Some(OpenSearchAuthKind::Basic),
+            "sigv4" => Some(OpenSearchAuthKind::Sigv4),
+            "sigv4-serverless" => Some(OpenSearchAuthKind::Sigv4Serverless),
+            _ => None,
+        }
+    }
+}
+
+/// A secret setting (the OpenSearch password): `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(text: impl Into<String>) -> Secret {
+        Secret(text.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<hidden>)")
+    }
 }
 
 impl SearchKind {
@@ -113,6 +165,17 @@ pub struct Config {
     pub table_prefix: String,
     /// AWS backend: the search index.
     pub search: SearchKind,
+    /// `search = "opensearch"`: the cluster's URL (the index is `<table_prefix>ads`).
+    pub opensearch_url: Option<String>,
+    /// `search = "opensearch"`: how to authenticate; unset means basic when a username
+    /// is set, else none.
+    pub opensearch_auth: Option<OpenSearchAuthKind>,
+    /// `search = "opensearch"`, basic auth: the user.
+    pub opensearch_username: Option<String>,
+    /// `search = "opensearch"`, basic auth: the password, from
+    /// `ADLEDGER_OPENSEARCH_PASSWORD` only (never from the file).
+    #[serde(skip)]
+    pub opensearch_password: Option<Secret>,
 }
 
 /// The admin routes' bearer token. A secret: `Debug` never shows it, and an empty or
@@ -165,6 +228,10 @@ impl Default for Config {
             dynamodb_endpoint: None,
             table_prefix: DEFAULT_TABLE_PREFIX.to_string(),
             search: SearchKind::Tantivy,
+            opensearch_url: None,
+            opensearch_auth: None,
+            opensearch_username: None,
+            opensearch_password: None,
         }
     }
 }
@@ -195,6 +262,14 @@ pub struct Overrides {
     pub table_prefix: Option<String>,
     /// `--search` / `ADLEDGER_SEARCH`.
     pub search: Option<SearchKind>,
+    /// `--opensearch-url` / `ADLEDGER_OPENSEARCH_URL`.
+    pub opensearch_url: Option<String>,
+    /// `--opensearch-auth` / `ADLEDGER_OPENSEARCH_AUTH`.
+    pub opensearch_auth: Option<OpenSearchAuthKind>,
+    /// `ADLEDGER_OPENSEARCH_USERNAME`.
+    pub opensearch_username: Option<String>,
+    /// `ADLEDGER_OPENSEARCH_PASSWORD`.
+    pub opensearch_password: Option<Secret>,
 }
 
 /// A configuration that cannot be used; the message names the source and the key.
@@ -286,7 +361,19 @@ impl Overrides {
                 reason: "must be `tantivy` or `opensearch`",
             })?),
         };
+        let opensearch_auth = match get("ADLEDGER_OPENSEARCH_AUTH") {
+            None => None,
+            Some(value) => Some(OpenSearchAuthKind::parse(&value).ok_or(ConfigError::Env {
+                name: "ADLEDGER_OPENSEARCH_AUTH",
+                value,
+                reason: "must be `none`, `basic`, `sigv4` or `sigv4-serverless`",
+            })?),
+        };
         Ok(Overrides {
+            opensearch_url: get("ADLEDGER_OPENSEARCH_URL"),
+            opensearch_auth,
+            opensearch_username: get("ADLEDGER_OPENSEARCH_USERNAME"),
+            opensearch_password: get("ADLEDGER_OPENSEARCH_PASSWORD").map(Secret),
             dynamodb_endpoint: get("ADLEDGER_DYNAMODB_ENDPOINT"),
             table_prefix: get("ADLEDGER_TABLE_PREFIX"),
             search,
@@ -332,6 +419,18 @@ impl Overrides {
         }
         if let Some(search) = self.search {
             config.search = search;
+        }
+        if let Some(url) = &self.opensearch_url {
+            config.opensearch_url = Some(url.clone());
+        }
+        if let Some(auth) = self.opensearch_auth {
+            config.opensearch_auth = Some(auth);
+        }
+        if let Some(username) = &self.opensearch_username {
+            config.opensearch_username = Some(username.clone());
+        }
+        if let Some(password) = &self.opensearch_password {
+            config.opensearch_password = Some(password.clone());
         }
     }
 }
@@ -466,6 +565,38 @@ mod tests {
         assert_eq!(Config::default().table_prefix, "adledger-");
         let err = env(&[("ADLEDGER_SEARCH", "solr")]).expect_err("bad search");
         assert!(err.to_string().contains("ADLEDGER_SEARCH"));
+    }
+
+    #[test]
+    fn opensearch_settings_layer_and_the_password_stays_out_of_files_and_logs() {
+        let from_file = file(
+            "search = \"opensearch\"\nopensearch_url = \"http://127.0.0.1:1\"\n\
+             opensearch_auth = \"sigv4\"\nopensearch_username = \"file-user\"\n",
+        );
+        assert_eq!(from_file.opensearch_auth, Some(OpenSearchAuthKind::Sigv4));
+        let layer = env(&[
+            ("ADLEDGER_OPENSEARCH_URL", "https://search.example:443"),
+            ("ADLEDGER_OPENSEARCH_AUTH", "basic"),
+            ("ADLEDGER_OPENSEARCH_PASSWORD", "hunter2"),
+        ])
+        .expect("valid env");
+        let config = Config::resolve(Some(from_file), &layer, &Overrides::default());
+        assert_eq!(
+            config.opensearch_url.as_deref(),
+            Some("https://search.example:443")
+        );
+        assert_eq!(config.opensearch_auth, Some(OpenSearchAuthKind::Basic));
+        assert_eq!(config.opensearch_username.as_deref(), Some("file-user"));
+        assert_eq!(
+            config.opensearch_password.as_ref().map(Secret::expose),
+            Some("hunter2")
+        );
+        assert!(!format!("{config:?}").contains("hunter2"), "Debug hides it");
+        let err = Config::from_toml("opensearch_password = \"x\"\n", Path::new("a.toml"))
+            .expect_err("no passwords in files");
+        assert!(err.to_string().contains("opensearch_password"), "{err}");
+        let err = env(&[("ADLEDGER_OPENSEARCH_AUTH", "kerberos")]).expect_err("bad auth");
+        assert!(err.to_string().contains("ADLEDGER_OPENSEARCH_AUTH"));
     }
 
     #[test]

@@ -31,7 +31,9 @@
 //! - `state`: [`DynamoStateStore`], the `StateStore` port.
 //! - `lease`: [`DynamoLease`], the `ProjectionLease` port: which of several server
 //!   processes projects into the shared state store (an item in the journal table).
-//! - `search`: the `SearchIndex` choice (tantivy).
+//! - `search`: the `SearchIndex` choice (tantivy or OpenSearch).
+//! - `opensearch`: [`OpenSearchIndex`], the `SearchIndex` port on OpenSearch: an
+//!   explicit mapping, external versioning, bulk writes with per-item outcomes.
 //! - `error`: the backend's error type and its mapping into `adledger_engine::Error`.
 //! - `attributes`: reading and writing DynamoDB attribute values.
 //! - `metrics`: counts of DynamoDB requests by operation (to measure a write's cost).
@@ -49,6 +51,7 @@ mod error;
 mod journal;
 pub mod lease;
 pub mod metrics;
+pub mod opensearch;
 pub mod search;
 mod state;
 pub mod tables;
@@ -57,10 +60,11 @@ use std::sync::Arc;
 
 use adledger_engine::{Result, SearchIndex};
 
+pub use self::opensearch::{OpenSearchAuth, OpenSearchIndex, OpenSearchSettings};
 pub use aws_sdk_dynamodb;
 pub use client::{DynamoSettings, connect, connect_static};
-pub use lease::DynamoLease;
 pub use journal::{BLOCK_BYTES_ATTRIBUTE, DynamoJournal, MAX_BLOCKS_PER_APPEND, block_item_key};
+pub use lease::DynamoLease;
 pub use search::SearchSettings;
 pub use state::DynamoStateStore;
 pub use tables::{DEFAULT_TABLE_PREFIX, TableNames};
@@ -87,7 +91,7 @@ impl AwsBackend {
         Ok(AwsBackend {
             journal: Arc::new(DynamoJournal::open(client.clone(), &tables.journal).await?),
             state: Arc::new(DynamoStateStore::open(client, &tables.state).await?),
-            search: search::open(search)?,
+            search: search::open(search).await?,
         })
     }
 }

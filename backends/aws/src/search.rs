@@ -1,15 +1,19 @@
-//! The search read model of the AWS backend.
+//! The search read model of the AWS backend, chosen by configuration (`search =
+//! "tantivy" | "opensearch"`).
 //!
-//! For now the index is tantivy in a local directory ([`adledger_local::TantivySearchIndex`],
-//! `search = "tantivy"`): each server process that projects keeps its own index, rebuilt
-//! from the DynamoDB journal when missing. The OpenSearch adapter (`search =
-//! "opensearch"`) is not written yet.
+//! - tantivy in a local directory ([`adledger_local::TantivySearchIndex`]): each server
+//!   process that projects keeps its own index, rebuilt from the DynamoDB journal when
+//!   missing.
+//! - OpenSearch ([`OpenSearchIndex`]): one index shared by every server process (see
+//!   `opensearch/mod.rs`); `adledger aws init` creates it.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use adledger_engine::{Result, SearchIndex};
 pub use adledger_local::TantivySearchIndex;
+
+pub use crate::opensearch::{OpenSearchIndex, OpenSearchSettings};
 
 /// Where the search index lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,12 +23,17 @@ pub enum SearchSettings {
         /// The index directory (created if missing).
         dir: std::path::PathBuf,
     },
+    /// An OpenSearch index (which must exist: `adledger aws init` creates it).
+    OpenSearch(OpenSearchSettings),
 }
 
 /// Opens the configured search index.
-pub fn open(settings: &SearchSettings) -> Result<Arc<dyn SearchIndex>> {
+pub async fn open(settings: &SearchSettings) -> Result<Arc<dyn SearchIndex>> {
     match settings {
         SearchSettings::Tantivy { dir } => Ok(Arc::new(open_tantivy(dir)?)),
+        SearchSettings::OpenSearch(settings) => {
+            Ok(Arc::new(OpenSearchIndex::open(settings).await?))
+        }
     }
 }
 
