@@ -32,6 +32,7 @@ pub mod currency;
 pub mod diff;
 pub mod digest;
 pub mod error;
+pub mod evidence;
 pub mod export;
 pub mod fast_decode;
 pub mod hash;

@@ -126,6 +126,7 @@ macro_rules! conformance_tests {
             ledger_deterministic_runs_are_byte_identical,
             ledger_history_and_as_of,
             ledger_digest_matches_reference_tree,
+            ledger_revision_evidence_proves_every_version,
             ledger_rebuild_equals_live_read_models,
             ledger_group_commit_batches_concurrent_creates,
             state_scan_orders_by_key_and_keeps_tombstones,

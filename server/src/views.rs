@@ -6,6 +6,7 @@
 //! the engine's `price_json`, which writes the decimal's own digits as a JSON number.
 
 use adledger_engine::ad::price_json;
+use adledger_engine::evidence::RevisionEvidence;
 use adledger_engine::proof::{ConsistencyProof, InclusionProof};
 use adledger_engine::revision::{BlockAddress, RevisionMetadata};
 use adledger_engine::time::format_rfc3339_millis;
@@ -170,6 +171,28 @@ pub struct ProofBundleView {
     pub digest: DigestView,
     /// The RFC 9162 inclusion proof of the block under the digest.
     pub proof: InclusionProof,
+}
+
+impl From<RevisionEvidence> for ProofBundleView {
+    fn from(evidence: RevisionEvidence) -> Self {
+        let block = BlockView {
+            sequence_no: evidence.sequence(),
+            hash: evidence.block_hash(),
+            tx_id: evidence.header.tx_id,
+            tx_time: format_rfc3339_millis(&evidence.header.tx_time),
+            previous_hash: evidence.header.previous_hash,
+            revision_hashes: evidence.header.revision_hashes,
+            revision_index: evidence.revision_index,
+            header_bytes: hex::encode(&evidence.header_bytes),
+            revision_bytes: hex::encode(&evidence.revision_bytes),
+        };
+        ProofBundleView {
+            revision: RevisionView::from(evidence.revision),
+            block,
+            digest: evidence.digest.into(),
+            proof: evidence.proof,
+        }
+    }
 }
 
 /// `GET /ledger/consistency`: proof that the digest `from` is a prefix of the digest `to`.

@@ -607,3 +607,94 @@ pub async fn ledger_group_commit_batches_concurrent_creates<H: Harness>(h: &H) {
     );
     ledger.shutdown().await;
 }
+
+/// The evidence for every version of an ad, under every digest from its block to the
+/// tip, verifies with nothing but the bundle and the digest; parameters out of range are
+/// refused naming the parameter, and a missing ad or version is `NotFound`.
+pub async fn ledger_revision_evidence_proves_every_version<H: Harness>(h: &H) {
+    use crate::evidence::revision_evidence;
+    use crate::hash::Hash;
+    use crate::proof::verify_inclusion;
+
+    let place = h.place().await.expect("place");
+    let stores = h.open(&place).await.expect("open");
+    let ledger = stores.ledger(31).await.expect("ledger");
+    let key = created_key(&ledger, "acme", "Lamp").await;
+    created_key(&ledger, "globex", "Chair").await;
+    for round in 0..2 {
+        ledger
+            .execute(retitle(&key, &format!("Lamp {round}"), None))
+            .await
+            .expect("update");
+        created_key(&ledger, "acme", &format!("Filler {round}")).await;
+    }
+    let journal = stores.journal.as_ref();
+    let last = journal
+        .last_sequence()
+        .await
+        .expect("last")
+        .expect("blocks");
+
+    for version in 0..=2u64 {
+        let first = revision_evidence(journal, &key, Some(version), None)
+            .await
+            .expect("evidence at the tip");
+        assert_eq!(first.digest.sequence, last);
+        for at in first.sequence()..=last {
+            let evidence = revision_evidence(journal, &key, Some(version), Some(at))
+                .await
+                .expect("evidence");
+            assert_eq!(evidence.revision.body.metadata.version, version);
+            assert_eq!(evidence.revision.body.key(), key);
+            assert_eq!(Hash::of(&evidence.revision_bytes), evidence.revision.hash);
+            assert_eq!(
+                evidence.header.revision_hashes[evidence.revision_index],
+                evidence.revision.hash
+            );
+            assert_eq!(evidence.digest.sequence, at);
+            verify_inclusion(
+                &evidence.block_hash(),
+                &evidence.proof,
+                &evidence.digest.root,
+            )
+            .expect("the bundle verifies against its digest");
+        }
+        let early = first.sequence().checked_sub(1);
+        if let Some(early) = early {
+            let err = revision_evidence(journal, &key, Some(version), Some(early))
+                .await
+                .expect_err("a digest before the revision");
+            assert!(
+                matches!(&err, Error::Invalid { field, .. } if field == "digestSequence"),
+                "{err:?}"
+            );
+        }
+    }
+    let latest = revision_evidence(journal, &key, None, None)
+        .await
+        .expect("latest");
+    assert_eq!(latest.revision.body.metadata.version, 2);
+    let err = revision_evidence(journal, &key, None, Some(last + 1))
+        .await
+        .expect_err("past the tip");
+    assert!(
+        matches!(&err, Error::Invalid { field, .. } if field == "digestSequence"),
+        "{err:?}"
+    );
+    for (missing_key, version) in [
+        (key.clone(), Some(3)),
+        (
+            AdKey {
+                publisher_id: "globex".into(),
+                ad_id: key.ad_id.clone(),
+            },
+            None,
+        ),
+    ] {
+        let err = revision_evidence(journal, &missing_key, version, None)
+            .await
+            .expect_err("missing");
+        assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    }
+    ledger.shutdown().await;
+}

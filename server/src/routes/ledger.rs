@@ -11,12 +11,9 @@
 //! evidence an auditor asks for.
 
 use adledger_engine::ad::{is_well_formed_ad_id, validate_publisher_id};
-use adledger_engine::block::{EncodedBlock, Frame};
-use adledger_engine::codec::{self, BlockHeader};
-use adledger_engine::proof::{consistency_proof, inclusion_proof};
-use adledger_engine::revision::{BlockAddress, RevisionBody, STRAND_ID};
-use adledger_engine::time::format_rfc3339_millis;
-use adledger_engine::{AdKey, Digest, Error, Hash, Ledger, Revision};
+use adledger_engine::evidence::revision_evidence;
+use adledger_engine::proof::consistency_proof;
+use adledger_engine::{AdKey, Digest, Error, Ledger};
 use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -25,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::params::{QueryParams, RawPairs};
-use crate::views::{BlockView, ConsistencyView, DigestView, ProofBundleView, RevisionView};
+use crate::views::{ConsistencyView, DigestView, ProofBundleView};
 
 /// `GET /ledger/digest`: the digest of everything committed so far; 404 while the
 /// journal is empty (there is no tree head of zero blocks to save).
@@ -91,133 +88,16 @@ pub async fn proof(
     let version = sequence_param(&params, "version")?;
     let digest_sequence = sequence_param(&params, "digestSequence")?;
     let key = readable_key(path)?;
-    let engine = |e| ApiError::from_engine(e, false);
     let journal = state.ledger.ports().journal.clone();
-
-    // The journal itself, not the read models: a proof is about what is committed, and
-    // a committed write is in the journal before it is acknowledged.
-    let refs = journal.ad_revisions(&key).await.map_err(engine)?;
-    let Some(latest) = refs.iter().map(|r| r.version).max() else {
-        return Err(ApiError::not_found(format!(
-            "ad {} of publisher {} not found",
-            key.ad_id, key.publisher_id
-        )));
-    };
-    let version = version.unwrap_or(latest);
-    let Some(found) = refs.iter().find(|r| r.version == version) else {
-        return Err(ApiError::not_found(format!(
-            "ad {} has no version {version}; its versions are 0 to {latest}",
-            key.ad_id
-        )));
-    };
-    let sequence = found.sequence;
-
-    let tip = tip(&state.ledger).await?;
-    let at = digest_sequence.unwrap_or(tip.sequence);
-    if at > tip.sequence {
-        return Err(beyond_tip("digestSequence", at, tip.sequence));
-    }
-    if at < sequence {
-        return Err(ApiError::invalid_parameter(
-            "digestSequence",
-            format!(
-                "version {version} of ad {} was committed in block {sequence}, after the \
-                 digest at {at}; ask for a digestSequence of {sequence} or later",
-                key.ad_id
-            ),
-        ));
-    }
-    let digest = digest_at(&state.ledger, &tip, at).await?;
-    let stored = journal
-        .read_blocks(sequence, 1)
+    let evidence = revision_evidence(journal.as_ref(), &key, version, digest_sequence)
         .await
-        .map_err(engine)?
-        .pop()
-        .filter(|b| b.sequence == sequence)
-        .ok_or_else(|| {
-            engine(Error::ChainBroken {
-                sequence,
-                detail: format!("the block of ad {} version {version} is missing", key.ad_id),
-            })
+        .map_err(|e| match e {
+            // The engine names the parameter; here it is a query parameter (400), not a
+            // field of a request body (422).
+            Error::Invalid { field, reason } => ApiError::invalid_parameter(&field, reason),
+            other => ApiError::from_engine(other, false),
         })?;
-    let evidence = Evidence::find(&stored, &key, version).map_err(engine)?;
-    let proof = inclusion_proof(journal.as_ref(), sequence, at + 1)
-        .await
-        .map_err(engine)?;
-    Ok(Json(ProofBundleView {
-        revision: evidence.revision_view(sequence),
-        block: evidence.block_view(sequence),
-        digest: digest.into(),
-        proof,
-    })
-    .into_response())
-}
-
-/// The stored parts of one block that prove one revision.
-struct Evidence {
-    header: BlockHeader,
-    header_bytes: Vec<u8>,
-    revision_index: usize,
-    revision_bytes: Vec<u8>,
-    body: RevisionBody,
-}
-
-impl Evidence {
-    /// Finds the revision of `key` at `version` among the block's stored revisions.
-    ///
-    /// Hashes are deliberately not checked here (see the module docs); only bytes that no
-    /// longer decode at all, or a block without the revision, are errors.
-    fn find(stored: &EncodedBlock, key: &AdKey, version: u64) -> Result<Evidence, Error> {
-        let frame = Frame::parse(&stored.bytes)?;
-        let header = codec::decode_header(frame.header)?;
-        let found = frame.revisions.iter().enumerate().find_map(|(i, bytes)| {
-            codec::decode_revision(bytes)
-                .ok()
-                .filter(|body| body.key() == *key && body.metadata.version == version)
-                .map(|body| (i, bytes, body))
-        });
-        let Some((revision_index, bytes, body)) = found else {
-            return Err(Error::ChainBroken {
-                sequence: stored.sequence,
-                detail: format!(
-                    "the block holds no revision of ad {} version {version}",
-                    key.ad_id
-                ),
-            });
-        };
-        Ok(Evidence {
-            header,
-            header_bytes: frame.header.to_vec(),
-            revision_index,
-            revision_bytes: bytes.to_vec(),
-            body,
-        })
-    }
-
-    fn revision_view(&self, sequence: u64) -> RevisionView {
-        RevisionView::from(Revision {
-            block_address: BlockAddress {
-                strand_id: STRAND_ID.to_string(),
-                sequence_no: sequence,
-            },
-            hash: Hash::of(&self.revision_bytes),
-            body: self.body.clone(),
-        })
-    }
-
-    fn block_view(&self, sequence: u64) -> BlockView {
-        BlockView {
-            sequence_no: sequence,
-            hash: Hash::of(&self.header_bytes),
-            tx_id: self.header.tx_id.clone(),
-            tx_time: format_rfc3339_millis(&self.header.tx_time),
-            previous_hash: self.header.previous_hash,
-            revision_hashes: self.header.revision_hashes.clone(),
-            revision_index: self.revision_index,
-            header_bytes: hex::encode(&self.header_bytes),
-            revision_bytes: hex::encode(&self.revision_bytes),
-        }
-    }
+    Ok(Json(ProofBundleView::from(evidence)).into_response())
 }
 
 /// The digest at the tip; 404 while the journal is empty.
