@@ -36,8 +36,8 @@ use crate::codec::{self, BlockHeader};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::merkle::{Frontier, frontier_ids, leaf_hash};
-use crate::ports::MerkleNode;
 use crate::ports::Journal;
+use crate::ports::MerkleNode;
 
 /// Blocks read per [`Journal::read_blocks`] call.
 pub const BATCH: usize = 4096;
