@@ -61,10 +61,18 @@ impl Recorded {
     }
 }
 
+/// How the fake answers one request.
+enum Answer {
+    /// This status and body.
+    Fixed(u16, Value),
+    /// A bulk response in which every item of the request was created.
+    CreateAll,
+}
+
 #[derive(Default)]
 struct Script {
     requests: Vec<Recorded>,
-    responses: VecDeque<(u16, Value)>,
+    responses: VecDeque<Answer>,
 }
 
 /// The fake OpenSearch: a recorder and a queue of answers, one per request.
@@ -96,7 +104,13 @@ impl FakeOpenSearch {
 
     /// Queues the answer to the next request.
     fn answer(&self, status: u16, body: Value) -> &Self {
-        self.lock().responses.push_back((status, body));
+        self.lock().responses.push_back(Answer::Fixed(status, body));
+        self
+    }
+
+    /// Queues a bulk answer that creates every item of the request.
+    fn create_all(&self) -> &Self {
+        self.lock().responses.push_back(Answer::CreateAll);
         self
     }
 
@@ -151,11 +165,24 @@ async fn record(
         authorization: header("authorization"),
         body: String::from_utf8_lossy(&body).into_owned(),
     });
-    let (status, body) = script.responses.pop_front().unwrap_or((
-        500,
-        json!({ "error": { "type": "test_script_exhausted",
-                           "reason": format!("no answer scripted for {method} {uri}") } }),
-    ));
+    let request_body = String::from_utf8_lossy(&body).into_owned();
+    let (status, body) = match script.responses.pop_front() {
+        Some(Answer::Fixed(status, body)) => (status, body),
+        Some(Answer::CreateAll) => {
+            let items = request_body
+                .lines()
+                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+                .filter_map(|line| line["index"]["_id"].as_str().map(str::to_string))
+                .map(|id| item_created(&id, 1))
+                .collect();
+            (200, bulk_answer(items))
+        }
+        None => (
+            500,
+            json!({ "error": { "type": "test_script_exhausted",
+                               "reason": format!("no answer scripted for {method} {uri}") } }),
+        ),
+    };
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -523,6 +550,68 @@ async fn apply_fails_when_the_bulk_request_itself_fails() {
         "{err}"
     );
     assert_eq!(os.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn a_large_batch_goes_out_as_several_bulk_requests_in_order() {
+    let os = FakeOpenSearch::start().await;
+    let index = os.index().await;
+    let titles: Vec<String> = (0..2_100).map(|n| format!("ad {n}")).collect();
+    let titles: Vec<&str> = titles.iter().map(String::as_str).collect();
+    let revisions = creates(&titles);
+    os.create_all()
+        .create_all()
+        .create_all()
+        .answer(200, checkpoint_written());
+    bounded(index.apply(&revisions, 2_100))
+        .await
+        .expect("apply");
+    let requests = os.requests();
+    let paths: Vec<&str> = requests.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        vec![
+            "/ads/_bulk",
+            "/ads/_bulk",
+            "/ads/_bulk",
+            "/ads/_doc/adledger.checkpoint"
+        ]
+    );
+    let ids: Vec<String> = requests[..3]
+        .iter()
+        .flat_map(|r| r.lines())
+        .filter_map(|line| line["index"]["_id"].as_str().map(str::to_string))
+        .collect();
+    let sent: Vec<usize> = requests[..3].iter().map(|r| r.lines().len() / 2).collect();
+    assert_eq!(sent, vec![1_000, 1_000, 100]);
+    let expected: Vec<String> = (1..=2_100).map(ad_id).collect();
+    assert_eq!(ids, expected, "journal order across requests");
+
+    // A failure in a later request: the earlier ones stay written (harmless: versioned),
+    // the checkpoint is not.
+    let os = FakeOpenSearch::start().await;
+    let index = os.index().await;
+    os.create_all().answer(
+        200,
+        bulk_answer(
+            (1_001..=2_000)
+                .map(|n| item_mapper_error(&ad_id(n)))
+                .collect(),
+        ),
+    );
+    let err = bounded(index.apply(&revisions, 2_100))
+        .await
+        .expect_err("second request failed");
+    assert!(
+        err.to_string().contains("1000 of 1000 items failed"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("and 997 more"), "{err}");
+    assert_eq!(
+        os.requests().len(),
+        2,
+        "stopped at the failure, no checkpoint"
+    );
 }
 
 #[tokio::test]

@@ -21,6 +21,45 @@ use serde_json::Value;
 use super::error::OpenSearchError;
 use super::mapping::AdDocument;
 
+/// Most items in one bulk request.
+pub(crate) const MAX_ITEMS: usize = 1_000;
+/// Most source bytes in one bulk request: half the 10 MB HTTP payload limit of the
+/// smallest Amazon OpenSearch Service instances. A rebuild hands over batches of up to
+/// 128 MB, so a batch is sent as several bulk requests, one after the other.
+pub(crate) const MAX_BYTES: usize = 5 << 20;
+
+/// Groups documents into bulk requests within [`MAX_ITEMS`] and [`MAX_BYTES`], keeping
+/// their order (a later revision of an ad must reach OpenSearch after an earlier one, or
+/// in the same request after it). A single document over the byte limit gets a request
+/// of its own.
+#[derive(Debug, Default)]
+pub(crate) struct Chunker {
+    chunk: Vec<AdDocument>,
+    bytes: usize,
+}
+
+impl Chunker {
+    /// Adds a document; returns the previous chunk when this one did not fit in it.
+    pub(crate) fn push(&mut self, document: AdDocument) -> Option<Vec<AdDocument>> {
+        // The source's size; the action line adds ~100 bytes, covered by the margin.
+        let size = serde_json::to_vec(&document.source).map_or(0, |b| b.len());
+        let full = !self.chunk.is_empty()
+            && (self.chunk.len() >= MAX_ITEMS || self.bytes + size > MAX_BYTES);
+        let done = full.then(|| {
+            self.bytes = 0;
+            std::mem::take(&mut self.chunk)
+        });
+        self.bytes += size;
+        self.chunk.push(document);
+        done
+    }
+
+    /// The last chunk, if any document is left.
+    pub(crate) fn finish(self) -> Option<Vec<AdDocument>> {
+        (!self.chunk.is_empty()).then_some(self.chunk)
+    }
+}
+
 /// The error type of a write refused by its external version.
 pub(crate) const VERSION_CONFLICT: &str = "version_conflict_engine_exception";
 
@@ -209,6 +248,39 @@ mod tests {
                 json!({ "index": { "_id": "01A", "version": 3, "version_type": "external" } }),
                 json!({ "status": "live" }),
             ]
+        );
+    }
+
+    #[test]
+    fn chunks_keep_order_and_respect_both_limits() {
+        let document = |n: usize, bytes: usize| AdDocument {
+            id: n.to_string(),
+            version: 0,
+            source: json!({ "description": "x".repeat(bytes) }),
+        };
+        let mut chunker = Chunker::default();
+        let mut chunks = Vec::new();
+        for n in 0..2_500 {
+            chunks.extend(chunker.push(document(n, 10)));
+        }
+        chunks.extend(chunker.finish());
+        let sizes: Vec<usize> = chunks.iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![1_000, 1_000, 500]);
+        let ids: Vec<String> = chunks.iter().flatten().map(|d| d.id.clone()).collect();
+        assert_eq!(ids, (0..2_500).map(|n| n.to_string()).collect::<Vec<_>>());
+
+        let mut chunker = Chunker::default();
+        let mut chunks = Vec::new();
+        for n in 0..5 {
+            chunks.extend(chunker.push(document(n, 2 << 20)));
+        }
+        chunks.extend(chunker.push(document(5, 6 << 20)));
+        chunks.extend(chunker.finish());
+        let sizes: Vec<usize> = chunks.iter().map(Vec::len).collect();
+        assert_eq!(
+            sizes,
+            vec![2, 2, 1, 1],
+            "2 MB documents pair up; 6 MB goes alone"
         );
     }
 

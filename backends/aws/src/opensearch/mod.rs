@@ -22,6 +22,9 @@
 //!   realtime `GET`.
 //! - **Visibility**: bulk writes use `refresh=true`, so when `apply` or `put` returns,
 //!   searches see them.
+//! - **Large batches** (a rebuild hands over up to 128 MB) go out as several bulk
+//!   requests of at most 1,000 items and 5 MB each, in journal order; the checkpoint is
+//!   written after the last one succeeded.
 //! - **`put` is unconditional**: written with `external_gte`; a document OpenSearch
 //!   refuses because it holds a newer version is deleted and written again, retried
 //!   until OpenSearch has forgotten the deleted version (immediately, with the index's
@@ -51,7 +54,7 @@ use opensearch::params::{Refresh, VersionType};
 use opensearch::{BulkOperations, BulkParts, GetParts, IndexParts, OpenSearch, SearchParts};
 use serde_json::Value;
 
-use self::bulk::BulkOutcome;
+use self::bulk::{BulkOutcome, Chunker};
 pub use self::connect::{DEFAULT_INDEX_SUFFIX, OpenSearchAuth, OpenSearchSettings, index_name};
 use self::error::OpenSearchError;
 pub use self::mapping::index_definition;
@@ -262,23 +265,33 @@ impl OpenSearchIndex {
         revisions: &[Revision],
         checkpoint: u64,
     ) -> Result<(), OpenSearchError> {
-        if !revisions.is_empty() {
-            let documents = revisions
-                .iter()
-                .map(AdDocument::of_revision)
-                .collect::<Result<Vec<_>, _>>()?;
-            let operations = bulk::index_operations(&documents, VersionType::External)?;
-            let outcome = self.bulk("apply", operations, documents.len()).await?;
-            outcome.check("apply", &self.index)?;
-            if !outcome.superseded.is_empty() {
-                tracing::debug!(
-                    index = %self.index,
-                    superseded = outcome.superseded.len(),
-                    "search apply: revisions already indexed (or older than indexed) skipped"
-                );
+        // Converted chunk by chunk: a rebuild's batch can be large.
+        let mut chunker = Chunker::default();
+        for revision in revisions {
+            if let Some(chunk) = chunker.push(AdDocument::of_revision(revision)?) {
+                self.apply_chunk(&chunk).await?;
             }
         }
+        if let Some(chunk) = chunker.finish() {
+            self.apply_chunk(&chunk).await?;
+        }
         self.write_checkpoint(checkpoint).await
+    }
+
+    /// One bulk request of `apply`: written or superseded items are fine, any other
+    /// failure fails the whole `apply` before its checkpoint is written.
+    async fn apply_chunk(&self, documents: &[AdDocument]) -> Result<(), OpenSearchError> {
+        let operations = bulk::index_operations(documents, VersionType::External)?;
+        let outcome = self.bulk("apply", operations, documents.len()).await?;
+        outcome.check("apply", &self.index)?;
+        if !outcome.superseded.is_empty() {
+            tracing::debug!(
+                index = %self.index,
+                superseded = outcome.superseded.len(),
+                "search apply: revisions already indexed (or older than indexed) skipped"
+            );
+        }
+        Ok(())
     }
 
     async fn put_states(
@@ -291,44 +304,54 @@ impl OpenSearchIndex {
         for (i, state) in states.iter().enumerate() {
             last.insert(state.key.ad_id.as_str(), i);
         }
-        let documents = states
-            .iter()
-            .enumerate()
-            .filter(|(i, state)| last.get(state.key.ad_id.as_str()) == Some(i))
-            .map(|(_, state)| AdDocument::of_state(state))
-            .collect::<Result<Vec<_>, _>>()?;
-        if !documents.is_empty() {
-            let mut pending = self.put_documents(&documents).await?;
-            if !pending.is_empty() {
-                // OpenSearch holds newer versions of these: delete, then write again.
-                let ids: Vec<&str> = pending.iter().map(|d| d.id.as_str()).collect();
-                let deleted = self
-                    .bulk(
-                        "put (delete newer)",
-                        bulk::delete_operations(&ids)?,
-                        ids.len(),
-                    )
-                    .await?;
-                deleted.check("put (delete newer)", &self.index)?;
-                for attempt in 1..=LOWER_ATTEMPTS {
-                    pending = self.put_documents(&pending).await?;
-                    let Some(first) = pending.first() else {
-                        break;
-                    };
-                    if attempt == LOWER_ATTEMPTS {
-                        return Err(OpenSearchError::VersionNotLowered {
-                            index: self.index.to_string(),
-                            ad_id: first.id.clone(),
-                            version: first.version,
-                            attempts: LOWER_ATTEMPTS,
-                        });
-                    }
-                    tokio::time::sleep(LOWER_PAUSE).await;
-                }
+        let mut chunker = Chunker::default();
+        for (i, state) in states.iter().enumerate() {
+            if last.get(state.key.ad_id.as_str()) != Some(&i) {
+                continue;
             }
+            if let Some(chunk) = chunker.push(AdDocument::of_state(state)?) {
+                self.put_chunk(chunk).await?;
+            }
+        }
+        if let Some(chunk) = chunker.finish() {
+            self.put_chunk(chunk).await?;
         }
         if let Some(checkpoint) = checkpoint {
             self.write_checkpoint(checkpoint).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes one chunk of `put` whatever versions OpenSearch holds.
+    async fn put_chunk(&self, documents: Vec<AdDocument>) -> Result<(), OpenSearchError> {
+        let mut pending = self.put_documents(&documents).await?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        // OpenSearch holds newer versions of these: delete, then write again.
+        let ids: Vec<&str> = pending.iter().map(|d| d.id.as_str()).collect();
+        let deleted = self
+            .bulk(
+                "put (delete newer)",
+                bulk::delete_operations(&ids)?,
+                ids.len(),
+            )
+            .await?;
+        deleted.check("put (delete newer)", &self.index)?;
+        for attempt in 1..=LOWER_ATTEMPTS {
+            pending = self.put_documents(&pending).await?;
+            let Some(first) = pending.first() else {
+                return Ok(());
+            };
+            if attempt == LOWER_ATTEMPTS {
+                return Err(OpenSearchError::VersionNotLowered {
+                    index: self.index.to_string(),
+                    ad_id: first.id.clone(),
+                    version: first.version,
+                    attempts: LOWER_ATTEMPTS,
+                });
+            }
+            tokio::time::sleep(LOWER_PAUSE).await;
         }
         Ok(())
     }
