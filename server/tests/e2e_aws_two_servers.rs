@@ -1,0 +1,423 @@
+//! Two `adledger serve --backend aws` processes on one DynamoDB ledger, under concurrent
+//! writes through both, over real HTTP:
+//!
+//! - no acknowledged write is lost: every acknowledged create and update is readable,
+//!   at the acknowledged version and content, through both servers, and the journal holds
+//!   exactly one block per acknowledged change;
+//! - concurrent updates of one ad through the two servers: exactly one wins;
+//! - the chain verifies (`adledger verify` on the AWS journal, against the digest both
+//!   servers serve, which must be equal);
+//! - exactly one process holds the projector lease (`/healthz` `projectors.state`);
+//! - when the holder is killed (SIGKILL, no release), the other takes the lease over
+//!   within a bounded wait, and reads through it keep converging.
+//!
+//! Needs `ADLEDGER_TEST_DYNAMODB_ENDPOINT` (`scripts/dynamodb-local.sh` sets it); fails
+//! loudly without it unless `ADLEDGER_SKIP_AWS_TESTS=1`.
+
+mod e2e_common;
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use e2e_common::{Resp, Server, run_cli};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use support::aws;
+
+/// Concurrent writer tasks per server.
+const WRITERS_PER_SERVER: usize = 4;
+/// Ads each writer creates (and then updates through the other server).
+const ADS_PER_WRITER: usize = 8;
+/// Ads both servers then update at the same moment.
+const CONTESTED: usize = 8;
+/// Attempts of a request answered 503 (the journal was busy with the other server's
+/// writes); creates carry an `Idempotency-Key`, so retrying them is safe.
+const ATTEMPTS: usize = 10;
+/// The lease lasts 10 s; a standby tries again at least every second.
+const TAKEOVER_LIMIT: Duration = Duration::from_secs(40);
+
+/// What a client was told: an ad at a version with a title.
+#[derive(Debug, Clone, PartialEq)]
+struct Acked {
+    publisher: String,
+    ad_id: String,
+    version: u64,
+    title: String,
+}
+
+/// Outcome counts of the write phase.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Blocks the acknowledged changes appended.
+    blocks: u64,
+    /// Updates answered 503, whose effect is unknown to the client.
+    ambiguous: u64,
+}
+
+/// Sends what `build` builds, retrying 503s with a short backoff (bounded).
+async fn send_retrying(
+    server: &Server,
+    build: impl Fn() -> reqwest::RequestBuilder,
+) -> (Resp, usize) {
+    let mut retries = 0;
+    loop {
+        let resp = server.send(build()).await;
+        if resp.status != StatusCode::SERVICE_UNAVAILABLE || retries + 1 >= ATTEMPTS {
+            return (resp, retries);
+        }
+        retries += 1;
+        tokio::time::sleep(Duration::from_millis(20 * retries as u64)).await;
+    }
+}
+
+fn json_request(
+    server: &Server,
+    method: Method,
+    path: &str,
+    body: &Value,
+) -> reqwest::RequestBuilder {
+    server
+        .request(method, path)
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(body).expect("serialize"))
+}
+
+/// The `projectors.state` object of a server's `/healthz`.
+async fn state_projector(server: &Server) -> Value {
+    let health = server.get("/healthz").await;
+    health.expect_status(StatusCode::OK);
+    health.json()["projectors"]["state"].clone()
+}
+
+/// Polls until exactly one of `servers` says it holds the state projector lease and
+/// every other one names it as the holder; returns the holder's index.
+async fn single_holder(servers: &[&Server], limit: Duration) -> usize {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let mut roles = Vec::new();
+        for server in servers {
+            roles.push(state_projector(server).await);
+        }
+        let holders: Vec<usize> = roles
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r["role"] == "holder")
+            .map(|(i, _)| i)
+            .collect();
+        if let [holder] = holders[..] {
+            let owner = &roles[holder]["owner"];
+            assert!(owner.is_string(), "a holder names itself: {roles:?}");
+            let agreed = roles
+                .iter()
+                .enumerate()
+                .all(|(i, r)| i == holder || (r["role"] == "standby" && r["holder"] == *owner));
+            if agreed {
+                return holder;
+            }
+        }
+        assert!(
+            holders.len() <= 1,
+            "two processes hold the projector lease at once: {roles:?}"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no single projector lease holder within {limit:?}: {roles:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One writer: creates ads through `near`, updates each through `far` with `If-Match`.
+async fn writer(near: Arc<Server>, far: Arc<Server>, id: usize) -> (Vec<Acked>, Tally) {
+    let mut acked = Vec::new();
+    let mut tally = Tally::default();
+    let publisher = format!("pub-{}", id % 3);
+    for n in 0..ADS_PER_WRITER {
+        let title = format!("writer {id} ad {n}");
+        let body = json!({"adTitle": title, "price": format!("{}.99", n + 1), "currency": "EUR",
+                          "category": "bikes", "tags": ["e2e", format!("w{id}")]});
+        let path = format!("/publisher/{publisher}/ad");
+        let key = format!("writer-{id}-ad-{n}");
+        let (created, _) = send_retrying(&near, || {
+            json_request(&near, Method::POST, &path, &body).header("idempotency-key", key.as_str())
+        })
+        .await;
+        assert_eq!(
+            created.status,
+            StatusCode::CREATED,
+            "create through one server: {}",
+            created.text
+        );
+        let ad = created.json();
+        let ad_id = ad["adId"].as_str().expect("adId").to_string();
+        assert_eq!(ad["version"], 0);
+        tally.blocks += 1;
+        acked.push(Acked {
+            publisher: publisher.clone(),
+            ad_id: ad_id.clone(),
+            version: 0,
+            title: title.clone(),
+        });
+
+        // Update through the other server, which has never seen this ad.
+        let new_title = format!("{title} (updated)");
+        let patch = json_request(
+            &far,
+            Method::PATCH,
+            &format!("/publisher/{publisher}/ad/{ad_id}"),
+            &json!({"adTitle": new_title}),
+        )
+        .header("if-match", "\"0\"");
+        let updated = far.send(patch).await;
+        match updated.status {
+            StatusCode::OK => {
+                assert_eq!(updated.json()["version"], 1, "{}", updated.text);
+                tally.blocks += 1;
+                let last = acked.last_mut().expect("just pushed");
+                last.version = 1;
+                last.title = new_title;
+            }
+            StatusCode::SERVICE_UNAVAILABLE => tally.ambiguous += 1,
+            other => panic!("update through the other server: {other}: {}", updated.text),
+        }
+    }
+    (acked, tally)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_servers_one_ledger_no_lost_write_one_projector() {
+    let Some(endpoint) = aws::endpoint("e2e_aws_two_servers") else {
+        return;
+    };
+    let prefix = aws::unique_prefix("two");
+    aws::init(&endpoint, &prefix).await;
+    let args = aws::serve_args(&endpoint, &prefix);
+    let first = Arc::new(Server::start_with(None, &args).await);
+    let second = Arc::new(Server::start_with(None, &args).await);
+
+    let holder = single_holder(&[&first, &second], Duration::from_secs(30)).await;
+    println!("projector lease holder: server {holder}");
+
+    // Concurrent writers on both servers.
+    let mut tasks = Vec::new();
+    for id in 0..WRITERS_PER_SERVER * 2 {
+        let (near, far) = if id % 2 == 0 {
+            (first.clone(), second.clone())
+        } else {
+            (second.clone(), first.clone())
+        };
+        tasks.push(tokio::spawn(writer(near, far, id)));
+    }
+    let mut acked: Vec<Acked> = Vec::new();
+    let mut tally = Tally::default();
+    for task in tasks {
+        let (a, t) = task.await.expect("writer task");
+        acked.extend(a);
+        tally.blocks += t.blocks;
+        tally.ambiguous += t.ambiguous;
+    }
+    assert_eq!(acked.len(), WRITERS_PER_SERVER * 2 * ADS_PER_WRITER);
+
+    // Contested updates: the same ad, the same expected version, through both servers at
+    // once. Exactly one may win; the loser gets 412 (its If-Match is stale).
+    let mut contested_ambiguous = 0;
+    for item in acked.iter_mut().filter(|a| a.version == 1).take(CONTESTED) {
+        let path = format!("/publisher/{}/ad/{}", item.publisher, item.ad_id);
+        let send = |server: Arc<Server>, title: String, path: String| async move {
+            let rb = json_request(&server, Method::PATCH, &path, &json!({"adTitle": title}))
+                .header("if-match", "\"1\"");
+            (server.send(rb).await, title)
+        };
+        let (a, b) = tokio::join!(
+            send(first.clone(), format!("{} A", item.title), path.clone()),
+            send(second.clone(), format!("{} B", item.title), path.clone())
+        );
+        let statuses = [a.0.status, b.0.status];
+        if statuses.contains(&StatusCode::SERVICE_UNAVAILABLE) {
+            contested_ambiguous += 1;
+            continue;
+        }
+        let winners: Vec<&(Resp, String)> = [&a, &b]
+            .into_iter()
+            .filter(|(r, _)| r.status == StatusCode::OK)
+            .collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "exactly one of two concurrent updates wins: {} / {}",
+            a.0.text,
+            b.0.text
+        );
+        for (resp, _) in [&a, &b] {
+            assert!(
+                resp.status == StatusCode::OK || resp.status == StatusCode::PRECONDITION_FAILED,
+                "the loser's If-Match is stale: {} {}",
+                resp.status,
+                resp.text
+            );
+        }
+        item.version = 2;
+        item.title = winners[0].1.clone();
+        tally.blocks += 1;
+    }
+
+    // Every acknowledged write is readable, as acknowledged, through both servers.
+    let mut by_publisher: BTreeMap<&str, Vec<&Acked>> = BTreeMap::new();
+    for item in &acked {
+        by_publisher.entry(&item.publisher).or_default().push(item);
+    }
+    for server in [&first, &second] {
+        for item in &acked {
+            let resp = server
+                .get(&format!("/publisher/{}/ad/{}", item.publisher, item.ad_id))
+                .await;
+            if tally.ambiguous == 0 && contested_ambiguous == 0 {
+                resp.expect_status(StatusCode::OK);
+                let ad = resp.json();
+                assert_eq!(ad["version"], item.version, "{}", resp.text);
+                assert_eq!(ad["adTitle"], item.title.as_str(), "{}", resp.text);
+            } else {
+                resp.expect_status(StatusCode::OK);
+                let version = resp.json()["version"].as_u64().expect("version");
+                assert!(
+                    version >= item.version,
+                    "{} lost a write: {}",
+                    item.ad_id,
+                    resp.text
+                );
+            }
+        }
+        for (publisher, items) in &by_publisher {
+            let listed = server.list(publisher).await;
+            let ids: Vec<&str> = listed.iter().filter_map(|a| a["adId"].as_str()).collect();
+            for item in items {
+                assert!(
+                    ids.contains(&item.ad_id.as_str()),
+                    "{} missing from the list of {publisher}",
+                    item.ad_id
+                );
+            }
+            assert_eq!(ids.len(), items.len(), "no phantom ads for {publisher}");
+        }
+    }
+
+    // One chain: both servers serve the same digest, one block per acknowledged change.
+    let digest_a = first.get("/ledger/digest").await;
+    digest_a.expect_status(StatusCode::OK);
+    let digest_b = second.get("/ledger/digest").await;
+    digest_b.expect_status(StatusCode::OK);
+    let (da, db) = (digest_a.json(), digest_b.json());
+    assert_eq!(da, db, "both servers serve the same digest");
+    let blocks = da["sequence"].as_u64().expect("sequence") + 1;
+    if tally.ambiguous == 0 && contested_ambiguous == 0 {
+        assert_eq!(
+            blocks, tally.blocks,
+            "one block per acknowledged change, no more"
+        );
+    } else {
+        assert!(
+            blocks >= tally.blocks,
+            "{blocks} blocks < {} acknowledged changes",
+            tally.blocks
+        );
+    }
+    println!(
+        "{} acknowledged changes, {blocks} blocks, {} ambiguous updates, {contested_ambiguous} ambiguous contests",
+        tally.blocks, tally.ambiguous
+    );
+
+    // The chain verifies, offline, against the digest the servers serve.
+    let home = tempfile::tempdir().expect("tempdir");
+    let config = home.path().join("aws.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "backend = \"aws\"\ndynamodb_endpoint = \"{endpoint}\"\ntable_prefix = \"{prefix}\"\n"
+        ),
+    )
+    .expect("write config");
+    let expect = format!("{}:{}", da["sequence"], da["root"].as_str().expect("root"));
+    let config_arg = config.to_string_lossy().into_owned();
+    let verified = run_cli(&[
+        "verify",
+        "--config",
+        &config_arg,
+        "--expect-digest",
+        &expect,
+    ])
+    .await;
+    assert!(
+        verified.status.success(),
+        "adledger verify on the AWS journal: {:?}\n{}\n{}",
+        verified.status,
+        String::from_utf8_lossy(&verified.stdout),
+        String::from_utf8_lossy(&verified.stderr)
+    );
+
+    // Still exactly one holder after the load.
+    let holder = single_holder(&[&first, &second], Duration::from_secs(30)).await;
+
+    // Kill the holder without letting it release the lease; the other takes over once
+    // the lease lapses, and keeps projecting.
+    let (mut killed, survivor) = if holder == 0 {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    Arc::get_mut(&mut killed)
+        .expect("no writer task holds the server any more")
+        .kill_9()
+        .await;
+    let started = tokio::time::Instant::now();
+    single_holder(&[&survivor], TAKEOVER_LIMIT).await;
+    println!(
+        "the survivor took over the lease after {:?}",
+        started.elapsed()
+    );
+
+    let (created, _) = send_retrying(&survivor, || {
+        json_request(
+            &survivor,
+            Method::POST,
+            "/publisher/pub-0/ad",
+            &json!({"adTitle": "after the takeover"}),
+        )
+        .header("idempotency-key", "after-takeover")
+    })
+    .await;
+    created.expect_status(StatusCode::CREATED);
+    let ad_id = created.json()["adId"].as_str().expect("adId").to_string();
+    let read = survivor.get(&format!("/publisher/pub-0/ad/{ad_id}")).await;
+    read.expect_status(StatusCode::OK);
+    assert_eq!(read.json()["adTitle"], "after the takeover");
+    // Earlier writes still read back as acknowledged through the survivor.
+    for item in acked.iter().take(5) {
+        let resp = survivor
+            .get(&format!("/publisher/{}/ad/{}", item.publisher, item.ad_id))
+            .await;
+        resp.expect_status(StatusCode::OK);
+        assert!(resp.json()["version"].as_u64() >= Some(item.version));
+    }
+    // Its own search index has every write, from both processes.
+    let found = survivor.get("/search?q=takeover").await;
+    found.expect_status(StatusCode::OK);
+    let items = found.json()["items"].clone();
+    assert!(
+        items
+            .as_array()
+            .is_some_and(|items| items.iter().any(|a| a["adId"] == ad_id.as_str())),
+        "search through the survivor: {}",
+        found.text
+    );
+    let all = survivor.get("/search?limit=100").await;
+    all.expect_status(StatusCode::OK);
+    assert_eq!(
+        all.json()["total"].as_u64(),
+        Some(acked.len() as u64 + 1),
+        "{}",
+        all.text
+    );
+    drop(killed);
+}
