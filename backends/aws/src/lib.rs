@@ -1,5 +1,6 @@
 //! The AWS backend of adledger: the journal and the state read model in DynamoDB; the
-//! search read model in tantivy for now (OpenSearch is planned).
+//! search read model in OpenSearch (one index shared by every server process) or in a
+//! local tantivy index, chosen by configuration.
 //!
 //! Amazon QLDB reached end of support on 2025-07-31, so the journal is a plain DynamoDB
 //! table whose integrity comes from the engine's hash chain and Merkle tree: the blocks
@@ -15,6 +16,9 @@
 //! <prefix>state     publisherId (S) + adId (S): each ad's latest state, and the
 //!                   projection checkpoint
 //! ```
+//!
+//! and, with `search = "opensearch"`, the OpenSearch index `<prefix>ads` (explicit
+//! mapping in `opensearch/mapping.rs`; documents written with `version_type=external`).
 //!
 //! An append is one `TransactWriteItems` conditioned on the tip and on each ad's head
 //! (`journal/transaction.rs`): a lost race or a stale expected version writes nothing and
@@ -44,6 +48,14 @@
 //! DynamoDB server named by `ADLEDGER_TEST_DYNAMODB_ENDPOINT`; `scripts/dynamodb-local.sh`
 //! installs AWS's DynamoDB Local and runs the tests next to it in a private network
 //! namespace.
+//!
+//! No OpenSearch server can be installed on the CI machine: `tests/opensearch_contract.rs`
+//! runs the OpenSearch adapter against a loopback HTTP server that checks the exact
+//! requests (mapping, NDJSON bulk with external versions, search body) and answers as
+//! OpenSearch does, partial bulk failures and version conflicts included;
+//! `tests/opensearch_live.rs` runs the engine's search conformance tests against a real
+//! cluster when `OPENSEARCH_URL` is set, and says `skipped: OPENSEARCH_URL not set`
+//! otherwise.
 
 mod attributes;
 pub mod client;
