@@ -25,6 +25,7 @@ use crate::codec::IdempotencyTag;
 use crate::command::{Command, Outcome};
 use crate::error::{Error, Result, VersionExpectation};
 use crate::hash::Hash;
+use crate::lookup::revision_at;
 use crate::merkle::{self, Frontier};
 use crate::ports::{AdHead, AppendBatch, Clock, IdGenerator, IdempotencyRecord, Journal};
 use crate::revision::{EventKind, RevisionBody, RevisionMetadata};
@@ -256,27 +257,8 @@ impl Committer {
         let Some(head) = self.journal.ad_head(key).await? else {
             return Ok(None);
         };
-        let stored = self
-            .journal
-            .read_blocks(head.sequence, 1)
+        let data = revision_at(self.journal.as_ref(), key, head.version, head.sequence)
             .await?
-            .pop()
-            .ok_or_else(|| Error::ChainBroken {
-                sequence: head.sequence,
-                detail: format!(
-                    "block of ad {} version {} is missing",
-                    key.ad_id, head.version
-                ),
-            })?;
-        let block = block::open(&stored)?;
-        let data = block
-            .revisions
-            .into_iter()
-            .find(|r| r.key() == *key && r.version() == head.version)
-            .ok_or_else(|| Error::ChainBroken {
-                sequence: head.sequence,
-                detail: format!("block lacks ad {} version {}", key.ad_id, head.version),
-            })?
             .body
             .data;
         let head = Head { head, data };
@@ -440,23 +422,11 @@ impl Committer {
         if record.request_hash != fingerprint {
             return Ok(Some(reused()));
         }
-        let stored = self
-            .journal
-            .read_blocks(record.sequence, 1)
-            .await?
-            .pop()
-            .ok_or_else(|| Error::ChainBroken {
-                sequence: record.sequence,
-                detail: "block named by an idempotency record is missing".into(),
-            })?;
-        let created = block::open(&stored)?
-            .revisions
-            .into_iter()
-            .find(|r| r.body.metadata.id == record.ad_id && r.version() == 0)
-            .ok_or_else(|| Error::ChainBroken {
-                sequence: record.sequence,
-                detail: format!("block lacks the create of ad {}", record.ad_id),
-            })?;
+        let created_key = AdKey {
+            publisher_id: publisher_id.to_string(),
+            ad_id: record.ad_id.clone(),
+        };
+        let created = revision_at(self.journal.as_ref(), &created_key, 0, record.sequence).await?;
         Ok(Some(Ok(Outcome {
             ad: created.body.data,
             version: 0,

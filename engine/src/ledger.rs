@@ -23,11 +23,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::ad::{AdKey, is_well_formed_ad_id};
-use crate::block;
 use crate::command::{Command, Outcome};
 use crate::committer::{Committer, Request};
 use crate::error::{Error, Result};
-use crate::merkle;
 use crate::ports::ProjectionLease;
 use crate::ports::{AdState, Ports, SearchPage, SearchQuery};
 use crate::projection::{Projector, ProjectorRole, ReadModel, Wake};
@@ -334,35 +332,11 @@ impl Ledger {
         if !is_well_formed_ad_id(&key.ad_id) {
             return Err(not_found(key));
         }
-        let refs = self.ports.journal.ad_revisions(key).await?;
-        if refs.is_empty() {
+        let journal = self.ports.journal.as_ref();
+        if journal.ad_head(key).await?.is_none() {
             return Err(not_found(key));
         }
-        let mut revisions = Vec::with_capacity(refs.len());
-        for r in refs {
-            let stored = self
-                .ports
-                .journal
-                .read_blocks(r.sequence, 1)
-                .await?
-                .pop()
-                .ok_or_else(|| Error::ChainBroken {
-                    sequence: r.sequence,
-                    detail: format!("block of ad {} version {} is missing", key.ad_id, r.version),
-                })?;
-            let revision = block::open(&stored)?
-                .revisions
-                .into_iter()
-                .find(|rev| rev.key() == *key && rev.version() == r.version)
-                .ok_or_else(|| Error::ChainBroken {
-                    sequence: r.sequence,
-                    detail: format!("block lacks ad {} version {}", key.ad_id, r.version),
-                })?;
-            if range.contains(revision.body.metadata.tx_time) {
-                revisions.push(revision);
-            }
-        }
-        Ok(revisions)
+        crate::replay::revisions_in_range(journal, key, range).await
     }
 
     /// The ad's revision in force at `at`: `NotFound` before it existed, `Gone` if it had
@@ -402,37 +376,7 @@ impl Ledger {
 
     /// The digest at `sequence`, from O(log n) stored subtree roots.
     pub async fn digest_at(&self, sequence: u64) -> Result<Digest> {
-        let ids = merkle::frontier_ids(sequence + 1);
-        let nodes = self.ports.journal.merkle_nodes(&ids).await?;
-        let hashes = nodes
-            .into_iter()
-            .zip(&ids)
-            .map(|(h, (level, index))| {
-                h.ok_or_else(|| Error::NotFound {
-                    what: format!(
-                        "Merkle node (level {level}, index {index}) for sequence {sequence}"
-                    ),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let root = merkle::Frontier::from_nodes(sequence + 1, &hashes)
-            .and_then(|f| f.root())
-            .ok_or_else(|| Error::Corrupt("Merkle frontier mismatch".into()))?;
-        let stored = self
-            .ports
-            .journal
-            .read_blocks(sequence, 1)
-            .await?
-            .pop()
-            .ok_or_else(|| Error::NotFound {
-                what: format!("block {sequence}"),
-            })?;
-        let tip_hash = block::Frame::parse(&stored.bytes)?.block_hash();
-        Ok(Digest {
-            sequence,
-            root,
-            tip_hash,
-        })
+        crate::digest::digest_at(self.ports.journal.as_ref(), sequence).await
     }
 
     /// Stops accepting commands, commits what is queued, and stops the projectors (which

@@ -39,6 +39,7 @@ pub mod hash;
 pub mod ids;
 pub mod import;
 pub mod ledger;
+pub mod lookup;
 pub mod merkle;
 pub mod ports;
 pub mod projection;

@@ -17,6 +17,7 @@ use crate::ad::AdKey;
 use crate::block;
 use crate::error::{Error, Result};
 use crate::ledger::TimeRange;
+use crate::lookup::revision_at;
 use crate::ports::{AdState, Journal, SearchIndex, StateStore};
 use crate::revision::Revision;
 
@@ -55,22 +56,7 @@ pub async fn revisions_in_range(
     let refs = journal.ad_revisions(key).await?;
     let mut revisions = Vec::with_capacity(refs.len());
     for r in refs {
-        let stored = journal
-            .read_blocks(r.sequence, 1)
-            .await?
-            .pop()
-            .ok_or_else(|| Error::ChainBroken {
-                sequence: r.sequence,
-                detail: format!("block of ad {} version {} is missing", key.ad_id, r.version),
-            })?;
-        let revision = block::open(&stored)?
-            .revisions
-            .into_iter()
-            .find(|rev| rev.key() == *key && rev.version() == r.version)
-            .ok_or_else(|| Error::ChainBroken {
-                sequence: r.sequence,
-                detail: format!("block lacks ad {} version {}", key.ad_id, r.version),
-            })?;
+        let revision = revision_at(journal, key, r.version, r.sequence).await?;
         if range.contains(revision.body.metadata.tx_time) {
             revisions.push(revision);
         }

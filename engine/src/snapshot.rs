@@ -45,10 +45,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::ad::{Ad, AdKey};
-use crate::block;
 use crate::digest::digest_at;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
+use crate::lookup::revision_at;
 use crate::ports::{AdState, Journal, SearchIndex, StateStore};
 use crate::rebuild::{RebuildOptions, RebuildProgress, RebuildReport, clear_read_models, rebuild};
 
@@ -253,22 +253,7 @@ async fn state_at(journal: &dyn Journal, key: &AdKey, next: u64) -> Result<Optio
     else {
         return Ok(None);
     };
-    let stored = journal
-        .read_blocks(r.sequence, 1)
-        .await?
-        .pop()
-        .ok_or_else(|| Error::ChainBroken {
-            sequence: r.sequence,
-            detail: format!("block of ad {} version {} is missing", key.ad_id, r.version),
-        })?;
-    let revision = block::open(&stored)?
-        .revisions
-        .into_iter()
-        .find(|rev| rev.key() == *key && rev.version() == r.version)
-        .ok_or_else(|| Error::ChainBroken {
-            sequence: r.sequence,
-            detail: format!("block lacks ad {} version {}", key.ad_id, r.version),
-        })?;
+    let revision = revision_at(journal, key, r.version, r.sequence).await?;
     Ok(Some(AdState::from_revision(&revision)))
 }
 
