@@ -21,16 +21,19 @@
 //!   failure fails `apply` and leaves the checkpoint where it was. Reading it is a
 //!   realtime `GET`.
 //! - **Visibility**: bulk writes use `refresh=true`, so when `apply` or `put` returns,
-//!   searches see them.
+//!   searches see them (read-your-writes waits for the checkpoint, then searches). The
+//!   price is one refresh per projection batch; the projector batches what has been
+//!   committed since its last step, so under load the refreshes stay few.
 //! - **Large batches** (a rebuild hands over up to 128 MB) go out as several bulk
 //!   requests of at most 1,000 items and 5 MB each, in journal order; the checkpoint is
 //!   written after the last one succeeded.
 //! - **`put` is unconditional**: written with `external_gte`; a document OpenSearch
 //!   refuses because it holds a newer version is deleted and written again, retried
-//!   until OpenSearch has forgotten the deleted version (immediately, with the index's
-//!   `gc_deletes` of 0; its clock ticks about every 200 ms). Between the delete and the
-//!   write that ad is missing from results for a moment; `put` is a maintenance
-//!   operation (restore, replay, rebuild), not the projection's path.
+//!   (every 250 ms, 20 times at most) until OpenSearch has forgotten the deleted
+//!   version: with the index's `gc_deletes` of 0 that takes one tick of OpenSearch's
+//!   cached clock, about 200 ms. Between the delete and the write that ad is missing
+//!   from results for a moment; `put` is a maintenance operation (restore, replay,
+//!   rebuild), not the projection's path.
 //! - **`clear`** deletes and recreates the index: it drops documents, the checkpoint and
 //!   every version OpenSearch remembers, so a rebuild starts from nothing.
 
