@@ -27,6 +27,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 /// How long any one adapter call may take before the test fails.
 const CALL_LIMIT: Duration = Duration::from_secs(20);
@@ -39,6 +40,7 @@ struct Recorded {
     query: String,
     content_type: String,
     authorization: Option<String>,
+    content_sha256: Option<String>,
     body: String,
 }
 
@@ -163,6 +165,7 @@ async fn record(
         query: uri.query().unwrap_or_default().to_string(),
         content_type: header("content-type").unwrap_or_default(),
         authorization: header("authorization"),
+        content_sha256: header("x-amz-content-sha256"),
         body: String::from_utf8_lossy(&body).into_owned(),
     });
     let request_body = String::from_utf8_lossy(&body).into_owned();
@@ -919,6 +922,50 @@ async fn basic_auth_goes_on_every_request() {
         requests[0].authorization.as_deref(),
         Some("Basic YWRtaW46czNjcmV0OnB3")
     );
+}
+
+#[tokio::test]
+async fn sigv4_signs_every_request_for_the_service_and_region() {
+    // Credentials come from the standard chain; `scripts/dynamodb-local.sh` exports
+    // static ones. Without them the chain would look for instance metadata.
+    if std::env::var("AWS_ACCESS_KEY_ID").map_or(true, |v| v.is_empty()) {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: sigv4_signs_every_request_for_the_service_and_region \
+             (AWS_ACCESS_KEY_ID not set; scripts/dynamodb-local.sh sets it)"
+        );
+        return;
+    }
+    let os = FakeOpenSearch::start().await;
+    let settings = os.settings(OpenSearchAuth::SigV4 {
+        service: "es".into(),
+        region: Some("eu-west-3".into()),
+    });
+    let index = bounded(OpenSearchIndex::connect(&settings))
+        .await
+        .expect("connect");
+    os.answer(200, bulk_answer(vec![item_created(&ad_id(1), 0)]))
+        .answer(200, checkpoint_written());
+    bounded(index.apply(&creates(&["signed"]), 1))
+        .await
+        .expect("apply");
+    let requests = os.requests();
+    assert_eq!(requests.len(), 2);
+    for request in &requests {
+        let authorization = request.authorization.as_deref().unwrap_or_default();
+        assert!(
+            authorization.starts_with("AWS4-HMAC-SHA256 Credential="),
+            "{authorization}"
+        );
+        assert!(
+            authorization.contains("/eu-west-3/es/aws4_request"),
+            "{authorization}"
+        );
+        // The payload hash is signed too (OpenSearch Serverless requires the header).
+        let body_hash = hex::encode(Sha256::digest(request.body.as_bytes()));
+        assert_eq!(request.content_sha256.as_deref(), Some(body_hash.as_str()));
+    }
 }
 
 #[tokio::test]
