@@ -53,6 +53,8 @@
 //! runs the OpenSearch adapter against a loopback HTTP server that checks the exact
 //! requests (mapping, NDJSON bulk with external versions, search body) and answers as
 //! OpenSearch does, partial bulk failures and version conflicts included;
+//! `tests/opensearch_model.rs` runs the engine's search conformance tests against an
+//! in-memory model of OpenSearch's versioning and query rules on loopback;
 //! `tests/opensearch_live.rs` runs the engine's search conformance tests against a real
 //! cluster when `OPENSEARCH_URL` is set, and says `skipped: OPENSEARCH_URL not set`
 //! otherwise.
