@@ -32,7 +32,7 @@
 use serde::Serialize;
 
 use crate::block::{EncodedBlock, Frame};
-use crate::codec::{self, BlockHeader};
+use crate::codec;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::merkle::{Frontier, frontier_ids, leaf_hash};
@@ -249,11 +249,12 @@ impl Run<'_> {
     ) -> std::result::Result<(), Finding> {
         let Standalone {
             hash,
-            header,
+            previous_hash,
+            listed,
             revisions,
             bad_revision,
         } = alone;
-        if header.previous_hash != self.previous_hash {
+        if previous_hash != self.previous_hash {
             let before = match sequence.checked_sub(1) {
                 Some(p) => format!("block {p} hashes to {}", self.previous_hash),
                 None => format!("the first block's must be {}", Hash::ZERO),
@@ -261,27 +262,24 @@ impl Run<'_> {
             return Err(failure(
                 sequence,
                 Some("previousHash".into()),
-                format!(
-                    "the header's previousHash is {}, but {before}",
-                    header.previous_hash
-                ),
+                format!("the header's previousHash is {previous_hash}, but {before}"),
             )
             .into());
         }
-        if header.revision_hashes.len() != revisions {
+        if listed != revisions {
             return Err(failure(
                 sequence,
                 Some("revisionHashes".into()),
                 format!(
-                    "the header lists {} revision hashes, the block holds {revisions} revisions",
-                    header.revision_hashes.len(),
+                    "the header lists {listed} revision hashes, the block holds {revisions} \
+                     revisions"
                 ),
             )
             .into());
         }
         let leaf = leaf_hash(&hash);
         let stored_leaf = nodes.first().copied().flatten();
-        if let Some((i, actual)) = bad_revision {
+        if let Some((i, actual, listed)) = bad_revision {
             // Only reached for a damaged block: parse its frame again to name the revision.
             let bytes = Frame::parse(&stored.bytes)
                 .ok()
@@ -292,7 +290,7 @@ impl Run<'_> {
                 i,
                 bytes,
                 actual,
-                header.revision_hashes[i],
+                listed,
                 stored_leaf == Some(leaf),
             )
             .into());
@@ -485,11 +483,18 @@ impl Run<'_> {
 /// header, and the first revision whose stored bytes do not hash to the header's entry.
 /// Computing it is nearly all of verification's work (every SHA-256 over stored bytes, the
 /// header decode) and needs no other block, so batches compute it on all cores.
+///
+/// It holds no heap data: results cross from worker threads to the linking thread by the
+/// million, and freeing on another thread than the one that allocated is slow.
 struct Standalone {
     hash: Hash,
-    header: BlockHeader,
+    previous_hash: Hash,
+    /// How many revision hashes the header lists.
+    listed: usize,
+    /// How many revisions the block holds.
     revisions: usize,
-    bad_revision: Option<(usize, Hash)>,
+    /// The first revision that does not hash to its listed hash: index, actual, listed.
+    bad_revision: Option<(usize, Hash, Hash)>,
 }
 
 /// The checks of one block that need no other block, in verification order: it is the
@@ -543,10 +548,11 @@ fn standalone(
         .zip(&header.revision_hashes)
         .map(|(bytes, listed)| (Hash::of(bytes), listed))
         .position(|(actual, listed)| actual != *listed)
-        .map(|i| (i, Hash::of(frame.revisions[i])));
+        .map(|i| (i, Hash::of(frame.revisions[i]), header.revision_hashes[i]));
     Ok(Standalone {
         hash: frame.block_hash(),
-        header,
+        previous_hash: header.previous_hash,
+        listed: header.revision_hashes.len(),
         revisions: frame.revisions.len(),
         bad_revision,
     })
