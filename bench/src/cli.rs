@@ -70,6 +70,13 @@ pub struct Cli {
     #[arg(long, value_name = "SEED", default_value_t = 1)]
     pub seed: u64,
 
+    /// Before the gets, wait (unmeasured, at most --duration-limit) until the server's
+    /// state projection has applied every block (`/healthz`: `projections.state` reaches
+    /// `journal.blocks`), so the gets measure the read path rather than a read-your-writes
+    /// wait behind a projection backlog; the wait is reported as a note
+    #[arg(long)]
+    pub settle: bool,
+
     /// Print the results as one JSON object on stdout instead of a table
     #[arg(long)]
     pub json: bool,

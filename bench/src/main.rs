@@ -157,6 +157,14 @@ async fn drive(cli: &Cli, url: &str, server: String) -> Result<Report, String> {
         created = measure(&mut report, "creates", create, &plan(cli.creates)).await;
     }
 
+    if cli.gets > 0 && cli.settle {
+        let waited = settle(&client, url, Duration::from_secs(cli.duration_limit)).await?;
+        report.notes.push(format!(
+            "settle: the state projection caught up {:.2} s after the creates phase",
+            waited.as_secs_f64()
+        ));
+    }
+
     if cli.gets > 0 {
         Rng::new(cli.seed).shuffle(&mut created);
         match Get::new(url, &created) {
@@ -256,6 +264,35 @@ async fn preflight(client: &reqwest::Client, url: &str) -> Result<(), String> {
     } else {
         let body = response.text().await.unwrap_or_default();
         Err(format!("{url}/healthz answered {status}: {body}"))
+    }
+}
+
+/// Polls `/healthz` until the state projection has applied every committed block (at
+/// most `limit`); returns how long that took.
+async fn settle(client: &reqwest::Client, url: &str, limit: Duration) -> Result<Duration, String> {
+    let started = std::time::Instant::now();
+    loop {
+        let health: serde_json::Value = client
+            .get(format!("{url}/healthz"))
+            .send()
+            .await
+            .map_err(|e| format!("settle: {}", phase::chain(&e)))?
+            .json()
+            .await
+            .map_err(|e| format!("settle: /healthz is not JSON: {}", phase::chain(&e)))?;
+        let blocks = health["journal"]["blocks"].as_u64();
+        let state = health["projections"]["state"].as_u64();
+        if let (Some(blocks), Some(state)) = (blocks, state)
+            && state >= blocks
+        {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() >= limit {
+            return Err(format!(
+                "settle: the state projection did not catch up within {limit:?}: {health}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
