@@ -18,7 +18,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::ad::{Ad, AdKey};
+use crate::ad::{Ad, AdKey, AdPatch};
 use crate::batch;
 use crate::block::{self, EncodedBlock};
 use crate::codec::IdempotencyTag;
@@ -340,7 +340,10 @@ impl Committer {
                     key,
                     patch,
                     expected_version,
-                } => match self.live_head(&plan, key, *expected_version).await? {
+                } => match self
+                    .checked_head(&plan, key, *expected_version, Some(patch))
+                    .await?
+                {
                     Err(e) => Err(e),
                     Ok((before, head, current)) => {
                         let next = patch.apply_to(&current);
@@ -370,7 +373,10 @@ impl Committer {
                 Command::DeleteAd {
                     key,
                     expected_version,
-                } => match self.live_head(&plan, key, *expected_version).await? {
+                } => match self
+                    .checked_head(&plan, key, *expected_version, None)
+                    .await?
+                {
                     Err(e) => Err(e),
                     Ok((before, head, _)) => {
                         let tx_time = self.next_time(&plan);
@@ -434,6 +440,34 @@ impl Committer {
             sequence: record.sequence,
             replayed: true,
         })))
+    }
+
+    /// [`live_head`](Committer::live_head), re-read from the journal when a head this
+    /// process cached would decide the answer without the append's condition checking it:
+    /// a version conflict, or an update that changes nothing. Another process sharing the
+    /// journal may have written the ad since it was cached (a client that read version 2
+    /// through it must not get a 412 here because this cache still says 1). Every other
+    /// answer goes through the journal's condition on the head, and a stale head there
+    /// makes the append fail and the batch re-plan.
+    async fn checked_head(
+        &mut self,
+        plan: &Plan,
+        key: &AdKey,
+        expected: Option<u64>,
+        patch: Option<&AdPatch>,
+    ) -> Result<Result<(Option<u64>, AdHead, Ad)>> {
+        let cached = !plan.touched.contains_key(key) && self.heads.contains_key(key);
+        let found = self.live_head(plan, key, expected).await?;
+        let decided_by_cache = match &found {
+            Err(Error::Conflict { .. }) => true,
+            Ok((_, _, current)) => patch.is_some_and(|p| p.apply_to(current) == *current),
+            Err(_) => false,
+        };
+        if cached && decided_by_cache {
+            self.heads.remove(key);
+            return self.live_head(plan, key, expected).await;
+        }
+        Ok(found)
     }
 
     /// The current head of an ad that must exist and not be deleted, checked against the

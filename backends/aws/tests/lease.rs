@@ -17,7 +17,7 @@ use adledger_engine::ids::UlidGenerator;
 use adledger_engine::ports::{LeaseGrant, ProjectionLease, Sharing};
 use adledger_engine::projection::ProjectorRole;
 use adledger_engine::testkit::draft;
-use adledger_engine::{AdKey, Command, Ledger, LedgerOptions, Ports};
+use adledger_engine::{AdKey, AdPatch, Command, Ledger, LedgerOptions, Ports};
 
 /// The test's server, or an early return after the visible skip line.
 macro_rules! endpoint_or_skip {
@@ -300,4 +300,69 @@ async fn two_ledgers_one_projector_and_reads_see_each_others_writes() {
     let key = create(&standby, "after takeover").await;
     assert_eq!(standby.get(&key).await.expect("read").version, 0);
     standby.shutdown().await;
+}
+
+fn retitle(key: &AdKey, title: &str, expected: Option<u64>) -> Command {
+    Command::UpdateAd {
+        key: key.clone(),
+        patch: AdPatch {
+            ad_title: Some(title.into()),
+            ..AdPatch::default()
+        },
+        expected_version: expected,
+    }
+}
+
+/// Each process's committer caches ad heads. A head another process has moved since must
+/// never decide an answer on its own: not a version conflict, not "nothing changes".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_cached_head_gives_no_false_answer() {
+    let endpoint = endpoint_or_skip!();
+    let (client, names) = tables(&endpoint).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = process(&client, &names, "process-1", &dir.path().join("s1")).await;
+    let second = process(&client, &names, "process-2", &dir.path().join("s2")).await;
+
+    // The first process creates the ad (and caches its head at version 0); the second
+    // updates it to version 1 ("b"), caching that.
+    let key = create(&first, "a").await;
+    let v1 = second
+        .execute(retitle(&key, "b", Some(0)))
+        .await
+        .expect("update through the second process");
+    assert_eq!(v1.version, 1);
+
+    // A client that read version 1 updates through the first process, whose cache still
+    // says 0: the precondition holds and the update must succeed.
+    let v2 = first
+        .execute(retitle(&key, "c", Some(1)))
+        .await
+        .expect("a correct If-Match through a process with a stale cache");
+    assert_eq!(v2.version, 2);
+    assert_eq!(v2.ad.as_ref().map(|a| a.ad_title.as_str()), Some("c"));
+
+    // The second process's cache says the title is "b"; setting it to "b" does change
+    // the ad (it is "c" now), so it must append version 3, not answer "no change".
+    let v3 = second
+        .execute(retitle(&key, "b", None))
+        .await
+        .expect("update through the second process");
+    assert_eq!(v3.version, 3);
+    assert!(v3.revision.is_some(), "a change appends a revision");
+
+    // A stale precondition is still refused, through either process.
+    for ledger in [&first, &second] {
+        let refused = ledger.execute(retitle(&key, "d", Some(2))).await;
+        assert!(
+            matches!(refused, Err(adledger_engine::Error::Conflict { .. })),
+            "{refused:?}"
+        );
+    }
+    for ledger in [&first, &second] {
+        let state = ledger.get(&key).await.expect("read");
+        assert_eq!(state.version, 3);
+        assert_eq!(state.ad.map(|a| a.ad_title), Some("b".to_string()));
+    }
+    first.shutdown().await;
+    second.shutdown().await;
 }
