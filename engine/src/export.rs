@@ -93,6 +93,76 @@ fn ion_error(e: ion_rs::IonError) -> Error {
 struct RecordWriter<'a> {
     out: &'a mut (dyn Write + Send),
     format: ExportFormat,
+    /// Reused for every block record.
+    buffer: Vec<u8>,
+}
+
+/// What ion-rs writes before the struct of a block record when it encodes one as a
+/// stream of its own: the version marker and the local symbol table
+/// `$ion_symbol_table::{symbols: ["sequenceNo", "frame"]}` (so `sequenceNo` is symbol 10
+/// and `frame` 11).
+const BLOCK_RECORD_PREFIX: [u8; 33] = [
+    0xE0, 0x01, 0x00, 0xEA, 0xEE, 0x9B, 0x81, 0x83, 0xDE, 0x97, 0x86, 0x71, 0x03, 0x87, 0xBE, 0x91,
+    0x8A, b's', b'e', b'q', b'u', b'e', b'n', b'c', b'e', b'N', b'o', 0x85, b'f', b'r', b'a', b'm',
+    b'e',
+];
+
+/// The bytes of a VarUInt (Ion 1.0 binary): 7 bits per byte, most significant first,
+/// the last byte flagged.
+fn var_uint(out: &mut Vec<u8>, value: usize) {
+    let mut groups = [0u8; 10];
+    let mut n = 0;
+    let mut rest = value;
+    loop {
+        groups[n] = (rest & 0x7F) as u8;
+        n += 1;
+        rest >>= 7;
+        if rest == 0 {
+            break;
+        }
+    }
+    groups[0] |= 0x80;
+    out.extend(groups[..n].iter().rev());
+}
+
+fn var_uint_len(value: usize) -> usize {
+    let bits = usize::BITS - value.leading_zeros();
+    (bits.max(1) as usize).div_ceil(7)
+}
+
+/// A type descriptor with its length: inline below 14, else a VarUInt.
+fn type_and_length(out: &mut Vec<u8>, type_code: u8, len: usize) {
+    if len < 14 {
+        out.push((type_code << 4) | len as u8);
+    } else {
+        out.push((type_code << 4) | 14);
+        var_uint(out, len);
+    }
+}
+
+/// A block record `{sequenceNo: sequence, frame: bytes}` as one Ion stream, written
+/// straight into `out`: byte for byte what ion-rs's `Element::encode_as(Binary)` writes
+/// (a unit test compares them), at a fraction of the cost of building an element and a
+/// writer per block — the difference between an export below and above 100 MB/s.
+fn encode_block_record(out: &mut Vec<u8>, sequence: u64, frame: &[u8]) {
+    out.extend_from_slice(&BLOCK_RECORD_PREFIX);
+    let be = sequence.to_be_bytes();
+    // Minimal big-endian magnitude; ion-rs writes zero as one 0x00 byte, not as the
+    // empty magnitude Ion also allows.
+    let magnitude = &be[((sequence.leading_zeros() / 8) as usize).min(7)..];
+    let blob_header = if frame.len() < 14 {
+        1
+    } else {
+        1 + var_uint_len(frame.len())
+    };
+    let body = 1 + 1 + magnitude.len() + 1 + blob_header + frame.len();
+    type_and_length(out, 0xD, body);
+    out.push(0x8A);
+    out.push(0x20 | magnitude.len() as u8);
+    out.extend_from_slice(magnitude);
+    out.push(0x8B);
+    type_and_length(out, 0xA, frame.len());
+    out.extend_from_slice(frame);
 }
 
 impl RecordWriter<'_> {
@@ -135,12 +205,13 @@ impl RecordWriter<'_> {
 
     fn block(&mut self, block: &EncodedBlock) -> Result<()> {
         match self.format {
-            ExportFormat::Ion => self.ion(Element::from(
-                Element::struct_builder()
-                    .with_field("sequenceNo", block.sequence as i64)
-                    .with_field("frame", Element::blob(block.bytes.as_slice()))
-                    .build(),
-            )),
+            // Sequences are below 2^63 (they count blocks), as the Ion int ion-rs would
+            // write from an i64.
+            ExportFormat::Ion => {
+                self.buffer.clear();
+                encode_block_record(&mut self.buffer, block.sequence, &block.bytes);
+                self.out.write_all(&self.buffer).map_err(write_error)
+            }
             ExportFormat::Jsonl => self.json(serde_json::json!({
                 "sequenceNo": block.sequence,
                 "frame": BASE64.encode(&block.bytes),
@@ -240,7 +311,11 @@ pub async fn export(
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<ExportReport> {
     let span = sequence_range(journal, range).await?;
-    let mut writer = RecordWriter { out, format };
+    let mut writer = RecordWriter {
+        out,
+        format,
+        buffer: Vec::new(),
+    };
     writer.header(span.map(|s| s.0), span.map(|s| s.1))?;
     let mut report = ExportReport {
         first_sequence: span.map(|s| s.0),
@@ -273,4 +348,37 @@ pub async fn export(
     writer.trailer(report.blocks, report.digest.as_ref())?;
     writer.out.flush().map_err(write_error)?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_records_are_byte_for_byte_what_ion_rs_writes() {
+        let sequences = [0u64, 1, 127, 255, 256, 70_000, 1 << 40, i64::MAX as u64];
+        let lengths = [
+            0usize, 1, 5, 12, 13, 14, 100, 127, 128, 600, 16_383, 16_384, 70_000,
+        ];
+        let mut fast = Vec::new();
+        for &sequence in &sequences {
+            for &len in &lengths {
+                let frame: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+                let reference = Element::from(
+                    Element::struct_builder()
+                        .with_field("sequenceNo", sequence as i64)
+                        .with_field("frame", Element::blob(frame.as_slice()))
+                        .build(),
+                )
+                .encode_as(Binary)
+                .expect("ion-rs encodes");
+                fast.clear();
+                encode_block_record(&mut fast, sequence, &frame);
+                assert!(
+                    fast == reference,
+                    "sequence {sequence}, frame of {len} bytes"
+                );
+            }
+        }
+    }
 }

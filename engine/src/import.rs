@@ -48,7 +48,10 @@ use crate::revision::EventKind;
 /// How an import writes.
 #[derive(Debug, Clone)]
 pub struct ImportOptions {
-    /// Most blocks per `append`.
+    /// Most blocks per `append`; never more than the journal's
+    /// [`max_blocks_per_append`](Journal::max_blocks_per_append), whatever is asked
+    /// (DynamoDB takes 33 per transaction, sled thousands: each append costs one
+    /// fdatasync there, so bigger is faster).
     pub batch_blocks: usize,
     /// Most frame bytes per `append` (the AWS backend bounds one transaction's size).
     pub batch_bytes: usize,
@@ -57,8 +60,8 @@ pub struct ImportOptions {
 impl Default for ImportOptions {
     fn default() -> Self {
         ImportOptions {
-            batch_blocks: 4096,
-            batch_bytes: 16 << 20,
+            batch_blocks: 16_384,
+            batch_bytes: 32 << 20,
         }
     }
 }
@@ -637,6 +640,13 @@ pub async fn import(
         ));
     }
     let summary = verify_export(path, progress)?;
+    let options = &ImportOptions {
+        batch_blocks: options
+            .batch_blocks
+            .min(journal.max_blocks_per_append())
+            .max(1),
+        ..options.clone()
+    };
 
     // Pass 2 reads, opens and batches blocks on a thread of its own (the Ion reader is
     // not `Send`, and opening blocks is the CPU-heavy part), while this task appends the

@@ -23,9 +23,18 @@
 //!
 //! # Speed
 //!
-//! Batches are large ([`DEFAULT_BATCH_BLOCKS`]); within a batch only the last state of
-//! each ad is written; the two read models are written concurrently with each other and
-//! with reading and decoding the next batch, and decoding is split across threads.
+//! A batch is the unit of writing and of checkpointing. It is read from the journal in
+//! chunks of [`READ_CHUNK`] blocks, each decoded on [`RebuildOptions::decode_threads`]
+//! threads (with [`crate::fast_decode`]) and folded into one map holding the last state
+//! of each ad, and it ends when it reaches [`RebuildOptions::batch_blocks`] blocks or
+//! its states reach [`RebuildOptions::batch_bytes`] (an estimate of their memory). Only
+//! those last states are written: a journal where ads are updated many times writes each
+//! ad once per batch, not once per revision, and each read model makes one write (one
+//! sled batch, one tantivy commit) per batch. The two read models are written
+//! concurrently with each other and with reading and decoding the next batch.
+//!
+//! The sizes trade memory and the work a crash repeats (at most one batch) against
+//! speed: two batches are in memory at most (one written, one being built).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -38,16 +47,25 @@ use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::ports::{AdState, Journal, SearchIndex, StateStore};
 
-/// Blocks per batch: one read, one write per read model, one search commit.
+/// Most blocks per batch (one write per read model, one search commit, one checkpoint).
 /// A search commit costs ~0.4 s on the local backend whatever its size, so batches are
-/// large; memory stays around 100 MB per batch in flight.
-pub const DEFAULT_BATCH_BLOCKS: usize = 65_536;
+/// large; the blocks themselves are only held one read chunk at a time.
+pub const DEFAULT_BATCH_BLOCKS: usize = 1 << 20;
+
+/// Most estimated bytes of decoded ad states per batch (see [`RebuildOptions::batch_bytes`]).
+pub const DEFAULT_BATCH_BYTES: usize = 128 << 20;
+
+/// Blocks per `read_blocks` call: the frames of one chunk are in memory at a time.
+pub const READ_CHUNK: usize = 16_384;
 
 /// How a rebuild runs.
 #[derive(Debug, Clone)]
 pub struct RebuildOptions {
-    /// Blocks read and written per batch.
+    /// Most blocks per batch.
     pub batch_blocks: usize,
+    /// Most estimated bytes of decoded states per batch (the batch's memory): a batch
+    /// ends at whichever of the two limits it reaches first.
+    pub batch_bytes: usize,
     /// Stop after this many batches, as an interruption would (tests of resumption);
     /// `None` runs to the end of the journal.
     pub max_batches: Option<usize>,
@@ -59,6 +77,7 @@ impl Default for RebuildOptions {
     fn default() -> Self {
         RebuildOptions {
             batch_blocks: DEFAULT_BATCH_BLOCKS,
+            batch_bytes: DEFAULT_BATCH_BYTES,
             max_batches: None,
             decode_threads: 2,
         }
@@ -132,7 +151,6 @@ pub async fn rebuild(
     progress: &mut (dyn FnMut(&RebuildProgress) + Send),
 ) -> Result<RebuildReport> {
     let started = std::time::Instant::now();
-    let batch = options.batch_blocks.max(1);
     let (state_checkpoint, search_checkpoint) =
         tokio::join!(state.checkpoint(), search.checkpoint());
     let from = state_checkpoint?.min(search_checkpoint?);
@@ -175,8 +193,7 @@ pub async fn rebuild(
         revisions: 0,
         bytes: 0,
     };
-    let threads = options.decode_threads.max(1);
-    let mut current = read_batch(journal, from, previous, batch, threads).await?;
+    let mut current = read_batch(journal, from, previous, options).await?;
     let mut batches = 0usize;
     while current.blocks > 0 {
         let write = async {
@@ -186,7 +203,7 @@ pub async fn rebuild(
             );
             s.and(i)
         };
-        let read = read_batch(journal, current.next, current.last_hash, batch, threads);
+        let read = read_batch(journal, current.next, current.last_hash, options);
         let (written, next) = tokio::join!(write, read);
         written?;
         report.next = current.next;
@@ -209,67 +226,100 @@ pub async fn rebuild(
     Ok(report)
 }
 
-/// Reads up to `max` blocks from `from`, verifies them (see the module docs) and keeps
-/// the last state of each ad.
+/// Reads one batch from `from` (see the module docs): verifies every block (links
+/// across chunks too) and keeps the last state of each ad.
 async fn read_batch(
     journal: &dyn Journal,
     from: u64,
     previous: Hash,
-    max: usize,
-    threads: usize,
+    options: &RebuildOptions,
 ) -> Result<Decoded> {
-    let stored = journal.read_blocks(from, max).await?;
-    let bytes = stored.iter().map(|b| b.bytes.len() as u64).sum();
-    let blocks = stored.len() as u64;
-    // Decoded in parallel chunks off the async threads; links are checked afterwards,
-    // across chunk boundaries too.
-    let chunk = stored.len().div_ceil(threads).max(1);
-    let mut chunks = Vec::with_capacity(threads);
-    let mut rest = stored;
-    while !rest.is_empty() {
-        let tail = rest.split_off(chunk.min(rest.len()));
-        chunks.push(tokio::task::spawn_blocking(move || decode(rest)));
-        rest = tail;
-    }
-    let mut previous = previous;
-    let mut revisions = 0u64;
-    let mut states: Vec<AdState> = Vec::new();
+    let max_blocks = options.batch_blocks.max(1) as u64;
+    let max_bytes = options.batch_bytes.max(1);
+    let threads = options.decode_threads.max(1);
+    let mut batch = Decoded {
+        next: from,
+        blocks: 0,
+        revisions: 0,
+        bytes: 0,
+        last_hash: previous,
+        states: Vec::new(),
+    };
     let mut index: HashMap<AdKey, usize> = HashMap::new();
-    for handle in chunks {
-        let decoded = handle
-            .await
-            .map_err(|e| Error::Unavailable(format!("a decoding task failed: {e}")))??;
-        for block in decoded {
-            if block.previous_hash != previous {
-                return Err(Error::ChainBroken {
-                    sequence: block.sequence,
-                    detail: format!(
-                        "the header's previousHash is {}, but the block before hashes to {previous}",
-                        block.previous_hash
-                    ),
-                });
-            }
-            previous = block.hash;
-            revisions += block.states.len() as u64;
-            for state in block.states {
-                match index.get(&state.key) {
-                    Some(&i) => states[i] = state,
-                    None => {
-                        index.insert(state.key.clone(), states.len());
-                        states.push(state);
+    let mut state_bytes = 0usize;
+    while batch.blocks < max_blocks && state_bytes < max_bytes {
+        let want =
+            usize::try_from(max_blocks - batch.blocks).map_or(READ_CHUNK, |n| n.min(READ_CHUNK));
+        let stored = journal.read_blocks(batch.next, want).await?;
+        if stored.is_empty() {
+            break;
+        }
+        batch.blocks += stored.len() as u64;
+        batch.next += stored.len() as u64;
+        batch.bytes += stored.iter().map(|b| b.bytes.len() as u64).sum::<u64>();
+        // Decoded in parallel chunks off the async threads; links are checked here,
+        // across chunk boundaries too.
+        let chunk = stored.len().div_ceil(threads).max(1);
+        let mut handles = Vec::with_capacity(threads);
+        let mut rest = stored;
+        while !rest.is_empty() {
+            let tail = rest.split_off(chunk.min(rest.len()));
+            handles.push(tokio::task::spawn_blocking(move || decode(rest)));
+            rest = tail;
+        }
+        for handle in handles {
+            let decoded = handle
+                .await
+                .map_err(|e| Error::Unavailable(format!("a decoding task failed: {e}")))??;
+            for block in decoded {
+                if block.previous_hash != batch.last_hash {
+                    return Err(Error::ChainBroken {
+                        sequence: block.sequence,
+                        detail: format!(
+                            "the header's previousHash is {}, but the block before hashes to {}",
+                            block.previous_hash, batch.last_hash
+                        ),
+                    });
+                }
+                batch.last_hash = block.hash;
+                batch.revisions += block.states.len() as u64;
+                for state in block.states {
+                    let size = state_size(&state);
+                    match index.get(&state.key) {
+                        Some(&i) => {
+                            state_bytes =
+                                state_bytes.saturating_sub(state_size(&batch.states[i])) + size;
+                            batch.states[i] = state;
+                        }
+                        None => {
+                            state_bytes +=
+                                size + state.key.publisher_id.len() + state.key.ad_id.len() + 48;
+                            index.insert(state.key.clone(), batch.states.len());
+                            batch.states.push(state);
+                        }
                     }
                 }
             }
         }
     }
-    Ok(Decoded {
-        next: from + blocks,
-        blocks,
-        revisions,
-        bytes,
-        last_hash: previous,
-        states,
-    })
+    Ok(batch)
+}
+
+/// Roughly the heap and inline bytes one state holds (for [`RebuildOptions::batch_bytes`]).
+fn state_size(state: &AdState) -> usize {
+    let strings = |ad: &crate::ad::Ad| {
+        ad.ad_id.len()
+            + ad.publisher_id.len()
+            + ad.ad_title.len()
+            + ad.ad_description.len()
+            + ad.currency.len()
+            + ad.category.len()
+            + ad.tags.iter().map(|t| t.len() + 24).sum::<usize>()
+    };
+    std::mem::size_of::<AdState>()
+        + state.key.publisher_id.len()
+        + state.key.ad_id.len()
+        + state.ad.as_ref().map_or(0, strings)
 }
 
 /// One opened block, reduced to what a rebuild needs.
@@ -285,11 +335,26 @@ fn decode(stored: Vec<EncodedBlock>) -> Result<Vec<OpenedBlock>> {
         .iter()
         .map(|encoded| {
             let block = crate::fast_decode::open(encoded)?;
+            let sequence = block.sequence();
             Ok(OpenedBlock {
-                sequence: block.sequence(),
+                sequence,
                 hash: block.hash,
                 previous_hash: block.header.previous_hash,
-                states: block.revisions.iter().map(AdState::from_revision).collect(),
+                // Moved, not cloned: the decoded revision is not needed afterwards.
+                states: block
+                    .revisions
+                    .into_iter()
+                    .map(|revision| {
+                        let body = revision.body;
+                        AdState {
+                            key: AdKey::new(body.metadata.publisher_id, body.metadata.id),
+                            version: body.metadata.version,
+                            sequence,
+                            updated_at: body.metadata.tx_time,
+                            ad: body.data,
+                        }
+                    })
+                    .collect(),
             })
         })
         .collect()

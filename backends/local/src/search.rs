@@ -257,34 +257,31 @@ impl Inner {
         for (i, state) in states.iter().enumerate() {
             last.insert(state.key.ad_id.as_str(), i);
         }
-        let mut changes = Vec::with_capacity(last.len());
-        for (i, state) in states.iter().enumerate() {
-            if last.get(state.key.ad_id.as_str()) != Some(&i) {
-                continue;
-            }
-            let metadata = RevisionMetadata {
-                id: state.key.ad_id.clone(),
-                publisher_id: state.key.publisher_id.clone(),
-                version: state.version,
-                tx_id: String::new(),
-                tx_time: state.updated_at,
-            };
-            let doc: TantivyDocument = match &state.ad {
-                Some(ad) => self.schema.live(ad, &metadata)?,
-                None => self.schema.tombstone(&metadata),
-            };
-            changes.push((
-                Term::from_field_text(self.schema.ad_id, &state.key.ad_id),
-                doc,
-            ));
-        }
         let checkpoint = match checkpoint {
             Some(checkpoint) => checkpoint,
             None => self.checkpoint()?,
         };
+        // Documents are built while the writer's indexing thread indexes the previous
+        // ones (a bulk put of a rebuild batch is hundreds of thousands of them); a
+        // failure half-way is rolled back by `commit_with`, so nothing half-done is ever
+        // committed.
         self.commit_with(writer, checkpoint, move |writer| {
-            for (term, doc) in changes {
-                writer.delete_term(term);
+            for (i, state) in states.iter().enumerate() {
+                if last.get(state.key.ad_id.as_str()) != Some(&i) {
+                    continue;
+                }
+                let metadata = RevisionMetadata {
+                    id: state.key.ad_id.clone(),
+                    publisher_id: state.key.publisher_id.clone(),
+                    version: state.version,
+                    tx_id: String::new(),
+                    tx_time: state.updated_at,
+                };
+                let doc: TantivyDocument = match &state.ad {
+                    Some(ad) => self.schema.live(ad, &metadata)?,
+                    None => self.schema.tombstone(&metadata),
+                };
+                writer.delete_term(Term::from_field_text(self.schema.ad_id, &state.key.ad_id));
                 writer.add_document(doc)?;
             }
             Ok(())

@@ -71,6 +71,17 @@ struct StoredAd {
     ad: Option<Ad>,
 }
 
+/// [`StoredAd`] borrowed from an [`AdState`], so a bulk `put` serializes without
+/// copying each ad first (the same JSON).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredAdRef<'a> {
+    version: u64,
+    sequence: u64,
+    updated_at: DateTime<Utc>,
+    ad: Option<&'a Ad>,
+}
+
 fn publisher_prefix(publisher_id: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(publisher_id.len() + 2);
     out.push(AD);
@@ -271,11 +282,11 @@ fn put_blocking(
 ) -> Result<(), LocalError> {
     let mut batch = sled::Batch::default();
     for state in states {
-        let stored = StoredAd {
+        let stored = StoredAdRef {
             version: state.version,
             sequence: state.sequence,
             updated_at: state.updated_at,
-            ad: state.ad.clone(),
+            ad: state.ad.as_ref(),
         };
         let bytes = serde_json::to_vec(&stored)
             .map_err(|e| corrupt(format!("cannot encode ad {}: {e}", state.key.ad_id)))?;
