@@ -155,10 +155,10 @@ fn cursor_offset(params: &QueryParams) -> Result<usize, ApiError> {
 /// Each hit with its current version and commit time from the state store.
 async fn with_versions(ledger: &Ledger, ads: Vec<Ad>) -> Result<Vec<AdView>, ApiError> {
     let engine = |e| ApiError::from_engine(e, false);
-    ledger
-        .wait_for_state(ledger.committed())
-        .await
-        .map_err(engine)?;
+    // The state store must be as far as the search index was (with several processes,
+    // this process's own commits are not the whole journal).
+    let point = ledger.read_point().await.map_err(engine)?;
+    ledger.wait_for_state(point).await.map_err(engine)?;
     let state = &ledger.ports().state;
     let keys: Vec<_> = ads.iter().map(Ad::key).collect();
     let states = try_join_all(keys.iter().map(|key| state.get(key)))
