@@ -7,7 +7,8 @@
 //! - Journal format: [`codec`] (canonical Ion encoding), [`block`] (framing, hashing,
 //!   sealing), [`hash`], [`merkle`] (RFC 9162 tree over block hashes).
 //! - Ports: [`ports`] — the `Journal`, `StateStore`, `SearchIndex`, `Clock` and
-//!   `IdGenerator` traits that backends implement.
+//!   `IdGenerator` traits that backends implement, and `ProjectionLease` with `Sharing`
+//!   for storage several server processes share (the AWS backend).
 //! - Write path: [`committer`] — the single writer that batches commands into one durable
 //!   append (group commit).
 //! - Read path: [`projection`] — catch-up projections into the read models.

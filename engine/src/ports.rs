@@ -1,7 +1,8 @@
 //! The ports: what the engine needs from storage, and nothing more.
 //!
 //! Each backend implements [`Journal`], [`StateStore`] and [`SearchIndex`]; the engine
-//! holds them as `Arc<dyn …>`. Logic that is the same for every backend (hashing, the
+//! holds them as `Arc<dyn …>`. A backend whose storage several server processes share
+//! also supplies a [`ProjectionLease`] and says what is shared in [`Sharing`]. Logic that is the same for every backend (hashing, the
 //! chain, Merkle trees, batching, projection) lives in the engine, so these traits are
 //! small and each method has a contract the conformance suite checks.
 
