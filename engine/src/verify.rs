@@ -177,56 +177,35 @@ fn completed_ids(sequence: u64) -> impl Iterator<Item = (u8, u64)> {
 }
 
 impl Run<'_> {
+    /// Verifies batch after batch, reading the next batch while the current one is
+    /// checked: storage reads run on the backend's I/O threads, checking on this one and
+    /// the cores [`standalone_all`] uses, so neither waits for the other.
     async fn all(
         &mut self,
         progress: &mut dyn FnMut(u64),
         batch: usize,
     ) -> Result<Result<VerifyReport, VerifyFailure>> {
-        let last = self.journal.last_sequence().await?;
+        let journal = self.journal;
+        let last = journal.last_sequence().await?;
         let size = last.map_or(0, |l| l.saturating_add(1));
         let mut next = 0u64;
-        while next < size {
-            let want = usize::try_from(size - next).map_or(batch, |left| left.min(batch));
-            let mut blocks = self.journal.read_blocks(next, want).await?;
-            if blocks.is_empty() {
-                return Ok(Err(failure(
-                    next,
-                    None,
-                    format!(
-                        "block {next} is missing: the journal's last sequence is {}, but \
-                         reading stops before block {next}",
-                        size - 1
-                    ),
-                )));
+        let mut fetched = fetch(journal, next, size, batch).await?;
+        while let Some(current) = fetched {
+            let (blocks, stored) = match current {
+                Fetched::Batch { blocks, nodes } => (blocks, nodes),
+                Fetched::Missing(failure) => return Ok(Err(failure)),
+            };
+            let after = next + blocks.len() as u64;
+            // `join!` polls the read first, so it is under way before the checks start.
+            let (following, checked) = futures::join!(fetch(journal, after, size, batch), async {
+                self.batch(next, &blocks, &stored)
+            });
+            if let Err(finding) = checked {
+                return Ok(Err(self.explain(finding).await));
             }
-            blocks.truncate(want);
-            let ids: Vec<(u8, u64)> = (next..next + blocks.len() as u64)
-                .flat_map(completed_ids)
-                .collect();
-            let stored = self.journal.merkle_nodes(&ids).await?;
-            if stored.len() != ids.len() {
-                return Err(Error::Corrupt(format!(
-                    "asked the journal for {} Merkle nodes and got {}",
-                    ids.len(),
-                    stored.len()
-                )));
-            }
-            let alone = standalone_all(next, &blocks);
-            let mut stored = stored.as_slice();
-            for ((sequence, block), alone) in (next..).zip(&blocks).zip(alone) {
-                let count = sequence.trailing_ones() as usize + 1;
-                let (nodes, rest) = stored.split_at(count.min(stored.len()));
-                stored = rest;
-                let checked = match alone {
-                    Ok(alone) => self.block(sequence, block, alone, nodes),
-                    Err(failure) => Err(failure.into()),
-                };
-                if let Err(finding) = checked {
-                    return Ok(Err(self.explain(finding).await));
-                }
-            }
-            next += blocks.len() as u64;
+            next = after;
             progress(next);
+            fetched = following?;
         }
         Ok(self.finish(size).await?.map(|root| VerifyReport {
             blocks: size,
@@ -235,6 +214,28 @@ impl Run<'_> {
             last_sequence: last,
             root,
         }))
+    }
+
+    /// Checks the blocks of one batch, starting at sequence `first`, with the Merkle
+    /// nodes they complete (`stored`, in [`completed_ids`] order).
+    fn batch(
+        &mut self,
+        first: u64,
+        blocks: &[EncodedBlock],
+        stored: &[Option<Hash>],
+    ) -> std::result::Result<(), Finding> {
+        let alone = standalone_all(first, blocks);
+        let mut stored = stored;
+        for ((sequence, block), alone) in (first..).zip(blocks).zip(alone) {
+            let count = sequence.trailing_ones() as usize + 1;
+            let (nodes, rest) = stored.split_at(count.min(stored.len()));
+            stored = rest;
+            match alone {
+                Ok(alone) => self.block(sequence, block, alone, nodes)?,
+                Err(failure) => return Err(failure.into()),
+            }
+        }
+        Ok(())
     }
 
     /// Checks one block against its predecessor and its stored Merkle nodes (`nodes`, in
@@ -477,6 +478,55 @@ impl Run<'_> {
         }
         Ok(Ok(root))
     }
+}
+
+/// One batch read from the journal, or the failure of a read that came back short.
+enum Fetched {
+    Batch {
+        blocks: Vec<EncodedBlock>,
+        /// The stored Merkle nodes the blocks complete, in [`completed_ids`] order.
+        nodes: Vec<Option<Hash>>,
+    },
+    Missing(VerifyFailure),
+}
+
+/// Reads the batch of up to `batch` blocks from `next` (of a journal of `size` blocks)
+/// and the Merkle nodes they complete; `None` past the end.
+async fn fetch(
+    journal: &dyn Journal,
+    next: u64,
+    size: u64,
+    batch: usize,
+) -> Result<Option<Fetched>> {
+    if next >= size {
+        return Ok(None);
+    }
+    let want = usize::try_from(size - next).map_or(batch, |left| left.min(batch));
+    let mut blocks = journal.read_blocks(next, want).await?;
+    if blocks.is_empty() {
+        return Ok(Some(Fetched::Missing(failure(
+            next,
+            None,
+            format!(
+                "block {next} is missing: the journal's last sequence is {}, but reading \
+                 stops before block {next}",
+                size - 1
+            ),
+        ))));
+    }
+    blocks.truncate(want);
+    let ids: Vec<(u8, u64)> = (next..next + blocks.len() as u64)
+        .flat_map(completed_ids)
+        .collect();
+    let nodes = journal.merkle_nodes(&ids).await?;
+    if nodes.len() != ids.len() {
+        return Err(Error::Corrupt(format!(
+            "asked the journal for {} Merkle nodes and got {}",
+            ids.len(),
+            nodes.len()
+        )));
+    }
+    Ok(Some(Fetched::Batch { blocks, nodes }))
 }
 
 /// What a block shows on its own, before it is linked to its neighbours: its hash, its
