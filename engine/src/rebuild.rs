@@ -53,7 +53,12 @@ use crate::ports::{AdState, Journal, SearchIndex, StateStore};
 pub const DEFAULT_BATCH_BLOCKS: usize = 1 << 20;
 
 /// Most estimated bytes of decoded ad states per batch (see [`RebuildOptions::batch_bytes`]).
-pub const DEFAULT_BATCH_BYTES: usize = 128 << 20;
+///
+/// The bigger, the more updates of one ad collapse into one write; the price is memory:
+/// at most two batches exist (one written, one being built) and the write hands each
+/// read model a copy, so a rebuild peaks near four times this (about 1 GB) on a journal
+/// with more distinct ads than fit. 256 MB holds about 450,000 small ads.
+pub const DEFAULT_BATCH_BYTES: usize = 256 << 20;
 
 /// Blocks per `read_blocks` call: the frames of one chunk are in memory at a time.
 pub const READ_CHUNK: usize = 16_384;

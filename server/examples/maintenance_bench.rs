@@ -19,6 +19,8 @@
 //! - `rebuild` of both read models from the journal (revisions/s);
 //! - `export` (Ion and JSON lines) and `import` (MB/s of the export file).
 //!
+//! `ADLEDGER_BENCH_NO_IMPORT=1` skips the imports (minutes on a large journal).
+//!
 //! It ends with the ratios of the subjects to their baselines and the load average at
 //! start and end (`/proc/loadavg`).
 
@@ -249,6 +251,9 @@ async fn run(revisions: u64, dir: PathBuf) -> Result<(), Failure> {
             file as f64 / 1e6 / seconds.max(1e-9),
         ));
 
+        if std::env::var_os("ADLEDGER_BENCH_NO_IMPORT").is_some() {
+            continue;
+        }
         let fresh = LocalBackend::open(&dir.join(format!("imported-{name}")))?;
         let started = Instant::now();
         let summary = import(
