@@ -21,27 +21,27 @@ use crate::config::{Config, OpenSearchAuthKind, Overrides, SearchKind};
 pub struct AwsFlags {
     /// AWS backend: DynamoDB endpoint URL, e.g. http://127.0.0.1:8000 for DynamoDB Local
     /// [env: ADLEDGER_DYNAMODB_ENDPOINT] [default: AWS's endpoint for the region]
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", global = true)]
     pub dynamodb_endpoint: Option<String>,
 
     /// AWS backend: prefix of the table names (<prefix>journal, <prefix>state)
     /// [env: ADLEDGER_TABLE_PREFIX] [default: adledger-]
-    #[arg(long, value_name = "PREFIX")]
+    #[arg(long, value_name = "PREFIX", global = true)]
     pub table_prefix: Option<String>,
 
     /// AWS backend: search index [env: ADLEDGER_SEARCH] [default: tantivy]
-    #[arg(long, value_enum, value_name = "SEARCH")]
+    #[arg(long, value_enum, value_name = "SEARCH", global = true)]
     pub search: Option<SearchKind>,
 
     /// With --search opensearch: the cluster's URL; the index is <prefix>ads
     /// [env: ADLEDGER_OPENSEARCH_URL]
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", global = true)]
     pub opensearch_url: Option<String>,
 
     /// With --search opensearch: authentication; basic reads ADLEDGER_OPENSEARCH_USERNAME
     /// and ADLEDGER_OPENSEARCH_PASSWORD [env: ADLEDGER_OPENSEARCH_AUTH] [default: basic
     /// if a username is set, else none]
-    #[arg(long, value_enum, value_name = "AUTH")]
+    #[arg(long, value_enum, value_name = "AUTH", global = true)]
     pub opensearch_auth: Option<OpenSearchAuthKind>,
 }
 

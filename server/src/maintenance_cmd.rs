@@ -64,6 +64,14 @@ pub struct DataArgs {
     /// Print one JSON object instead of text, and no progress bar
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Storage backend [env: ADLEDGER_BACKEND] [default: local]
+    #[arg(long, value_enum, value_name = "BACKEND", global = true)]
+    pub backend: Option<BackendKind>,
+
+    /// The AWS backend's settings, as for `serve`.
+    #[command(flatten)]
+    pub aws: crate::aws_init::AwsFlags,
 }
 
 /// Flags of `adledger rebuild`.
@@ -237,7 +245,8 @@ fn config_of(data: &DataArgs) -> Result<Config, MaintenanceError> {
     let flags = Overrides {
         data_dir: data.data_dir.clone(),
         config: data.config.clone(),
-        ..Overrides::default()
+        backend: data.backend,
+        ..data.aws.overrides()
     };
     Ok(Config::load(&env, &flags)?)
 }

@@ -33,7 +33,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::backend::{self, BackendError};
-use crate::config::{Config, ConfigError, Overrides};
+use crate::config::{BackendKind, Config, ConfigError, Overrides};
 
 /// Flags of `adledger verify`.
 #[derive(Debug, Clone, Default, Args)]
@@ -55,6 +55,14 @@ pub struct VerifyArgs {
     /// Print one JSON object instead of text, and no progress bar
     #[arg(long)]
     pub json: bool,
+
+    /// Storage backend [env: ADLEDGER_BACKEND] [default: local]
+    #[arg(long, value_enum, value_name = "BACKEND")]
+    pub backend: Option<BackendKind>,
+
+    /// The AWS backend's settings, as for `serve`.
+    #[command(flatten)]
+    pub aws: crate::aws_init::AwsFlags,
 }
 
 /// A digest an auditor saved: a sequence number and the Merkle root at it.
@@ -174,7 +182,8 @@ fn run(args: &VerifyArgs) -> Result<(Outcome, Duration), VerifyError> {
     let flags = Overrides {
         data_dir: args.data_dir.clone(),
         config: args.config.clone(),
-        ..Overrides::default()
+        backend: args.backend,
+        ..args.aws.overrides()
     };
     let config = Config::load(&env, &flags)?;
     let journal = backend::open_journal(&config)?;
