@@ -27,9 +27,6 @@ const SAMPLE_BODY_CHARS: usize = 300;
 /// The HTTP client every phase uses: keep-alive, `clients` pooled connections, no proxy
 /// (an `HTTP_PROXY` variable must not send the load elsewhere), no redirects.
 pub fn client(clients: usize) -> Result<Client, String> {
-    // The workspace builds reqwest with `rustls-no-provider` (for the OpenSearch client), so
-    // rustls needs a crypto provider before a client is built; a second install is a no-op.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     Client::builder()
         .pool_max_idle_per_host(clients)
         .pool_idle_timeout(Duration::from_secs(90))

@@ -48,10 +48,6 @@ pub fn fixtures_dir() -> PathBuf {
 
 /// A loopback-only HTTP client with a bounded timeout.
 pub fn client() -> reqwest::Client {
-    // The workspace builds reqwest with `rustls-no-provider` (for the OpenSearch client), so
-    // rustls needs a crypto provider before any client is built; a second install is a
-    // no-op. The tests speak plain HTTP, but reqwest sets up TLS anyway.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .no_proxy()
         .timeout(REQUEST_TIMEOUT)
