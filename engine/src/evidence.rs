@@ -21,6 +21,7 @@ use crate::error::{Error, Result};
 use crate::fast_decode;
 use crate::hash::Hash;
 use crate::ledger::Digest;
+use crate::lookup::stored_block;
 use crate::ports::Journal;
 use crate::proof::{InclusionProof, inclusion_proof};
 use crate::revision::{BlockAddress, Revision, STRAND_ID};
@@ -112,15 +113,7 @@ pub async fn revision_evidence(
         });
     }
     let digest = digest_at(journal, at).await?;
-    let stored = journal
-        .read_blocks(sequence, 1)
-        .await?
-        .pop()
-        .filter(|b| b.sequence == sequence)
-        .ok_or_else(|| Error::ChainBroken {
-            sequence,
-            detail: format!("the block of ad {} version {version} is missing", key.ad_id),
-        })?;
+    let stored = stored_block(journal, key, version, sequence).await?;
     let broken = |detail: String| Error::ChainBroken { sequence, detail };
     let frame = Frame::parse(&stored.bytes).map_err(|e| broken(e.to_string()))?;
     let header = fast_decode::decode_header(frame.header).map_err(|e| broken(e.to_string()))?;

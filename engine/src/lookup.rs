@@ -3,6 +3,7 @@
 //! all need it, with the same checks and the same errors.
 
 use crate::ad::AdKey;
+use crate::block::EncodedBlock;
 use crate::error::{Error, Result};
 use crate::ports::Journal;
 use crate::revision::Revision;
@@ -17,15 +18,7 @@ pub async fn revision_at(
     version: u64,
     sequence: u64,
 ) -> Result<Revision> {
-    let stored = journal
-        .read_blocks(sequence, 1)
-        .await?
-        .pop()
-        .filter(|b| b.sequence == sequence)
-        .ok_or_else(|| Error::ChainBroken {
-            sequence,
-            detail: format!("block of ad {} version {version} is missing", key.ad_id),
-        })?;
+    let stored = stored_block(journal, key, version, sequence).await?;
     crate::fast_decode::open(&stored)?
         .revisions
         .into_iter()
@@ -33,5 +26,24 @@ pub async fn revision_at(
         .ok_or_else(|| Error::ChainBroken {
             sequence,
             detail: format!("block lacks ad {} version {version}", key.ad_id),
+        })
+}
+
+/// The stored bytes of block `sequence`, which the indexes say holds revision `version` of
+/// `key`; a missing block is a broken chain at `sequence`.
+pub async fn stored_block(
+    journal: &dyn Journal,
+    key: &AdKey,
+    version: u64,
+    sequence: u64,
+) -> Result<EncodedBlock> {
+    journal
+        .read_blocks(sequence, 1)
+        .await?
+        .pop()
+        .filter(|b| b.sequence == sequence)
+        .ok_or_else(|| Error::ChainBroken {
+            sequence,
+            detail: format!("block of ad {} version {version} is missing", key.ad_id),
         })
 }
