@@ -101,8 +101,32 @@ where
         _ => AwsError::Request {
             operation,
             table: table.to_string(),
-            message: DisplayErrorContext(&error).to_string(),
+            message: match &error {
+                // The request never reached DynamoDB: the SDK's full context here is a
+                // debug dump of the connector; the chain of causes says what went wrong.
+                SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => format!(
+                    "{}; check --dynamodb-endpoint, the region (AWS_REGION) and the AWS \
+                     credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)",
+                    causes(&error)
+                ),
+                _ => DisplayErrorContext(&error).to_string(),
+            },
             source: Box::new(error),
         },
     }
+}
+
+/// An error and its sources, each by its `Display`, joined with ": ".
+fn causes(error: &(dyn StdError + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.ends_with(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
 }
