@@ -333,10 +333,11 @@ impl Ledger {
             return Err(not_found(key));
         }
         let journal = self.ports.journal.as_ref();
-        if journal.ad_head(key).await?.is_none() {
+        let refs = journal.ad_revisions(key).await?;
+        if refs.is_empty() {
             return Err(not_found(key));
         }
-        crate::replay::revisions_in_range(journal, key, range).await
+        crate::replay::revisions_of(journal, key, refs, range).await
     }
 
     /// The ad's revision in force at `at`: `NotFound` before it existed, `Gone` if it had

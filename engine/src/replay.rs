@@ -18,7 +18,7 @@ use crate::block;
 use crate::error::{Error, Result};
 use crate::ledger::TimeRange;
 use crate::lookup::revision_at;
-use crate::ports::{AdState, Journal, SearchIndex, StateStore};
+use crate::ports::{AdState, Journal, RevisionRef, SearchIndex, StateStore};
 use crate::revision::Revision;
 
 /// How often a replay without an upper bound re-reads the ad's head to catch a write
@@ -54,6 +54,16 @@ pub async fn revisions_in_range(
     range: TimeRange,
 ) -> Result<Vec<Revision>> {
     let refs = journal.ad_revisions(key).await?;
+    revisions_of(journal, key, refs, range).await
+}
+
+/// The revisions `refs` name (all of `key`), those with `txTime` in `range`, in order.
+pub async fn revisions_of(
+    journal: &dyn Journal,
+    key: &AdKey,
+    refs: Vec<RevisionRef>,
+    range: TimeRange,
+) -> Result<Vec<Revision>> {
     let mut revisions = Vec::with_capacity(refs.len());
     for r in refs {
         let revision = revision_at(journal, key, r.version, r.sequence).await?;
