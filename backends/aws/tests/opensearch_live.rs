@@ -18,130 +18,42 @@
 //! The tamper tests are not run here: they alter the journal, which is sled, and run on
 //! the local backend's own suite.
 
-use std::io::Write;
-use std::sync::Arc;
-use std::sync::Once;
-use std::sync::atomic::{AtomicU64, Ordering};
+mod opensearch_harness;
 
-use adledger_aws::{OpenSearchAuth, OpenSearchIndex, OpenSearchSettings};
-use adledger_engine::testkit::{Harness, Stores};
-use adledger_engine::{Error, Result, SearchIndex, StateStore};
-use adledger_local::{SledJournal, SledStateStore};
-use async_trait::async_trait;
+use std::io::Write;
+use std::sync::Once;
+
+use adledger_aws::OpenSearchAuth;
+use opensearch_harness::OpenSearchHarness;
 
 /// The variable naming the cluster.
 const URL_VAR: &str = "OPENSEARCH_URL";
 
-/// A real OpenSearch cluster.
-struct LiveOpenSearch {
-    url: String,
-    auth: OpenSearchAuth,
-}
-
-/// One ledger: a directory for sled, and the index names.
-struct Place {
-    dir: tempfile::TempDir,
-    index: String,
-}
-
-impl LiveOpenSearch {
-    /// The cluster from the environment, or `None` after saying the tests are skipped.
-    fn from_env() -> Option<LiveOpenSearch> {
-        let Some(url) = std::env::var(URL_VAR).ok().filter(|v| !v.is_empty()) else {
-            static SAID: Once = Once::new();
-            SAID.call_once(|| {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "skipped: {URL_VAR} not set (the OpenSearch live tests need a cluster; \
+/// The cluster from the environment, or `None` after saying the tests are skipped.
+fn from_env() -> Option<OpenSearchHarness> {
+    let Some(url) = std::env::var(URL_VAR).ok().filter(|v| !v.is_empty()) else {
+        static SAID: Once = Once::new();
+        SAID.call_once(|| {
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: {URL_VAR} not set (the OpenSearch live tests need a cluster; \
                      the adapter's contract tests ran against a loopback server)"
-                );
-            });
-            return None;
-        };
-        let auth = match (
-            std::env::var("OPENSEARCH_USERNAME").ok(),
-            std::env::var("OPENSEARCH_PASSWORD").ok(),
-        ) {
-            (Some(username), Some(password)) => OpenSearchAuth::Basic { username, password },
-            _ => OpenSearchAuth::None,
-        };
-        Some(LiveOpenSearch { url, auth })
-    }
-
-    fn settings(&self, index: &str) -> OpenSearchSettings {
-        OpenSearchSettings {
-            url: self.url.clone(),
-            index: index.to_string(),
-            auth: self.auth.clone(),
-        }
-    }
-
-    /// Creates a fresh index and opens it.
-    async fn fresh_index(&self, index: &str) -> Result<OpenSearchIndex> {
-        let search = OpenSearchIndex::connect(&self.settings(index)).await?;
-        search.create_index().await?;
-        Ok(search)
-    }
-}
-
-fn unique_index() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!(
-        "adledger-test-{}-{nanos}-{}-ads",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-#[async_trait]
-impl Harness for LiveOpenSearch {
-    type Place = Place;
-
-    async fn place(&self) -> Result<Place> {
-        let dir = tempfile::tempdir().map_err(|e| Error::backend("tempdir", e))?;
-        let index = unique_index();
-        self.fresh_index(&index).await?;
-        Ok(Place { dir, index })
-    }
-
-    async fn open(&self, place: &Place) -> Result<Stores> {
-        // sled releases its directory lock a moment after the last handle is dropped;
-        // the suite drops its stores before reopening, so retry briefly.
-        let mut attempt = 0;
-        let (journal, state) = loop {
-            let opened = SledJournal::open(&place.dir.path().join("journal")).and_then(|j| {
-                SledStateStore::open(&place.dir.path().join("state")).map(|s| (j, s))
-            });
-            match opened {
-                Ok(stores) => break stores,
-                Err(e) if attempt >= 50 => return Err(e),
-                Err(_) => {
-                    attempt += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
-            }
-        };
-        let search = OpenSearchIndex::open(&self.settings(&place.index)).await?;
-        Ok(Stores {
-            journal: Arc::new(journal),
-            state: Arc::new(state),
-            search: Arc::new(search),
-        })
-    }
-
-    async fn open_read_models(
-        &self,
-        place: &Place,
-        name: &str,
-    ) -> Result<(Arc<dyn StateStore>, Arc<dyn SearchIndex>)> {
-        let state = SledStateStore::open(&place.dir.path().join(format!("shadow-{name}")))?;
-        let index = format!("{}-shadow-{}", place.index, name.to_lowercase());
-        let search = self.fresh_index(&index).await?;
-        Ok((Arc::new(state), Arc::new(search)))
-    }
+            );
+        });
+        return None;
+    };
+    let auth = match (
+        std::env::var("OPENSEARCH_USERNAME").ok(),
+        std::env::var("OPENSEARCH_PASSWORD").ok(),
+    ) {
+        (Some(username), Some(password)) => OpenSearchAuth::Basic { username, password },
+        _ => OpenSearchAuth::None,
+    };
+    Some(OpenSearchHarness {
+        url,
+        auth,
+        index: None,
+    })
 }
 
 /// One test per conformance behaviour that reads or writes the search index; each
@@ -151,7 +63,7 @@ macro_rules! live_tests {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                let Some(harness) = LiveOpenSearch::from_env() else {
+                let Some(harness) = from_env() else {
                     return;
                 };
                 adledger_engine::testkit::$name(&harness).await;

@@ -19,19 +19,18 @@
 //! It is a model, not OpenSearch: ranking is a count of matching words. The real thing
 //! runs the same functions in `opensearch_live.rs` when `OPENSEARCH_URL` is set.
 
+mod opensearch_harness;
+
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use adledger_aws::{OpenSearchAuth, OpenSearchIndex, OpenSearchSettings};
-use adledger_engine::testkit::{Harness, Stores};
-use adledger_engine::{Error, Result, SearchIndex, StateStore};
-use adledger_local::{SledJournal, SledStateStore};
-use async_trait::async_trait;
+use adledger_aws::OpenSearchAuth;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{Method, StatusCode, Uri};
+use opensearch_harness::OpenSearchHarness;
 use serde_json::{Value, json};
 
 /// How long a deleted document's version is remembered.
@@ -390,11 +389,6 @@ struct Model {
     url: String,
 }
 
-struct Place {
-    dir: tempfile::TempDir,
-    index: String,
-}
-
 impl Model {
     async fn start() -> Model {
         let app = axum::Router::new()
@@ -412,66 +406,13 @@ impl Model {
         }
     }
 
-    async fn fresh_index(&self, index: &str) -> Result<OpenSearchIndex> {
-        let search = OpenSearchIndex::connect(&self.settings(index)).await?;
-        search.create_index().await?;
-        Ok(search)
-    }
-
-    fn settings(&self, index: &str) -> OpenSearchSettings {
-        OpenSearchSettings {
+    /// The conformance harness on this model: one index, `ads`, per model.
+    fn harness(&self) -> OpenSearchHarness {
+        OpenSearchHarness {
             url: self.url.clone(),
-            index: index.to_string(),
             auth: OpenSearchAuth::None,
+            index: Some("ads"),
         }
-    }
-}
-
-#[async_trait]
-impl Harness for Model {
-    type Place = Place;
-
-    async fn place(&self) -> Result<Place> {
-        let dir = tempfile::tempdir().map_err(|e| Error::backend("tempdir", e))?;
-        self.fresh_index("ads").await?;
-        Ok(Place {
-            dir,
-            index: "ads".into(),
-        })
-    }
-
-    async fn open(&self, place: &Place) -> Result<Stores> {
-        let mut attempt = 0;
-        let (journal, state) = loop {
-            let opened = SledJournal::open(&place.dir.path().join("journal")).and_then(|j| {
-                SledStateStore::open(&place.dir.path().join("state")).map(|s| (j, s))
-            });
-            match opened {
-                Ok(stores) => break stores,
-                Err(e) if attempt >= 50 => return Err(e),
-                Err(_) => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        };
-        let search = OpenSearchIndex::open(&self.settings(&place.index)).await?;
-        Ok(Stores {
-            journal: Arc::new(journal),
-            state: Arc::new(state),
-            search: Arc::new(search),
-        })
-    }
-
-    async fn open_read_models(
-        &self,
-        place: &Place,
-        name: &str,
-    ) -> Result<(Arc<dyn StateStore>, Arc<dyn SearchIndex>)> {
-        let state = SledStateStore::open(&place.dir.path().join(format!("shadow-{name}")))?;
-        let index = format!("{}-shadow-{}", place.index, name.to_lowercase());
-        let search = self.fresh_index(&index).await?;
-        Ok((Arc::new(state), Arc::new(search)))
     }
 }
 
@@ -484,7 +425,7 @@ macro_rules! model_tests {
                 let model = Model::start().await;
                 tokio::time::timeout(
                     Duration::from_secs(120),
-                    adledger_engine::testkit::$name(&model),
+                    adledger_engine::testkit::$name(&model.harness()),
                 )
                 .await
                 .expect("the conformance test finished in time");
