@@ -186,7 +186,10 @@ pub trait StateStore: Send + Sync + Debug + 'static {
     /// The ad's latest state (a tombstone if deleted), or `None` if never seen.
     async fn get(&self, key: &AdKey) -> Result<Option<AdState>>;
 
-    /// Live (not deleted) ads of a publisher ordered by ad id, strictly after `after`.
+    /// Live (not deleted) ads of a publisher ordered by ad id (ascending, compared as
+    /// bytes), strictly after `after`. The order is a function of the ads alone, so the
+    /// same journal lists the same pages whatever the store's history (a rebuild, an
+    /// import).
     async fn list(
         &self,
         publisher_id: &str,
@@ -265,7 +268,10 @@ pub struct SearchQuery {
 pub struct SearchPage {
     /// How many ads match in all.
     pub total: u64,
-    /// This page's ads, best match first (newest first when there is no text).
+    /// This page's ads, best match first (newest first when there is no text). Ties break
+    /// by ad id: ascending after an equal score, descending after an equal creation time
+    /// (so still newest first for ULIDs), so the same ads give the same pages whatever
+    /// the index's history.
     pub ads: Vec<Ad>,
 }
 

@@ -1,9 +1,9 @@
 //! The search read model of the AWS backend, chosen by configuration (`search =
 //! "tantivy" | "opensearch"`).
 //!
-//! - tantivy in a local directory ([`adledger_local::TantivySearchIndex`]): each server
-//!   process that projects keeps its own index, rebuilt from the DynamoDB journal when
-//!   missing.
+//! - tantivy in a local directory ([`TantivySearchIndex`], from the `adledger-tantivy`
+//!   crate the local backend uses too): each server process that projects keeps its own
+//!   index, rebuilt from the DynamoDB journal when missing.
 //! - OpenSearch ([`OpenSearchIndex`]): one index shared by every server process (see
 //!   `opensearch/mod.rs`); `adledger aws init` creates it.
 
@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use adledger_engine::{Result, SearchIndex};
-pub use adledger_local::TantivySearchIndex;
+pub use adledger_tantivy::TantivySearchIndex;
 
 pub use crate::opensearch::{OpenSearchIndex, OpenSearchSettings};
 

@@ -16,6 +16,9 @@
 //! - `bool` queries with `term` and `range` filters and a `multi_match` over analysed
 //!   text (words, lower-cased, accents folded), `sort`, `from`/`size`.
 //!
+//! The journal and the state store are DynamoDB's (see `opensearch_harness`), so these
+//! tests run next to DynamoDB Local like the rest of the crate's.
+//!
 //! It is a model, not OpenSearch: ranking is a count of matching words. The real thing
 //! runs the same functions in `opensearch_live.rs` when `OPENSEARCH_URL` is set.
 
@@ -436,6 +439,7 @@ macro_rules! model_tests {
 
 model_tests!(
     search_finds_by_text_and_filters,
+    search_ties_break_by_ad_id,
     search_pages_and_forgets_deleted_ads,
     search_checkpoint_survives_reopen,
     search_put_overrides_versions_and_tombstones,

@@ -1,6 +1,6 @@
 //! Runs blocking storage calls off the async runtime.
 //!
-//! sled and tantivy block on disk I/O (and the journal on fsync); running them on the
+//! sled blocks on disk I/O (and the journal on fsync); running it on the
 //! runtime's worker threads would stall every other task on that thread, so each call
 //! goes to tokio's blocking pool.
 

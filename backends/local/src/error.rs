@@ -1,7 +1,7 @@
 //! The backend's own errors, and the one place they become engine errors.
 //!
-//! Internal functions return [`LocalError`] so that a failure keeps its cause (a sled or
-//! tantivy error, the file that could not be synced, the directory that is locked); the
+//! Internal functions return [`LocalError`] so that a failure keeps its cause (a sled
+//! error, the file that could not be synced, the directory that is locked); the
 //! trait implementations convert at their boundary, so callers only ever see
 //! [`adledger_engine::Error`] variants that mean something to them.
 
@@ -54,9 +54,6 @@ pub(crate) enum LocalError {
     #[error(transparent)]
     Sled(#[from] sled::Error),
 
-    #[error(transparent)]
-    Tantivy(#[from] tantivy::TantivyError),
-
     /// The blocking task running a storage call panicked or was cancelled.
     #[error("a blocking {backend} task failed: {source}")]
     Task {
@@ -91,7 +88,6 @@ impl LocalError {
             LocalError::InUse { backend, .. }
             | LocalError::Open { backend, .. }
             | LocalError::Task { backend, .. } => backend,
-            LocalError::Tantivy(_) => "tantivy",
             LocalError::Sync { .. }
             | LocalError::Poisoned(_)
             | LocalError::Sled(_)

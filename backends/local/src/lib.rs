@@ -10,7 +10,8 @@
 //! <dir>/journal/   sled database: blocks, tip, ad heads, revision refs, idempotency
 //!                  records, Merkle nodes (format in `journal/keys.rs`)
 //! <dir>/state/     sled database: each ad's latest state, and the projection checkpoint
-//! <dir>/search/    tantivy index; the checkpoint is in the commit payload
+//! <dir>/search/    tantivy index (the `adledger-tantivy` crate); the checkpoint is in
+//!                  the commit payload
 //! ```
 //!
 //! The journal and the state store are separate sled databases because every append
@@ -24,21 +25,21 @@
 //! - `journal`: [`SledJournal`], the `Journal` port: conditional atomic appends, made
 //!   durable with fdatasync (sled's own flush is not).
 //! - `state`: [`SledStateStore`], the `StateStore` port.
-//! - `search`: [`TantivySearchIndex`], the `SearchIndex` port.
+//! - [`TantivySearchIndex`], the `SearchIndex` port, comes from the `adledger-tantivy`
+//!   crate, which the AWS backend shares without compiling sled.
 //! - `error`: the backend's error type and its mapping into `adledger_engine::Error`.
-//! - `blocking`: runs sled and tantivy calls on tokio's blocking pool.
+//! - `blocking`: runs sled calls on tokio's blocking pool.
 
 mod blocking;
 mod error;
 mod journal;
-mod search;
 mod state;
 
 use std::path::Path;
 use std::sync::Arc;
 
+pub use adledger_tantivy::TantivySearchIndex;
 pub use journal::SledJournal;
-pub use search::TantivySearchIndex;
 pub use state::SledStateStore;
 
 use crate::error::LocalError;

@@ -1,15 +1,22 @@
 //! The conformance harness both OpenSearch suites use (`opensearch_live.rs` against a real
-//! cluster, `opensearch_model.rs` against a loopback model): the journal and the state
-//! store are the local backend's, in a temporary directory, and search is an
+//! cluster, `opensearch_model.rs` against a loopback model): the AWS backend as it runs,
+//! the journal and the state store in DynamoDB (fresh tables per place, on the server
+//! named by `ADLEDGER_TEST_DYNAMODB_ENDPOINT`, see `support/mod.rs`), and search an
 //! `OpenSearchIndex` on `url`, created with `create_index` as `adledger aws init` does.
+//! (The AWS crate does not depend on the local backend, so sled is not available here.)
+
+#[path = "../support/mod.rs"]
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use adledger_aws::{OpenSearchAuth, OpenSearchIndex, OpenSearchSettings};
+use adledger_aws::{
+    DynamoJournal, DynamoStateStore, OpenSearchAuth, OpenSearchIndex, OpenSearchSettings,
+    TableNames,
+};
 use adledger_engine::testkit::{Harness, Stores};
 use adledger_engine::{Error, Result, SearchIndex, StateStore};
-use adledger_local::{SledJournal, SledStateStore};
 use async_trait::async_trait;
 
 /// An OpenSearch endpoint to run the conformance tests against.
@@ -21,9 +28,10 @@ pub struct OpenSearchHarness {
     pub index: Option<&'static str>,
 }
 
-/// One ledger: a directory for sled, and the index name.
+/// One ledger: its DynamoDB server and tables, and the index name.
 pub struct Place {
-    dir: tempfile::TempDir,
+    endpoint: String,
+    tables: TableNames,
     index: String,
 }
 
@@ -62,29 +70,27 @@ impl Harness for OpenSearchHarness {
     type Place = Place;
 
     async fn place(&self) -> Result<Place> {
-        let dir = tempfile::tempdir().map_err(|e| Error::backend("tempdir", e))?;
+        let endpoint = support::endpoint().ok_or_else(|| {
+            Error::Unavailable(format!(
+                "the OpenSearch conformance tests keep the journal and the state store in \
+                 DynamoDB, and {} is not set",
+                support::ENDPOINT_VAR
+            ))
+        })?;
+        let tables = support::fresh_tables(&support::client(&endpoint)).await?;
         let index = self.index.map_or_else(unique_index, str::to_string);
         self.fresh_index(&index).await?;
-        Ok(Place { dir, index })
+        Ok(Place {
+            endpoint,
+            tables,
+            index,
+        })
     }
 
     async fn open(&self, place: &Place) -> Result<Stores> {
-        // sled releases its directory lock a moment after the last handle is dropped;
-        // the suite drops its stores before reopening, so retry briefly.
-        let mut attempt = 0;
-        let (journal, state) = loop {
-            let opened = SledJournal::open(&place.dir.path().join("journal")).and_then(|j| {
-                SledStateStore::open(&place.dir.path().join("state")).map(|s| (j, s))
-            });
-            match opened {
-                Ok(stores) => break stores,
-                Err(e) if attempt >= 50 => return Err(e),
-                Err(_) => {
-                    attempt += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
-            }
-        };
+        let client = support::client(&place.endpoint);
+        let journal = DynamoJournal::open(client.clone(), &place.tables.journal).await?;
+        let state = DynamoStateStore::open(client, &place.tables.state).await?;
         let search = OpenSearchIndex::open(&self.settings(&place.index)).await?;
         Ok(Stores {
             journal: Arc::new(journal),
@@ -98,7 +104,10 @@ impl Harness for OpenSearchHarness {
         place: &Place,
         name: &str,
     ) -> Result<(Arc<dyn StateStore>, Arc<dyn SearchIndex>)> {
-        let state = SledStateStore::open(&place.dir.path().join(format!("shadow-{name}")))?;
+        let client = support::client(&place.endpoint);
+        let table = format!("{}-{name}", place.tables.state);
+        support::fresh_state_table(&client, &table).await?;
+        let state = DynamoStateStore::open(client, &table).await?;
         let index = format!("{}-shadow-{}", place.index, name.to_lowercase());
         let search = self.fresh_index(&index).await?;
         Ok((Arc::new(state), Arc::new(search)))

@@ -6,7 +6,6 @@ use adledger_engine::ports::{AdHead, AppendBatch, HeadUpdate, RevisionRef};
 use adledger_engine::revision::{EventKind, RevisionBody, RevisionMetadata};
 use adledger_engine::{Ad, AdKey, Hash, Revision};
 use chrono::{DateTime, TimeZone, Utc};
-use rust_decimal::Decimal;
 
 /// 2020-09-13T12:26:40Z, the base of every test time.
 const BASE_MS: i64 = 1_600_000_000_000;
@@ -33,10 +32,6 @@ pub fn ad(publisher_id: &str, n: u64, title: &str) -> Ad {
         category: String::new(),
         tags: Vec::new(),
     }
-}
-
-pub fn price(text: &str) -> Option<Decimal> {
-    Some(text.parse().expect("a decimal"))
 }
 
 /// One change to an ad: its new state (`None`: deleted) at `version`.

@@ -14,10 +14,10 @@ use tantivy::query::{
 };
 use tantivy::schema::{Field, IndexRecordOption};
 
-use super::schema::{AdSchema, LIVE, price_to_f64};
+use crate::schema::{AdSchema, LIVE, price_to_f64};
 
 /// The query for `search`; `has_text` tells the caller to rank by score, not by age.
-pub(super) fn build(schema: &AdSchema, parser: &QueryParser, search: &SearchQuery) -> Built {
+pub(crate) fn build(schema: &AdSchema, parser: &QueryParser, search: &SearchQuery) -> Built {
     let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![filter(schema.status, LIVE)];
     let text = search.text.trim();
     if !text.is_empty() {
@@ -52,9 +52,9 @@ pub(super) fn build(schema: &AdSchema, parser: &QueryParser, search: &SearchQuer
 }
 
 /// A built query.
-pub(super) struct Built {
-    pub(super) query: Box<dyn Query>,
-    pub(super) has_text: bool,
+pub(crate) struct Built {
+    pub(crate) query: Box<dyn Query>,
+    pub(crate) has_text: bool,
 }
 
 fn filter(field: Field, value: &str) -> (Occur, Box<dyn Query>) {

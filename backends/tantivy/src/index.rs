@@ -1,6 +1,7 @@
-//! The search read model in tantivy.
+//! [`TantivySearchIndex`]: the search read model in a tantivy index.
 //!
-//! The document layout is in [`schema`], query building in [`query`].
+//! The document layout is in `schema.rs`, query building in `query.rs`, the ranking in
+//! `order.rs`.
 //!
 //! # Commits
 //!
@@ -9,9 +10,6 @@
 //! into the commit's payload (`meta.json`), so it is stored atomically with the documents
 //! it covers. After the commit the reader is reloaded by hand (`ReloadPolicy::Manual`):
 //! when `apply` returns, searches see its writes.
-
-mod query;
-mod schema;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,13 +26,15 @@ use tantivy::directory::error::LockError;
 use tantivy::query::{QueryParser, TermQuery};
 use tantivy::schema::IndexRecordOption;
 use tantivy::{
-    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher, TantivyDocument,
+    DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument,
     TantivyError, Term,
 };
 
-use self::schema::{AdSchema, CREATED_MS, VERSION};
 use crate::blocking;
-use crate::error::{LocalError, corrupt};
+use crate::error::{IndexError, corrupt};
+use crate::order::{Ranked, Ranking};
+use crate::query;
+use crate::schema::{AdSchema, VERSION};
 
 /// Indexing memory: ads are small, and this is the single writer thread's whole arena.
 const WRITER_MEMORY_BYTES: usize = 50_000_000;
@@ -78,13 +78,11 @@ impl TantivySearchIndex {
     /// index in this process) is writing it, or if it was built with another schema (then
     /// delete the directory: the projection rebuilds it from the journal).
     pub fn open(path: &Path) -> Result<TantivySearchIndex> {
-        Self::open_local(path).map_err(Into::into)
+        Self::open_index(path).map_err(Into::into)
     }
 
-    fn open_local(path: &Path) -> Result<TantivySearchIndex, LocalError> {
-        let open_error = |e: Box<dyn std::error::Error + Send + Sync>| LocalError::Open {
-            backend: "tantivy",
-            what: "search index",
+    fn open_index(path: &Path) -> Result<TantivySearchIndex, IndexError> {
+        let open_error = |e: Box<dyn std::error::Error + Send + Sync>| IndexError::Open {
             path: path.to_path_buf(),
             source: e,
         };
@@ -106,9 +104,7 @@ impl TantivySearchIndex {
         let writer = index
             .writer_with_num_threads(1, WRITER_MEMORY_BYTES)
             .map_err(|e| match e {
-                TantivyError::LockFailure(LockError::LockBusy, _) => LocalError::InUse {
-                    backend: "tantivy",
-                    what: "search index",
+                TantivyError::LockFailure(LockError::LockBusy, _) => IndexError::InUse {
                     path: path.to_path_buf(),
                     source: Box::new(e),
                 },
@@ -142,16 +138,16 @@ impl TantivySearchIndex {
     async fn run<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Inner) -> Result<T, LocalError> + Send + 'static,
+        F: FnOnce(&Inner) -> Result<T, IndexError> + Send + 'static,
     {
         let inner = self.inner.clone();
-        blocking::run("tantivy", move || work(&inner)).await
+        blocking::run(move || work(&inner)).await
     }
 }
 
 impl Inner {
     /// The writer, after dropping whatever a panic left queued on it.
-    fn lock_writer(&self) -> Result<MutexGuard<'_, IndexWriter>, LocalError> {
+    fn lock_writer(&self) -> Result<MutexGuard<'_, IndexWriter>, IndexError> {
         match self.writer.lock() {
             Ok(writer) => Ok(writer),
             Err(poisoned) => {
@@ -171,9 +167,9 @@ impl Inner {
         mut writer: MutexGuard<'_, IndexWriter>,
         checkpoint: u64,
         change: F,
-    ) -> Result<(), LocalError>
+    ) -> Result<(), IndexError>
     where
-        F: FnOnce(&mut IndexWriter) -> Result<(), LocalError>,
+        F: FnOnce(&mut IndexWriter) -> Result<(), IndexError>,
     {
         let payload = serde_json::to_string(&Payload { checkpoint })
             .map_err(|e| corrupt(format!("cannot encode the search checkpoint: {e}")))?;
@@ -196,7 +192,7 @@ impl Inner {
     }
 
     /// The version of the ad's document (live or tombstone) as last committed.
-    fn indexed_version(&self, searcher: &Searcher, ad_id: &str) -> Result<Option<u64>, LocalError> {
+    fn indexed_version(&self, searcher: &Searcher, ad_id: &str) -> Result<Option<u64>, IndexError> {
         let query = TermQuery::new(
             Term::from_field_text(self.schema.ad_id, ad_id),
             IndexRecordOption::Basic,
@@ -212,7 +208,7 @@ impl Inner {
         Ok(versions.first(address.doc_id))
     }
 
-    fn apply(&self, revisions: &[Revision], checkpoint: u64) -> Result<(), LocalError> {
+    fn apply(&self, revisions: &[Revision], checkpoint: u64) -> Result<(), IndexError> {
         let writer = self.lock_writer()?;
         // Under the writer lock the reader holds every commit (see `commit_with`), so
         // versions read here are current. Every decision and document is made before the
@@ -250,7 +246,7 @@ impl Inner {
     /// A tombstone state becomes a tombstone document carrying its version, not a bare
     /// delete: `apply` decides by the indexed version, and without it an older revision
     /// applied later would bring the ad back.
-    fn put(&self, states: &[AdState], checkpoint: Option<u64>) -> Result<(), LocalError> {
+    fn put(&self, states: &[AdState], checkpoint: Option<u64>) -> Result<(), IndexError> {
         let writer = self.lock_writer()?;
         // A later state of the same ad replaces an earlier one: only the last is indexed.
         let mut last: HashMap<&str, usize> = HashMap::with_capacity(states.len());
@@ -288,34 +284,23 @@ impl Inner {
         })
     }
 
-    fn search(&self, search: &SearchQuery) -> Result<SearchPage, LocalError> {
+    fn search(&self, search: &SearchQuery) -> Result<SearchPage, IndexError> {
         let searcher = self.reader.searcher();
         let built = query::build(&self.schema, &self.parser, search);
         let total = searcher.search(&built.query, &Count)?;
-        // Checked against the total first: TopDocs allocates `limit + offset` slots and
-        // panics on a limit of 0, and both come from the client.
+        // Checked against the total first: the collector keeps up to `offset + limit`
+        // hits per segment, and both come from the client.
         let remaining = total.saturating_sub(search.offset);
         let limit = search.limit.min(remaining);
         let addresses: Vec<DocAddress> = if limit == 0 {
             Vec::new()
         } else {
-            let top = TopDocs::with_limit(limit).and_offset(search.offset);
-            if built.has_text {
-                searcher
-                    .search(&built.query, &top)?
-                    .into_iter()
-                    .map(|(_, address)| address)
-                    .collect()
+            let ranking = if built.has_text {
+                Ranking::Score
             } else {
-                searcher
-                    .search(
-                        &built.query,
-                        &top.order_by_fast_field::<u64>(CREATED_MS, Order::Desc),
-                    )?
-                    .into_iter()
-                    .map(|(_, address)| address)
-                    .collect()
-            }
+                Ranking::Newest
+            };
+            searcher.search(&built.query, &Ranked::new(ranking, search.offset, limit))?
         };
         let ads = addresses
             .into_iter()
@@ -323,14 +308,14 @@ impl Inner {
                 let doc: TantivyDocument = searcher.doc(address)?;
                 self.schema.ad_of(&doc)
             })
-            .collect::<Result<_, LocalError>>()?;
+            .collect::<Result<_, IndexError>>()?;
         Ok(SearchPage {
             total: total as u64,
             ads,
         })
     }
 
-    fn checkpoint(&self) -> Result<u64, LocalError> {
+    fn checkpoint(&self) -> Result<u64, IndexError> {
         match self.index.load_metas()?.payload {
             None => Ok(0),
             Some(payload) => serde_json::from_str::<Payload>(&payload)

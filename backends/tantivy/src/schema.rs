@@ -2,7 +2,7 @@
 //!
 //! | field | options | why |
 //! |---|---|---|
-//! | `adId` | STRING, STORED | the term an upsert or delete replaces |
+//! | `adId` | STRING, STORED, FAST | the term an upsert or delete replaces; breaks ranking ties (`order.rs`) |
 //! | `publisherId` | STRING | exact filter |
 //! | `title`, `description`, `category`, `tags` | TEXT ([`ANALYZER`]) | full-text search |
 //! | `categoryExact`, `tagExact` (multi-valued) | STRING | exact filters |
@@ -28,45 +28,46 @@ use tantivy::tokenizer::{
 };
 use tantivy::{Index, TantivyDocument};
 
-use crate::error::{LocalError, corrupt};
+use crate::error::{IndexError, corrupt};
 
 /// The analyzer of the text fields: words, lower-cased, accents folded ("Café" finds
 /// "cafe"); tokens over 40 bytes (base64 blobs, URLs) are dropped as they only bloat the
 /// index.
-pub(super) const ANALYZER: &str = "adledger_text";
-pub(super) const CREATED_MS: &str = "createdMs";
-pub(super) const VERSION: &str = "version";
-pub(super) const LIVE: &str = "live";
+pub(crate) const ANALYZER: &str = "adledger_text";
+pub(crate) const AD_ID: &str = "adId";
+pub(crate) const CREATED_MS: &str = "createdMs";
+pub(crate) const VERSION: &str = "version";
+pub(crate) const LIVE: &str = "live";
 const DELETED: &str = "deleted";
 
 /// The schema and its fields.
 #[derive(Debug, Clone)]
-pub(super) struct AdSchema {
-    pub(super) schema: Schema,
-    pub(super) ad_id: Field,
-    pub(super) publisher_id: Field,
-    pub(super) title: Field,
-    pub(super) description: Field,
-    pub(super) category: Field,
-    pub(super) tags: Field,
-    pub(super) category_exact: Field,
-    pub(super) tag_exact: Field,
-    pub(super) price: Field,
-    pub(super) created_ms: Field,
-    pub(super) version: Field,
-    pub(super) status: Field,
-    pub(super) ad: Field,
+pub(crate) struct AdSchema {
+    pub(crate) schema: Schema,
+    pub(crate) ad_id: Field,
+    pub(crate) publisher_id: Field,
+    pub(crate) title: Field,
+    pub(crate) description: Field,
+    pub(crate) category: Field,
+    pub(crate) tags: Field,
+    pub(crate) category_exact: Field,
+    pub(crate) tag_exact: Field,
+    pub(crate) price: Field,
+    pub(crate) created_ms: Field,
+    pub(crate) version: Field,
+    pub(crate) status: Field,
+    pub(crate) ad: Field,
 }
 
 impl AdSchema {
-    pub(super) fn new() -> AdSchema {
+    pub(crate) fn new() -> AdSchema {
         let mut builder = Schema::builder();
         let text = TextOptions::default().set_indexing_options(
             TextFieldIndexing::default()
                 .set_tokenizer(ANALYZER)
                 .set_index_option(IndexRecordOption::WithFreqsAndPositions),
         );
-        let ad_id = builder.add_text_field("adId", STRING | STORED);
+        let ad_id = builder.add_text_field(AD_ID, STRING | STORED | FAST);
         let publisher_id = builder.add_text_field("publisherId", STRING);
         let title = builder.add_text_field("title", text.clone());
         let description = builder.add_text_field("description", text.clone());
@@ -98,7 +99,7 @@ impl AdSchema {
     }
 
     /// Registers [`ANALYZER`]; tantivy does not persist analyzers, so every open must.
-    pub(super) fn register_analyzer(index: &Index) {
+    pub(crate) fn register_analyzer(index: &Index) {
         let analyzer = TextAnalyzer::builder(SimpleTokenizer::default())
             .filter(RemoveLongFilter::limit(40))
             .filter(LowerCaser)
@@ -108,11 +109,11 @@ impl AdSchema {
     }
 
     /// The document of a live ad at `version`.
-    pub(super) fn live(
+    pub(crate) fn live(
         &self,
         ad: &Ad,
         metadata: &RevisionMetadata,
-    ) -> Result<TantivyDocument, LocalError> {
+    ) -> Result<TantivyDocument, IndexError> {
         let json = serde_json::to_string(ad)
             .map_err(|e| corrupt(format!("cannot encode ad {}: {e}", ad.ad_id)))?;
         let mut doc = TantivyDocument::new();
@@ -139,7 +140,7 @@ impl AdSchema {
     }
 
     /// The tombstone of a deleted ad.
-    pub(super) fn tombstone(&self, metadata: &RevisionMetadata) -> TantivyDocument {
+    pub(crate) fn tombstone(&self, metadata: &RevisionMetadata) -> TantivyDocument {
         let mut doc = TantivyDocument::new();
         doc.add_text(self.ad_id, &metadata.id);
         doc.add_text(self.publisher_id, &metadata.publisher_id);
@@ -149,7 +150,7 @@ impl AdSchema {
     }
 
     /// The ad stored in a live document.
-    pub(super) fn ad_of(&self, doc: &TantivyDocument) -> Result<Ad, LocalError> {
+    pub(crate) fn ad_of(&self, doc: &TantivyDocument) -> Result<Ad, IndexError> {
         let json = doc
             .get_first(self.ad)
             .and_then(|v| v.as_str())
@@ -166,7 +167,7 @@ impl AdSchema {
 /// that differ beyond f64's ~15–17 significant digits map to the same f64, so a bound can
 /// admit a price that exceeds it by less than that (such as 0.10000000000000000001 for
 /// `maxPrice=0.1`). The stored ad, and so the price a client sees, stays exact.
-pub(super) fn price_to_f64(price: Decimal) -> f64 {
+pub(crate) fn price_to_f64(price: Decimal) -> f64 {
     // `Decimal` displays plain digits (no exponent, at most 29 of them), which always
     // parse as a finite f64: the fallback is unreachable.
     price.to_string().parse().unwrap_or(0.0)

@@ -1,11 +1,14 @@
-//! `TantivySearchIndex` against a real tantivy index.
+//! `TantivySearchIndex` against a real tantivy index in a temporary directory: the
+//! analyzer, the filters, paging and ranking, updates and deletes, the checkpoint.
+
+mod support;
 
 use adledger_engine::Ad;
 use adledger_engine::ports::{SearchIndex, SearchQuery};
 use adledger_engine::revision::RevisionBody;
-use adledger_local::TantivySearchIndex;
+use adledger_tantivy::TantivySearchIndex;
 
-use crate::support::{Chain, ad, change, created, price};
+use support::{Chain, ad, change, created, price};
 
 /// Five ads, created in this order (so newest first is 4, 3, 2, 1, 0).
 fn corpus() -> Vec<Ad> {
@@ -64,7 +67,7 @@ async fn indexed(dir: &std::path::Path) -> (TantivySearchIndex, Vec<Ad>, Chain) 
     let index = TantivySearchIndex::open(dir).expect("open index");
     let ads = corpus();
     let mut chain = Chain::new();
-    let (_, revisions) = chain.batch(ads.iter().map(|a| vec![created(a)]).collect());
+    let revisions = chain.batch(ads.iter().map(|a| vec![created(a)]).collect());
     index.apply(&revisions, 5).await.expect("index corpus");
     (index, ads, chain)
 }
@@ -247,7 +250,7 @@ async fn updates_and_deletes_replace_and_remove_idempotently() {
         vec![change(&ads[2].key(), 1, Some(leather.clone()))],
         vec![change(&ads[1].key(), 1, None)],
     ];
-    let (_, revisions) = chain.batch(changes);
+    let revisions = chain.batch(changes);
     index.apply(&revisions, 7).await.unwrap();
 
     assert_eq!(hits(&index, &ads, query("leather")).await, (1, vec![2]));
@@ -257,7 +260,7 @@ async fn updates_and_deletes_replace_and_remove_idempotently() {
 
     // Replaying older revisions (a projection restarting from an earlier checkpoint) does
     // not bring back the old title or the deleted ad.
-    let (_, originals) = Chain::new().batch(ads.iter().map(|a| vec![created(a)]).collect());
+    let originals = Chain::new().batch(ads.iter().map(|a| vec![created(a)]).collect());
     index.apply(&originals, 7).await.unwrap();
     index.apply(&revisions, 7).await.unwrap();
     assert_eq!(hits(&index, &ads, query("leather")).await, (1, vec![2]));
