@@ -20,7 +20,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use adledger_engine::Hash;
-use adledger_engine::ad::{AdDraft, AdKey};
+use adledger_engine::ad::AdDraft;
 use adledger_engine::block;
 use adledger_engine::export::{ExportFormat, export};
 use adledger_engine::fast_decode;

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use adledger_engine::memory::{MemoryBackend, MemorySearchIndex, MemoryStateStore};
+use adledger_engine::memory::MemoryBackend;
 use adledger_engine::testkit::{Harness, Stores, Tamper};
 use adledger_engine::{Error, Result, SearchIndex, StateStore};
 use async_trait::async_trait;
@@ -14,11 +14,12 @@ use async_trait::async_trait;
 /// data directory would hand back the same data.
 struct Memory;
 
-/// One ledger's stores, and the named read models opened next to them.
+/// One ledger's stores, and the named read models opened next to them (each pair in a
+/// backend of its own, whose journal stays empty).
 #[derive(Default)]
 struct Place {
     backend: MemoryBackend,
-    read_models: Mutex<HashMap<String, (Arc<MemoryStateStore>, Arc<MemorySearchIndex>)>>,
+    read_models: Mutex<HashMap<String, MemoryBackend>>,
 }
 
 #[async_trait]
@@ -47,8 +48,8 @@ impl Harness for Memory {
             .read_models
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let (state, search) = read_models.entry(name.to_string()).or_default().clone();
-        Ok((state, search))
+        let models = read_models.entry(name.to_string()).or_default();
+        Ok((models.state.clone(), models.search.clone()))
     }
 
     /// An operator with access to the process's memory: only the stored block frames
