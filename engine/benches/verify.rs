@@ -10,86 +10,42 @@
 //! quoted in reviews: verification MB/s and revisions/s, raw SHA-256 MB/s over the stored
 //! frames, their ratio, and p50/p99/max of proof generation.
 //!
-//! The journal is a test double holding sealed frames and the Merkle nodes
-//! `Frontier::push` completes, exactly what a backend stores; reads copy the bytes out,
-//! as a real backend does. Storage I/O is therefore not measured here: `adledger verify`
-//! on a real data directory adds the backend's read cost.
+//! The journal is the in-memory backend's (`adledger_engine::memory`), holding sealed
+//! frames and the Merkle nodes `Frontier::push` completes, exactly what a backend stores;
+//! reads copy the bytes out, as a real backend does. Storage I/O is therefore not
+//! measured here: `adledger verify` on a real data directory adds the backend's read
+//! cost. Raw SHA-256 hashes the stored frames in place (`MemoryJournal::inspect`).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use adledger_engine::Hash;
-use adledger_engine::ad::{AdDraft, AdKey};
-use adledger_engine::block::{self, EncodedBlock};
-use adledger_engine::error::{Error, Result};
+use adledger_engine::ad::AdDraft;
+use adledger_engine::block;
 use adledger_engine::export::{ExportFormat, export};
 use adledger_engine::fast_decode;
 use adledger_engine::ledger::TimeRange;
+use adledger_engine::memory::MemoryJournal;
 use adledger_engine::merkle::Frontier;
-use adledger_engine::ports::{AdHead, AppendBatch, IdempotencyRecord, Journal, RevisionRef};
+use adledger_engine::ports::{AppendBatch, Journal};
 use adledger_engine::proof::inclusion_proof;
 use adledger_engine::revision::{EventKind, RevisionBody, RevisionMetadata};
 use adledger_engine::verify::verify_journal;
-use async_trait::async_trait;
 use chrono::{Duration as Millis, TimeZone, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use futures::FutureExt;
 use rust_decimal::Decimal;
-
-/// A journal in memory: the stored frames and Merkle nodes (by level, then index: a
-/// lookup as cheap as the benchmark can make it, so it measures the engine), nothing else.
-#[derive(Debug, Default)]
-struct MemJournal {
-    blocks: Vec<EncodedBlock>,
-    nodes: Vec<Vec<Hash>>,
-}
-
-#[async_trait]
-impl Journal for MemJournal {
-    async fn append(&self, _batch: AppendBatch) -> Result<()> {
-        Err(Error::Unavailable("read-only benchmark journal".into()))
-    }
-    async fn last_sequence(&self) -> Result<Option<u64>> {
-        Ok((self.blocks.len() as u64).checked_sub(1))
-    }
-    async fn read_blocks(&self, from: u64, max: usize) -> Result<Vec<EncodedBlock>> {
-        let from = usize::try_from(from)
-            .unwrap_or(usize::MAX)
-            .min(self.blocks.len());
-        let to = from.saturating_add(max).min(self.blocks.len());
-        Ok(self.blocks[from..to].to_vec())
-    }
-    async fn ad_head(&self, _key: &AdKey) -> Result<Option<AdHead>> {
-        Ok(None)
-    }
-    async fn ad_revisions(&self, _key: &AdKey) -> Result<Vec<RevisionRef>> {
-        Ok(Vec::new())
-    }
-    async fn idempotency(&self, _p: &str, _k: &str) -> Result<Option<IdempotencyRecord>> {
-        Ok(None)
-    }
-    async fn merkle_nodes(&self, ids: &[(u8, u64)]) -> Result<Vec<Option<Hash>>> {
-        Ok(ids
-            .iter()
-            .map(|&(level, index)| {
-                let index = usize::try_from(index).ok()?;
-                self.nodes.get(usize::from(level))?.get(index).copied()
-            })
-            .collect())
-    }
-    fn max_blocks_per_append(&self) -> usize {
-        usize::MAX
-    }
-}
 
 /// `n` chained blocks of one realistic revision each (a create with a 200-character
 /// description, a price and three tags), with their Merkle nodes.
-fn build(n: u64) -> MemJournal {
+fn build(n: u64) -> MemoryJournal {
     let started = Instant::now();
     let origin = Utc
         .with_ymd_and_hms(2020, 1, 1, 0, 0, 0)
         .single()
         .expect("valid time");
-    let mut journal = MemJournal::default();
+    let journal = MemoryJournal::new();
+    let mut batch = AppendBatch::default();
     let mut frontier = Frontier::new();
     let mut previous = Hash::ZERO;
     for sequence in 0..n {
@@ -120,17 +76,20 @@ fn build(n: u64) -> MemJournal {
         };
         let (sealed, encoded) =
             block::seal(sequence, &tx_id, tx_time, previous, vec![body]).expect("seal");
-        for node in frontier.push(&sealed.hash) {
-            let level = usize::from(node.level);
-            if journal.nodes.len() <= level {
-                journal.nodes.resize(level + 1, Vec::new());
-            }
-            // Nodes of a level complete in index order.
-            assert_eq!(journal.nodes[level].len() as u64, node.index);
-            journal.nodes[level].push(node.hash);
-        }
+        batch.merkle_nodes.extend(frontier.push(&sealed.hash));
         previous = sealed.hash;
-        journal.blocks.push(encoded);
+        batch.blocks.push(encoded);
+        if batch.blocks.len() == journal.max_blocks_per_append() || sequence + 1 == n {
+            let next = AppendBatch {
+                expected_last: Some(sequence),
+                ..AppendBatch::default()
+            };
+            journal
+                .append(std::mem::replace(&mut batch, next))
+                .now_or_never()
+                .expect("an in-memory append completes at once")
+                .expect("append");
+        }
     }
     println!(
         "built {n} blocks ({:.1} MB of frames) in {:.1} s",
@@ -140,8 +99,17 @@ fn build(n: u64) -> MemJournal {
     journal
 }
 
-fn stored_bytes(journal: &MemJournal) -> u64 {
-    journal.blocks.iter().map(|b| b.bytes.len() as u64).sum()
+fn stored_bytes(journal: &MemoryJournal) -> u64 {
+    journal.inspect(|stored| stored.frames.values().map(|f| f.len() as u64).sum())
+}
+
+/// SHA-256 of every stored frame, in place: the floor verification is measured against.
+fn hash_frames(journal: &MemoryJournal) {
+    journal.inspect(|stored| {
+        for frame in stored.frames.values() {
+            black_box(Hash::of(black_box(frame)));
+        }
+    });
 }
 
 /// Writes the journal as an `adledger export` file (Ion binary), so the same blocks can be
@@ -151,7 +119,7 @@ fn stored_bytes(journal: &MemJournal) -> u64 {
 /// ADLEDGER_BENCH_EXPORT=/tmp/1m.ion cargo bench -p adledger-engine --bench verify -- --test
 /// adledger import --data-dir /tmp/1m /tmp/1m.ion && adledger verify --data-dir /tmp/1m
 /// ```
-fn write_export(journal: &MemJournal, path: &std::path::Path) {
+fn write_export(journal: &MemoryJournal, path: &std::path::Path) {
     let started = Instant::now();
     let file = std::fs::File::create(path).expect("create the export file");
     let mut out = std::io::BufWriter::new(file);
@@ -180,10 +148,11 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// One timed pass of each, printed as the summary quoted in reviews.
-fn summary(journal: &MemJournal) {
+fn summary(journal: &MemoryJournal) {
     let rt = runtime();
     let bytes = stored_bytes(journal) as f64;
-    let revisions = journal.blocks.len() as f64;
+    let blocks = journal.inspect(|stored| stored.frames.len());
+    let revisions = blocks as f64;
 
     let started = Instant::now();
     let report = rt
@@ -194,17 +163,17 @@ fn summary(journal: &MemJournal) {
     assert_eq!(report.revisions as f64, revisions);
 
     let started = Instant::now();
-    for block in &journal.blocks {
-        black_box(Hash::of(black_box(&block.bytes)));
-    }
+    hash_frames(journal);
     let raw = started.elapsed().as_secs_f64();
 
     // Where the rest goes: the one header decode per block verification does.
     let started = Instant::now();
-    for block in &journal.blocks {
-        let frame = block::Frame::parse(&block.bytes).expect("frame");
-        black_box(fast_decode::decode_header(frame.header).expect("header"));
-    }
+    journal.inspect(|stored| {
+        for bytes in stored.frames.values() {
+            let frame = block::Frame::parse(bytes).expect("frame");
+            black_box(fast_decode::decode_header(frame.header).expect("header"));
+        }
+    });
     let decode = started.elapsed().as_secs_f64();
 
     println!(
@@ -217,12 +186,12 @@ fn summary(journal: &MemJournal) {
     );
     println!(
         "of which decoding the {} block headers alone takes {decode:.2} s ({:.0}%)",
-        journal.blocks.len(),
+        blocks,
         100.0 * decode / verify
     );
 
     // Proof latency: random leaves of the full tree.
-    let n = journal.blocks.len() as u64;
+    let n = blocks as u64;
     let mut samples: Vec<Duration> = Vec::with_capacity(20_000);
     let mut x = 0x9E37_79B9_7F4A_7C15u64;
     for _ in 0..20_000 {
@@ -271,11 +240,7 @@ fn benches(c: &mut Criterion) {
         })
     });
     group.bench_function("raw SHA-256 over the frames", |b| {
-        b.iter(|| {
-            for block in &journal.blocks {
-                black_box(Hash::of(black_box(&block.bytes)));
-            }
-        })
+        b.iter(|| hash_frames(&journal))
     });
     group.finish();
 

@@ -20,7 +20,8 @@
 //!   (block frames and the digest, Ion or JSON lines), [`digest`] (the digest at a
 //!   sequence without a running ledger). `batch` is the append-batch building the
 //!   committer and import share.
-//! - Test support: `testkit` (feature `testkit`) — the conformance suite every backend runs.
+//! - Test support: `testkit` (feature `testkit`) — the conformance suite every backend runs;
+//!   `memory` (feature `memory`) — the in-memory backend, zero I/O, for unit tests.
 
 pub mod ad;
 mod batch;
@@ -41,6 +42,8 @@ pub mod ids;
 pub mod import;
 pub mod ledger;
 pub mod lookup;
+#[cfg(any(test, feature = "memory"))]
+pub mod memory;
 pub mod merkle;
 pub mod ports;
 pub mod projection;

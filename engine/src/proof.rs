@@ -656,105 +656,78 @@ fn split_point(n: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use async_trait::async_trait;
+    use futures::FutureExt;
     use proptest::prelude::*;
 
     use super::*;
-    use crate::ad::AdKey;
     use crate::block::EncodedBlock;
+    use crate::memory::MemoryJournal;
     use crate::merkle::{Frontier, root_of};
-    use crate::ports::{AdHead, AppendBatch, IdempotencyRecord, RevisionRef};
+    use crate::ports::{AppendBatch, MerkleNode};
 
-    /// A test double of the storage port holding only Merkle nodes, as `Frontier::push`
-    /// produces them for the journal to store. It counts node reads so tests can check
-    /// that a proof costs one call and O(log² n) nodes.
-    #[derive(Debug, Default)]
-    struct NodeJournal {
-        size: u64,
-        nodes: HashMap<(u8, u64), Hash>,
-        calls: AtomicUsize,
-        asked: AtomicUsize,
+    /// An in-memory journal of `size` blocks storing `nodes`. Proofs read only the tip and
+    /// the Merkle nodes, so the blocks' frames are left empty.
+    fn journal_with(size: u64, nodes: impl IntoIterator<Item = MerkleNode>) -> MemoryJournal {
+        let journal = MemoryJournal::new();
+        let batch = AppendBatch {
+            blocks: (0..size)
+                .map(|sequence| EncodedBlock {
+                    sequence,
+                    bytes: Vec::new(),
+                })
+                .collect(),
+            merkle_nodes: nodes.into_iter().collect(),
+            ..AppendBatch::default()
+        };
+        journal
+            .append(batch)
+            .now_or_never()
+            .expect("an in-memory append completes at once")
+            .expect("append");
+        journal
     }
 
-    impl NodeJournal {
-        /// The nodes a journal of these blocks stores.
-        fn of(block_hashes: &[Hash]) -> NodeJournal {
-            let mut frontier = Frontier::new();
-            let mut nodes = HashMap::new();
-            for hash in block_hashes {
-                for node in frontier.push(hash) {
-                    nodes.insert((node.level, node.index), node.hash);
-                }
-            }
-            NodeJournal {
-                size: block_hashes.len() as u64,
-                nodes,
-                ..NodeJournal::default()
-            }
-        }
-
-        /// The same nodes built from leaf hashes directly (for the RFC 6962 vectors, whose
-        /// entries are not block hashes): every perfect subtree, level by level.
-        fn of_leaf_hashes(leaves: &[Hash]) -> NodeJournal {
-            let mut nodes = HashMap::new();
-            let mut level: Vec<Hash> = leaves.to_vec();
-            let mut height = 0u8;
-            while !level.is_empty() {
-                for (i, hash) in level.iter().enumerate() {
-                    nodes.insert((height, i as u64), *hash);
-                }
-                level = level
-                    .chunks_exact(2)
-                    .map(|pair| node_hash(&pair[0], &pair[1]))
-                    .collect();
-                height += 1;
-            }
-            NodeJournal {
-                size: leaves.len() as u64,
-                nodes,
-                ..NodeJournal::default()
-            }
-        }
-
-        fn take_counts(&self) -> (usize, usize) {
-            (
-                self.calls.swap(0, Ordering::SeqCst),
-                self.asked.swap(0, Ordering::SeqCst),
-            )
-        }
+    /// The nodes `Frontier::push` completes for these blocks, as a journal stores them.
+    fn frontier_nodes(block_hashes: &[Hash]) -> Vec<MerkleNode> {
+        let mut frontier = Frontier::new();
+        block_hashes
+            .iter()
+            .flat_map(|hash| frontier.push(hash))
+            .collect()
     }
 
-    #[async_trait]
-    impl Journal for NodeJournal {
-        async fn append(&self, _batch: AppendBatch) -> Result<()> {
-            Err(Error::Unavailable("read-only test double".into()))
+    /// A journal of these blocks.
+    fn journal_of(block_hashes: &[Hash]) -> MemoryJournal {
+        journal_with(block_hashes.len() as u64, frontier_nodes(block_hashes))
+    }
+
+    /// The same nodes built from leaf hashes directly (for the RFC 6962 vectors, whose
+    /// entries are not block hashes): every perfect subtree, level by level.
+    fn journal_of_leaf_hashes(leaves: &[Hash]) -> MemoryJournal {
+        let mut nodes = Vec::new();
+        let mut level: Vec<Hash> = leaves.to_vec();
+        let mut height = 0u8;
+        while !level.is_empty() {
+            for (i, hash) in level.iter().enumerate() {
+                nodes.push(MerkleNode {
+                    level: height,
+                    index: i as u64,
+                    hash: *hash,
+                });
+            }
+            level = level
+                .chunks_exact(2)
+                .map(|pair| node_hash(&pair[0], &pair[1]))
+                .collect();
+            height += 1;
         }
-        async fn last_sequence(&self) -> Result<Option<u64>> {
-            Ok(self.size.checked_sub(1))
-        }
-        async fn read_blocks(&self, _from: u64, _max: usize) -> Result<Vec<EncodedBlock>> {
-            Ok(Vec::new())
-        }
-        async fn ad_head(&self, _key: &AdKey) -> Result<Option<AdHead>> {
-            Ok(None)
-        }
-        async fn ad_revisions(&self, _key: &AdKey) -> Result<Vec<RevisionRef>> {
-            Ok(Vec::new())
-        }
-        async fn idempotency(&self, _p: &str, _k: &str) -> Result<Option<IdempotencyRecord>> {
-            Ok(None)
-        }
-        async fn merkle_nodes(&self, ids: &[(u8, u64)]) -> Result<Vec<Option<Hash>>> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            self.asked.fetch_add(ids.len(), Ordering::SeqCst);
-            Ok(ids.iter().map(|id| self.nodes.get(id).copied()).collect())
-        }
-        fn max_blocks_per_append(&self) -> usize {
-            usize::MAX
-        }
+        journal_with(leaves.len() as u64, nodes)
+    }
+
+    /// `(calls, nodes asked)` of Merkle-node reads since the last look.
+    fn take_counts(journal: &MemoryJournal) -> (usize, usize) {
+        let reads = journal.take_merkle_reads();
+        (reads.calls, reads.nodes)
     }
 
     fn block_on<F: std::future::Future>(future: F) -> F::Output {
@@ -922,7 +895,7 @@ mod tests {
     #[test]
     fn rfc6962_vectors_inclusion() {
         let leaves = ct_leaves();
-        let journal = NodeJournal::of_leaf_hashes(&leaves);
+        let journal = journal_of_leaf_hashes(&leaves);
         for (index, size, path) in CT_INCLUSION {
             let path = hashes_of(path);
             let root = h(CT_ROOTS[size as usize - 1]);
@@ -957,7 +930,7 @@ mod tests {
     #[test]
     fn rfc6962_vectors_consistency() {
         let leaves = ct_leaves();
-        let journal = NodeJournal::of_leaf_hashes(&leaves);
+        let journal = journal_of_leaf_hashes(&leaves);
         for (first, second, path) in CT_CONSISTENCY {
             let path = hashes_of(path);
             let first_root = h(CT_ROOTS[first as usize - 1]);
@@ -1002,7 +975,7 @@ mod tests {
         let hash1 = k; // 4 leaves
         let hash2 = node_hash(&k, &i); // 6 leaves
 
-        let journal = NodeJournal::of(&d);
+        let journal = journal_of(&d);
         for (leaf, path) in [
             (0, vec![b, hh, l]),
             (3, vec![c, g, l]),
@@ -1047,7 +1020,7 @@ mod tests {
         let root = node_hash(&m, &n);
         assert_eq!(root_of(&d), Some(root));
 
-        let journal = NodeJournal::of(&d);
+        let journal = journal_of(&d);
         for (leaf, path) in [(0, vec![b, j, n]), (5, vec![e, l, m]), (7, vec![g, k, m])] {
             assert_eq!(
                 inclusion_path(&d, leaf).as_ref(),
@@ -1080,7 +1053,7 @@ mod tests {
     fn single_leaf_tree() {
         let d = blocks(1, 1);
         let root = leaf_hash(&d[0]);
-        let journal = NodeJournal::of(&d);
+        let journal = journal_of(&d);
         let proof = block_on(inclusion_proof(&journal, 0, 1)).expect("proof");
         assert!(proof.path.is_empty());
         verify_inclusion(&d[0], &proof, &root).expect("verifies");
@@ -1092,7 +1065,7 @@ mod tests {
             })
         );
         // A single-leaf tree's node reads: none at all, the path is empty.
-        assert_eq!(journal.take_counts(), (0, 0));
+        assert_eq!(take_counts(&journal), (0, 0));
     }
 
     // -- Every pair up to 64 leaves, exhaustively --
@@ -1101,7 +1074,7 @@ mod tests {
     fn stored_proofs_equal_reference_for_every_pair_up_to_64() {
         let d = blocks(64, 64);
         let roots = prefix_roots(&d);
-        let journal = NodeJournal::of(&d);
+        let journal = journal_of(&d);
         block_on(async {
             for n in 1..=64u64 {
                 let prefix = &d[..n as usize];
@@ -1109,7 +1082,7 @@ mod tests {
                     let proof = inclusion_proof(&journal, i, n).await.expect("proof");
                     assert_eq!(Some(&proof.path), inclusion_path(prefix, i).as_ref());
                     verify_inclusion(&d[i as usize], &proof, &roots[n as usize]).expect("verifies");
-                    let (calls, asked) = journal.take_counts();
+                    let (calls, asked) = take_counts(&journal);
                     assert!(calls <= 1 && asked <= bits(n) * bits(n), "{calls} {asked}");
                 }
                 for m in 1..=n {
@@ -1117,7 +1090,7 @@ mod tests {
                     assert_eq!(Some(&proof.path), consistency_path(prefix, m).as_ref());
                     verify_consistency(&proof, &roots[m as usize], &roots[n as usize])
                         .expect("verifies");
-                    let (calls, asked) = journal.take_counts();
+                    let (calls, asked) = take_counts(&journal);
                     assert!(calls <= 1 && asked <= bits(n) * bits(n), "{calls} {asked}");
                 }
             }
@@ -1129,7 +1102,7 @@ mod tests {
     #[test]
     fn generators_refuse_out_of_range_arguments() {
         let d = blocks(10, 10);
-        let journal = NodeJournal::of(&d);
+        let journal = journal_of(&d);
         block_on(async {
             let invalid = |r: Result<_>, field: &str| match r {
                 Err(Error::Invalid { field: f, .. }) => assert_eq!(f, field),
@@ -1167,8 +1140,11 @@ mod tests {
     #[test]
     fn a_missing_stored_node_is_a_broken_chain() {
         let d = blocks(10, 10);
-        let mut journal = NodeJournal::of(&d);
-        journal.nodes.remove(&(2, 0)); // leaves 0..4, completed by block 3
+        // Leaves 0..4, completed by block 3, lose their node.
+        let nodes = frontier_nodes(&d)
+            .into_iter()
+            .filter(|node| (node.level, node.index) != (2, 0));
+        let journal = journal_with(d.len() as u64, nodes);
         match block_on(inclusion_proof(&journal, 5, 10)) {
             Err(Error::ChainBroken { sequence, detail }) => {
                 assert_eq!(sequence, 3);
@@ -1356,7 +1332,7 @@ mod tests {
         ) {
             let d = blocks(seed, n);
             let roots = prefix_roots(&d);
-            let journal = NodeJournal::of(&d);
+            let journal = journal_of(&d);
             // The public reference functions hash the leaves on every call; hash them once.
             let leaves: Vec<Hash> = d.iter().map(leaf_hash).collect();
             block_on(async {
