@@ -16,8 +16,8 @@
 //! - `bool` queries with `term` and `range` filters and a `multi_match` over analysed
 //!   text (words, lower-cased, accents folded), `sort`, `from`/`size`.
 //!
-//! The journal and the state store are DynamoDB's (see `opensearch_harness`), so these
-//! tests run next to DynamoDB Local like the rest of the crate's.
+//! The journal and the state store are the engine's in-memory backend (see
+//! `opensearch_harness`), so these tests need no outside service at all.
 //!
 //! It is a model, not OpenSearch: ranking is a count of matching words. The real thing
 //! runs the same functions in `opensearch_live.rs` when `OPENSEARCH_URL` is set.

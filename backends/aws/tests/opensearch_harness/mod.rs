@@ -1,22 +1,18 @@
 //! The conformance harness both OpenSearch suites use (`opensearch_live.rs` against a real
-//! cluster, `opensearch_model.rs` against a loopback model): the AWS backend as it runs,
-//! the journal and the state store in DynamoDB (fresh tables per place, on the server
-//! named by `ADLEDGER_TEST_DYNAMODB_ENDPOINT`, see `support/mod.rs`), and search an
-//! `OpenSearchIndex` on `url`, created with `create_index` as `adledger aws init` does.
-//! (The AWS crate does not depend on the local backend, so sled is not available here.)
+//! cluster, `opensearch_model.rs` against a loopback model): search is an
+//! `OpenSearchIndex` on `url`, created with `create_index` as `adledger aws init` does;
+//! the journal and the state store are the engine's in-memory backend, so the only outside
+//! service these suites need is the OpenSearch under test (DynamoDB's own suite is
+//! `conformance.rs`).
 
-#[path = "../support/mod.rs"]
-mod support;
-
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use adledger_aws::{
-    DynamoJournal, DynamoStateStore, OpenSearchAuth, OpenSearchIndex, OpenSearchSettings,
-    TableNames,
-};
+use adledger_aws::{OpenSearchAuth, OpenSearchIndex, OpenSearchSettings};
+use adledger_engine::memory::{MemoryBackend, MemoryStateStore};
 use adledger_engine::testkit::{Harness, Stores};
-use adledger_engine::{Error, Result, SearchIndex, StateStore};
+use adledger_engine::{Result, SearchIndex, StateStore};
 use async_trait::async_trait;
 
 /// An OpenSearch endpoint to run the conformance tests against.
@@ -28,10 +24,11 @@ pub struct OpenSearchHarness {
     pub index: Option<&'static str>,
 }
 
-/// One ledger: its DynamoDB server and tables, and the index name.
+/// One ledger: its journal and state store (kept across reopens, as a data directory
+/// would be), the named shadow state stores, and the index name.
 pub struct Place {
-    endpoint: String,
-    tables: TableNames,
+    stores: MemoryBackend,
+    shadow_states: Mutex<HashMap<String, Arc<MemoryStateStore>>>,
     index: String,
 }
 
@@ -70,31 +67,20 @@ impl Harness for OpenSearchHarness {
     type Place = Place;
 
     async fn place(&self) -> Result<Place> {
-        let endpoint = support::endpoint().ok_or_else(|| {
-            Error::Unavailable(format!(
-                "the OpenSearch conformance tests keep the journal and the state store in \
-                 DynamoDB, and {} is not set",
-                support::ENDPOINT_VAR
-            ))
-        })?;
-        let tables = support::fresh_tables(&support::client(&endpoint)).await?;
         let index = self.index.map_or_else(unique_index, str::to_string);
         self.fresh_index(&index).await?;
         Ok(Place {
-            endpoint,
-            tables,
+            stores: MemoryBackend::new(),
+            shadow_states: Mutex::default(),
             index,
         })
     }
 
     async fn open(&self, place: &Place) -> Result<Stores> {
-        let client = support::client(&place.endpoint);
-        let journal = DynamoJournal::open(client.clone(), &place.tables.journal).await?;
-        let state = DynamoStateStore::open(client, &place.tables.state).await?;
         let search = OpenSearchIndex::open(&self.settings(&place.index)).await?;
         Ok(Stores {
-            journal: Arc::new(journal),
-            state: Arc::new(state),
+            journal: place.stores.journal.clone(),
+            state: place.stores.state.clone(),
             search: Arc::new(search),
         })
     }
@@ -104,12 +90,15 @@ impl Harness for OpenSearchHarness {
         place: &Place,
         name: &str,
     ) -> Result<(Arc<dyn StateStore>, Arc<dyn SearchIndex>)> {
-        let client = support::client(&place.endpoint);
-        let table = format!("{}-{name}", place.tables.state);
-        support::fresh_state_table(&client, &table).await?;
-        let state = DynamoStateStore::open(client, &table).await?;
+        let state = place
+            .shadow_states
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(name.to_string())
+            .or_default()
+            .clone();
         let index = format!("{}-shadow-{}", place.index, name.to_lowercase());
         let search = self.fresh_index(&index).await?;
-        Ok((Arc::new(state), Arc::new(search)))
+        Ok((state, Arc::new(search)))
     }
 }
