@@ -15,7 +15,9 @@ use clap::{Args, Subcommand};
 
 #[cfg(feature = "aws")]
 use crate::backend::{dynamo_settings, opensearch_settings};
-use crate::config::{Config, SearchKind, StorageArgs};
+#[cfg(feature = "aws")]
+use crate::config::SearchKind;
+use crate::config::{Config, StorageArgs};
 
 /// `adledger aws …`.
 #[derive(Debug, Args)]
