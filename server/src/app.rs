@@ -1,6 +1,6 @@
 //! The router: every route of docs/HTTP.md plus the middleware around it.
 //!
-//! Built by [`app`] from an [`AppState`] so handler tests drive it with
+//! Built by [`app`] from an [`AppState`] (see [`crate::state`]) so handler tests drive it with
 //! `tower::ServiceExt::oneshot`, without a socket. Middleware, outermost first:
 //!
 //! 1. request id: `x-request-id` is taken from the request or generated (a UUID), and
@@ -13,9 +13,6 @@
 //!
 //! Unknown paths (404) and unserved methods (405, with `Allow`) answer problem JSON too.
 
-use std::sync::Arc;
-
-use adledger_engine::Ledger;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
@@ -31,34 +28,10 @@ use tracing::{Level, Span};
 use crate::body::{DRAIN_LIMIT_BYTES, MAX_BODY_BYTES, drain};
 use crate::error::{ApiError, Problem};
 use crate::routes::{ads, health, ledger, search};
+pub use crate::state::AppState;
 
 /// The header that carries the request id in both directions.
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// What every handler shares: the running ledger.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    /// The engine's front door.
-    pub ledger: Arc<Ledger>,
-    /// The `/admin/*` settings; `None` disables those routes.
-    pub admin: Option<crate::routes::admin::Admin>,
-}
-
-impl AppState {
-    /// Wraps a running ledger (admin routes disabled).
-    pub fn new(ledger: Arc<Ledger>) -> AppState {
-        AppState {
-            ledger,
-            admin: None,
-        }
-    }
-
-    /// Enables the admin routes with these settings (`None` leaves them disabled).
-    pub fn with_admin(mut self, admin: Option<crate::routes::admin::Admin>) -> AppState {
-        self.admin = admin;
-        self
-    }
-}
 
 /// The complete HTTP application.
 pub fn app(state: AppState) -> Router {

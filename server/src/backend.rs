@@ -94,6 +94,18 @@ pub fn open_journal(config: &Config) -> Result<Arc<dyn Journal>, BackendError> {
     }
 }
 
+/// Opens the storage of an existing ledger for an offline tool: like [`open`], but a
+/// local data directory without a journal is [`BackendError::NoJournal`] rather than a
+/// new, empty ledger created by mistake.
+pub fn open_existing(config: &Config) -> Result<Ports, BackendError> {
+    if config.backend == BackendKind::Local && !config.data_dir.join(LOCAL_JOURNAL_DIR).is_dir() {
+        return Err(BackendError::NoJournal {
+            dir: config.data_dir.clone(),
+        });
+    }
+    open(config)
+}
+
 /// `open` never gets a bare journal back; a panic-free answer if that ever changed.
 fn unreachable_scope() -> Result<Ports, BackendError> {
     Err(BackendError::NotCompiled("(internal: wrong scope)"))
@@ -165,6 +177,67 @@ pub fn read_models_dir(config: &Config, name: &str) -> Result<PathBuf, BackendEr
     }
 }
 
+/// The DynamoDB connection settings `config` names (region and credentials come from
+/// the standard AWS chain).
+#[cfg(feature = "aws")]
+pub fn dynamo_settings(config: &Config) -> adledger_aws::DynamoSettings {
+    adledger_aws::DynamoSettings {
+        endpoint: config.dynamodb_endpoint.clone(),
+        region: None,
+    }
+}
+
+/// The OpenSearch settings `config` names: the URL (required), the index
+/// `<table_prefix>ads`, and the authentication (basic needs a username and a password).
+#[cfg(feature = "aws")]
+pub fn opensearch_settings(config: &Config) -> Result<adledger_aws::OpenSearchSettings, String> {
+    use adledger_aws::{OpenSearchAuth, OpenSearchSettings};
+
+    use crate::config::OpenSearchAuthKind;
+
+    let url = config.opensearch_url.clone().ok_or_else(|| {
+        "search `opensearch` needs the cluster's URL: --opensearch-url URL, \
+         ADLEDGER_OPENSEARCH_URL or `opensearch_url` in the config file"
+            .to_string()
+    })?;
+    let index =
+        adledger_aws::opensearch::index_name(&config.table_prefix).map_err(|e| e.to_string())?;
+    let kind = config
+        .opensearch_auth
+        .unwrap_or(if config.opensearch_username.is_some() {
+            OpenSearchAuthKind::Basic
+        } else {
+            OpenSearchAuthKind::None
+        });
+    let auth = match kind {
+        OpenSearchAuthKind::None => OpenSearchAuth::None,
+        OpenSearchAuthKind::Basic => {
+            let (Some(username), Some(password)) =
+                (&config.opensearch_username, &config.opensearch_password)
+            else {
+                return Err("OpenSearch basic authentication needs \
+                            ADLEDGER_OPENSEARCH_USERNAME (or `opensearch_username`) and \
+                            ADLEDGER_OPENSEARCH_PASSWORD"
+                    .to_string());
+            };
+            OpenSearchAuth::Basic {
+                username: username.clone(),
+                password: password.expose().to_string(),
+            }
+        }
+        OpenSearchAuthKind::Sigv4 | OpenSearchAuthKind::Sigv4Serverless => OpenSearchAuth::SigV4 {
+            service: if kind == OpenSearchAuthKind::Sigv4 {
+                "es"
+            } else {
+                "aoss"
+            }
+            .to_string(),
+            region: None,
+        },
+    };
+    Ok(OpenSearchSettings { url, index, auth })
+}
+
 /// The wall clock and random ids, or with a seed, a logical clock and seeded ids so the
 /// same requests give the same journal.
 fn clock_and_ids(seed: Option<u64>) -> (Arc<dyn Clock>, Arc<dyn IdGenerator>) {
@@ -184,9 +257,7 @@ mod aws {
     use std::future::Future;
     use std::sync::Arc;
 
-    use adledger_aws::{
-        AwsBackend, DynamoJournal, DynamoLease, DynamoSettings, SearchSettings, TableNames,
-    };
+    use adledger_aws::{AwsBackend, DynamoJournal, DynamoLease, SearchSettings, TableNames};
     use adledger_engine::ports::{ProjectionLease, Sharing};
     use adledger_engine::{Error, Ports};
 
@@ -195,16 +266,13 @@ mod aws {
 
     pub(super) fn open(config: &Config, scope: Scope) -> Result<Opened, BackendError> {
         let tables = TableNames::with_prefix(&config.table_prefix);
-        let settings = DynamoSettings {
-            endpoint: config.dynamodb_endpoint.clone(),
-            region: None,
-        };
+        let settings = super::dynamo_settings(config);
         let search = match config.search {
             SearchKind::Tantivy => SearchSettings::Tantivy {
                 dir: config.data_dir.join("search"),
             },
             SearchKind::Opensearch => SearchSettings::OpenSearch(
-                crate::aws_init::opensearch_settings(config).map_err(BackendError::Unsupported)?,
+                super::opensearch_settings(config).map_err(BackendError::Unsupported)?,
             ),
         };
         let deterministic = config.deterministic;
@@ -317,6 +385,34 @@ mod tests {
             err.as_deref().is_some_and(|e| e.contains("AWS backend")),
             "{err:?}"
         );
+    }
+
+    #[cfg(feature = "aws")]
+    #[test]
+    fn opensearch_needs_a_url_and_basic_auth_needs_both_secrets() {
+        let config = Config {
+            search: crate::config::SearchKind::Opensearch,
+            ..Config::default()
+        };
+        let err = opensearch_settings(&config).expect_err("no url");
+        assert!(err.contains("--opensearch-url"), "{err}");
+        let config = Config {
+            opensearch_url: Some("http://127.0.0.1:9200".into()),
+            opensearch_username: Some("admin".into()),
+            ..config
+        };
+        let err = opensearch_settings(&config).expect_err("no password");
+        assert!(err.contains("ADLEDGER_OPENSEARCH_PASSWORD"), "{err}");
+        let config = Config {
+            opensearch_password: Some(crate::config::Secret::new("pw")),
+            ..config
+        };
+        let settings = opensearch_settings(&config).expect("basic");
+        assert_eq!(settings.index, "adledger-ads");
+        assert!(matches!(
+            settings.auth,
+            adledger_aws::OpenSearchAuth::Basic { ref username, .. } if username == "admin"
+        ));
     }
 
     #[test]

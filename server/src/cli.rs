@@ -1,16 +1,13 @@
-//! The command line (clap derive): `adledger serve [--listen ADDR] [--data-dir DIR]
-//! [--config FILE] [--backend local|aws] [--deterministic SEED]`, `adledger verify` and
-//! `adledger proof verify FILE` (their flags live with them, in [`crate::verify_cmd`] and
-//! [`crate::proof_cmd`]).
+//! The command line (clap derive): one subcommand per command, each defined with its
+//! flags in its own module; the storage flags they share are
+//! [`crate::config::StorageArgs`], `serve`'s are [`crate::config::ServeArgs`].
 //!
-//! Flags only; environment variables and the config file are layered under them by
-//! [`crate::config`], which keeps the precedence rules in one tested place.
+//! Flags and their `ADLEDGER_*` variables are read here, by clap; the config file and the
+//! defaults are layered under them by [`crate::config`].
 
-use std::path::PathBuf;
+use std::ffi::OsStr;
 
-use clap::{Args, Parser, Subcommand};
-
-use crate::config::{BackendKind, Overrides};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// A hash-chained, verifiable ledger of classified ads.
 #[derive(Debug, Parser)]
@@ -28,7 +25,7 @@ pub enum Command {
     ///
     /// Settings come from flags, then ADLEDGER_* environment variables, then the TOML
     /// config file (keys: listen, data_dir, backend, deterministic), then defaults.
-    Serve(ServeArgs),
+    Serve(crate::config::ServeArgs),
 
     /// Verify a stopped data directory's journal: re-hash every block, check every link
     /// and Merkle node, recompute the digest.
@@ -43,93 +40,62 @@ pub enum Command {
     /// Rebuild the state store and the search index from the journal alone, verifying
     /// the hash chain; resumes after an interruption. --shadow builds aside and prints
     /// the differences; --swap then replaces the live read models.
-    Rebuild(crate::maintenance_cmd::RebuildArgs),
+    Rebuild(crate::rebuild_cmd::RebuildArgs),
 
     /// Re-project one ad's revisions (optionally only those in [--from, --to]) into the
     /// read models.
-    Replay(crate::maintenance_cmd::ReplayArgs),
+    Replay(crate::replay_cmd::ReplayArgs),
 
     /// Create, list, restore or delete snapshots of the read models.
-    Snapshot(crate::maintenance_cmd::SnapshotArgs),
+    Snapshot(crate::snapshot_cmd::SnapshotArgs),
 
     /// Write the journal's blocks (Ion binary or JSON lines) with the digest at the end.
-    Export(crate::maintenance_cmd::ExportArgs),
+    Export(crate::export_cmd::ExportArgs),
 
     /// Verify an export and import it into an empty journal.
-    Import(crate::maintenance_cmd::ImportArgs),
+    Import(crate::import_cmd::ImportArgs),
 
     /// Set up the AWS backend: `adledger aws init [--dry-run]` creates its DynamoDB
     /// tables and, with `--search opensearch`, its OpenSearch index (idempotent).
-    Aws(crate::aws_init::AwsArgs),
+    Aws(crate::aws_cmd::AwsArgs),
 }
 
-/// Flags of `adledger serve`.
-#[derive(Debug, Clone, Default, Args)]
-pub struct ServeArgs {
-    /// Address to listen on; port 0 picks a free port [env: ADLEDGER_LISTEN] [default:
-    /// 127.0.0.1:8080]
-    #[arg(long, value_name = "ADDR")]
-    pub listen: Option<String>,
-
-    /// Data directory of the local backend [env: ADLEDGER_DATA_DIR] [default:
-    /// ./adledger-data]
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-
-    /// TOML config file [env: ADLEDGER_CONFIG]
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-
-    /// Storage backend [env: ADLEDGER_BACKEND] [default: local]
-    #[arg(long, value_enum, value_name = "BACKEND")]
-    pub backend: Option<BackendKind>,
-
-    /// Reproducible run: logical clock from 2020-01-01T00:00:00Z and ids from SEED
-    /// [env: ADLEDGER_DETERMINISTIC]
-    #[arg(long, value_name = "SEED")]
-    pub deterministic: Option<u64>,
-
-    /// Enables the /admin/* routes, which then require `Authorization: Bearer TOKEN`
-    /// [env: ADLEDGER_ADMIN_TOKEN]
-    #[arg(long, value_name = "TOKEN")]
-    pub admin_token: Option<crate::config::AdminToken>,
-
-    /// Take snapshots by schedule: off, hourly, daily, weekly, monthly or `every N`
-    /// with s/m/h/d, such as `every 6h` [env: ADLEDGER_SNAPSHOT_SCHEDULE] [default: off]
-    #[arg(long, value_name = "SCHEDULE")]
-    pub snapshot_schedule: Option<crate::snapshot_schedule::ScheduleSetting>,
-
-    /// How many snapshots the schedule keeps, deleting older ones
-    /// [env: ADLEDGER_SNAPSHOT_KEEP] [default: 7]
-    #[arg(long, value_name = "N", value_parser = crate::snapshot_schedule::parse_keep)]
-    pub snapshot_keep: Option<usize>,
-
-    /// The AWS backend's settings.
-    #[command(flatten)]
-    pub aws: crate::aws_init::AwsFlags,
-}
-
-impl ServeArgs {
-    /// The settings these flags name, as the top configuration layer.
-    pub fn overrides(&self) -> Overrides {
-        Overrides {
-            listen: self.listen.clone(),
-            data_dir: self.data_dir.clone(),
-            config: self.config.clone(),
-            backend: self.backend,
-            deterministic: self.deterministic,
-            admin_token: self.admin_token.clone(),
-            snapshot_schedule: self.snapshot_schedule,
-            snapshot_keep: self.snapshot_keep,
-            ..self.aws.overrides()
-        }
+impl Cli {
+    /// Parses the process's arguments and `ADLEDGER_*` variables, exiting with clap's
+    /// message and code 2 on a bad one. A variable set to the empty string counts as
+    /// unset (`ADLEDGER_BACKEND= adledger serve` runs on the default backend).
+    pub fn parse_process() -> Cli {
+        let mut command = ignore_empty_env(Cli::command(), &|name| std::env::var_os(name));
+        let matches = command
+            .try_get_matches_from_mut(std::env::args_os())
+            .unwrap_or_else(|error| error.exit());
+        Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.format(&mut command).exit())
     }
+}
+
+/// Drops the variable of every argument (in every subcommand) whose variable is set but
+/// empty, so clap neither parses `""` as a value nor lets it hide the config file.
+fn ignore_empty_env(
+    command: clap::Command,
+    lookup: &dyn Fn(&OsStr) -> Option<std::ffi::OsString>,
+) -> clap::Command {
+    command
+        .mut_args(|arg| {
+            let empty = arg
+                .get_env()
+                .and_then(lookup)
+                .is_some_and(|value| value.is_empty());
+            if empty { arg.env(None) } else { arg }
+        })
+        .mut_subcommands(|sub| ignore_empty_env(sub, lookup))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
-    use clap::CommandFactory;
+    use crate::config::BackendKind;
 
     #[test]
     fn cli_is_well_formed() {
@@ -160,5 +126,64 @@ mod tests {
         assert_eq!(o.backend, Some(BackendKind::Aws));
         assert_eq!(o.deterministic, Some(42));
         assert!(Cli::try_parse_from(["adledger", "serve", "--backend", "s3"]).is_err());
+    }
+
+    #[test]
+    fn storage_flags_go_before_or_after_a_snapshot_action() {
+        for argv in [
+            ["adledger", "snapshot", "--data-dir", "/d", "list"],
+            ["adledger", "snapshot", "list", "--data-dir", "/d"],
+        ] {
+            let cli = Cli::try_parse_from(argv).expect("valid flags");
+            let Command::Snapshot(args) = cli.command else {
+                panic!("parsed as another subcommand");
+            };
+            assert_eq!(args.storage.data_dir, Some(PathBuf::from("/d")), "{argv:?}");
+        }
+    }
+
+    #[test]
+    fn every_command_documents_the_variables_of_its_storage_flags() {
+        for path in [
+            &["serve"][..],
+            &["verify"],
+            &["rebuild"],
+            &["replay"],
+            &["snapshot"],
+            &["export"],
+            &["import"],
+            &["aws", "init"],
+        ] {
+            let mut command = Cli::command();
+            command.build();
+            let mut sub = &mut command;
+            for name in path {
+                sub = sub.find_subcommand_mut(name).expect("subcommand exists");
+            }
+            let help = sub.render_long_help().to_string();
+            for variable in [
+                "ADLEDGER_DATA_DIR",
+                "ADLEDGER_CONFIG",
+                "ADLEDGER_BACKEND",
+                "ADLEDGER_TABLE_PREFIX",
+            ] {
+                assert!(help.contains(variable), "{path:?} --help lacks {variable}");
+            }
+        }
+    }
+
+    #[test]
+    fn empty_variables_count_as_unset() {
+        let lookup = |name: &OsStr| (name == "ADLEDGER_BACKEND").then(std::ffi::OsString::new);
+        let mut command = ignore_empty_env(Cli::command(), &lookup);
+        command.build();
+        let serve = command
+            .find_subcommand("serve")
+            .expect("serve exists")
+            .get_arguments()
+            .map(|arg| (arg.get_id().to_string(), arg.get_env().is_some()))
+            .collect::<Vec<_>>();
+        assert!(serve.contains(&("backend".to_string(), false)), "{serve:?}");
+        assert!(serve.contains(&("data_dir".to_string(), true)), "{serve:?}");
     }
 }

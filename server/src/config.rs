@@ -1,21 +1,22 @@
-//! Configuration of `adledger serve`: one [`Config`] resolved from four layers.
+//! Configuration: the storage flags every subcommand shares ([`StorageArgs`]),
+//! `serve`'s own settings ([`ServeArgs`]), and the one [`Config`] they resolve into.
 //!
 //! Precedence, lowest to highest: built-in defaults, a TOML file (`--config` or
-//! `ADLEDGER_CONFIG`), `ADLEDGER_*` environment variables, command-line flags. The TOML
-//! keys are `listen`, `data_dir`, `backend`, `deterministic` and `admin_token`, for
-//! the AWS backend `dynamodb_endpoint`, `table_prefix` and `search`, and with `search =
-//! "opensearch"` `opensearch_url`, `opensearch_auth` and `opensearch_username`; any other
-//! key is an error that names it, so a typo never silently falls back to a default. The
-//! OpenSearch password is read from `ADLEDGER_OPENSEARCH_PASSWORD` only, never from the
-//! file, and never appears in `Debug` output or logs.
+//! `ADLEDGER_CONFIG`), `ADLEDGER_*` environment variables, command-line flags. clap puts
+//! each flag over its variable (`#[arg(env = …)]`); [`Config::load`] puts that over the
+//! file and the defaults. The TOML keys are `listen`, `data_dir`, `backend`,
+//! `deterministic` and `admin_token`, for the AWS backend `dynamodb_endpoint`,
+//! `table_prefix` and `search`, and with `search = "opensearch"` `opensearch_url`,
+//! `opensearch_auth` and `opensearch_username`; any other key is an error that names it,
+//! so a typo never silently falls back to a default. The OpenSearch username and
+//! password have no flag (`ADLEDGER_OPENSEARCH_USERNAME`, `ADLEDGER_OPENSEARCH_PASSWORD`);
+//! the password is never read from the file, and neither it nor the admin token appears
+//! in `Debug` output, logs or `--help`.
 //!
 //! The AWS backend takes its region and credentials from the standard AWS chain
 //! (`AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, shared config files, …).
 //! DynamoDB Local accepts any static credentials: `AWS_ACCESS_KEY_ID=local
 //! AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1`.
-//!
-//! The environment is passed in as a lookup function rather than read here, so the
-//! precedence rules are unit-tested without touching the process environment.
 //!
 //! Scheduled snapshots are the `[snapshots]` table (`schedule`, `keep`),
 //! `ADLEDGER_SNAPSHOT_SCHEDULE` / `ADLEDGER_SNAPSHOT_KEEP`, `--snapshot-schedule` /
@@ -23,7 +24,10 @@
 
 use std::path::{Path, PathBuf};
 
+use clap::Args;
 use serde::Deserialize;
+
+use crate::snapshot_schedule::{ScheduleSetting, SnapshotConfig, parse_keep};
 
 /// Where the server listens when nothing says otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -47,14 +51,6 @@ impl BackendKind {
         match self {
             BackendKind::Local => "local",
             BackendKind::Aws => "aws",
-        }
-    }
-
-    fn parse(text: &str) -> Option<BackendKind> {
-        match text {
-            "local" => Some(BackendKind::Local),
-            "aws" => Some(BackendKind::Aws),
-            _ => None,
         }
     }
 }
@@ -83,18 +79,6 @@ pub enum OpenSearchAuthKind {
     Sigv4,
     /// AWS SigV4 for Amazon OpenSearch Serverless (service `aoss`).
     Sigv4Serverless,
-}
-
-impl OpenSearchAuthKind {
-    fn parse(text: &str) -> Option<OpenSearchAuthKind> {
-        match text {
-            "none" => Some(OpenSearchAuthKind::None),
-            "basic" => Some(OpenSearchAuthKind::Basic),
-            "sigv4" => Some(OpenSearchAuthKind::Sigv4),
-            "sigv4-serverless" => Some(OpenSearchAuthKind::Sigv4Serverless),
-            _ => None,
-        }
-    }
 }
 
 /// A secret setting (the OpenSearch password): `Debug` never shows it.
@@ -127,14 +111,6 @@ impl SearchKind {
             SearchKind::Opensearch => "opensearch",
         }
     }
-
-    fn parse(text: &str) -> Option<SearchKind> {
-        match text {
-            "tantivy" => Some(SearchKind::Tantivy),
-            "opensearch" => Some(SearchKind::Opensearch),
-            _ => None,
-        }
-    }
 }
 
 /// The prefix of the AWS backend's table names when none is configured.
@@ -157,7 +133,7 @@ pub struct Config {
     /// The bearer token of the `/admin/*` routes; `None` disables them.
     pub admin_token: Option<AdminToken>,
     /// Scheduled snapshots (`[snapshots]`): off unless a schedule is set.
-    pub snapshots: crate::snapshot_schedule::SnapshotConfig,
+    pub snapshots: SnapshotConfig,
     /// AWS backend: a DynamoDB endpoint URL overriding AWS's (DynamoDB Local:
     /// `http://127.0.0.1:8000`).
     pub dynamodb_endpoint: Option<String>,
@@ -224,7 +200,7 @@ impl Default for Config {
             backend: BackendKind::Local,
             deterministic: None,
             admin_token: None,
-            snapshots: crate::snapshot_schedule::SnapshotConfig::default(),
+            snapshots: SnapshotConfig::default(),
             dynamodb_endpoint: None,
             table_prefix: DEFAULT_TABLE_PREFIX.to_string(),
             search: SearchKind::Tantivy,
@@ -236,8 +212,168 @@ impl Default for Config {
     }
 }
 
-/// Settings from one layer above the file (the environment or the flags); `None` where
-/// the layer says nothing.
+/// The storage and backend flags every subcommand takes (`#[command(flatten)]`): where the
+/// ledger is and which backend holds it.
+///
+/// clap reads each from its `ADLEDGER_*` variable when the flag is not given (an empty
+/// variable counts as unset, see [`crate::cli`]), so `None` means neither said anything
+/// and [`Config::load`] falls back to the config file, then to the defaults. Global, so a
+/// command with actions (`adledger snapshot`) takes them before or after the action.
+#[derive(Debug, Clone, Default, Args)]
+pub struct StorageArgs {
+    /// Data directory: the local backend's storage, the snapshots, and with
+    /// `--search tantivy` the AWS backend's index [default: ./adledger-data]
+    #[arg(long, value_name = "DIR", env = "ADLEDGER_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+
+    /// TOML config file, below flags and environment variables
+    #[arg(long, value_name = "FILE", env = "ADLEDGER_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// Storage backend [default: local]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "BACKEND",
+        env = "ADLEDGER_BACKEND",
+        global = true
+    )]
+    pub backend: Option<BackendKind>,
+
+    /// AWS backend: DynamoDB endpoint URL, e.g. http://127.0.0.1:8000 for DynamoDB Local
+    /// [default: AWS's endpoint for the region]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "ADLEDGER_DYNAMODB_ENDPOINT",
+        global = true
+    )]
+    pub dynamodb_endpoint: Option<String>,
+
+    /// AWS backend: prefix of the table names (<prefix>journal, <prefix>state)
+    /// [default: adledger-]
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        env = "ADLEDGER_TABLE_PREFIX",
+        global = true
+    )]
+    pub table_prefix: Option<String>,
+
+    /// AWS backend: search index [default: tantivy]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "SEARCH",
+        env = "ADLEDGER_SEARCH",
+        global = true
+    )]
+    pub search: Option<SearchKind>,
+
+    /// With --search opensearch: the cluster's URL; the index is <prefix>ads
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "ADLEDGER_OPENSEARCH_URL",
+        global = true
+    )]
+    pub opensearch_url: Option<String>,
+
+    /// With --search opensearch: authentication; basic reads ADLEDGER_OPENSEARCH_USERNAME
+    /// and ADLEDGER_OPENSEARCH_PASSWORD [default: basic if a username is set, else none]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "AUTH",
+        env = "ADLEDGER_OPENSEARCH_AUTH",
+        global = true
+    )]
+    pub opensearch_auth: Option<OpenSearchAuthKind>,
+}
+
+impl StorageArgs {
+    /// The settings these flags (or their variables) name, as the top configuration layer.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            data_dir: self.data_dir.clone(),
+            config: self.config.clone(),
+            backend: self.backend,
+            dynamodb_endpoint: self.dynamodb_endpoint.clone(),
+            table_prefix: self.table_prefix.clone(),
+            search: self.search,
+            opensearch_url: self.opensearch_url.clone(),
+            opensearch_auth: self.opensearch_auth,
+            ..Overrides::default()
+        }
+    }
+
+    /// The configuration these flags, the environment and the config file give.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        Config::load(&self.overrides())
+    }
+}
+
+/// Flags of `adledger serve`: the storage flags and the settings only a server has.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR", env = "ADLEDGER_LISTEN")]
+    pub listen: Option<String>,
+
+    /// Where the ledger is.
+    #[command(flatten)]
+    pub storage: StorageArgs,
+
+    /// Reproducible run: logical clock from 2020-01-01T00:00:00Z and ids from SEED
+    #[arg(long, value_name = "SEED", env = "ADLEDGER_DETERMINISTIC")]
+    pub deterministic: Option<u64>,
+
+    /// Enables the /admin/* routes, which then require `Authorization: Bearer TOKEN`
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "ADLEDGER_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<AdminToken>,
+
+    /// Take snapshots by schedule: off, hourly, daily, weekly, monthly or `every N`
+    /// with s/m/h/d, such as `every 6h` [default: off]
+    #[arg(long, value_name = "SCHEDULE", env = "ADLEDGER_SNAPSHOT_SCHEDULE")]
+    pub snapshot_schedule: Option<ScheduleSetting>,
+
+    /// How many snapshots the schedule keeps, deleting older ones [default: 7]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "ADLEDGER_SNAPSHOT_KEEP",
+        value_parser = parse_keep
+    )]
+    pub snapshot_keep: Option<usize>,
+}
+
+impl ServeArgs {
+    /// The settings these flags (or their variables) name, as the top configuration layer.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen.clone(),
+            deterministic: self.deterministic,
+            admin_token: self.admin_token.clone(),
+            snapshot_schedule: self.snapshot_schedule,
+            snapshot_keep: self.snapshot_keep,
+            ..self.storage.overrides()
+        }
+    }
+
+    /// The configuration these flags, the environment and the config file give.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        Config::load(&self.overrides())
+    }
+}
+
+/// The settings above the file: flags and `ADLEDGER_*` variables (clap has already let
+/// a flag win over its variable), and the variables that have no flag. `None` where
+/// nothing says anything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Overrides {
     /// `--listen` / `ADLEDGER_LISTEN`.
@@ -253,7 +389,7 @@ pub struct Overrides {
     /// `--admin-token` / `ADLEDGER_ADMIN_TOKEN`.
     pub admin_token: Option<AdminToken>,
     /// `--snapshot-schedule` / `ADLEDGER_SNAPSHOT_SCHEDULE`.
-    pub snapshot_schedule: Option<crate::snapshot_schedule::ScheduleSetting>,
+    pub snapshot_schedule: Option<ScheduleSetting>,
     /// `--snapshot-keep` / `ADLEDGER_SNAPSHOT_KEEP`.
     pub snapshot_keep: Option<usize>,
     /// `--dynamodb-endpoint` / `ADLEDGER_DYNAMODB_ENDPOINT`.
@@ -266,13 +402,16 @@ pub struct Overrides {
     pub opensearch_url: Option<String>,
     /// `--opensearch-auth` / `ADLEDGER_OPENSEARCH_AUTH`.
     pub opensearch_auth: Option<OpenSearchAuthKind>,
-    /// `ADLEDGER_OPENSEARCH_USERNAME`.
+    /// `ADLEDGER_OPENSEARCH_USERNAME` (no flag).
     pub opensearch_username: Option<String>,
-    /// `ADLEDGER_OPENSEARCH_PASSWORD`.
+    /// `ADLEDGER_OPENSEARCH_PASSWORD` (no flag: a password on a command line shows in
+    /// `ps`; never in the file either).
     pub opensearch_password: Option<Secret>,
 }
 
 /// A configuration that cannot be used; the message names the source and the key.
+///
+/// A bad flag or `ADLEDGER_*` value never gets here: clap refuses it, naming the flag.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The config file could not be read.
@@ -291,101 +430,16 @@ pub enum ConfigError {
         /// The parser's message (it names an unknown key).
         message: String,
     },
-    /// An environment variable has a value that cannot be used.
-    #[error("invalid environment variable {name}={value:?}: {reason}")]
-    Env {
-        /// The variable.
-        name: &'static str,
-        /// Its value.
-        value: String,
-        /// What would be valid.
-        reason: &'static str,
-    },
 }
 
 impl Overrides {
-    /// Reads the `ADLEDGER_*` variables through `lookup` (an empty value counts as unset).
-    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Overrides, ConfigError> {
+    /// Adds the settings that only variables carry (the OpenSearch username and
+    /// password), read through `lookup`; an empty value counts as unset.
+    pub fn with_env_only(mut self, lookup: impl Fn(&str) -> Option<String>) -> Overrides {
         let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
-        let backend = match get("ADLEDGER_BACKEND") {
-            None => None,
-            Some(value) => Some(BackendKind::parse(&value).ok_or(ConfigError::Env {
-                name: "ADLEDGER_BACKEND",
-                value,
-                reason: "must be `local` or `aws`",
-            })?),
-        };
-        let deterministic = match get("ADLEDGER_DETERMINISTIC") {
-            None => None,
-            Some(value) => Some(value.parse::<u64>().map_err(|_| ConfigError::Env {
-                name: "ADLEDGER_DETERMINISTIC",
-                value,
-                reason: "must be a whole-number seed from 0 to 18446744073709551615",
-            })?),
-        };
-        let admin_token = match get("ADLEDGER_ADMIN_TOKEN") {
-            None => None,
-            Some(value) => {
-                Some(
-                    AdminToken::try_from(value).map_err(|reason| ConfigError::Env {
-                        name: "ADLEDGER_ADMIN_TOKEN",
-                        value: "<hidden>".into(),
-                        reason,
-                    })?,
-                )
-            }
-        };
-        let snapshot_schedule = match get("ADLEDGER_SNAPSHOT_SCHEDULE") {
-            None => None,
-            Some(value) => Some(value.parse().map_err(|reason| ConfigError::Env {
-                name: "ADLEDGER_SNAPSHOT_SCHEDULE",
-                value,
-                reason,
-            })?),
-        };
-        let snapshot_keep = match get("ADLEDGER_SNAPSHOT_KEEP") {
-            None => None,
-            Some(value) => Some(crate::snapshot_schedule::parse_keep(&value).map_err(
-                |reason| ConfigError::Env {
-                    name: "ADLEDGER_SNAPSHOT_KEEP",
-                    value,
-                    reason,
-                },
-            )?),
-        };
-        let search = match get("ADLEDGER_SEARCH") {
-            None => None,
-            Some(value) => Some(SearchKind::parse(&value).ok_or(ConfigError::Env {
-                name: "ADLEDGER_SEARCH",
-                value,
-                reason: "must be `tantivy` or `opensearch`",
-            })?),
-        };
-        let opensearch_auth = match get("ADLEDGER_OPENSEARCH_AUTH") {
-            None => None,
-            Some(value) => Some(OpenSearchAuthKind::parse(&value).ok_or(ConfigError::Env {
-                name: "ADLEDGER_OPENSEARCH_AUTH",
-                value,
-                reason: "must be `none`, `basic`, `sigv4` or `sigv4-serverless`",
-            })?),
-        };
-        Ok(Overrides {
-            opensearch_url: get("ADLEDGER_OPENSEARCH_URL"),
-            opensearch_auth,
-            opensearch_username: get("ADLEDGER_OPENSEARCH_USERNAME"),
-            opensearch_password: get("ADLEDGER_OPENSEARCH_PASSWORD").map(Secret),
-            dynamodb_endpoint: get("ADLEDGER_DYNAMODB_ENDPOINT"),
-            table_prefix: get("ADLEDGER_TABLE_PREFIX"),
-            search,
-            admin_token,
-            listen: get("ADLEDGER_LISTEN"),
-            data_dir: get("ADLEDGER_DATA_DIR").map(PathBuf::from),
-            config: get("ADLEDGER_CONFIG").map(PathBuf::from),
-            backend,
-            deterministic,
-            snapshot_schedule,
-            snapshot_keep,
-        })
+        self.opensearch_username = get("ADLEDGER_OPENSEARCH_USERNAME");
+        self.opensearch_password = get("ADLEDGER_OPENSEARCH_PASSWORD").map(Secret);
+        self
     }
 
     /// Replaces each setting of `config` this layer names.
@@ -435,6 +489,11 @@ impl Overrides {
     }
 }
 
+/// A process environment variable, lossily decoded (as the flags' variables are).
+fn process_env(name: &str) -> Option<String> {
+    std::env::var_os(name).map(|value| value.to_string_lossy().into_owned())
+}
+
 impl Config {
     /// Parses a TOML config file's text.
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
@@ -454,18 +513,19 @@ impl Config {
         })
     }
 
-    /// Layers defaults, the file, the environment and the flags (highest wins).
-    pub fn resolve(file: Option<Config>, env: &Overrides, flags: &Overrides) -> Config {
+    /// Layers defaults, the file, and the flags and environment (highest wins).
+    pub fn resolve(file: Option<Config>, layer: &Overrides) -> Config {
         let mut config = file.unwrap_or_default();
-        env.apply_to(&mut config);
-        flags.apply_to(&mut config);
+        layer.apply_to(&mut config);
         config
     }
 
-    /// Resolves the configuration, reading the config file named by the flags or the
-    /// environment (a named file that does not exist is an error).
-    pub fn load(env: &Overrides, flags: &Overrides) -> Result<Config, ConfigError> {
-        let file = match flags.config.as_ref().or(env.config.as_ref()) {
+    /// Resolves the configuration: `layer` (flags and their variables) and the
+    /// variables without a flag over the config file `layer` names (a named file that
+    /// does not exist is an error) over the defaults.
+    pub fn load(layer: &Overrides) -> Result<Config, ConfigError> {
+        let layer = layer.clone().with_env_only(process_env);
+        let file = match &layer.config {
             None => None,
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -475,7 +535,7 @@ impl Config {
                 Some(Config::from_toml(&text, path)?)
             }
         };
-        Ok(Config::resolve(file, env, flags))
+        Ok(Config::resolve(file, &layer))
     }
 }
 
@@ -483,23 +543,38 @@ impl Config {
 mod tests {
     use std::collections::HashMap;
 
-    use super::*;
+    use clap::Parser;
 
-    fn env(vars: &[(&str, &str)]) -> Result<Overrides, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Overrides::from_env(|k| map.get(k).cloned())
-    }
+    use super::*;
+    use crate::snapshot_schedule::{DEFAULT_KEEP, Schedule};
 
     fn file(text: &str) -> Config {
         Config::from_toml(text, Path::new("adledger.toml")).expect("valid file")
     }
 
+    /// `adledger serve`'s flags alone, as clap parses them.
+    #[derive(Debug, Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn flags(argv: &[&str]) -> Result<Overrides, clap::Error> {
+        let argv = std::iter::once("serve").chain(argv.iter().copied());
+        Ok(Serve::try_parse_from(argv)?.args.overrides())
+    }
+
+    fn env_only(vars: &[(&str, &str)]) -> Overrides {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Overrides::default().with_env_only(|k| map.get(k).cloned())
+    }
+
     #[test]
     fn defaults_without_any_layer() {
-        let config = Config::resolve(None, &Overrides::default(), &Overrides::default());
+        let config = Config::resolve(None, &Overrides::default());
         assert_eq!(config.listen, "127.0.0.1:8080");
         assert_eq!(config.data_dir, PathBuf::from("./adledger-data"));
         assert_eq!(config.backend, BackendKind::Local);
@@ -511,7 +586,6 @@ mod tests {
         let config = Config::resolve(
             Some(file("listen = \"0.0.0.0:9000\"\ndeterministic = 7\n")),
             &Overrides::default(),
-            &Overrides::default(),
         );
         assert_eq!(config.listen, "0.0.0.0:9000");
         assert_eq!(config.deterministic, Some(7));
@@ -519,24 +593,15 @@ mod tests {
     }
 
     #[test]
-    fn env_overrides_file_and_flags_override_env() {
+    fn flags_override_the_file_and_absent_flags_keep_it() {
         let from_file = file(
             "listen = \"127.0.0.1:1\"\ndata_dir = \"/file\"\nbackend = \"aws\"\ndeterministic = 1\n",
         );
-        let env = env(&[
-            ("ADLEDGER_LISTEN", "127.0.0.1:2"),
-            ("ADLEDGER_DATA_DIR", "/env"),
-            ("ADLEDGER_DETERMINISTIC", "2"),
-        ])
-        .expect("valid env");
-        let flags = Overrides {
-            listen: Some("127.0.0.1:3".into()),
-            ..Overrides::default()
-        };
-        let config = Config::resolve(Some(from_file), &env, &flags);
-        assert_eq!(config.listen, "127.0.0.1:3", "flag beats env and file");
-        assert_eq!(config.data_dir, PathBuf::from("/env"), "env beats file");
-        assert_eq!(config.deterministic, Some(2), "env beats file");
+        let layer = flags(&["--listen", "127.0.0.1:3", "--data-dir", "/flag"]).expect("valid");
+        let config = Config::resolve(Some(from_file), &layer);
+        assert_eq!(config.listen, "127.0.0.1:3", "flag beats file");
+        assert_eq!(config.data_dir, PathBuf::from("/flag"), "flag beats file");
+        assert_eq!(config.deterministic, Some(1), "file beats default");
         assert_eq!(config.backend, BackendKind::Aws, "file beats default");
     }
 
@@ -546,16 +611,16 @@ mod tests {
             "backend = \"aws\"\ndynamodb_endpoint = \"http://127.0.0.1:1\"\ntable_prefix = \"f-\"\n",
         );
         assert_eq!(from_file.search, SearchKind::Tantivy, "default search");
-        let layer = env(&[
-            ("ADLEDGER_TABLE_PREFIX", "e-"),
-            ("ADLEDGER_SEARCH", "opensearch"),
+        let layer = flags(&[
+            "--table-prefix",
+            "e-",
+            "--search",
+            "opensearch",
+            "--dynamodb-endpoint",
+            "http://127.0.0.1:3",
         ])
-        .expect("valid env");
-        let flags = Overrides {
-            dynamodb_endpoint: Some("http://127.0.0.1:3".into()),
-            ..Overrides::default()
-        };
-        let config = Config::resolve(Some(from_file), &layer, &flags);
+        .expect("valid flags");
+        let config = Config::resolve(Some(from_file), &layer);
         assert_eq!(
             config.dynamodb_endpoint.as_deref(),
             Some("http://127.0.0.1:3")
@@ -563,8 +628,8 @@ mod tests {
         assert_eq!(config.table_prefix, "e-");
         assert_eq!(config.search, SearchKind::Opensearch);
         assert_eq!(Config::default().table_prefix, "adledger-");
-        let err = env(&[("ADLEDGER_SEARCH", "solr")]).expect_err("bad search");
-        assert!(err.to_string().contains("ADLEDGER_SEARCH"));
+        let err = flags(&["--search", "solr"]).expect_err("bad search");
+        assert!(err.to_string().contains("--search"), "{err}");
     }
 
     #[test]
@@ -574,13 +639,12 @@ mod tests {
              opensearch_auth = \"sigv4\"\nopensearch_username = \"file-user\"\n",
         );
         assert_eq!(from_file.opensearch_auth, Some(OpenSearchAuthKind::Sigv4));
-        let layer = env(&[
-            ("ADLEDGER_OPENSEARCH_URL", "https://search.example:443"),
-            ("ADLEDGER_OPENSEARCH_AUTH", "basic"),
-            ("ADLEDGER_OPENSEARCH_PASSWORD", "hunter2"),
-        ])
-        .expect("valid env");
-        let config = Config::resolve(Some(from_file), &layer, &Overrides::default());
+        let layer = Overrides {
+            opensearch_url: Some("https://search.example:443".into()),
+            opensearch_auth: Some(OpenSearchAuthKind::Basic),
+            ..env_only(&[("ADLEDGER_OPENSEARCH_PASSWORD", "hunter2")])
+        };
+        let config = Config::resolve(Some(from_file), &layer);
         assert_eq!(
             config.opensearch_url.as_deref(),
             Some("https://search.example:443")
@@ -592,11 +656,23 @@ mod tests {
             Some("hunter2")
         );
         assert!(!format!("{config:?}").contains("hunter2"), "Debug hides it");
+        let user = env_only(&[("ADLEDGER_OPENSEARCH_USERNAME", "env-user")]);
+        let config = Config::resolve(Some(file("opensearch_username = \"f\"\n")), &user);
+        assert_eq!(config.opensearch_username.as_deref(), Some("env-user"));
+        assert_eq!(
+            env_only(&[("ADLEDGER_OPENSEARCH_USERNAME", "")]).opensearch_username,
+            None,
+            "empty is unset"
+        );
         let err = Config::from_toml("opensearch_password = \"x\"\n", Path::new("a.toml"))
             .expect_err("no passwords in files");
         assert!(err.to_string().contains("opensearch_password"), "{err}");
-        let err = env(&[("ADLEDGER_OPENSEARCH_AUTH", "kerberos")]).expect_err("bad auth");
-        assert!(err.to_string().contains("ADLEDGER_OPENSEARCH_AUTH"));
+        let err = flags(&["--opensearch-auth", "kerberos"]).expect_err("bad auth");
+        assert!(err.to_string().contains("--opensearch-auth"), "{err}");
+        assert!(
+            flags(&["--opensearch-password", "x"]).is_err(),
+            "no password flag"
+        );
     }
 
     #[test]
@@ -612,17 +688,26 @@ mod tests {
     #[test]
     fn bad_values_are_errors_naming_their_source() {
         assert!(Config::from_toml("backend = \"s3\"\n", Path::new("a.toml")).is_err());
-        let err = env(&[("ADLEDGER_BACKEND", "s3")]).expect_err("bad backend");
-        assert!(err.to_string().contains("ADLEDGER_BACKEND"));
-        let err = env(&[("ADLEDGER_DETERMINISTIC", "-1")]).expect_err("bad seed");
-        assert!(err.to_string().contains("ADLEDGER_DETERMINISTIC"));
-        let empty = env(&[("ADLEDGER_BACKEND", "")]).expect("empty is unset");
-        assert_eq!(empty.backend, None);
+        let err = flags(&["--backend", "s3"]).expect_err("bad backend");
+        assert!(err.to_string().contains("--backend"), "{err}");
+        let err = flags(&["--deterministic", "seven"]).expect_err("bad seed");
+        assert!(err.to_string().contains("--deterministic"), "{err}");
+        let err = flags(&["--admin-token", "  "]).expect_err("blank token");
+        assert!(err.to_string().contains("must not be empty"), "{err}");
+    }
+
+    #[test]
+    fn the_admin_token_stays_out_of_debug_output() {
+        let layer = flags(&["--admin-token", "s3cret-token"]).expect("valid");
+        assert_eq!(
+            layer.admin_token.as_ref().map(AdminToken::expose),
+            Some("s3cret-token")
+        );
+        assert!(!format!("{layer:?}").contains("s3cret-token"));
     }
 
     #[test]
     fn snapshot_settings_layer_like_the_rest() {
-        use crate::snapshot_schedule::{DEFAULT_KEEP, Schedule};
         let from_file = file("[snapshots]\nschedule = \"monthly\"\nkeep = 12\n");
         assert_eq!(from_file.snapshots.schedule.0, Some(Schedule::Monthly));
         assert_eq!(
@@ -631,25 +716,23 @@ mod tests {
             "off by default"
         );
         assert_eq!(Config::default().snapshots.keep, DEFAULT_KEEP);
-        let layer = env(&[("ADLEDGER_SNAPSHOT_SCHEDULE", "daily")]).expect("valid env");
-        let flags = Overrides {
-            snapshot_keep: Some(2),
-            ..Overrides::default()
-        };
-        let config = Config::resolve(Some(from_file), &layer, &flags);
+        let layer = flags(&["--snapshot-keep", "2"]).expect("valid flags");
+        let config = Config::resolve(Some(from_file), &layer);
         assert_eq!(
             config.snapshots.schedule.0,
-            Some(Schedule::Daily),
-            "env beats file"
+            Some(Schedule::Monthly),
+            "file beats default"
         );
         assert_eq!(config.snapshots.keep, 2, "flag beats file");
-        let err = env(&[("ADLEDGER_SNAPSHOT_SCHEDULE", "often")]).expect_err("bad schedule");
-        assert!(
-            err.to_string().contains("ADLEDGER_SNAPSHOT_SCHEDULE"),
-            "{err}"
+        let layer = flags(&["--snapshot-schedule", "daily"]).expect("valid flags");
+        assert_eq!(
+            Config::resolve(None, &layer).snapshots.schedule.0,
+            Some(Schedule::Daily)
         );
-        let err = env(&[("ADLEDGER_SNAPSHOT_KEEP", "0")]).expect_err("bad keep");
-        assert!(err.to_string().contains("ADLEDGER_SNAPSHOT_KEEP"), "{err}");
+        let err = flags(&["--snapshot-schedule", "often"]).expect_err("bad schedule");
+        assert!(err.to_string().contains("--snapshot-schedule"), "{err}");
+        let err = flags(&["--snapshot-keep", "0"]).expect_err("bad keep");
+        assert!(err.to_string().contains("--snapshot-keep"), "{err}");
         let err = Config::from_toml(
             "[snapshots]\nschedule = \"every 0s\"\n",
             Path::new("a.toml"),
@@ -659,26 +742,20 @@ mod tests {
     }
 
     #[test]
-    fn config_file_comes_from_flag_before_env() {
+    fn the_config_file_named_by_the_layer_is_read() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let flag_file = dir.path().join("flag.toml");
-        let env_file = dir.path().join("env.toml");
-        std::fs::write(&flag_file, "listen = \"127.0.0.1:11\"\n").expect("write");
-        std::fs::write(&env_file, "listen = \"127.0.0.1:22\"\n").expect("write");
-        let env = Overrides {
-            config: Some(env_file),
+        let named = dir.path().join("named.toml");
+        std::fs::write(&named, "listen = \"127.0.0.1:11\"\n").expect("write");
+        let layer = Overrides {
+            config: Some(named),
             ..Overrides::default()
         };
-        let flags = Overrides {
-            config: Some(flag_file),
-            ..Overrides::default()
-        };
-        let config = Config::load(&env, &flags).expect("loads");
+        let config = Config::load(&layer).expect("loads");
         assert_eq!(config.listen, "127.0.0.1:11");
         let missing = Overrides {
             config: Some(dir.path().join("missing.toml")),
             ..Overrides::default()
         };
-        assert!(Config::load(&Overrides::default(), &missing).is_err());
+        assert!(Config::load(&missing).is_err());
     }
 }

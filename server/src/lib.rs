@@ -3,37 +3,58 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the clap command line; [`config`]: flags > env > TOML file > defaults,
-//!   resolved into one [`config::Config`]; [`backend`]: the one `match` that turns a
-//!   config into the engine's ports.
-//! - [`serve`]: open, bind, announce, serve, drain on SIGINT/SIGTERM;
-//!   [`snapshot_schedule`]: the snapshots the server takes by itself.
-//! - [`verify_cmd`]: `adledger verify`, full verification of a stopped data directory;
-//!   [`proof_cmd`]: `adledger proof verify`, an auditor's offline check of a proof bundle.
-//! - [`maintenance_cmd`]: `adledger rebuild | replay | snapshot | export | import` on a
-//!   stopped data directory.
-//! - [`app`]: the router and its middleware (request id, tracing, body limit, problem
-//!   JSON for 404/405); [`routes`]: one module per resource.
-//! - Request plumbing shared by the routes: [`body`] (JSON bodies: 415/413/400),
-//!   [`headers`] (`If-Match`, `Idempotency-Key`, ETags), [`params`] (query parameters:
-//!   400 naming the parameter), [`views`] (the response JSON), [`error`] (RFC 9457
-//!   problems and the engine-error → status mapping).
+//! Dependencies point one way, down this list (no module imports one above it in a
+//! circle; `scripts/module-cycles.py server/src` checks).
+//!
+//! - [`cli`]: the clap command line, one subcommand per command.
+//! - Commands, thin front ends that parse, call the engine and print:
+//!   [`serve`] (open, bind, announce, serve, drain on SIGINT/SIGTERM);
+//!   [`verify_cmd`] (`adledger verify`, full verification of a stopped journal);
+//!   [`proof_cmd`] (`adledger proof verify`, an auditor's offline check of a proof
+//!   bundle); on a stopped ledger [`rebuild_cmd`] (with its [`rebuild_cmd::RebuildMarker`]),
+//!   [`replay_cmd`], [`snapshot_cmd`], [`export_cmd`], [`import_cmd`], which share
+//!   [`cmd_output`] (`--json`, progress bars, errors and exit codes); [`aws_cmd`]
+//!   (`adledger aws init`).
+//! - HTTP: [`app`], the router and its middleware (request id, tracing, body limit,
+//!   problem JSON for 404/405); [`routes`], one module per resource (`/admin/*` in
+//!   [`routes::admin`]); [`state`], what every handler shares. Request plumbing shared
+//!   by the routes: [`body`] (JSON bodies: 415/413/400), [`headers`] (`If-Match`,
+//!   `Idempotency-Key`, ETags), [`params`] (query parameters: 400 naming the
+//!   parameter), [`views`] (the response JSON), [`error`] (RFC 9457 problems and the
+//!   engine-error → status mapping).
+//! - [`backend`]: the one place storage is opened, the one `match` that turns a
+//!   [`config::Config`] into the engine's ports.
+//! - [`config`]: the storage flags every subcommand shares
+//!   ([`config::StorageArgs`]), `serve`'s settings ([`config::ServeArgs`]), and the one
+//!   loader: flags > env > TOML file > defaults.
+//! - [`snapshot_schedule`]: the snapshots the server takes by itself (its schedule types
+//!   are configuration values); [`snapshot_store`]: the snapshot directory, the one
+//!   place snapshots are named, listed, taken and deleted (for `adledger snapshot`,
+//!   `/admin/snapshots` and the schedule).
 
 pub mod app;
-pub mod aws_init;
+pub mod aws_cmd;
 pub mod backend;
 pub mod body;
 pub mod cli;
+pub mod cmd_output;
 pub mod config;
 pub mod error;
+pub mod export_cmd;
 pub mod headers;
-pub mod maintenance_cmd;
+pub mod import_cmd;
 pub mod params;
 pub mod proof_cmd;
+pub mod rebuild_cmd;
+pub mod replay_cmd;
 pub mod routes;
 pub mod serve;
+pub mod snapshot_cmd;
 pub mod snapshot_schedule;
+pub mod snapshot_store;
+pub mod state;
 pub mod verify_cmd;
 pub mod views;
 
-pub use app::{AppState, app};
+pub use app::app;
+pub use state::AppState;

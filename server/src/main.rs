@@ -5,21 +5,20 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use adledger::cli::{Cli, Command};
-use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_process();
     let result = match cli.command {
         Command::Serve(args) => adledger::serve::serve_command(&args),
         // These print their own result and choose their exit code (0, 1 or 2).
         Command::Verify(args) => return adledger::verify_cmd::verify_command(&args),
         Command::Proof(args) => return adledger::proof_cmd::proof_command(&args),
-        Command::Rebuild(args) => return adledger::maintenance_cmd::rebuild_command(&args),
-        Command::Replay(args) => return adledger::maintenance_cmd::replay_command(&args),
-        Command::Snapshot(args) => return adledger::maintenance_cmd::snapshot_command(&args),
-        Command::Export(args) => return adledger::maintenance_cmd::export_command(&args),
-        Command::Import(args) => return adledger::maintenance_cmd::import_command(&args),
-        Command::Aws(args) => return adledger::aws_init::aws_command(&args),
+        Command::Rebuild(args) => return adledger::rebuild_cmd::rebuild_command(&args),
+        Command::Replay(args) => return adledger::replay_cmd::replay_command(&args),
+        Command::Snapshot(args) => return adledger::snapshot_cmd::snapshot_command(&args),
+        Command::Export(args) => return adledger::export_cmd::export_command(&args),
+        Command::Import(args) => return adledger::import_cmd::import_command(&args),
+        Command::Aws(args) => return adledger::aws_cmd::aws_command(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

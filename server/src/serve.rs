@@ -19,10 +19,11 @@ use adledger_engine::{Ledger, LedgerOptions};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
-use crate::app::{AppState, app};
+use crate::app::app;
 use crate::backend::{self, BackendError};
-use crate::cli::ServeArgs;
-use crate::config::{Config, ConfigError, Overrides};
+use crate::config::{Config, ConfigError, ServeArgs};
+use crate::snapshot_store::SnapshotStore;
+use crate::state::{Admin, AppState};
 
 /// Why `adledger serve` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -61,12 +62,7 @@ pub enum ServeError {
 /// Runs `adledger serve` with its flags: logging, configuration, runtime, server.
 pub fn serve_command(args: &ServeArgs) -> Result<(), ServeError> {
     init_logging();
-    let env = Overrides::from_env(|name| match std::env::var(name) {
-        Ok(value) => Some(value),
-        Err(std::env::VarError::NotPresent) => None,
-        Err(std::env::VarError::NotUnicode(raw)) => Some(raw.to_string_lossy().into_owned()),
-    })?;
-    let config = Config::load(&env, &args.overrides())?;
+    let config = args.load()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -109,13 +105,12 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let schedule = config.snapshots.schedule.0.map(|schedule| {
         crate::snapshot_schedule::spawn(
             ledger.ports().clone(),
-            crate::maintenance_cmd::snapshot_dir(&config, None),
+            SnapshotStore::in_data_dir(&config.data_dir),
             schedule,
             config.snapshots.keep,
         )
     });
-    let state =
-        AppState::new(ledger.clone()).with_admin(crate::routes::admin::Admin::from_config(&config));
+    let state = AppState::new(ledger.clone()).with_admin(Admin::from_config(&config));
     let served = axum::serve(listener, app(state))
         .with_graceful_shutdown(signals.received())
         .await;

@@ -49,7 +49,6 @@
 //! progress is finished first (it writes to a side file and renames, so even a kill
 //! leaves no half snapshot under a snapshot name).
 
-use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -58,7 +57,7 @@ use chrono::{DateTime, Datelike, Days, NaiveDate, NaiveTime, TimeDelta, Timelike
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::maintenance_cmd::{MaintenanceError, create_snapshot, list_snapshots};
+use crate::snapshot_store::{SnapshotStore, SnapshotStoreError};
 
 /// The shortest interval `every …` accepts: shorter would only churn the disk.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
@@ -282,10 +281,10 @@ impl ScheduleTask {
     }
 }
 
-/// Starts taking snapshots of `ports` into `dir` on `schedule`, keeping `keep`.
-pub fn spawn(ports: Ports, dir: PathBuf, schedule: Schedule, keep: usize) -> ScheduleTask {
+/// Starts taking snapshots of `ports` into `store` on `schedule`, keeping `keep`.
+pub fn spawn(ports: Ports, store: SnapshotStore, schedule: Schedule, keep: usize) -> ScheduleTask {
     let (stop, stopped) = watch::channel(false);
-    let handle = tokio::spawn(run(ports, dir, schedule, keep.max(1), stopped));
+    let handle = tokio::spawn(run(ports, store, schedule, keep.max(1), stopped));
     ScheduleTask { stop, handle }
 }
 
@@ -303,17 +302,17 @@ async fn wait(delay: Duration, stopped: &mut watch::Receiver<bool>) -> bool {
 
 async fn run(
     ports: Ports,
-    dir: PathBuf,
+    store: SnapshotStore,
     schedule: Schedule,
     keep: usize,
     mut stopped: watch::Receiver<bool>,
 ) {
-    tracing::info!(%schedule, keep, dir = %dir.display(), "snapshot schedule started");
+    tracing::info!(%schedule, keep, dir = %store.dir().display(), "snapshot schedule started");
     // When a tick last ended without a new file (skipped): counts as the newest
     // snapshot's time, so an idle ledger waits for the next boundary.
     let mut skipped_at: Option<DateTime<Utc>> = None;
     loop {
-        let newest = match newest_snapshot(&dir) {
+        let newest = match newest_snapshot(&store) {
             Ok(newest) => newest,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list the snapshots; retrying");
@@ -334,7 +333,7 @@ async fn run(
         if !wait(delay, &mut stopped).await {
             break;
         }
-        match tick(&ports, &dir, newest.map(|n| n.1), keep).await {
+        match tick(&ports, &store, newest.map(|n| n.1), keep).await {
             Ok(Tick::Taken) => skipped_at = None,
             Ok(Tick::Skipped) => skipped_at = Some(Utc::now()),
             Err(e) => {
@@ -351,9 +350,10 @@ async fn run(
 
 /// The newest snapshot's creation time and sequence, if any.
 fn newest_snapshot(
-    dir: &std::path::Path,
-) -> Result<Option<(DateTime<Utc>, u64)>, MaintenanceError> {
-    Ok(list_snapshots(dir)?
+    store: &SnapshotStore,
+) -> Result<Option<(DateTime<Utc>, u64)>, SnapshotStoreError> {
+    Ok(store
+        .list()?
         .into_iter()
         .map(|(_, h)| (h.created_at, h.sequence))
         .max())
@@ -362,10 +362,10 @@ fn newest_snapshot(
 /// Takes one snapshot unless nothing changed since `newest_sequence`, then prunes.
 async fn tick(
     ports: &Ports,
-    dir: &std::path::Path,
+    store: &SnapshotStore,
     newest_sequence: Option<u64>,
     keep: usize,
-) -> Result<Tick, MaintenanceError> {
+) -> Result<Tick, SnapshotStoreError> {
     let checkpoint = ports.state.checkpoint().await?;
     let Some(sequence) = checkpoint.checked_sub(1) else {
         tracing::info!("scheduled snapshot skipped: the ledger holds nothing yet");
@@ -378,14 +378,9 @@ async fn tick(
         );
         return Ok(Tick::Skipped);
     }
-    std::fs::create_dir_all(dir).map_err(|source| MaintenanceError::File {
-        what: "cannot create",
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let (id, header) = match create_snapshot(ports, dir).await {
+    let (id, header) = match store.create(ports).await {
         Ok(created) => created,
-        Err(MaintenanceError::Engine(Error::NotFound { .. })) => return Ok(Tick::Skipped),
+        Err(SnapshotStoreError::Engine(Error::NotFound { .. })) => return Ok(Tick::Skipped),
         Err(e) => return Err(e),
     };
     tracing::info!(
@@ -395,24 +390,10 @@ async fn tick(
         root = %header.root,
         "scheduled snapshot taken"
     );
-    prune(dir, keep)?;
-    Ok(Tick::Taken)
-}
-
-/// Deletes the oldest snapshots of `dir` so that `keep` remain.
-fn prune(dir: &std::path::Path, keep: usize) -> Result<(), MaintenanceError> {
-    let all = list_snapshots(dir)?;
-    let excess = all.len().saturating_sub(keep);
-    for (id, header) in all.into_iter().take(excess) {
-        let path = dir.join(format!("{id}.jsonl"));
-        std::fs::remove_file(&path).map_err(|source| MaintenanceError::File {
-            what: "cannot delete the old snapshot",
-            path,
-            source,
-        })?;
+    for (id, header) in store.prune(keep)? {
         tracing::info!(id, sequence = header.sequence, keep, "old snapshot deleted");
     }
-    Ok(())
+    Ok(Tick::Taken)
 }
 
 #[cfg(test)]

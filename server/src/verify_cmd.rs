@@ -20,7 +20,6 @@
 //! logs never see control characters.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -33,19 +32,14 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::backend::{self, BackendError};
-use crate::config::{BackendKind, Config, ConfigError, Overrides};
+use crate::config::{ConfigError, StorageArgs};
 
 /// Flags of `adledger verify`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct VerifyArgs {
-    /// Data directory of the stopped server [env: ADLEDGER_DATA_DIR] [default:
-    /// ./adledger-data]
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-
-    /// TOML config file, as for `serve` [env: ADLEDGER_CONFIG]
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    /// Where the stopped ledger is.
+    #[command(flatten)]
+    pub storage: StorageArgs,
 
     /// A digest saved earlier, as SEQUENCE:ROOT (the `sequence` and `root` of `GET
     /// /ledger/digest`): the journal must still give ROOT at SEQUENCE
@@ -55,14 +49,6 @@ pub struct VerifyArgs {
     /// Print one JSON object instead of text, and no progress bar
     #[arg(long)]
     pub json: bool,
-
-    /// Storage backend [env: ADLEDGER_BACKEND] [default: local]
-    #[arg(long, value_enum, value_name = "BACKEND")]
-    pub backend: Option<BackendKind>,
-
-    /// The AWS backend's settings, as for `serve`.
-    #[command(flatten)]
-    pub aws: crate::aws_init::AwsFlags,
 }
 
 /// A digest an auditor saved: a sequence number and the Merkle root at it.
@@ -174,18 +160,7 @@ pub fn verify_command(args: &VerifyArgs) -> ExitCode {
 /// Opens the journal and verifies it; the time spent verifying (not opening) comes back
 /// with the outcome, for the throughput figures.
 fn run(args: &VerifyArgs) -> Result<(Outcome, Duration), VerifyError> {
-    let env = Overrides::from_env(|name| match std::env::var(name) {
-        Ok(value) => Some(value),
-        Err(std::env::VarError::NotPresent) => None,
-        Err(std::env::VarError::NotUnicode(raw)) => Some(raw.to_string_lossy().into_owned()),
-    })?;
-    let flags = Overrides {
-        data_dir: args.data_dir.clone(),
-        config: args.config.clone(),
-        backend: args.backend,
-        ..args.aws.overrides()
-    };
-    let config = Config::load(&env, &flags)?;
+    let config = args.storage.load()?;
     let journal = backend::open_journal(&config)?;
     // Verification is one long CPU loop (SHA-256 over every stored byte) between storage
     // reads, which the backend runs on tokio's blocking pool. Nothing else shares this

@@ -18,8 +18,6 @@
 //! which a serving process does not have: those are refused with 409 and a pointer to
 //! `adledger rebuild`. Admin jobs run one at a time.
 
-use std::sync::Arc;
-
 use adledger_engine::diff::diff_states;
 use adledger_engine::rebuild::{RebuildOptions, rebuild};
 use adledger_engine::replay::{find_ad, replay_ad, replay_range};
@@ -32,41 +30,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use crate::app::AppState;
 use crate::backend;
 use crate::body::read_json;
-use crate::config::Config;
 use crate::error::{ApiError, PROBLEM_JSON, Problem};
-use crate::maintenance_cmd::{MaintenanceError, create_snapshot, list_snapshots, snapshot_dir};
-
-/// The admin routes' settings, present only when a token is configured.
-#[derive(Clone)]
-pub struct Admin {
-    /// SHA-256 of the token: what requests are compared against.
-    token_hash: Hash,
-    /// Where shadow read models and snapshots go.
-    config: Config,
-    /// One admin job at a time.
-    jobs: Arc<tokio::sync::Mutex<()>>,
-}
-
-impl std::fmt::Debug for Admin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Admin").finish_non_exhaustive()
-    }
-}
-
-impl Admin {
-    /// The admin settings of `config`, or `None` when it has no admin token.
-    pub fn from_config(config: &Config) -> Option<Admin> {
-        let token = config.admin_token.as_ref()?;
-        Some(Admin {
-            token_hash: Hash::of(token.expose().as_bytes()),
-            config: config.clone(),
-            jobs: Arc::new(tokio::sync::Mutex::new(())),
-        })
-    }
-}
+use crate::snapshot_store::SnapshotStoreError;
+use crate::state::{Admin, AppState};
 
 /// The admin routes, to be merged into the application.
 pub fn routes() -> Router<AppState> {
@@ -159,14 +127,19 @@ fn engine(e: adledger_engine::Error) -> Response {
     ApiError::from_engine(e, false).into_response()
 }
 
-fn maintenance(e: MaintenanceError) -> Response {
+/// A snapshot-directory failure: the engine's errors map as everywhere; a file that
+/// cannot be written is the server's fault (500, logged).
+fn snapshots(e: SnapshotStoreError) -> Response {
     match e {
-        MaintenanceError::Engine(e) => engine(e),
-        other => {
-            tracing::error!(error = %other, "admin job failed");
-            ApiError::internal().into_response()
-        }
+        SnapshotStoreError::Engine(e) => engine(e),
+        other => internal(&other),
     }
+}
+
+/// 500, with the cause logged (not sent).
+fn internal(error: &dyn std::fmt::Display) -> Response {
+    tracing::error!(error = %error, "admin job failed");
+    ApiError::internal().into_response()
 }
 
 /// The fields of a JSON object body, refusing unknown ones; an empty body is `{}`.
@@ -351,7 +324,7 @@ async fn rebuild_shadow(State(state): State<AppState>, headers: HeaderMap, body:
     let opened = backend::open_read_models(&admin.config, "admin-rebuild");
     let (shadow_state, shadow_search) = match opened {
         Ok(models) => models,
-        Err(e) => return maintenance(MaintenanceError::Backend(e)),
+        Err(e) => return internal(&e),
     };
     let report = rebuild(
         ports.journal.as_ref(),
@@ -387,21 +360,13 @@ async fn snapshot_create(State(state): State<AppState>, headers: HeaderMap) -> R
         Err(response) => return *response,
     };
     let _job = admin.jobs.lock().await;
-    let dir = snapshot_dir(&admin.config, None);
-    if let Err(source) = std::fs::create_dir_all(&dir) {
-        return maintenance(MaintenanceError::File {
-            what: "cannot create",
-            path: dir,
-            source,
-        });
-    }
-    match create_snapshot(state.ledger.ports(), &dir).await {
+    match admin.snapshots.create(state.ledger.ports()).await {
         Ok((id, header)) => (
             StatusCode::CREATED,
             axum::Json(json!({"id": id, "header": header})),
         )
             .into_response(),
-        Err(e) => maintenance(e),
+        Err(e) => snapshots(e),
     }
 }
 
@@ -411,7 +376,7 @@ async fn snapshot_list(State(state): State<AppState>, headers: HeaderMap) -> Res
         Ok(admin) => admin,
         Err(response) => return *response,
     };
-    match list_snapshots(&snapshot_dir(&admin.config, None)) {
+    match admin.snapshots.list() {
         Ok(all) => {
             let items: Vec<_> = all
                 .iter()
@@ -419,6 +384,6 @@ async fn snapshot_list(State(state): State<AppState>, headers: HeaderMap) -> Res
                 .collect();
             (StatusCode::OK, axum::Json(json!({"snapshots": items}))).into_response()
         }
-        Err(e) => maintenance(e),
+        Err(e) => snapshots(e),
     }
 }

@@ -14,13 +14,13 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
 use crate::body::read_json;
 use crate::error::ApiError;
 use crate::headers::{
     IDEMPOTENCY_REPLAYED, IfMatch, X_LEDGER_SEQUENCE, etag, idempotency_key, if_none_match_hits,
 };
 use crate::params::{QueryParams, RawPairs};
+use crate::state::AppState;
 use crate::views::{AdView, RevisionView};
 
 /// Default page size of a publisher's list.

@@ -9,9 +9,9 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::params::{QueryParams, RawPairs};
+use crate::state::AppState;
 
 /// The body of `/healthz`.
 #[derive(Debug, Serialize)]

@@ -19,9 +19,9 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::params::{QueryParams, RawPairs};
+use crate::state::AppState;
 use crate::views::{ConsistencyView, DigestView, ProofBundleView};
 
 /// `GET /ledger/digest`: the digest of everything committed so far; 404 while the

@@ -13,9 +13,9 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use futures::future::try_join_all;
 
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::params::{QueryParams, RawPairs};
+use crate::state::AppState;
 use crate::views::{AdView, SearchResultsView};
 
 /// Default page size of `/search`.

@@ -1,0 +1,70 @@
+//! What every handler shares ([`AppState`]): the running ledger and, when an admin token
+//! is configured, the `/admin/*` settings ([`Admin`]).
+//!
+//! Its own module so the router ([`crate::app`]) and the routes ([`crate::routes`]) both
+//! depend on it rather than on each other.
+
+use std::sync::Arc;
+
+use adledger_engine::{Hash, Ledger};
+
+use crate::config::Config;
+use crate::snapshot_store::SnapshotStore;
+
+/// What every handler shares: the running ledger.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The engine's front door.
+    pub ledger: Arc<Ledger>,
+    /// The `/admin/*` settings; `None` disables those routes.
+    pub admin: Option<Admin>,
+}
+
+impl AppState {
+    /// Wraps a running ledger (admin routes disabled).
+    pub fn new(ledger: Arc<Ledger>) -> AppState {
+        AppState {
+            ledger,
+            admin: None,
+        }
+    }
+
+    /// Enables the admin routes with these settings (`None` leaves them disabled).
+    pub fn with_admin(mut self, admin: Option<Admin>) -> AppState {
+        self.admin = admin;
+        self
+    }
+}
+
+/// The admin routes' settings, present only when a token is configured.
+#[derive(Clone)]
+pub struct Admin {
+    /// SHA-256 of the token: what requests are compared against (see
+    /// [`crate::routes::admin`]).
+    pub(crate) token_hash: Hash,
+    /// Where shadow read models go.
+    pub(crate) config: Config,
+    /// Where snapshots go.
+    pub(crate) snapshots: SnapshotStore,
+    /// One admin job at a time.
+    pub(crate) jobs: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin").finish_non_exhaustive()
+    }
+}
+
+impl Admin {
+    /// The admin settings of `config`, or `None` when it has no admin token.
+    pub fn from_config(config: &Config) -> Option<Admin> {
+        let token = config.admin_token.as_ref()?;
+        Some(Admin {
+            token_hash: Hash::of(token.expose().as_bytes()),
+            config: config.clone(),
+            snapshots: SnapshotStore::in_data_dir(&config.data_dir),
+            jobs: Arc::new(tokio::sync::Mutex::new(())),
+        })
+    }
+}
