@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use adledger_engine::clock::{LogicalClock, SystemClock};
 use adledger_engine::ids::UlidGenerator;
+use adledger_engine::memory::MemoryBackend;
 use adledger_engine::ports::{Clock, IdGenerator};
 use adledger_engine::{Journal, Ports};
 use adledger_engine::{SearchIndex, StateStore};
@@ -55,6 +56,13 @@ pub enum BackendError {
     /// The configured backend cannot do what was asked (yet).
     #[error("{0}")]
     Unsupported(String),
+    /// An offline tool was pointed at the in-memory backend, which keeps nothing once
+    /// its process ends, so there is no ledger for the tool to read.
+    #[error(
+        "the `memory` backend keeps nothing after its process ends, so there is no \
+         journal to read: run this command on the data of a `local` or `aws` ledger"
+    )]
+    NothingStored,
 }
 
 /// The local backend keeps its journal in this subdirectory of the data directory (see
@@ -98,6 +106,9 @@ pub fn open_journal(config: &Config) -> Result<Arc<dyn Journal>, BackendError> {
 /// local data directory without a journal is [`BackendError::NoJournal`] rather than a
 /// new, empty ledger created by mistake.
 pub fn open_existing(config: &Config) -> Result<Ports, BackendError> {
+    if config.backend == BackendKind::Memory {
+        return Err(BackendError::NothingStored);
+    }
     if config.backend == BackendKind::Local && !config.data_dir.join(LOCAL_JOURNAL_DIR).is_dir() {
         return Err(BackendError::NoJournal {
             dir: config.data_dir.clone(),
@@ -140,6 +151,20 @@ fn open_scope(config: &Config, scope: Scope) -> Result<Opened, BackendError> {
                 sharing: Default::default(),
             }))
         }
+        BackendKind::Memory if scope == Scope::ExistingJournal => Err(BackendError::NothingStored),
+        BackendKind::Memory => {
+            let (clock, ids) = clock_and_ids(config.deterministic);
+            let memory = MemoryBackend::new();
+            Ok(Opened::Ports(Ports {
+                journal: memory.journal,
+                state: memory.state,
+                search: memory.search,
+                clock,
+                ids,
+                // Nothing is shared: the stores live and die with this process.
+                sharing: Default::default(),
+            }))
+        }
         #[cfg(feature = "aws")]
         BackendKind::Aws => aws::open(config, scope),
         #[cfg(not(feature = "aws"))]
@@ -174,6 +199,7 @@ pub fn read_models_dir(config: &Config, name: &str) -> Result<PathBuf, BackendEr
              rebuild in place instead"
                 .into(),
         )),
+        BackendKind::Memory => Err(BackendError::NothingStored),
     }
 }
 

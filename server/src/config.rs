@@ -43,6 +43,9 @@ pub enum BackendKind {
     Local,
     /// DynamoDB and OpenSearch.
     Aws,
+    /// Everything in this process's memory: nothing touches the disk and nothing
+    /// survives the process — for demos and for other programs' test suites.
+    Memory,
 }
 
 impl BackendKind {
@@ -51,6 +54,7 @@ impl BackendKind {
         match self {
             BackendKind::Local => "local",
             BackendKind::Aws => "aws",
+            BackendKind::Memory => "memory",
         }
     }
 }
