@@ -10,14 +10,16 @@
 //!   error;
 //! - the journal committed under `fixtures/journal-v1/` (written by an earlier version)
 //!   still verifies against its pinned digest.
-
-mod e2e_common;
+//!
+//! Local backend only: the tamper is a byte changed in the sled journal's files, and the
+//! committed fixture is a sled journal. (`adledger verify` on an AWS journal is checked
+//! by `crash.rs` and `aws_two_servers.rs`.)
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use e2e_common::{Server, fixtures_dir, run_cli};
+use crate::support::{Backend, Server, fixtures_dir, run_cli};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -85,7 +87,7 @@ fn write_json(dir: &Path, name: &str, value: &Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_locates_a_tampered_price_and_saved_proofs_keep_verifying_offline() {
-    let mut server = Server::start().await;
+    let mut server = Server::start(Backend::Local).await;
     let target = server
         .create_ad(
             "acme",
