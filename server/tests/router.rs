@@ -8,5 +8,7 @@
 //! The black-box suites that start the real binary live in the workspace's `tests/`
 //! member (`adledger-tests`).
 
+#[path = "router/api.rs"]
 mod api;
+#[path = "router/ledger.rs"]
 mod ledger;
