@@ -27,8 +27,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support::aws;
-use crate::support::{Resp, Server, run_cli};
+use crate::support::aws as dynamodb;
+use crate::support::{Resp, Server, aws_only, run_cli};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -196,12 +196,11 @@ async fn writer(near: Arc<Server>, far: Arc<Server>, id: usize) -> (Vec<Acked>, 
     (acked, tally)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_servers_one_ledger_no_lost_write_one_projector() {
-    let endpoint = aws::endpoint();
-    let prefix = aws::unique_prefix("two");
-    aws::init(&endpoint, &prefix).await;
-    let args = aws::serve_args(&endpoint, &prefix);
+    let endpoint = dynamodb::endpoint();
+    let prefix = dynamodb::unique_prefix("two");
+    dynamodb::init(&endpoint, &prefix).await;
+    let args = dynamodb::serve_args(&endpoint, &prefix);
     let first = Arc::new(Server::start_with(None, &args).await);
     let second = Arc::new(Server::start_with(None, &args).await);
 
@@ -428,3 +427,5 @@ async fn two_servers_one_ledger_no_lost_write_one_projector() {
     );
     drop(killed);
 }
+
+aws_only!(two_servers_one_ledger_no_lost_write_one_projector);

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{Backend, Server, run_cli};
+use crate::support::{Backend, Server, local_only, run_cli};
 use adledger_engine::AdKey;
 use adledger_engine::diff::diff_states;
 use adledger_engine::ports::{Journal, SearchIndex, SearchQuery, StateStore};
@@ -110,7 +110,6 @@ async fn cli_fails(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_read_models_come_back_with_one_command() {
     let mut server = Server::start_deterministic(Backend::Local, 7).await;
     populate(&server).await;
@@ -138,7 +137,6 @@ async fn lost_read_models_come_back_with_one_command() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_rebuild_resumes_instead_of_starting_over() {
     let mut server = Server::start_deterministic(Backend::Local, 8).await;
     populate(&server).await;
@@ -155,7 +153,6 @@ async fn an_interrupted_rebuild_resumes_instead_of_starting_over() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_puts_one_ad_back_as_it_was_at_a_time() {
     let mut server = Server::start_deterministic(Backend::Local, 9).await;
     let ad = server.create_ad("acme", &body("Saw")).await;
@@ -207,7 +204,6 @@ async fn replay_puts_one_ad_back_as_it_was_at_a_time() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_are_created_listed_restored_refused_when_tampered_and_deleted() {
     let mut server = Server::start_deterministic(Backend::Local, 10).await;
     populate(&server).await;
@@ -258,7 +254,6 @@ async fn snapshots_are_created_listed_restored_refused_when_tampered_and_deleted
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_moves_the_ledger_with_its_digest_and_damage_is_refused() {
     let mut server = Server::start_deterministic(Backend::Local, 11).await;
     populate(&server).await;
@@ -304,7 +299,6 @@ async fn an_export_moves_the_ledger_with_its_digest_and_damage_is_refused() {
     assert!(err.contains("exists"), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_routes_need_the_token_and_run_jobs_while_serving() {
     // Disabled without a token.
     let mut plain = Server::start(Backend::Local).await;
@@ -433,7 +427,6 @@ fn number_after(line: &str, prefix: &str) -> Option<u64> {
         .ok()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_killed_with_sigkill_resumes_from_its_checkpoint() {
     const REVISIONS: u64 = 24_000;
     let home = tempfile::tempdir().expect("tempdir");
@@ -556,7 +549,6 @@ async fn a_rebuild_killed_with_sigkill_resumes_from_its_checkpoint() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_takes_snapshots_on_schedule_and_keeps_the_last_n() {
     const KEEP: usize = 2;
     let token = "schedule-admin-token";
@@ -639,3 +631,14 @@ async fn the_server_takes_snapshots_on_schedule_and_keeps_the_last_n() {
         "{listed}"
     );
 }
+
+local_only!(
+    lost_read_models_come_back_with_one_command,
+    an_interrupted_rebuild_resumes_instead_of_starting_over,
+    replay_puts_one_ad_back_as_it_was_at_a_time,
+    snapshots_are_created_listed_restored_refused_when_tampered_and_deleted,
+    an_export_moves_the_ledger_with_its_digest_and_damage_is_refused,
+    admin_routes_need_the_token_and_run_jobs_while_serving,
+    a_rebuild_killed_with_sigkill_resumes_from_its_checkpoint,
+    the_server_takes_snapshots_on_schedule_and_keeps_the_last_n,
+);

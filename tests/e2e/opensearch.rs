@@ -12,8 +12,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use crate::support::aws;
-use crate::support::{Server, run_cli};
+use crate::support::aws as dynamodb;
+use crate::support::{Server, aws_only, run_cli};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{Method, StatusCode, Uri};
@@ -155,11 +155,10 @@ fn requests(cluster: &Shared) -> Vec<Recorded> {
         .clone()
 }
 
-#[tokio::test]
 async fn aws_init_creates_the_index_and_serve_projects_and_searches_through_it() {
-    let endpoint = aws::endpoint();
+    let endpoint = dynamodb::endpoint();
     let (url, cluster) = start_fake().await;
-    let prefix = aws::unique_prefix("os");
+    let prefix = dynamodb::unique_prefix("os");
     let index = format!("{prefix}ads");
     let init = |dry_run: bool| {
         let mut args = vec![
@@ -221,7 +220,7 @@ async fn aws_init_creates_the_index_and_serve_projects_and_searches_through_it()
     assert_eq!(mapping["mappings"]["properties"]["price"]["type"], "double");
 
     // The server projects a new ad into the index and answers /search from it.
-    let mut args = aws::serve_args(&endpoint, &prefix);
+    let mut args = dynamodb::serve_args(&endpoint, &prefix);
     args.extend(["--search", "opensearch", "--opensearch-url", url.as_str()].map(str::to_string));
     let server = Server::start_with(None, &args).await;
     let ad = server
@@ -268,3 +267,5 @@ async fn aws_init_creates_the_index_and_serve_projects_and_searches_through_it()
         "the projection stored its checkpoint in the index"
     );
 }
+
+aws_only!(aws_init_creates_the_index_and_serve_projects_and_searches_through_it,);

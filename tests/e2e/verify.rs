@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use crate::support::{Backend, Server, fixtures_dir, run_cli};
+use crate::support::{Backend, Server, fixtures_dir, local_only, run_cli};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -85,7 +85,6 @@ fn write_json(dir: &Path, name: &str, value: &Value) -> String {
     path.to_string_lossy().into_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_locates_a_tampered_price_and_saved_proofs_keep_verifying_offline() {
     let mut server = Server::start(Backend::Local).await;
     let target = server
@@ -233,7 +232,6 @@ async fn verify_locates_a_tampered_price_and_saved_proofs_keep_verifying_offline
     server.stop().await;
 }
 
-#[tokio::test]
 async fn usage_and_io_errors_exit_2() {
     let home = tempfile::tempdir().expect("tempdir");
     let missing = home
@@ -298,7 +296,6 @@ fn journal_v1() -> PathBuf {
 /// A journal written by an earlier version (committed under `fixtures/journal-v1/`) must
 /// verify, with the digest pinned next to it, in every later version: a format change
 /// that breaks it must keep a reader for the old format.
-#[tokio::test]
 async fn committed_journal_v1_still_verifies_against_its_pinned_digest() {
     let pinned: Value = serde_json::from_str(
         &std::fs::read_to_string(journal_v1().join("digest.json")).expect("digest.json"),
@@ -329,3 +326,9 @@ async fn committed_journal_v1_still_verifies_against_its_pinned_digest() {
     assert_eq!(report["root"], pinned["root"], "{report}");
     assert_eq!(report["revisions"], pinned["revisions"], "{report}");
 }
+
+local_only!(
+    verify_locates_a_tampered_price_and_saved_proofs_keep_verifying_offline,
+    usage_and_io_errors_exit_2,
+    committed_journal_v1_still_verifies_against_its_pinned_digest,
+);

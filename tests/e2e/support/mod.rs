@@ -148,6 +148,41 @@ macro_rules! per_backend {
 }
 pub(crate) use per_backend;
 
+/// Declares the tests of a suite that is about one backend's storage, as
+/// `<suite>::local::<test>`, so `cargo test -p adledger-tests -- ::local::` runs every
+/// test that needs no DynamoDB.
+macro_rules! local_only {
+    ($($name:ident),+ $(,)?) => {
+        /// The suite, on the local backend only.
+        mod local {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name().await
+                }
+            )+
+        }
+    };
+}
+pub(crate) use local_only;
+
+/// Declares the tests of a suite that is about the AWS backend only, as
+/// `<suite>::aws::<test>` (on 4 worker threads: the two-process test drives two servers).
+macro_rules! aws_only {
+    ($($name:ident),+ $(,)?) => {
+        /// The suite, on the AWS backend only (DynamoDB Local).
+        mod aws {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name().await
+                }
+            )+
+        }
+    };
+}
+pub(crate) use aws_only;
+
 /// A loopback-only HTTP client with a bounded timeout.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
