@@ -2,7 +2,7 @@
 # Runs every check and every test of the project: formatting, lints, unit tests, the
 # conformance suite on each backend (the AWS backend's against AWS's DynamoDB Local,
 # installed and started by scripts/dynamodb-local.sh in a private network namespace),
-# and the end-to-end tests against the real binary.
+# and the end-to-end tests against the real binary (tests/, on each backend).
 # This is the README's test command; .ci/run calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,8 +13,11 @@ cargo fmt --all -- --check
 echo "==> cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-echo "==> build every test (fetches crates; the test run below has no network)"
+echo "==> build every test and the binary (fetches crates; the test run below has no network)"
 cargo test --workspace --locked --no-run
+# The black-box suites (tests/, adledger-tests) run target/debug/adledger; the workspace
+# test build above builds it too (for the server's own tests), this says so explicitly.
+cargo build -p adledger --locked
 
 echo "==> cargo test (workspace), next to DynamoDB Local"
 scripts/dynamodb-local.sh cargo test --workspace --locked --offline

@@ -3,10 +3,12 @@
 //! `docker run -p 9200:9200 -e discovery.type=single-node -e
 //! DISABLE_SECURITY_PLUGIN=true opensearchproject/opensearch:2`).
 //!
-//! Without the variable every test passes after printing `skipped: OPENSEARCH_URL not
-//! set` to the real stderr (so it shows even though cargo captures test output): no
-//! OpenSearch can be installed on the CI machine, where `opensearch_contract.rs` checks
-//! the adapter against a loopback server instead.
+//! Every test is `#[ignore]`d, so the runner reports them as not run: no OpenSearch can
+//! be installed on the CI machine, where `opensearch_contract.rs` checks the adapter
+//! against a loopback server instead. Run them with the variable set and `--ignored`:
+//! `OPENSEARCH_URL=http://127.0.0.1:9200 cargo test -p adledger-aws --test
+//! opensearch_live -- --ignored`. Run with `--ignored` but without the variable, they
+//! fail, saying so.
 //!
 //! The journal and the state store are the local backend's (sled in a temporary
 //! directory), so only OpenSearch is needed; each place gets its own index,
@@ -20,27 +22,20 @@
 
 mod opensearch_harness;
 
-use std::io::Write;
-use std::sync::Once;
-
 use adledger_aws::OpenSearchAuth;
 use opensearch_harness::OpenSearchHarness;
 
 /// The variable naming the cluster.
 const URL_VAR: &str = "OPENSEARCH_URL";
 
-/// The cluster from the environment, or `None` after saying the tests are skipped.
-fn from_env() -> Option<OpenSearchHarness> {
+/// The cluster from the environment. Panics, saying what to set, without it: these
+/// tests only run when asked for with `--ignored`.
+fn from_env() -> OpenSearchHarness {
     let Some(url) = std::env::var(URL_VAR).ok().filter(|v| !v.is_empty()) else {
-        static SAID: Once = Once::new();
-        SAID.call_once(|| {
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped: {URL_VAR} not set (the OpenSearch live tests need a cluster; \
-                     the adapter's contract tests ran against a loopback server)"
-            );
-        });
-        return None;
+        panic!(
+            "{URL_VAR} is not set: the OpenSearch live tests need a cluster, e.g. \
+             `{URL_VAR}=http://127.0.0.1:9200` (see this file's doc for a docker command)"
+        );
     };
     let auth = match (
         std::env::var("OPENSEARCH_USERNAME").ok(),
@@ -49,23 +44,22 @@ fn from_env() -> Option<OpenSearchHarness> {
         (Some(username), Some(password)) => OpenSearchAuth::Basic { username, password },
         _ => OpenSearchAuth::None,
     };
-    Some(OpenSearchHarness {
+    OpenSearchHarness {
         url,
         auth,
         index: None,
-    })
+    }
 }
 
-/// One test per conformance behaviour that reads or writes the search index; each
-/// passes after the `skipped:` line when no cluster is configured.
+/// One test per conformance behaviour that reads or writes the search index, each ignored
+/// unless asked for (`--ignored`) since it needs a live cluster.
 macro_rules! live_tests {
     ($($name:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = "needs OPENSEARCH_URL (a live OpenSearch cluster)"]
             async fn $name() {
-                let Some(harness) = from_env() else {
-                    return;
-                };
+                let harness = from_env();
                 adledger_engine::testkit::$name(&harness).await;
             }
         )*

@@ -5,18 +5,15 @@
 //! same ads (a retried idempotent create included), then the reverse trip in the other
 //! export format.
 //!
-//! Needs `ADLEDGER_TEST_DYNAMODB_ENDPOINT` (`scripts/dynamodb-local.sh` sets it); fails
-//! loudly without it unless `ADLEDGER_SKIP_AWS_TESTS=1`.
-
-mod e2e_common;
-mod support;
+//! Runs once: it is about both backends at once. Needs `ADLEDGER_TEST_DYNAMODB_ENDPOINT` (`scripts/dynamodb-local.sh`
+//! sets it) and fails loudly without it.
 
 use std::path::Path;
 
-use e2e_common::{Server, run_cli};
+use crate::support::aws;
+use crate::support::{Backend, Server, run_cli};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::aws;
 
 const PUBLISHERS: [&str; 2] = ["acme", "globex"];
 
@@ -58,7 +55,7 @@ async fn keyed_create(server: &Server) -> (StatusCode, String, bool) {
         .request(reqwest::Method::POST, "/publisher/acme/ad")
         .header("Idempotency-Key", "move-order-1");
     let resp = server
-        .send(e2e_common::json_body(request, &idempotent_body()))
+        .send(crate::support::json_body(request, &idempotent_body()))
         .await;
     let id = resp.json()["adId"].as_str().unwrap_or_default().to_string();
     let replayed = resp.header("idempotency-replayed").as_deref() == Some("true");
@@ -67,13 +64,11 @@ async fn keyed_create(server: &Server) -> (StatusCode, String, bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ledger_moves_from_local_to_aws_and_back_with_its_digest() {
-    let Some(endpoint) = aws::endpoint("e2e_aws_move") else {
-        return;
-    };
+    let endpoint = aws::endpoint();
     let work = tempfile::tempdir().expect("tempdir");
 
     // 1. A history on the local backend: creates, updates, a delete, a keyed create.
-    let mut local = Server::start_deterministic(5).await;
+    let mut local = Server::start_deterministic(Backend::Local, 5).await;
     let mut ids = Vec::new();
     for (i, publisher) in PUBLISHERS.iter().cycle().take(6).enumerate() {
         let ad = local

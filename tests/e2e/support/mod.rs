@@ -1,5 +1,5 @@
-//! Shared helper of the end-to-end tests: start the real `adledger` binary on a loopback
-//! port, speak HTTP to it like a user with curl, kill it, restart it.
+//! What every suite shares: start the real `adledger` binary on a loopback port on a
+//! chosen backend, speak HTTP to it like a user with curl, run its CLI, kill it, restart it.
 //!
 //! Everything here is written from the HTTP contract (`docs/HTTP.md`) and the CLI
 //! contract (`adledger serve --listen 127.0.0.1:0 --data-dir DIR [--deterministic SEED]`
@@ -10,13 +10,19 @@
 //! - all traffic goes to 127.0.0.1 only (the client ignores proxy variables);
 //! - every wait is bounded (start-up, shutdown, each request);
 //! - dropping a [`Server`] kills its process.
+//!
+//! - `aws`: the DynamoDB server the AWS variants run against, and a fresh ledger on it;
+//! - `script`: the fixture command script and its golden journal tip.
 
-// Each test binary uses a different subset of the helper.
+// Not every helper is used by every suite yet; they are the suites' shared vocabulary.
 #![allow(dead_code)]
+
+pub mod aws;
+pub mod script;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
@@ -34,9 +40,50 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How much of the server's stderr is kept for failure messages.
 const STDERR_TAIL: usize = 64 * 1024;
 
-/// The path of the binary under test, built by cargo for this test target.
-pub fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_adledger")
+/// The variable that names the binary under test instead of the one next to the tests.
+pub const BIN_VAR: &str = "ADLEDGER_BIN";
+
+/// The path of the binary under test: `ADLEDGER_BIN` when set, else `adledger` in the
+/// target directory this test executable was built into (`target/<profile>/deps/e2e-…`
+/// → `target/<profile>/adledger`). `CARGO_BIN_EXE_adledger` exists only for the tests
+/// of the package that owns the binary, and a dev-dependency never builds a binary, so
+/// `cargo test --workspace` (which builds it, for the server's own tests) or `cargo
+/// build -p adledger` must have run. Panics with that fix when the binary is absent.
+pub fn binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        if let Some(path) = std::env::var_os(BIN_VAR).filter(|v| !v.is_empty()) {
+            let path = PathBuf::from(path);
+            assert!(
+                path.is_file(),
+                "{BIN_VAR}={} names no file; unset it to use the binary cargo built",
+                path.display()
+            );
+            return path;
+        }
+        let exe = std::env::current_exe().expect("the path of this test executable");
+        let profile_dir = exe
+            .parent()
+            .filter(|dir| dir.ends_with("deps"))
+            .and_then(Path::parent)
+            .unwrap_or_else(|| {
+                panic!(
+                    "this test executable ({}) is not in a cargo `target/<profile>/deps` \
+                     directory; set {BIN_VAR} to the adledger binary to test",
+                    exe.display()
+                )
+            });
+        let path = profile_dir.join(format!("adledger{}", std::env::consts::EXE_SUFFIX));
+        assert!(
+            path.is_file(),
+            "the adledger binary is not built: {} is missing. Run `cargo build -p adledger` \
+             (with the same profile and target directory as these tests) first, or run the \
+             whole workspace with `cargo test --workspace`, which builds it; or set \
+             {BIN_VAR} to the binary to test",
+            path.display()
+        );
+        path
+    })
 }
 
 /// The `fixtures/` directory at the workspace root.
@@ -45,6 +92,96 @@ pub fn fixtures_dir() -> PathBuf {
         .join("..")
         .join("fixtures")
 }
+
+/// The storage a server under test runs on. Suites that hold for every backend run
+/// once per variant (see [`per_backend`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// sled and tantivy in the server's temporary data directory.
+    Local,
+    /// DynamoDB (the one named by `ADLEDGER_TEST_DYNAMODB_ENDPOINT`), a fresh table
+    /// prefix per ledger, and tantivy in the data directory.
+    Aws,
+}
+
+impl Backend {
+    /// The flags that select a fresh, empty ledger on this backend, for `serve` and every
+    /// other subcommand (apart from `--data-dir`, which the helpers pass themselves). On
+    /// AWS this runs `adledger aws init` on a table prefix no other test uses.
+    pub async fn fresh_ledger(self, test: &str) -> Vec<String> {
+        match self {
+            Backend::Local => Vec::new(),
+            Backend::Aws => {
+                let endpoint = aws::endpoint();
+                let prefix = aws::unique_prefix(test);
+                aws::init(&endpoint, &prefix).await;
+                aws::serve_args(&endpoint, &prefix)
+            }
+        }
+    }
+}
+
+/// Turns `async fn name(backend: Backend)` test bodies of the calling module into one
+/// test per backend: `local::name` and `aws::name`. The AWS variants fail, saying how
+/// to run them, when `ADLEDGER_TEST_DYNAMODB_ENDPOINT` is not set.
+macro_rules! per_backend {
+    ($($name:ident),+ $(,)?) => {
+        /// The suite on the local backend.
+        mod local {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Backend::Local).await
+                }
+            )+
+        }
+        /// The suite on the AWS backend, against DynamoDB Local.
+        mod aws {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Backend::Aws).await
+                }
+            )+
+        }
+    };
+}
+pub(crate) use per_backend;
+
+/// Declares the tests of a suite that is about one backend's storage, as
+/// `<suite>::local::<test>`, so `cargo test -p adledger-tests -- ::local::` runs every
+/// test that needs no DynamoDB.
+macro_rules! local_only {
+    ($($name:ident),+ $(,)?) => {
+        /// The suite, on the local backend only.
+        mod local {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name().await
+                }
+            )+
+        }
+    };
+}
+pub(crate) use local_only;
+
+/// Declares the tests of a suite that is about the AWS backend only, as
+/// `<suite>::aws::<test>` (on 4 worker threads: the two-process test drives two servers).
+macro_rules! aws_only {
+    ($($name:ident),+ $(,)?) => {
+        /// The suite, on the AWS backend only (DynamoDB Local).
+        mod aws {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name().await
+                }
+            )+
+        }
+    };
+}
+pub(crate) use aws_only;
 
 /// A loopback-only HTTP client with a bounded timeout.
 pub fn client() -> reqwest::Client {
@@ -67,6 +204,11 @@ pub struct Server {
     pub data_dir: PathBuf,
     /// The client the request helpers use.
     pub client: reqwest::Client,
+    /// The backend the server runs on.
+    pub backend: Backend,
+    /// The flags that name this server's ledger to other subcommands (`verify`, …), from
+    /// [`Backend::fresh_ledger`]; empty on the local backend.
+    pub ledger_args: Vec<String>,
     /// Extra arguments after `serve --listen .. --data-dir ..` (e.g. `--deterministic 42`).
     extra_args: Vec<String>,
     /// The working directory of the process (so no stray config file in the developer's
@@ -78,18 +220,30 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts a server on a fresh temporary data directory.
-    pub async fn start() -> Server {
-        Server::start_with(None, &[]).await
+    /// Starts a server on a fresh ledger of `backend` and a fresh temporary data directory.
+    pub async fn start(backend: Backend) -> Server {
+        Server::start_on(backend, &[]).await
     }
 
-    /// Starts a server with `--deterministic SEED` on a fresh temporary data directory.
-    pub async fn start_deterministic(seed: u64) -> Server {
-        Server::start_with(None, &["--deterministic".to_string(), seed.to_string()]).await
+    /// Starts a server with `--deterministic SEED` on a fresh ledger of `backend`.
+    pub async fn start_deterministic(backend: Backend, seed: u64) -> Server {
+        Server::start_on(backend, &["--deterministic".to_string(), seed.to_string()]).await
+    }
+
+    /// Starts a server on a fresh ledger of `backend`, with extra `serve` arguments.
+    pub async fn start_on(backend: Backend, extra_args: &[String]) -> Server {
+        let ledger_args = backend.fresh_ledger("server").await;
+        let mut args = ledger_args.clone();
+        args.extend_from_slice(extra_args);
+        let mut server = Server::start_with(None, &args).await;
+        server.backend = backend;
+        server.ledger_args = ledger_args;
+        server
     }
 
     /// Starts a server on `data_dir` (a fresh temporary directory when `None`) with extra
-    /// arguments after the standard ones.
+    /// arguments after the standard ones (which select the local backend unless they
+    /// say otherwise; [`Server::backend`] then says `Local`, so prefer [`Server::start_on`]).
     pub async fn start_with(data_dir: Option<PathBuf>, extra_args: &[String]) -> Server {
         let home = tempfile::Builder::new()
             .prefix("adledger-e2e-")
@@ -103,6 +257,15 @@ impl Server {
             base_url,
             data_dir,
             client: client(),
+            backend: if extra_args
+                .windows(2)
+                .any(|w| w[0] == "--backend" && w[1] == "aws")
+            {
+                Backend::Aws
+            } else {
+                Backend::Local
+            },
+            ledger_args: Vec::new(),
             extra_args: extra_args.to_vec(),
             home,
             stderr,

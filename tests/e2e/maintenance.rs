@@ -2,20 +2,22 @@
 //! through HTTP, stop it, run `adledger rebuild | replay | snapshot | export | import`
 //! on the stopped data directory, start it again and read through HTTP. Also the admin
 //! routes' access rules and jobs on a running server.
-
-mod e2e_common;
+//!
+//! Local backend only: the tests open the stopped data directory's sled journal, state
+//! store and tantivy index directly (to write a long journal, to compare read models,
+//! to damage a snapshot) and kill a rebuild mid-way on those files.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::support::{Backend, Server, local_only, run_cli};
 use adledger_engine::AdKey;
 use adledger_engine::diff::diff_states;
 use adledger_engine::ports::{Journal, SearchIndex, SearchQuery, StateStore};
 use adledger_engine::testkit::{ChainBuilder, ad_id, draft};
 use adledger_local::{LocalBackend, SledStateStore, TantivySearchIndex};
-use e2e_common::{Server, run_cli};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -108,9 +110,8 @@ async fn cli_fails(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_read_models_come_back_with_one_command() {
-    let mut server = Server::start_deterministic(7).await;
+    let mut server = Server::start_deterministic(Backend::Local, 7).await;
     populate(&server).await;
     let before = view(&server).await;
     server.stop().await;
@@ -136,9 +137,8 @@ async fn lost_read_models_come_back_with_one_command() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_rebuild_resumes_instead_of_starting_over() {
-    let mut server = Server::start_deterministic(8).await;
+    let mut server = Server::start_deterministic(Backend::Local, 8).await;
     populate(&server).await;
     let before = view(&server).await;
     server.stop().await;
@@ -153,9 +153,8 @@ async fn an_interrupted_rebuild_resumes_instead_of_starting_over() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_puts_one_ad_back_as_it_was_at_a_time() {
-    let mut server = Server::start_deterministic(9).await;
+    let mut server = Server::start_deterministic(Backend::Local, 9).await;
     let ad = server.create_ad("acme", &body("Saw")).await;
     let id = ad["adId"].as_str().expect("adId").to_string();
     let path = format!("/publisher/acme/ad/{id}");
@@ -205,9 +204,8 @@ async fn replay_puts_one_ad_back_as_it_was_at_a_time() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_are_created_listed_restored_refused_when_tampered_and_deleted() {
-    let mut server = Server::start_deterministic(10).await;
+    let mut server = Server::start_deterministic(Backend::Local, 10).await;
     populate(&server).await;
     server.stop().await;
     let d = dir_arg(&server.data_dir);
@@ -256,9 +254,8 @@ async fn snapshots_are_created_listed_restored_refused_when_tampered_and_deleted
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_moves_the_ledger_with_its_digest_and_damage_is_refused() {
-    let mut server = Server::start_deterministic(11).await;
+    let mut server = Server::start_deterministic(Backend::Local, 11).await;
     populate(&server).await;
     let digest = server.get("/ledger/digest").await;
     digest.expect_status(StatusCode::OK);
@@ -302,10 +299,9 @@ async fn an_export_moves_the_ledger_with_its_digest_and_damage_is_refused() {
     assert!(err.contains("exists"), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_routes_need_the_token_and_run_jobs_while_serving() {
     // Disabled without a token.
-    let mut plain = Server::start().await;
+    let mut plain = Server::start(Backend::Local).await;
     plain
         .post_json("/admin/snapshots", &json!({}))
         .await
@@ -316,7 +312,7 @@ async fn admin_routes_need_the_token_and_run_jobs_while_serving() {
     let mut server = Server::start_with(None, &["--admin-token".to_string(), token.clone()]).await;
     let ads = populate(&server).await;
     let post = |path: &str, auth: Option<&str>, body: Value| {
-        let mut rb = e2e_common::json_body(server.request(Method::POST, path), &body);
+        let mut rb = crate::support::json_body(server.request(Method::POST, path), &body);
         if let Some(auth) = auth {
             rb = rb.header("authorization", auth);
         }
@@ -431,7 +427,6 @@ fn number_after(line: &str, prefix: &str) -> Option<u64> {
         .ok()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_killed_with_sigkill_resumes_from_its_checkpoint() {
     const REVISIONS: u64 = 24_000;
     let home = tempfile::tempdir().expect("tempdir");
@@ -443,7 +438,7 @@ async fn a_rebuild_killed_with_sigkill_resumes_from_its_checkpoint() {
     let d = dir_arg(&data);
 
     // Small batches: many checkpoints, so the kill lands between two of them.
-    let mut child = tokio::process::Command::new(e2e_common::binary())
+    let mut child = tokio::process::Command::new(crate::support::binary())
         .args(["rebuild", "--data-dir", &d, "--batch", "1000"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -554,7 +549,6 @@ async fn a_rebuild_killed_with_sigkill_resumes_from_its_checkpoint() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_takes_snapshots_on_schedule_and_keeps_the_last_n() {
     const KEEP: usize = 2;
     let token = "schedule-admin-token";
@@ -637,3 +631,14 @@ async fn the_server_takes_snapshots_on_schedule_and_keeps_the_last_n() {
         "{listed}"
     );
 }
+
+local_only!(
+    lost_read_models_come_back_with_one_command,
+    an_interrupted_rebuild_resumes_instead_of_starting_over,
+    replay_puts_one_ad_back_as_it_was_at_a_time,
+    snapshots_are_created_listed_restored_refused_when_tampered_and_deleted,
+    an_export_moves_the_ledger_with_its_digest_and_damage_is_refused,
+    admin_routes_need_the_token_and_run_jobs_while_serving,
+    a_rebuild_killed_with_sigkill_resumes_from_its_checkpoint,
+    the_server_takes_snapshots_on_schedule_and_keeps_the_last_n,
+);

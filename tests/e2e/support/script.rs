@@ -1,7 +1,6 @@
 //! The fixture command script `fixtures/script.jsonl` over HTTP, and the golden journal
-//! tip it must produce (`fixtures/golden.json`). Shared by the determinism test on the
-//! local backend (`e2e_deterministic.rs`) and the parity test on the AWS backend
-//! (`e2e_aws_parity.rs`): the same requests must give the same journal on both.
+//! tip it must produce (`fixtures/golden.json`), used by `deterministic.rs` on each
+//! backend: the same requests must give the same journal on both.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,7 +8,7 @@ use std::path::PathBuf;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::e2e_common::{Server, fixtures_dir};
+use crate::support::{Server, fixtures_dir};
 
 /// The seed every script run uses (`--deterministic 42`), as pinned in the golden file.
 pub const SEED: u64 = 42;
@@ -282,7 +281,7 @@ pub fn check_golden(run: &Run) {
     };
     let observed = json!({
         "about": "Journal tip after replaying fixtures/script.jsonl against `adledger serve \
-                  --deterministic 42`. Pinned by server/tests/e2e_deterministic.rs; see \
+                  --deterministic 42`. Pinned by tests/e2e/deterministic.rs; see \
                   fixtures/README.md before changing it.",
         "seed": SEED,
         "digest": digest,

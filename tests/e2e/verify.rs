@@ -10,14 +10,16 @@
 //!   error;
 //! - the journal committed under `fixtures/journal-v1/` (written by an earlier version)
 //!   still verifies against its pinned digest.
-
-mod e2e_common;
+//!
+//! Local backend only: the tamper is a byte changed in the sled journal's files, and the
+//! committed fixture is a sled journal. (`adledger verify` on an AWS journal is checked
+//! by `crash.rs` and `aws_two_servers.rs`.)
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use e2e_common::{Server, fixtures_dir, run_cli};
+use crate::support::{Backend, Server, fixtures_dir, local_only, run_cli};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -83,9 +85,8 @@ fn write_json(dir: &Path, name: &str, value: &Value) -> String {
     path.to_string_lossy().into_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_locates_a_tampered_price_and_saved_proofs_keep_verifying_offline() {
-    let mut server = Server::start().await;
+    let mut server = Server::start(Backend::Local).await;
     let target = server
         .create_ad(
             "acme",
@@ -231,7 +232,6 @@ async fn verify_locates_a_tampered_price_and_saved_proofs_keep_verifying_offline
     server.stop().await;
 }
 
-#[tokio::test]
 async fn usage_and_io_errors_exit_2() {
     let home = tempfile::tempdir().expect("tempdir");
     let missing = home
@@ -296,7 +296,6 @@ fn journal_v1() -> PathBuf {
 /// A journal written by an earlier version (committed under `fixtures/journal-v1/`) must
 /// verify, with the digest pinned next to it, in every later version: a format change
 /// that breaks it must keep a reader for the old format.
-#[tokio::test]
 async fn committed_journal_v1_still_verifies_against_its_pinned_digest() {
     let pinned: Value = serde_json::from_str(
         &std::fs::read_to_string(journal_v1().join("digest.json")).expect("digest.json"),
@@ -327,3 +326,9 @@ async fn committed_journal_v1_still_verifies_against_its_pinned_digest() {
     assert_eq!(report["root"], pinned["root"], "{report}");
     assert_eq!(report["revisions"], pinned["revisions"], "{report}");
 }
+
+local_only!(
+    verify_locates_a_tampered_price_and_saved_proofs_keep_verifying_offline,
+    usage_and_io_errors_exit_2,
+    committed_journal_v1_still_verifies_against_its_pinned_digest,
+);

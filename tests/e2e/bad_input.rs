@@ -1,10 +1,8 @@
-//! Every error status of `docs/HTTP.md`, over real HTTP: RFC 9457 problem JSON with the
+//! Every error status of `docs/HTTP.md`, over real HTTP on each backend: RFC 9457 problem JSON with the
 //! right `status`, a non-empty `detail`, `field` for 422; and a bounded loop of garbage
 //! inputs that must never produce a 5xx.
 
-mod e2e_common;
-
-use e2e_common::{Resp, Rng, Server, json_body, media_type};
+use crate::support::{Backend, Resp, Rng, Server, json_body, media_type, per_backend};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -23,9 +21,8 @@ async fn post_raw(server: &Server, path: &str, content_type: Option<&str>, body:
 }
 
 /// 422 with `field` for every invalid field; the valid boundaries are accepted.
-#[tokio::test]
-async fn invalid_fields_are_422_naming_the_field() {
-    let server = Server::start().await;
+async fn invalid_fields_are_422_naming_the_field(backend: Backend) {
+    let server = Server::start(backend).await;
     let fifty_one: Vec<String> = (0..51).map(|i| format!("t{i}")).collect();
     let fifty: Vec<String> = (0..50).map(|i| format!("t{i}")).collect();
     let cases: Vec<(Value, &str)> = vec![
@@ -135,9 +132,8 @@ async fn invalid_fields_are_422_naming_the_field() {
 }
 
 /// 400 malformed JSON, 413 over 64 KiB, 415 not JSON.
-#[tokio::test]
-async fn malformed_oversized_and_non_json_bodies() {
-    let server = Server::start().await;
+async fn malformed_oversized_and_non_json_bodies(backend: Backend) {
+    let server = Server::start(backend).await;
     let json_ct = Some("application/json");
     for body in [
         &br#"{"adTitle": "#[..],
@@ -220,9 +216,8 @@ async fn malformed_oversized_and_non_json_bodies() {
 }
 
 /// 404: unknown ad, another publisher's ad, unknown routes.
-#[tokio::test]
-async fn not_found_unknown_ad_foreign_ad_unknown_route() {
-    let server = Server::start().await;
+async fn not_found_unknown_ad_foreign_ad_unknown_route(backend: Backend) {
+    let server = Server::start(backend).await;
     let ad = server.create_ad("acme", &json!({"adTitle": "mine"})).await;
     let id = ad_id(&ad);
 
@@ -299,9 +294,8 @@ async fn not_found_unknown_ad_foreign_ad_unknown_route() {
 }
 
 /// 405 on a known route with the wrong method, as problem JSON with `Allow`.
-#[tokio::test]
-async fn method_not_allowed() {
-    let server = Server::start().await;
+async fn method_not_allowed(backend: Backend) {
+    let server = Server::start(backend).await;
     let ad = server.create_ad("acme", &json!({"adTitle": "t"})).await;
     let id = ad_id(&ad);
     for (method, path) in [
@@ -326,9 +320,8 @@ async fn method_not_allowed() {
 }
 
 /// 412 for a stale `If-Match`, 400 for a malformed one, 410 after a delete.
-#[tokio::test]
-async fn if_match_preconditions_and_gone() {
-    let server = Server::start().await;
+async fn if_match_preconditions_and_gone(backend: Backend) {
+    let server = Server::start(backend).await;
     let ad = server.create_ad("acme", &json!({"adTitle": "t"})).await;
     let path = format!("/publisher/acme/ad/{}", ad_id(&ad));
     let patch = |if_match: &str, title: &str| {
@@ -395,9 +388,8 @@ async fn if_match_preconditions_and_gone() {
 }
 
 /// 400 for bad query parameters and malformed headers.
-#[tokio::test]
-async fn bad_query_parameters_and_headers_are_400() {
-    let server = Server::start().await;
+async fn bad_query_parameters_and_headers_are_400(backend: Backend) {
+    let server = Server::start(backend).await;
     let ad = server.create_ad("acme", &json!({"adTitle": "t"})).await;
     let ad_path = format!("/publisher/acme/ad/{}", ad_id(&ad));
     let mut cases: Vec<String> = [
@@ -456,9 +448,8 @@ async fn bad_query_parameters_and_headers_are_400() {
 
 /// A bounded loop of garbage: random bytes, deep nesting, huge numbers, NULs, invalid
 /// UTF-8, odd paths and query strings. Never a 5xx; every 4xx is problem JSON.
-#[tokio::test]
-async fn garbage_never_produces_a_5xx() {
-    let server = Server::start().await;
+async fn garbage_never_produces_a_5xx(backend: Backend) {
+    let server = Server::start(backend).await;
     let ad = server
         .create_ad("acme", &json!({"adTitle": "target"}))
         .await;
@@ -638,3 +629,13 @@ async fn garbage_never_produces_a_5xx() {
     health.expect_status(StatusCode::OK);
     assert_eq!(health.json()["status"], json!("ok"));
 }
+
+per_backend!(
+    invalid_fields_are_422_naming_the_field,
+    malformed_oversized_and_non_json_bodies,
+    not_found_unknown_ad_foreign_ad_unknown_route,
+    method_not_allowed,
+    if_match_preconditions_and_gone,
+    bad_query_parameters_and_headers_are_400,
+    garbage_never_produces_a_5xx,
+);

@@ -6,21 +6,18 @@
 //! live document it holds; ranking is OpenSearch's business, checked by
 //! `backends/aws/tests/opensearch_live.rs` against a real cluster).
 //!
-//! Needs `ADLEDGER_TEST_DYNAMODB_ENDPOINT` (`scripts/dynamodb-local.sh` sets it); fails
-//! loudly without it unless `ADLEDGER_SKIP_AWS_TESTS=1`.
-
-mod e2e_common;
-mod support;
+//! AWS only by nature; needs `ADLEDGER_TEST_DYNAMODB_ENDPOINT` (`scripts/dynamodb-local.sh`
+//! sets it) and fails loudly without it.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use crate::support::aws as dynamodb;
+use crate::support::{Server, aws_only, run_cli};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{Method, StatusCode, Uri};
-use e2e_common::{Server, run_cli};
 use serde_json::{Value, json};
-use support::aws;
 
 /// One request as the fake saw it.
 #[derive(Debug, Clone)]
@@ -158,13 +155,10 @@ fn requests(cluster: &Shared) -> Vec<Recorded> {
         .clone()
 }
 
-#[tokio::test]
 async fn aws_init_creates_the_index_and_serve_projects_and_searches_through_it() {
-    let Some(endpoint) = aws::endpoint("opensearch_e2e") else {
-        return;
-    };
+    let endpoint = dynamodb::endpoint();
     let (url, cluster) = start_fake().await;
-    let prefix = aws::unique_prefix("os");
+    let prefix = dynamodb::unique_prefix("os");
     let index = format!("{prefix}ads");
     let init = |dry_run: bool| {
         let mut args = vec![
@@ -226,7 +220,7 @@ async fn aws_init_creates_the_index_and_serve_projects_and_searches_through_it()
     assert_eq!(mapping["mappings"]["properties"]["price"]["type"], "double");
 
     // The server projects a new ad into the index and answers /search from it.
-    let mut args = aws::serve_args(&endpoint, &prefix);
+    let mut args = dynamodb::serve_args(&endpoint, &prefix);
     args.extend(["--search", "opensearch", "--opensearch-url", url.as_str()].map(str::to_string));
     let server = Server::start_with(None, &args).await;
     let ad = server
@@ -273,3 +267,5 @@ async fn aws_init_creates_the_index_and_serve_projects_and_searches_through_it()
         "the projection stored its checkpoint in the index"
     );
 }
+
+aws_only!(aws_init_creates_the_index_and_serve_projects_and_searches_through_it,);

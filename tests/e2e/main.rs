@@ -1,0 +1,35 @@
+//! Black-box tests of the `adledger` binary: each starts the real binary (`adledger
+//! serve` on a loopback port, or another subcommand to completion) and speaks HTTP and
+//! the CLI to it as a user, an operator or an auditor would, written from `docs/HTTP.md`
+//! and the CLI's help, never from the implementation.
+//!
+//! One test binary with a module per suite. Suites that hold for every backend run from
+//! the same code once per backend, as `<suite>::local::<test>` and `<suite>::aws::<test>`
+//! (the AWS variants on DynamoDB Local, named by `ADLEDGER_TEST_DYNAMODB_ENDPOINT`; run
+//! `scripts/dynamodb-local.sh cargo test -p adledger-tests`). Suites about one backend
+//! run once, as `<suite>::local::<test>` or `<suite>::aws::<test>`, and say why in their
+//! module doc, so `cargo test -p adledger-tests -- ::local::` runs every test that needs
+//! no DynamoDB. `moves` (between the two backends) needs both.
+//!
+//! | suite | local | AWS |
+//! |---|---|---|
+//! | `seed_flows`, `bad_input`, `concurrency`, `crash`, `deterministic` | ✓ | ✓ |
+//! | `maintenance`, `verify` (sled and tantivy files touched directly) | ✓ | |
+//! | `aws_two_servers`, `opensearch` | | ✓ |
+//! | `moves` (local → AWS → local) | ✓ | ✓ |
+//!
+//! The binary is `target/<profile>/adledger`, next to this test executable, or the one
+//! `ADLEDGER_BIN` names; `cargo test --workspace` builds it, `cargo test -p
+//! adledger-tests` alone needs `cargo build -p adledger` first (see `support::binary`).
+
+mod aws_two_servers;
+mod bad_input;
+mod concurrency;
+mod crash;
+mod deterministic;
+mod maintenance;
+mod moves;
+mod opensearch;
+mod seed_flows;
+mod support;
+mod verify;
