@@ -117,6 +117,7 @@ macro_rules! conformance_tests {
             search_finds_by_text_and_filters,
             search_pages_and_forgets_deleted_ads,
             search_checkpoint_survives_reopen,
+            search_ties_break_by_ad_id,
             ledger_lifecycle_create_update_delete,
             ledger_concurrent_updates_exactly_one_wins,
             ledger_idempotent_create_is_forever,

@@ -12,16 +12,6 @@ use adledger_engine::ports::{IdempotencyRecord, Journal};
 use adledger_engine::testkit::{ChainBuilder, ad_id, all_blocks, sample_ad};
 use adledger_engine::{AdKey, AdPatch, Command, Error, Hash, Ledger};
 
-/// The test's server, or an early return after the visible skip line.
-macro_rules! endpoint_or_skip {
-    () => {
-        match support::endpoint() {
-            Some(endpoint) => endpoint,
-            None => return,
-        }
-    };
-}
-
 async fn journal(endpoint: &str) -> (DynamoJournal, TableNames) {
     let client = support::client(endpoint);
     let names = support::fresh_tables(&client).await.expect("tables");
@@ -61,7 +51,7 @@ fn keyed_creates(
 /// that many keyed creates commits; one more block is `TooLarge` and writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transaction_limit_is_max_blocks_per_append() {
-    let endpoint = endpoint_or_skip!();
+    let endpoint = support::endpoint();
     let (j, _) = journal(&endpoint).await;
     assert_eq!(j.max_blocks_per_append(), MAX_BLOCKS_PER_APPEND);
     assert_eq!(MAX_BLOCKS_PER_APPEND, 33);
@@ -91,7 +81,7 @@ async fn transaction_limit_is_max_blocks_per_append() {
 /// A block larger than a DynamoDB item is `TooLarge` before anything is sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_block_is_too_large() {
-    let endpoint = endpoint_or_skip!();
+    let endpoint = support::endpoint();
     let (j, _) = journal(&endpoint).await;
     let huge = "x".repeat(500 * 1024);
     let (batch, _) = ChainBuilder::new()
@@ -110,7 +100,7 @@ async fn oversized_block_is_too_large() {
 /// across the boundary, and a stale expectation in an old chunk is still a conflict.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revision_refs_cross_chunk_boundaries() {
-    let endpoint = endpoint_or_skip!();
+    let endpoint = support::endpoint();
     let (j, _) = journal(&endpoint).await;
     let a = key(1);
     let mut chain = ChainBuilder::new();
@@ -151,7 +141,7 @@ async fn revision_refs_cross_chunk_boundaries() {
 /// at once: exactly one commits, the other gets `Conflict` and writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_writers_on_one_table_exactly_one_wins() {
-    let endpoint = endpoint_or_skip!();
+    let endpoint = support::endpoint();
     for round in 0..3u32 {
         let (first, names) = journal(&endpoint).await;
         let second = DynamoJournal::open(support::client(&endpoint), &names.journal)
@@ -187,7 +177,7 @@ async fn two_writers_on_one_table_exactly_one_wins() {
 /// Opening a table that does not exist says how to create it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_table_says_run_init() {
-    let endpoint = endpoint_or_skip!();
+    let endpoint = support::endpoint();
     let client = support::client(&endpoint);
     let name = format!("{}journal", support::unique_prefix());
     let err = DynamoJournal::open(client, &name)
@@ -203,7 +193,7 @@ async fn missing_table_says_run_init() {
 /// Creating tables is idempotent; a table of the same name with other keys is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn table_creation_is_idempotent_and_checks_keys() {
-    let endpoint = endpoint_or_skip!();
+    let endpoint = support::endpoint();
     let client = support::client(&endpoint);
     let names = TableNames::with_prefix(&support::unique_prefix());
     for spec in names.specs() {
@@ -282,7 +272,7 @@ const LOCAL_DIGEST: (u64, &str, &str) = (
 /// bytes and the same digest on DynamoDB as on the local backend.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_journal_and_digest_as_the_local_backend() {
-    let endpoint = endpoint_or_skip!();
+    let endpoint = support::endpoint();
     let dir = tempfile::tempdir().expect("tempdir");
     let client = support::client(&endpoint);
     let names = support::fresh_tables(&client).await.expect("tables");

@@ -129,16 +129,6 @@ impl Harness for Dynamo {
     }
 }
 
-adledger_engine::conformance_tests!(match support::endpoint() {
-    Some(endpoint) => Dynamo { endpoint },
-    None => return,
+adledger_engine::conformance_tests!(Dynamo {
+    endpoint: support::endpoint()
 });
-
-/// Not (yet) in `conformance_tests!`: equally ranked search hits come back in ad id order.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn search_ties_break_by_ad_id() {
-    let Some(endpoint) = support::endpoint() else {
-        return;
-    };
-    adledger_engine::testkit::search_ties_break_by_ad_id(&Dynamo { endpoint }).await;
-}

@@ -19,16 +19,6 @@ use adledger_engine::projection::ProjectorRole;
 use adledger_engine::testkit::draft;
 use adledger_engine::{AdKey, AdPatch, Command, Ledger, LedgerOptions, Ports};
 
-/// The test's server, or an early return after the visible skip line.
-macro_rules! endpoint_or_skip {
-    () => {
-        match support::endpoint() {
-            Some(endpoint) => endpoint,
-            None => return,
-        }
-    };
-}
-
 async fn tables(endpoint: &str) -> (adledger_aws::aws_sdk_dynamodb::Client, TableNames) {
     let client = support::client(endpoint);
     let names = support::fresh_tables(&client).await.expect("tables");
@@ -50,7 +40,7 @@ fn held(grant: &LeaseGrant) -> bool {
 
 #[tokio::test]
 async fn acquire_renew_refuse_release() {
-    let endpoint = endpoint_or_skip!();
+    let endpoint = support::endpoint();
     let (client, names) = tables(&endpoint).await;
     let ttl = Duration::from_secs(30);
     let a = lease(&client, &names, "owner-a", ttl);
@@ -100,7 +90,7 @@ async fn acquire_renew_refuse_release() {
 
 #[tokio::test]
 async fn lapsed_lease_is_taken_over() {
-    let endpoint = endpoint_or_skip!();
+    let endpoint = support::endpoint();
     let (client, names) = tables(&endpoint).await;
     // Long enough that b asks while a's grant is valid, even on a loaded machine.
     let ttl = Duration::from_secs(2);
@@ -130,7 +120,7 @@ async fn lapsed_lease_is_taken_over() {
 
 #[tokio::test]
 async fn racing_acquirers_exactly_one_wins() {
-    let endpoint = endpoint_or_skip!();
+    let endpoint = support::endpoint();
     let (client, names) = tables(&endpoint).await;
     for round in 0..3 {
         let contenders: Vec<DynamoLease> = (0..8)
@@ -226,7 +216,7 @@ async fn create(ledger: &Ledger, title: &str) -> AdKey {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_ledgers_one_projector_and_reads_see_each_others_writes() {
-    let endpoint = endpoint_or_skip!();
+    let endpoint = support::endpoint();
     let (client, names) = tables(&endpoint).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let first = process(&client, &names, "process-1", &dir.path().join("s1")).await;
@@ -317,7 +307,7 @@ fn retitle(key: &AdKey, title: &str, expected: Option<u64>) -> Command {
 /// never decide an answer on its own: not a version conflict, not "nothing changes".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_cached_head_gives_no_false_answer() {
-    let endpoint = endpoint_or_skip!();
+    let endpoint = support::endpoint();
     let (client, names) = tables(&endpoint).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let first = process(&client, &names, "process-1", &dir.path().join("s1")).await;

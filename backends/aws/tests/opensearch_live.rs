@@ -70,6 +70,7 @@ live_tests!(
     search_finds_by_text_and_filters,
     search_pages_and_forgets_deleted_ads,
     search_checkpoint_survives_reopen,
+    search_ties_break_by_ad_id,
     search_put_overrides_versions_and_tombstones,
     state_clear_resets_everything,
     ledger_lifecycle_create_update_delete,

@@ -116,9 +116,3 @@ fn tamper_sled(path: &std::path::Path, action: Tamper) -> std::result::Result<()
 }
 
 adledger_engine::conformance_tests!(Local);
-
-/// Not (yet) in `conformance_tests!`: equally ranked search hits come back in ad id order.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn search_ties_break_by_ad_id() {
-    adledger_engine::testkit::search_ties_break_by_ad_id(&Local).await;
-}

@@ -185,13 +185,15 @@ fn search(records: &Records, query: &SearchQuery) -> SearchPage {
             Some((score, document.created_ms, &live.ad))
         })
         .collect();
+    // The order every backend gives (see `SearchPage::ads`): by score, ties by ascending
+    // ad id; without text, newest first, ties by descending ad id (ULIDs made in one
+    // millisecond by one generator ascend, so that is still newest first).
     hits.sort_by(|a, b| {
-        let first = if has_text {
-            b.0.cmp(&a.0)
+        if has_text {
+            b.0.cmp(&a.0).then_with(|| a.2.ad_id.cmp(&b.2.ad_id))
         } else {
-            b.1.cmp(&a.1)
-        };
-        first.then_with(|| a.2.ad_id.cmp(&b.2.ad_id))
+            b.1.cmp(&a.1).then_with(|| b.2.ad_id.cmp(&a.2.ad_id))
+        }
     });
     SearchPage {
         total: hits.len() as u64,

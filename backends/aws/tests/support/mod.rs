@@ -3,14 +3,10 @@
 //!
 //! The tests need a real DynamoDB server, named by `ADLEDGER_TEST_DYNAMODB_ENDPOINT`.
 //! `scripts/dynamodb-local.sh` installs AWS's DynamoDB Local and runs a command next to
-//! it with the variable set. Without it a test fails, saying so, unless
-//! `ADLEDGER_SKIP_AWS_TESTS=1` asks to skip: then it passes after printing a `skipped:`
-//! line (to the real stderr, so it shows even though cargo captures test output).
+//! it with the variable set. Without it a test fails, saying how to run it.
 
 #![allow(dead_code)] // each test binary uses a different part
 
-use std::io::Write;
-use std::sync::Once;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use adledger_aws::tables::{self, TableSpec};
@@ -18,31 +14,18 @@ use adledger_aws::{TableNames, connect_static};
 
 /// The variable naming the DynamoDB endpoint.
 pub const ENDPOINT_VAR: &str = "ADLEDGER_TEST_DYNAMODB_ENDPOINT";
-/// The variable that turns a missing endpoint into a skip.
-pub const SKIP_VAR: &str = "ADLEDGER_SKIP_AWS_TESTS";
 
-/// The DynamoDB endpoint to test against; `None` means "skip" (after saying so). Panics,
-/// with instructions, when there is no endpoint and no request to skip.
-pub fn endpoint() -> Option<String> {
+/// The DynamoDB endpoint to test against. Panics, with instructions, when there is none:
+/// a test that cannot reach its server fails, it never passes without running.
+pub fn endpoint() -> String {
     if let Some(endpoint) = std::env::var(ENDPOINT_VAR).ok().filter(|v| !v.is_empty()) {
-        return Some(endpoint);
-    }
-    if std::env::var(SKIP_VAR).is_ok_and(|v| v == "1") {
-        static SAID: Once = Once::new();
-        SAID.call_once(|| {
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped: AWS backend tests ({ENDPOINT_VAR} not set and {SKIP_VAR}=1); run \
-                 them with `scripts/dynamodb-local.sh cargo test -p adledger-aws`"
-            );
-        });
-        return None;
+        return endpoint;
     }
     panic!(
         "{ENDPOINT_VAR} is not set: the AWS backend's tests need a DynamoDB server. Run them \
          with `scripts/dynamodb-local.sh cargo test -p adledger-aws --locked` (it installs \
-         and starts DynamoDB Local in a private network namespace), point {ENDPOINT_VAR} at \
-         a DynamoDB endpoint, or set {SKIP_VAR}=1 to skip them"
+         and starts DynamoDB Local in a private network namespace), or point {ENDPOINT_VAR} \
+         at a DynamoDB endpoint"
     );
 }
 
