@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::support::{Backend, Server, fetch, json_body, per_backend, run_cli};
+use crate::support::{Backend, Server, fetch, json_body, per_durable_backend, run_cli};
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -217,4 +217,4 @@ async fn acknowledged_creates_survive_kill_9(backend: Backend) {
     assert_eq!(report["root"], digest["root"], "{report}");
 }
 
-per_backend!(acknowledged_creates_survive_kill_9,);
+per_durable_backend!(acknowledged_creates_survive_kill_9,);

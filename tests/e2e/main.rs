@@ -4,19 +4,21 @@
 //! and the CLI's help, never from the implementation.
 //!
 //! One test binary with a module per suite. Suites that hold for every backend run from
-//! the same code once per backend, as `<suite>::local::<test>` and `<suite>::aws::<test>`
-//! (the AWS variants on DynamoDB Local, named by `ADLEDGER_TEST_DYNAMODB_ENDPOINT`; run
-//! `scripts/dynamodb-local.sh cargo test -p adledger-tests`). Suites about one backend
+//! the same code once per backend, as `<suite>::local::<test>`, `<suite>::aws::<test>`
+//! and `<suite>::memory::<test>` (the AWS variants on DynamoDB Local, named by
+//! `ADLEDGER_TEST_DYNAMODB_ENDPOINT`; run `scripts/dynamodb-local.sh cargo test -p
+//! adledger-tests`; the memory variants only where no server is restarted). Suites about one backend
 //! run once, as `<suite>::local::<test>` or `<suite>::aws::<test>`, and say why in their
 //! module doc, so `cargo test -p adledger-tests -- ::local::` runs every test that needs
 //! no DynamoDB. `moves` (between the two backends) needs both.
 //!
-//! | suite | local | AWS |
-//! |---|---|---|
-//! | `seed_flows`, `bad_input`, `concurrency`, `crash`, `deterministic` | ✓ | ✓ |
-//! | `maintenance`, `verify` (sled and tantivy files touched directly) | ✓ | |
-//! | `aws_two_servers`, `opensearch` | | ✓ |
-//! | `moves` (local → AWS → local) | ✓ | ✓ |
+//! | suite | local | AWS | memory |
+//! |---|---|---|---|
+//! | `seed_flows`, `bad_input`, `concurrency`, `deterministic` | ✓ | ✓ | ✓ |
+//! | `crash` (kill -9, restart, check what survived) | ✓ | ✓ | |
+//! | `maintenance`, `verify` (sled and tantivy files touched directly) | ✓ | | |
+//! | `aws_two_servers`, `opensearch` | | ✓ | |
+//! | `moves` (local → AWS → local) | ✓ | ✓ | |
 //!
 //! The binary is `target/<profile>/adledger`, next to this test executable, or the one
 //! `ADLEDGER_BIN` names; `cargo test --workspace` builds it, `cargo test -p

@@ -102,6 +102,9 @@ pub enum Backend {
     /// DynamoDB (the one named by `ADLEDGER_TEST_DYNAMODB_ENDPOINT`), a fresh table
     /// prefix per ledger, and tantivy in the data directory.
     Aws,
+    /// Everything in the server process's memory (`--backend memory`): the same API with
+    /// nothing stored, so only suites that never restart a server run on it.
+    Memory,
 }
 
 impl Backend {
@@ -111,6 +114,7 @@ impl Backend {
     pub async fn fresh_ledger(self, test: &str) -> Vec<String> {
         match self {
             Backend::Local => Vec::new(),
+            Backend::Memory => vec!["--backend".to_string(), "memory".to_string()],
             Backend::Aws => {
                 let endpoint = aws::endpoint();
                 let prefix = aws::unique_prefix(test);
@@ -121,10 +125,9 @@ impl Backend {
     }
 }
 
-/// Turns `async fn name(backend: Backend)` test bodies of the calling module into one
-/// test per backend: `local::name` and `aws::name`. The AWS variants fail, saying how
-/// to run them, when `ADLEDGER_TEST_DYNAMODB_ENDPOINT` is not set.
-macro_rules! per_backend {
+/// Like [`per_backend`] for suites that restart or kill a server and look at what
+/// survived: `local::name` and `aws::name` only (the in-memory backend keeps nothing).
+macro_rules! per_durable_backend {
     ($($name:ident),+ $(,)?) => {
         /// The suite on the local backend.
         mod local {
@@ -141,6 +144,25 @@ macro_rules! per_backend {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name($crate::support::Backend::Aws).await
+                }
+            )+
+        }
+    };
+}
+pub(crate) use per_durable_backend;
+
+/// Turns `async fn name(backend: Backend)` test bodies of the calling module into one
+/// test per backend: `local::name`, `aws::name` and `memory::name`. The AWS variants
+/// fail, saying how to run them, when `ADLEDGER_TEST_DYNAMODB_ENDPOINT` is not set.
+macro_rules! per_backend {
+    ($($name:ident),+ $(,)?) => {
+        $crate::support::per_durable_backend!($($name),+);
+        /// The suite on the in-memory backend.
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Backend::Memory).await
                 }
             )+
         }
@@ -257,13 +279,14 @@ impl Server {
             base_url,
             data_dir,
             client: client(),
-            backend: if extra_args
+            backend: match extra_args
                 .windows(2)
-                .any(|w| w[0] == "--backend" && w[1] == "aws")
+                .find(|w| w[0] == "--backend")
+                .map(|w| w[1].as_str())
             {
-                Backend::Aws
-            } else {
-                Backend::Local
+                Some("aws") => Backend::Aws,
+                Some("memory") => Backend::Memory,
+                _ => Backend::Local,
             },
             ledger_args: Vec::new(),
             extra_args: extra_args.to_vec(),
