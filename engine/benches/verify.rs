@@ -19,12 +19,12 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use adledger_engine::Hash;
+use adledger_engine::TimeRange;
 use adledger_engine::ad::{AdDraft, AdKey};
 use adledger_engine::block::{self, EncodedBlock};
+use adledger_engine::codec;
 use adledger_engine::error::{Error, Result};
 use adledger_engine::export::{ExportFormat, export};
-use adledger_engine::fast_decode;
-use adledger_engine::ledger::TimeRange;
 use adledger_engine::merkle::Frontier;
 use adledger_engine::ports::{AdHead, AppendBatch, IdempotencyRecord, Journal, RevisionRef};
 use adledger_engine::proof::inclusion_proof;
@@ -203,7 +203,7 @@ fn summary(journal: &MemJournal) {
     let started = Instant::now();
     for block in &journal.blocks {
         let frame = block::Frame::parse(&block.bytes).expect("frame");
-        black_box(fast_decode::decode_header(frame.header).expect("header"));
+        black_box(codec::decode_header(frame.header).expect("header"));
     }
     let decode = started.elapsed().as_secs_f64();
 

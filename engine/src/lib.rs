@@ -25,6 +25,7 @@
 pub mod ad;
 mod batch;
 pub mod block;
+mod chain;
 pub mod clock;
 pub mod codec;
 pub mod command;
@@ -35,7 +36,6 @@ pub mod digest;
 pub mod error;
 pub mod evidence;
 pub mod export;
-pub mod fast_decode;
 pub mod hash;
 pub mod ids;
 pub mod import;
@@ -57,8 +57,10 @@ pub mod testkit;
 
 pub use ad::{Ad, AdDraft, AdKey, AdPatch};
 pub use command::{Command, Outcome};
+pub use digest::Digest;
 pub use error::{Error, Result, VersionExpectation};
 pub use hash::Hash;
-pub use ledger::{Digest, Ledger, LedgerOptions, TimeRange};
+pub use ledger::{Ledger, LedgerOptions};
 pub use ports::{AdState, Journal, Ports, SearchIndex, SearchPage, SearchQuery, StateStore};
 pub use revision::{EventKind, Revision};
+pub use time::TimeRange;

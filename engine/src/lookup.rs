@@ -19,7 +19,7 @@ pub async fn revision_at(
     sequence: u64,
 ) -> Result<Revision> {
     let stored = stored_block(journal, key, version, sequence).await?;
-    crate::fast_decode::open(&stored)?
+    crate::block::open(&stored)?
         .revisions
         .into_iter()
         .find(|rev| rev.key() == *key && rev.version() == version)
