@@ -173,7 +173,10 @@ impl<'a> Stream<'a> {
                     // the start of a stream is the system table: nothing to import.
                     IMPORTS if v.kind == 7 && uint(Value { kind: 2, ..v }) == Some(3) => {}
                     IMPORTS => return None,
-                    _ => {}
+                    // Other system fields (`name`, `max_id`, …) change nothing here.
+                    _ if sid < SYSTEM_SYMBOLS => {}
+                    // A field name no table defines yet is an error to the reference.
+                    _ => return None,
                 }
             }
             top = value(rest, &mut at)?;
@@ -286,6 +289,9 @@ fn timestamp(v: Value<'_>) -> Option<DateTime<Utc>> {
     let mut next = || -> Option<u32> { u32::try_from(var_uint(b, &mut at)?).ok() };
     let (year, month, day, hour, minute, second) =
         (next()?, next()?, next()?, next()?, next()?, next()?);
+    if !(1..=9999).contains(&year) {
+        return None; // Ion's range: the reference refuses other years
+    }
     let mut millis = 0i64;
     if at < b.len() {
         let exponent = var_int(b, &mut at)?;
