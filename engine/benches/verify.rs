@@ -20,11 +20,11 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use adledger_engine::Hash;
+use adledger_engine::TimeRange;
 use adledger_engine::ad::AdDraft;
 use adledger_engine::block;
+use adledger_engine::codec;
 use adledger_engine::export::{ExportFormat, export};
-use adledger_engine::fast_decode;
-use adledger_engine::ledger::TimeRange;
 use adledger_engine::memory::MemoryJournal;
 use adledger_engine::merkle::Frontier;
 use adledger_engine::ports::{AppendBatch, Journal};
@@ -171,7 +171,7 @@ fn summary(journal: &MemoryJournal) {
     journal.inspect(|stored| {
         for bytes in stored.frames.values() {
             let frame = block::Frame::parse(bytes).expect("frame");
-            black_box(fast_decode::decode_header(frame.header).expect("header"));
+            black_box(codec::decode_header(frame.header).expect("header"));
         }
     });
     let decode = started.elapsed().as_secs_f64();

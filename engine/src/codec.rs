@@ -32,6 +32,8 @@ use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
 use ion_rs::{Element, IonType, Timestamp, v1_0::Binary};
 use rust_decimal::Decimal;
 
+mod fast;
+
 use crate::ad::Ad;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
@@ -268,8 +270,27 @@ fn decode_ad(s: &ion_rs::Struct) -> Result<Ad> {
     })
 }
 
-/// Decodes canonical revision bytes.
+/// Decodes stored revision bytes.
+///
+/// Canonical bytes take the fast path (see `fast`); anything else goes to the ion-rs
+/// reference decoder, so the result and the errors are the reference's either way.
 pub fn decode_revision(bytes: &[u8]) -> Result<RevisionBody> {
+    match fast::revision(bytes) {
+        Some(body) => Ok(body),
+        None => reference_decode_revision(bytes),
+    }
+}
+
+/// Decodes stored block header bytes; fast path and reference as for [`decode_revision`].
+pub fn decode_header(bytes: &[u8]) -> Result<BlockHeader> {
+    match fast::header(bytes) {
+        Some(header) => Ok(header),
+        None => reference_decode_header(bytes),
+    }
+}
+
+/// The reference revision decoder: ion-rs reads any Ion, canonical or not.
+fn reference_decode_revision(bytes: &[u8]) -> Result<RevisionBody> {
     let element = read_element(bytes)?;
     let s = element
         .as_struct()
@@ -304,8 +325,8 @@ pub fn decode_revision(bytes: &[u8]) -> Result<RevisionBody> {
     })
 }
 
-/// Decodes canonical block header bytes.
-pub fn decode_header(bytes: &[u8]) -> Result<BlockHeader> {
+/// The reference block header decoder (see [`reference_decode_revision`]).
+fn reference_decode_header(bytes: &[u8]) -> Result<BlockHeader> {
     let element = read_element(bytes)?;
     let s = element
         .as_struct()

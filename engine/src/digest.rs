@@ -6,9 +6,20 @@
 
 use crate::block::Frame;
 use crate::error::{Error, Result};
-use crate::ledger::Digest;
+use crate::hash::Hash;
 use crate::merkle::{self, Frontier};
 use crate::ports::Journal;
+
+/// The digest of the journal at a sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Digest {
+    /// The last block covered.
+    pub sequence: u64,
+    /// The Merkle tree head over blocks `0..=sequence`.
+    pub root: Hash,
+    /// The hash of block `sequence`.
+    pub tip_hash: Hash,
+}
 
 /// The digest over blocks `0..=sequence`: the Merkle root and the hash of block
 /// `sequence`. `NotFound` when the journal does not reach `sequence`.

@@ -16,11 +16,9 @@
 use crate::ad::AdKey;
 use crate::block::Frame;
 use crate::codec::{self, BlockHeader};
-use crate::digest::digest_at;
+use crate::digest::{Digest, digest_at};
 use crate::error::{Error, Result};
-use crate::fast_decode;
 use crate::hash::Hash;
-use crate::ledger::Digest;
 use crate::lookup::stored_block;
 use crate::ports::Journal;
 use crate::proof::{InclusionProof, inclusion_proof};
@@ -116,10 +114,10 @@ pub async fn revision_evidence(
     let stored = stored_block(journal, key, version, sequence).await?;
     let broken = |detail: String| Error::ChainBroken { sequence, detail };
     let frame = Frame::parse(&stored.bytes).map_err(|e| broken(e.to_string()))?;
-    let header = fast_decode::decode_header(frame.header).map_err(|e| broken(e.to_string()))?;
+    let header = codec::decode_header(frame.header).map_err(|e| broken(e.to_string()))?;
     let found = frame.revisions.iter().enumerate().find_map(|(i, bytes)| {
-        fast_decode::revision(bytes)
-            .or_else(|| codec::decode_revision(bytes).ok())
+        codec::decode_revision(bytes)
+            .ok()
             .filter(|body| body.key() == *key && body.metadata.version == version)
             .map(|body| (i, bytes, body))
     });

@@ -42,10 +42,10 @@ use serde::Serialize;
 
 use crate::block::{EncodedBlock, Frame};
 use crate::codec;
-use crate::digest::digest_at;
+use crate::digest::{Digest, digest_at};
 use crate::error::{Error, Result};
-use crate::ledger::{Digest, TimeRange};
 use crate::ports::Journal;
+use crate::time::TimeRange;
 
 /// The `format` of an export's first record.
 pub const EXPORT_FORMAT: &str = "adledger-export";

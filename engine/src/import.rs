@@ -34,13 +34,12 @@ use serde::Serialize;
 
 use crate::ad::AdKey;
 use crate::batch;
-use crate::block::{EncodedBlock, Frame};
-use crate::codec;
-use crate::digest::digest_at;
+use crate::block::EncodedBlock;
+use crate::chain::{self, Chain};
+use crate::digest::{Digest, digest_at};
 use crate::error::{Error, Result};
 use crate::export::{EXPORT_FORMAT, EXPORT_FORMAT_VERSION, ExportFormat};
 use crate::hash::Hash;
-use crate::ledger::Digest;
 use crate::merkle::Frontier;
 use crate::ports::{AppendBatch, Journal};
 use crate::revision::EventKind;
@@ -313,7 +312,7 @@ fn json_record(line: &[u8], at: u64) -> Result<Record> {
 /// Returns the trailer's digest and the block count.
 fn for_each_block(
     path: &Path,
-    each: &mut dyn FnMut(&EncodedBlock) -> Result<()>,
+    each: &mut dyn FnMut(EncodedBlock) -> Result<()>,
 ) -> Result<(ExportFormat, u64, Option<Digest>)> {
     let (mut reader, format) = RecordReader::open(path)?;
     match reader.next(0)? {
@@ -356,7 +355,7 @@ fn for_each_block(
                         ),
                     ));
                 }
-                each(&block)?;
+                each(block)?;
                 next += 1;
             }
             Some(Record::Trailer { blocks, digest }) => {
@@ -375,76 +374,106 @@ fn for_each_block(
     }
 }
 
+/// Blocks checked at a time in pass 1; the next batch is read while one is checked.
+const CHECK_BATCH: usize = 4096;
+
+/// Pass 1's checking: batches of blocks go through [`chain`] on threads of their own
+/// while the file's next batch is read.
+struct Pass1<'scope, 'env> {
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    /// The batch being checked; it hands the chain back.
+    running: Option<std::thread::ScopedJoinHandle<'scope, Result<Chain>>>,
+    /// The chain, when no batch is being checked.
+    chain: Option<Chain>,
+    /// The first sequence of the next batch.
+    next: u64,
+}
+
+impl<'scope> Pass1<'scope, '_> {
+    /// Waits for the batch being checked (its failure, if any, is the import's) and
+    /// returns the chain as it left it.
+    fn wait(&mut self) -> Result<&mut Chain> {
+        if let Some(running) = self.running.take() {
+            let chain = running
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            self.chain = Some(chain);
+        }
+        self.chain
+            .as_mut()
+            .ok_or_else(|| Error::Unavailable("the export check lost its chain".into()))
+    }
+
+    /// Starts checking `blocks`, the batch after the last one started, once the one
+    /// before it has passed; returns the blocks and bytes checked before it.
+    fn start(&mut self, blocks: Vec<EncodedBlock>) -> Result<(u64, u64)> {
+        let done = (self.next, self.wait()?.bytes());
+        let Some(mut chain) = self.chain.take() else {
+            return Err(Error::Unavailable("the export check lost its chain".into()));
+        };
+        let first = self.next;
+        self.next += blocks.len() as u64;
+        self.running = Some(self.scope.spawn(move || {
+            let threads = chain::available_threads();
+            let alone = chain::par_map(first, &blocks, threads, chain::standalone);
+            for ((sequence, block), alone) in (first..).zip(&blocks).zip(alone) {
+                alone
+                    .and_then(|alone| chain.link(sequence, block, alone, None))
+                    .map_err(|f| broken(f.sequence, f.detail))?;
+            }
+            Ok(chain)
+        }));
+        Ok(done)
+    }
+}
+
 /// Verifies an export file on its own (pass 1 of an import; see the module docs).
 pub fn verify_export(
     path: &Path,
     progress: &mut dyn FnMut(&ImportProgress),
 ) -> Result<ExportSummary> {
-    let mut previous = Hash::ZERO;
-    let mut frontier = Frontier::new();
-    let mut revisions = 0u64;
-    let mut bytes = 0u64;
-    let mut blocks = 0u64;
-    let (format, count, digest) = for_each_block(path, &mut |stored| {
-        let sequence = stored.sequence;
-        let frame = Frame::parse(&stored.bytes).map_err(|e| broken(sequence, e.to_string()))?;
-        let header = match crate::fast_decode::header(frame.header) {
-            Some(header) => header,
-            None => codec::decode_header(frame.header)
-                .map_err(|e| broken(sequence, format!("its header does not decode ({e})")))?,
+    let (format, count, digest, chain) = std::thread::scope(|scope| {
+        let mut pass = Pass1 {
+            scope,
+            running: None,
+            chain: Some(Chain::new()),
+            next: 0,
         };
-        if header.sequence_no != sequence {
-            return Err(broken(
-                sequence,
-                format!("its header says it is block {}", header.sequence_no),
-            ));
-        }
-        if header.previous_hash != previous {
-            return Err(broken(
-                sequence,
-                format!(
-                    "its previousHash is {}, but the block before hashes to {previous}",
-                    header.previous_hash
-                ),
-            ));
-        }
-        if header.revision_hashes.len() != frame.revisions.len() {
-            return Err(broken(
-                sequence,
-                "its header and its revisions disagree in number",
-            ));
-        }
-        for (i, (part, listed)) in frame
-            .revisions
-            .iter()
-            .zip(&header.revision_hashes)
-            .enumerate()
-        {
-            if Hash::of(part) != *listed {
-                return Err(broken(
-                    sequence,
-                    format!("revision {i}'s bytes do not hash to the hash its header lists"),
-                ));
+        let mut batch = Vec::with_capacity(CHECK_BATCH);
+        let read = for_each_block(path, &mut |stored| {
+            batch.push(stored);
+            if batch.len() == CHECK_BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(CHECK_BATCH));
+                let (blocks, bytes) = pass.start(full)?;
+                if blocks > 0 {
+                    progress(&ImportProgress {
+                        appending: false,
+                        blocks,
+                        bytes,
+                    });
+                }
             }
-        }
-        previous = frame.block_hash();
-        frontier.push(&previous);
-        revisions += frame.revisions.len() as u64;
-        bytes += stored.bytes.len() as u64;
-        blocks += 1;
-        if blocks.is_multiple_of(4096) {
-            progress(&ImportProgress {
-                appending: false,
-                blocks,
-                bytes,
-            });
-        }
-        Ok(())
+            Ok(())
+        });
+        // Whatever was read is checked before a reader's failure is reported: a block
+        // that does not verify comes before the record after it that does not parse.
+        pass.start(batch)?;
+        pass.wait()?;
+        let (format, count, digest) = read?;
+        let chain = pass
+            .chain
+            .take()
+            .ok_or_else(|| Error::Unavailable("the export check lost its chain".into()))?;
+        Ok::<_, Error>((format, count, digest, chain))
     })?;
+    let previous = chain.previous_hash();
     match (count.checked_sub(1), digest) {
         (None, None) => {}
         (Some(last), Some(d)) => {
-            let root = frontier.root().unwrap_or_default();
+            let root = chain
+                .frontier()
+                .and_then(Frontier::root)
+                .unwrap_or_default();
             if d.sequence != last || d.root != root || d.tip_hash != previous {
                 return Err(broken(
                     last,
@@ -465,14 +494,14 @@ pub fn verify_export(
     }
     progress(&ImportProgress {
         appending: false,
-        blocks,
-        bytes,
+        blocks: count,
+        bytes: chain.bytes(),
     });
     Ok(ExportSummary {
         format,
         blocks: count,
-        revisions,
-        frame_bytes: bytes,
+        revisions: chain.revisions(),
+        frame_bytes: chain.bytes(),
         digest,
     })
 }
@@ -496,7 +525,7 @@ struct Appender {
 impl Appender {
     fn add(&mut self, stored: EncodedBlock) -> Result<()> {
         let sequence = stored.sequence;
-        let block = crate::fast_decode::open(&stored)?;
+        let block = crate::block::open(&stored)?;
         for revision in &block.revisions {
             let key = revision.key();
             let head = self.heads.get(&key).copied();

@@ -25,11 +25,13 @@ use tokio::task::JoinHandle;
 use crate::ad::{AdKey, is_well_formed_ad_id};
 use crate::command::{Command, Outcome};
 use crate::committer::{Committer, Request};
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::ports::ProjectionLease;
 use crate::ports::{AdState, Ports, SearchPage, SearchQuery};
 use crate::projection::{Projector, ProjectorRole, ReadModel, Wake};
 use crate::revision::Revision;
+use crate::time::TimeRange;
 
 /// Tuning knobs; the defaults suit both backends.
 #[derive(Debug, Clone)]
@@ -56,33 +58,6 @@ impl Default for LedgerOptions {
             journal_poll: Duration::from_millis(50),
         }
     }
-}
-
-/// A time range, both ends inclusive and optional.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TimeRange {
-    /// Earliest `txTime`.
-    pub from: Option<DateTime<Utc>>,
-    /// Latest `txTime`.
-    pub to: Option<DateTime<Utc>>,
-}
-
-impl TimeRange {
-    /// Whether `t` lies in the range.
-    pub fn contains(&self, t: DateTime<Utc>) -> bool {
-        self.from.is_none_or(|f| t >= f) && self.to.is_none_or(|to| t <= to)
-    }
-}
-
-/// The digest of the journal at a sequence number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Digest {
-    /// The last block covered.
-    pub sequence: u64,
-    /// The Merkle tree head over blocks `0..=sequence`.
-    pub root: crate::Hash,
-    /// The hash of block `sequence`.
-    pub tip_hash: crate::Hash,
 }
 
 /// A running ledger over a set of ports.

@@ -4,12 +4,22 @@
 //! # Layout
 //!
 //! - Domain: [`ad`] (fields and validation), [`command`], [`revision`].
-//! - Journal format: [`codec`] (canonical Ion encoding), [`block`] (framing, hashing,
-//!   sealing), [`hash`], [`merkle`] (RFC 9162 tree over block hashes).
+//! - Values: [`hash`] ([`Hash`]), [`digest`] ([`Digest`], and the digest at a sequence
+//!   without a running ledger), [`time`] ([`TimeRange`], millisecond UTC), [`ids`],
+//!   [`currency`].
+//! - Journal format: [`codec`] (canonical Ion encoding; its one pair of decoders takes a
+//!   private fast path for canonical bytes and falls back to ion-rs), [`block`] (framing,
+//!   hashing, sealing, and [`block::open`], the one way to read a block), [`merkle`]
+//!   (RFC 9162 tree over block hashes), [`proof`] (inclusion and consistency proofs) and
+//!   [`evidence`] (a revision with everything an auditor needs to check it).
+//! - Chain checks: `chain` (internal) — the per-block checks (sequence, frame, header,
+//!   `previousHash`, revision hashes, Merkle frontier), written once and run in parallel
+//!   batches with the next batch read meanwhile; [`verify`], [`import`] and [`rebuild`]
+//!   all use it.
 //! - Ports: [`ports`] — the `Journal`, `StateStore`, `SearchIndex`, `Clock` and
 //!   `IdGenerator` traits that backends implement, and `ProjectionLease` with `Sharing`
 //!   for storage several server processes share (the AWS backend).
-//! - Write path: [`committer`] — the single writer that batches commands into one durable
+//! - Write path: `committer` (internal) — the single writer that batches commands into one durable
 //!   append (group commit).
 //! - Read path: [`projection`] — catch-up projections into the read models.
 //! - Front door: [`ledger`] — commands, reads with read-your-writes, history, digests.
@@ -17,15 +27,19 @@
 //!   ad, optionally over a time range), [`rebuild`] (both read models from the journal,
 //!   verifying the chain, resumable), [`diff`] (two state stores compared), [`snapshot`]
 //!   (state at a sequence plus its digest; restore + tail), [`export`] / [`import`]
-//!   (block frames and the digest, Ion or JSON lines), [`digest`] (the digest at a
-//!   sequence without a running ledger). `batch` is the append-batch building the
-//!   committer and import share.
+//!   (block frames and the digest, Ion or JSON lines), [`verify`] (the whole journal,
+//!   naming the first bad sequence, ad, version and field). Internal: `batch` (the
+//!   append-batch building the committer and import share) and `lookup` (one revision
+//!   read from a reference to it).
 //! - Test support: `testkit` (feature `testkit`) — the conformance suite every backend runs;
 //!   `memory` (feature `memory`) — the in-memory backend, zero I/O, for unit tests.
+
+#![warn(missing_docs)]
 
 pub mod ad;
 mod batch;
 pub mod block;
+mod chain;
 pub mod clock;
 pub mod codec;
 pub mod command;
@@ -36,12 +50,11 @@ pub mod digest;
 pub mod error;
 pub mod evidence;
 pub mod export;
-pub mod fast_decode;
 pub mod hash;
 pub mod ids;
 pub mod import;
 pub mod ledger;
-pub mod lookup;
+mod lookup;
 #[cfg(any(test, feature = "memory"))]
 pub mod memory;
 pub mod merkle;
@@ -60,8 +73,10 @@ pub mod testkit;
 
 pub use ad::{Ad, AdDraft, AdKey, AdPatch};
 pub use command::{Command, Outcome};
+pub use digest::Digest;
 pub use error::{Error, Result, VersionExpectation};
 pub use hash::Hash;
-pub use ledger::{Digest, Ledger, LedgerOptions, TimeRange};
+pub use ledger::{Ledger, LedgerOptions};
 pub use ports::{AdState, Journal, Ports, SearchIndex, SearchPage, SearchQuery, StateStore};
 pub use revision::{EventKind, Revision};
+pub use time::TimeRange;

@@ -12,14 +12,14 @@ use crate::revision::Revision;
 ///
 /// The block is opened with every hash checked; a missing block, or a block that does not
 /// hold the revision, is a broken chain at `sequence`: the indexes and the blocks disagree.
-pub async fn revision_at(
+pub(crate) async fn revision_at(
     journal: &dyn Journal,
     key: &AdKey,
     version: u64,
     sequence: u64,
 ) -> Result<Revision> {
     let stored = stored_block(journal, key, version, sequence).await?;
-    crate::fast_decode::open(&stored)?
+    crate::block::open(&stored)?
         .revisions
         .into_iter()
         .find(|rev| rev.key() == *key && rev.version() == version)
@@ -31,7 +31,7 @@ pub async fn revision_at(
 
 /// The stored bytes of block `sequence`, which the indexes say holds revision `version` of
 /// `key`; a missing block is a broken chain at `sequence`.
-pub async fn stored_block(
+pub(crate) async fn stored_block(
     journal: &dyn Journal,
     key: &AdKey,
     version: u64,

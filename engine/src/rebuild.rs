@@ -3,10 +3,10 @@
 //!
 //! # What is checked
 //!
-//! Every block is opened with the checks of [`block::open`] (decoded by
-//! [`crate::fast_decode`], which falls back to the codec; the frame parses, the header's
-//! `sequenceNo` is the block's position, each revision's bytes hash to the hash the
-//! header lists), and its `previousHash` must be the hash of the block before it. The
+//! Every block goes through the chain checks of [`crate::chain`] that need no Merkle tree
+//! (it is the block expected next, the frame parses, the header's `sequenceNo` is the
+//! block's position, its `previousHash` is the hash of the block before it, each
+//! revision's bytes hash to the hash the header lists) before its revisions are decoded. The
 //! first failure stops the rebuild with [`Error::ChainBroken`] naming the sequence; the
 //! batches before it stay applied and checkpointed. (`adledger verify` additionally
 //! checks the stored Merkle nodes.)
@@ -24,8 +24,8 @@
 //! # Speed
 //!
 //! A batch is the unit of writing and of checkpointing. It is read from the journal in
-//! chunks of [`READ_CHUNK`] blocks, each decoded on [`RebuildOptions::decode_threads`]
-//! threads (with [`crate::fast_decode`]) and folded into one map holding the last state
+//! chunks of [`READ_CHUNK`] blocks, each checked and decoded on
+//! [`RebuildOptions::decode_threads`] threads ([`crate::chain`]'s batches) and folded into one map holding the last state
 //! of each ad, and it ends when it reaches [`RebuildOptions::batch_blocks`] blocks or
 //! its states reach [`RebuildOptions::batch_bytes`] (an estimate of their memory). Only
 //! those last states are written: a journal where ads are updated many times writes each
@@ -42,7 +42,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::ad::AdKey;
-use crate::block::{self, EncodedBlock};
+use crate::block::{self, EncodedBlock, Frame};
+use crate::chain::{self, Chain, Standalone};
+use crate::codec;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::ports::{AdState, Journal, SearchIndex, StateStore};
@@ -250,6 +252,7 @@ async fn read_batch(
         last_hash: previous,
         states: Vec::new(),
     };
+    let mut chain = Chain::resume(previous);
     let mut index: HashMap<AdKey, usize> = HashMap::new();
     let mut state_bytes = 0usize;
     while batch.blocks < max_blocks && state_bytes < max_bytes {
@@ -262,51 +265,33 @@ async fn read_batch(
         batch.blocks += stored.len() as u64;
         batch.next += stored.len() as u64;
         batch.bytes += stored.iter().map(|b| b.bytes.len() as u64).sum::<u64>();
-        // Decoded in parallel chunks off the async threads; links are checked here,
-        // across chunk boundaries too.
-        let chunk = stored.len().div_ceil(threads).max(1);
-        let mut handles = Vec::with_capacity(threads);
-        let mut rest = stored;
-        while !rest.is_empty() {
-            let tail = rest.split_off(chunk.min(rest.len()));
-            handles.push(tokio::task::spawn_blocking(move || decode(rest)));
-            rest = tail;
-        }
-        for handle in handles {
-            let decoded = handle
-                .await
-                .map_err(|e| Error::Unavailable(format!("a decoding task failed: {e}")))??;
-            for block in decoded {
-                if block.previous_hash != batch.last_hash {
-                    return Err(Error::ChainBroken {
-                        sequence: block.sequence,
-                        detail: format!(
-                            "the header's previousHash is {}, but the block before hashes to {}",
-                            block.previous_hash, batch.last_hash
-                        ),
-                    });
-                }
-                batch.last_hash = block.hash;
-                batch.revisions += block.states.len() as u64;
-                for state in block.states {
-                    let size = state_size(&state);
-                    match index.get(&state.key) {
-                        Some(&i) => {
-                            state_bytes =
-                                state_bytes.saturating_sub(state_size(&batch.states[i])) + size;
-                            batch.states[i] = state;
-                        }
-                        None => {
-                            state_bytes +=
-                                size + state.key.publisher_id.len() + state.key.ad_id.len() + 48;
-                            index.insert(state.key.clone(), batch.states.len());
-                            batch.states.push(state);
-                        }
+        // Checked and decoded in parallel off the async threads; links are checked here,
+        // in order, across chunks and batches too.
+        let first = batch.next - stored.len() as u64;
+        let (stored, opened) = chain::check_batch(first, stored, threads, open).await?;
+        for ((sequence, block), opened) in (first..).zip(&stored).zip(opened) {
+            let (alone, states) = opened?;
+            chain.link(sequence, block, alone, None)?;
+            batch.revisions += states.len() as u64;
+            for state in states {
+                let size = state_size(&state);
+                match index.get(&state.key) {
+                    Some(&i) => {
+                        state_bytes =
+                            state_bytes.saturating_sub(state_size(&batch.states[i])) + size;
+                        batch.states[i] = state;
+                    }
+                    None => {
+                        state_bytes +=
+                            size + state.key.publisher_id.len() + state.key.ad_id.len() + 48;
+                        index.insert(state.key.clone(), batch.states.len());
+                        batch.states.push(state);
                     }
                 }
             }
         }
     }
+    batch.last_hash = chain.previous_hash();
     Ok(batch)
 }
 
@@ -327,40 +312,29 @@ fn state_size(state: &AdState) -> usize {
         + state.ad.as_ref().map_or(0, strings)
 }
 
-/// One opened block, reduced to what a rebuild needs.
-struct OpenedBlock {
-    sequence: u64,
-    hash: Hash,
-    previous_hash: Hash,
-    states: Vec<AdState>,
-}
-
-fn decode(stored: Vec<EncodedBlock>) -> Result<Vec<OpenedBlock>> {
-    stored
+/// Block `sequence` checked on its own ([`chain::standalone`]) and its revisions decoded
+/// into the states they leave. A block whose revisions do not match their hashes is not
+/// decoded: linking it reports the mismatch.
+fn open(sequence: u64, stored: &EncodedBlock) -> Result<(Standalone, Vec<AdState>)> {
+    let alone = chain::standalone(sequence, stored)?;
+    if alone.bad_revision.is_some() || alone.listed != alone.revisions {
+        return Ok((alone, Vec::new()));
+    }
+    let broken = |detail: String| Error::ChainBroken { sequence, detail };
+    let frame = Frame::parse(&stored.bytes).map_err(|e| broken(e.to_string()))?;
+    let states = frame
+        .revisions
         .iter()
-        .map(|encoded| {
-            let block = crate::fast_decode::open(encoded)?;
-            let sequence = block.sequence();
-            Ok(OpenedBlock {
+        .map(|bytes| {
+            let body = codec::decode_revision(bytes).map_err(|e| broken(e.to_string()))?;
+            Ok(AdState {
+                key: AdKey::new(body.metadata.publisher_id, body.metadata.id),
+                version: body.metadata.version,
                 sequence,
-                hash: block.hash,
-                previous_hash: block.header.previous_hash,
-                // Moved, not cloned: the decoded revision is not needed afterwards.
-                states: block
-                    .revisions
-                    .into_iter()
-                    .map(|revision| {
-                        let body = revision.body;
-                        AdState {
-                            key: AdKey::new(body.metadata.publisher_id, body.metadata.id),
-                            version: body.metadata.version,
-                            sequence,
-                            updated_at: body.metadata.tx_time,
-                            ad: body.data,
-                        }
-                    })
-                    .collect(),
+                updated_at: body.metadata.tx_time,
+                ad: body.data,
             })
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok((alone, states))
 }

@@ -16,10 +16,10 @@ use serde::Serialize;
 use crate::ad::AdKey;
 use crate::block;
 use crate::error::{Error, Result};
-use crate::ledger::TimeRange;
 use crate::lookup::revision_at;
 use crate::ports::{AdState, Journal, RevisionRef, SearchIndex, StateStore};
 use crate::revision::Revision;
+use crate::time::TimeRange;
 
 /// How often a replay without an upper bound re-reads the ad's head to catch a write
 /// that landed while it ran (see [`replay_ad`]).

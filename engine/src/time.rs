@@ -1,6 +1,23 @@
-//! Time as the journal records it: UTC with millisecond precision.
+//! Time as the journal records it: UTC with millisecond precision, and the ranges of
+//! it that replay and export select by.
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+
+/// A time range, both ends inclusive and optional.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeRange {
+    /// Earliest `txTime`.
+    pub from: Option<DateTime<Utc>>,
+    /// Latest `txTime`.
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl TimeRange {
+    /// Whether `t` lies in the range.
+    pub fn contains(&self, t: DateTime<Utc>) -> bool {
+        self.from.is_none_or(|f| t >= f) && self.to.is_none_or(|to| t <= to)
+    }
+}
 
 /// Truncates to whole milliseconds, the journal's precision, so that a time survives a
 /// round trip through the journal unchanged.

@@ -32,12 +32,14 @@
 use serde::Serialize;
 
 use crate::block::{EncodedBlock, Frame};
+use crate::chain::{self, Chain, Standalone, failure};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::merkle::{Frontier, frontier_ids, leaf_hash};
 use crate::ports::Journal;
-use crate::ports::MerkleNode;
+
+pub use crate::chain::VerifyFailure;
 
 /// Blocks read per [`Journal::read_blocks`] call.
 pub const BATCH: usize = 4096;
@@ -56,35 +58,6 @@ pub struct VerifyReport {
     pub last_sequence: Option<u64>,
     /// The recomputed Merkle root over every block (`None` for an empty journal).
     pub root: Option<Hash>,
-}
-
-/// The first place where the stored journal does not verify.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
-#[serde(rename_all = "camelCase")]
-#[error("journal does not verify at sequence {sequence}: {detail}")]
-pub struct VerifyFailure {
-    /// The first sequence number that does not verify.
-    pub sequence: u64,
-    /// The ad of the revision concerned, when the failure is in a revision whose stored
-    /// bytes still decode.
-    pub ad_id: Option<String>,
-    /// That revision's version.
-    pub version: Option<u64>,
-    /// The header field or stored item that does not match: `frame`, `header`,
-    /// `sequenceNo`, `previousHash`, `revisionHashes`, `revisionHashes[i]`,
-    /// `merkleNode(level L, index I)`, `merkleRoot`, `digest`; `None` for a missing block.
-    pub field: Option<String>,
-    /// A sentence saying what was found and what was expected.
-    pub detail: String,
-}
-
-impl From<VerifyFailure> for Error {
-    fn from(failure: VerifyFailure) -> Self {
-        Error::ChainBroken {
-            sequence: failure.sequence,
-            detail: failure.detail,
-        }
-    }
 }
 
 /// Verifies the whole journal (see the module docs), calling `progress` with the number of
@@ -115,11 +88,7 @@ async fn verify_in_batches(
     let mut run = Run {
         journal,
         expected,
-        frontier: Frontier::new(),
-        previous_hash: Hash::ZERO,
-        revisions: 0,
-        bytes: 0,
-        completed: Vec::new(),
+        chain: Chain::new(),
     };
     run.all(progress, batch.max(1)).await
 }
@@ -128,14 +97,8 @@ async fn verify_in_batches(
 struct Run<'a> {
     journal: &'a dyn Journal,
     expected: Option<(u64, Hash)>,
-    /// The tree over the blocks verified so far.
-    frontier: Frontier,
-    /// The hash of the last block verified ([`Hash::ZERO`] before the first).
-    previous_hash: Hash,
-    revisions: u64,
-    bytes: u64,
-    /// The Merkle nodes the last block completed (a buffer reused across blocks).
-    completed: Vec<MerkleNode>,
+    /// The blocks verified so far and the tree over them.
+    chain: Chain,
 }
 
 /// Why a block did not verify: a failure, or an outcome that needs the next block to be
@@ -156,16 +119,6 @@ impl From<VerifyFailure> for Finding {
     }
 }
 
-fn failure(sequence: u64, field: Option<String>, detail: String) -> VerifyFailure {
-    VerifyFailure {
-        sequence,
-        ad_id: None,
-        version: None,
-        field,
-        detail,
-    }
-}
-
 fn node_field(level: u8, index: u64) -> String {
     format!("merkleNode(level {level}, index {index})")
 }
@@ -178,8 +131,8 @@ fn completed_ids(sequence: u64) -> impl Iterator<Item = (u8, u64)> {
 
 impl Run<'_> {
     /// Verifies batch after batch, reading the next batch while the current one is
-    /// checked: storage reads run on the backend's I/O threads, checking on this one and
-    /// the cores [`standalone_all`] uses, so neither waits for the other.
+    /// checked: storage reads run on the backend's I/O threads, checking on the cores
+    /// [`chain::check_batch`] uses, so neither waits for the other.
     async fn all(
         &mut self,
         progress: &mut dyn FnMut(u64),
@@ -198,9 +151,12 @@ impl Run<'_> {
             let after = next + blocks.len() as u64;
             // `join!` polls the read first, so it is under way before the checks start.
             let (following, checked) = futures::join!(fetch(journal, after, size, batch), async {
-                self.batch(next, &blocks, &stored)
+                let threads = chain::available_threads();
+                let (blocks, alone) =
+                    chain::check_batch(next, blocks, threads, chain::standalone).await?;
+                Ok::<_, Error>(self.batch(next, &blocks, alone, &stored))
             });
-            if let Err(finding) = checked {
+            if let Err(finding) = checked? {
                 return Ok(Err(self.explain(finding).await));
             }
             next = after;
@@ -209,22 +165,23 @@ impl Run<'_> {
         }
         Ok(self.finish(size).await?.map(|root| VerifyReport {
             blocks: size,
-            revisions: self.revisions,
-            bytes: self.bytes,
+            revisions: self.chain.revisions(),
+            bytes: self.chain.bytes(),
             last_sequence: last,
             root,
         }))
     }
 
-    /// Checks the blocks of one batch, starting at sequence `first`, with the Merkle
-    /// nodes they complete (`stored`, in [`completed_ids`] order).
+    /// Links the blocks of one batch, starting at sequence `first`, given what
+    /// [`chain::standalone`] found in each, and checks the Merkle nodes they complete
+    /// (`stored`, in [`completed_ids`] order).
     fn batch(
         &mut self,
         first: u64,
         blocks: &[EncodedBlock],
+        alone: Vec<std::result::Result<Standalone, VerifyFailure>>,
         stored: &[Option<Hash>],
     ) -> std::result::Result<(), Finding> {
-        let alone = standalone_all(first, blocks);
         let mut stored = stored;
         for ((sequence, block), alone) in (first..).zip(blocks).zip(alone) {
             let count = sequence.trailing_ones() as usize + 1;
@@ -239,8 +196,8 @@ impl Run<'_> {
     }
 
     /// Checks one block against its predecessor and its stored Merkle nodes (`nodes`, in
-    /// [`completed_ids`] order), given what [`standalone`] found in it, then extends the
-    /// tree with it.
+    /// [`completed_ids`] order), given what [`chain::standalone`] found in it, then
+    /// extends the tree with it.
     fn block(
         &mut self,
         sequence: u64,
@@ -248,57 +205,14 @@ impl Run<'_> {
         alone: Standalone,
         nodes: &[Option<Hash>],
     ) -> std::result::Result<(), Finding> {
-        let Standalone {
-            hash,
-            previous_hash,
-            listed,
-            revisions,
-            bad_revision,
-        } = alone;
-        if previous_hash != self.previous_hash {
-            let before = match sequence.checked_sub(1) {
-                Some(p) => format!("block {p} hashes to {}", self.previous_hash),
-                None => format!("the first block's must be {}", Hash::ZERO),
-            };
-            return Err(failure(
-                sequence,
-                Some("previousHash".into()),
-                format!("the header's previousHash is {previous_hash}, but {before}"),
-            )
-            .into());
-        }
-        if listed != revisions {
-            return Err(failure(
-                sequence,
-                Some("revisionHashes".into()),
-                format!(
-                    "the header lists {listed} revision hashes, the block holds {revisions} \
-                     revisions"
-                ),
-            )
-            .into());
-        }
-        let leaf = leaf_hash(&hash);
-        let stored_leaf = nodes.first().copied().flatten();
-        if let Some((i, actual, listed)) = bad_revision {
-            // Only reached for a damaged block: parse its frame again to name the revision.
-            let bytes = Frame::parse(&stored.bytes)
-                .ok()
-                .and_then(|frame| frame.revisions.get(i).copied())
-                .unwrap_or_default();
-            return Err(revision_mismatch(
-                sequence,
-                i,
-                bytes,
-                actual,
-                listed,
-                stored_leaf == Some(leaf),
-            )
-            .into());
-        }
-
-        self.frontier.push_into(&hash, &mut self.completed);
-        for (j, node) in self.completed.iter().enumerate() {
+        let hash = alone.hash;
+        self.chain.link(
+            sequence,
+            stored,
+            alone,
+            Some(nodes.first().copied().flatten()),
+        )?;
+        for (j, node) in self.chain.completed().iter().enumerate() {
             let field = node_field(node.level, node.index);
             match nodes.get(j).copied().flatten() {
                 None => {
@@ -337,13 +251,14 @@ impl Run<'_> {
             }
         }
 
-        self.previous_hash = hash;
-        self.revisions += revisions as u64;
-        self.bytes += stored.bytes.len() as u64;
         if let Some((at, root)) = self.expected
             && at == sequence
         {
-            let computed = self.frontier.root().unwrap_or_default();
+            let computed = self
+                .chain
+                .frontier()
+                .and_then(Frontier::root)
+                .unwrap_or_default();
             if computed != root {
                 return Err(failure(
                     sequence,
@@ -416,7 +331,7 @@ impl Run<'_> {
 
     /// The end-of-journal checks; the recomputed root on success.
     async fn finish(&self, size: u64) -> Result<Result<Option<Hash>, VerifyFailure>> {
-        let root = self.frontier.root();
+        let root = self.chain.frontier().and_then(Frontier::root);
         if let Some((at, _)) = self.expected
             && at >= size
         {
@@ -527,164 +442,6 @@ async fn fetch(
         )));
     }
     Ok(Some(Fetched::Batch { blocks, nodes }))
-}
-
-/// What a block shows on its own, before it is linked to its neighbours: its hash, its
-/// header, and the first revision whose stored bytes do not hash to the header's entry.
-/// Computing it is nearly all of verification's work (every SHA-256 over stored bytes, the
-/// header decode) and needs no other block, so batches compute it on all cores.
-///
-/// It holds no heap data: results cross from worker threads to the linking thread by the
-/// million, and freeing on another thread than the one that allocated is slow.
-struct Standalone {
-    hash: Hash,
-    previous_hash: Hash,
-    /// How many revision hashes the header lists.
-    listed: usize,
-    /// How many revisions the block holds.
-    revisions: usize,
-    /// The first revision that does not hash to its listed hash: index, actual, listed.
-    bad_revision: Option<(usize, Hash, Hash)>,
-}
-
-/// The checks of one block that need no other block, in verification order: it is the
-/// block asked for, its bytes split into a frame, its header decodes and names its place.
-fn standalone(
-    sequence: u64,
-    stored: &EncodedBlock,
-) -> std::result::Result<Standalone, VerifyFailure> {
-    if stored.sequence != sequence {
-        let detail = if stored.sequence > sequence {
-            format!(
-                "block {sequence} is missing: the journal goes on with block {}",
-                stored.sequence
-            )
-        } else {
-            format!(
-                "the journal returned block {} where block {sequence} belongs",
-                stored.sequence
-            )
-        };
-        return Err(failure(sequence, None, detail));
-    }
-    let frame = Frame::parse(&stored.bytes).map_err(|e| {
-        failure(
-            sequence,
-            Some("frame".into()),
-            format!("the stored bytes do not split into header and revisions: {e}"),
-        )
-    })?;
-    let header = crate::fast_decode::decode_header(frame.header).map_err(|e| {
-        failure(
-            sequence,
-            Some("header".into()),
-            format!("the block header does not decode: {e}"),
-        )
-    })?;
-    if header.sequence_no != sequence {
-        return Err(failure(
-            sequence,
-            Some("sequenceNo".into()),
-            format!(
-                "the header says it is block {}, but it is stored as block {sequence} \
-                 (blocks moved or swapped)",
-                header.sequence_no
-            ),
-        ));
-    }
-    let bad_revision = frame
-        .revisions
-        .iter()
-        .zip(&header.revision_hashes)
-        .map(|(bytes, listed)| (Hash::of(bytes), listed))
-        .position(|(actual, listed)| actual != *listed)
-        .map(|i| (i, Hash::of(frame.revisions[i]), header.revision_hashes[i]));
-    Ok(Standalone {
-        hash: frame.block_hash(),
-        previous_hash: header.previous_hash,
-        listed: header.revision_hashes.len(),
-        revisions: frame.revisions.len(),
-        bad_revision,
-    })
-}
-
-/// [`standalone`] for a batch of blocks starting at `first`, split over the machine's
-/// cores. The results are in block order, so the sequential pass reports the first
-/// failure exactly as a one-thread run would.
-fn standalone_all(
-    first: u64,
-    blocks: &[EncodedBlock],
-) -> Vec<std::result::Result<Standalone, VerifyFailure>> {
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let per_thread = blocks.len().div_ceil(threads).max(MIN_BLOCKS_PER_THREAD);
-    if blocks.len() <= per_thread {
-        return (first..)
-            .zip(blocks)
-            .map(|(s, b)| standalone(s, b))
-            .collect();
-    }
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = blocks
-            .chunks(per_thread)
-            .enumerate()
-            .map(|(i, chunk)| {
-                let start = first + (i * per_thread) as u64;
-                scope.spawn(move || {
-                    (start..)
-                        .zip(chunk)
-                        .map(|(s, b)| standalone(s, b))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|worker| match worker.join() {
-                Ok(results) => results,
-                // `standalone` does not panic (the decoders guard ion-rs); if it ever
-                // did, re-raise it here rather than report a journal as verified.
-                Err(panic) => std::panic::resume_unwind(panic),
-            })
-            .collect()
-    })
-}
-
-/// Below this many blocks per thread, starting threads costs more than it saves.
-const MIN_BLOCKS_PER_THREAD: usize = 256;
-
-/// Revision `index` of block `sequence` hashes to `actual`, not to the `listed` hash.
-/// Decodes the stored bytes, if they still decode, to name the ad and version.
-fn revision_mismatch(
-    sequence: u64,
-    index: usize,
-    bytes: &[u8],
-    actual: Hash,
-    listed: Hash,
-    header_matches_leaf: bool,
-) -> VerifyFailure {
-    let decoded = codec::decode_revision(bytes).ok();
-    let what = match &decoded {
-        Some(body) => format!(
-            "revision {index} (ad {} version {})",
-            body.metadata.id, body.metadata.version
-        ),
-        None => format!("revision {index} (which no longer decodes)"),
-    };
-    let cause = if header_matches_leaf {
-        "the revision's stored bytes were altered (the header still matches its Merkle leaf)"
-    } else {
-        "the header does not match its Merkle leaf either: the header was altered"
-    };
-    let (ad_id, version) = decoded
-        .map(|body| (Some(body.metadata.id), Some(body.metadata.version)))
-        .unwrap_or_default();
-    VerifyFailure {
-        sequence,
-        ad_id,
-        version,
-        field: Some(format!("revisionHashes[{index}]")),
-        detail: format!("{what} hashes to {actual}, but the header lists {listed}: {cause}"),
-    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //! same run, so that a busy machine slows the baselines and the subject alike:
 //!
 //! - the raw journal read rate (`read_blocks` in chunks, no decoding);
-//! - decoding and hash-checking blocks on one thread (`fast_decode::open`, what rebuild
+//! - decoding and hash-checking blocks on one thread (`block::open`, what rebuild
 //!   and import use);
 //! - the read models' bulk write rates on their own, the baselines of a rebuild: one
 //!   sled `put` of up to 262,144 states without a checkpoint (no flush), and one tantivy
@@ -28,8 +28,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use adledger_engine::block;
 use adledger_engine::export::{ExportFormat, export};
-use adledger_engine::fast_decode;
 use adledger_engine::import::{ImportOptions, import};
 use adledger_engine::ports::{AdState, Journal, SearchIndex, StateStore};
 use adledger_engine::rebuild::{RebuildOptions, rebuild};
@@ -150,12 +150,12 @@ async fn run(revisions: u64, dir: PathBuf) -> Result<(), Failure> {
     let started = Instant::now();
     let mut states = Vec::with_capacity(stored.len());
     for encoded in &stored {
-        for revision in fast_decode::open(encoded)?.revisions {
+        for revision in block::open(encoded)?.revisions {
             states.push(AdState::from_revision(&revision));
         }
     }
     line(
-        "fast_decode::open (decode + hash check, 1 thread)",
+        "block::open (decode + hash check, 1 thread)",
         stored.len() as u64,
         "blocks",
         started.elapsed().as_secs_f64(),

@@ -10,11 +10,12 @@ use crate::ad::{AdKey, AdPatch};
 use crate::block;
 use crate::command::Command;
 use crate::error::Error;
-use crate::ledger::{Ledger, TimeRange};
+use crate::ledger::Ledger;
 use crate::merkle;
 use crate::ports::SearchQuery;
 use crate::projection::{Projector, ReadModel};
 use crate::revision::EventKind;
+use crate::time::TimeRange;
 
 fn create(publisher: &str, title: &str) -> Command {
     Command::CreateAd {

@@ -13,11 +13,12 @@ use crate::digest::digest_at;
 use crate::error::Error;
 use crate::export::{ExportFormat, export};
 use crate::import::{ImportOptions, import};
-use crate::ledger::{Ledger, TimeRange};
+use crate::ledger::Ledger;
 use crate::ports::{AdState, SearchIndex, SearchQuery, StateStore};
 use crate::rebuild::{RebuildOptions, clear_read_models, rebuild};
 use crate::replay::replay_ad;
 use crate::snapshot;
+use crate::time::TimeRange;
 
 fn key(publisher: &str, n: u32) -> AdKey {
     AdKey::new(publisher, ad_id(n))

@@ -1,26 +1,22 @@
-//! A fast reader for the canonical encoding (see [`crate::codec`]): the Ion binary
-//! subset that encoding writes, decoded straight from the bytes, for the bulk paths
-//! (rebuild, import) where ion-rs's `Element` tree costs ~35 µs per block.
+//! The codec's fast path: the Ion binary subset the canonical writer produces, decoded
+//! straight from the bytes, because ion-rs's `Element` tree costs ~35 µs per block and
+//! every bulk path (verify, rebuild, import, history) decodes every block it reads.
 //!
 //! It understands exactly what the canonical writer produces: the version marker, one
 //! local symbol table, and one struct of strings, ints, decimals, timestamps, symbols,
 //! blobs, lists and nested structs. On anything else — another layout, an import in the
-//! symbol table, a value it does not expect — it gives up (`None`) and the caller uses
-//! [`crate::codec`], so the result is always the codec's; tests compare the two on many
-//! blocks. Hashes are checked on the stored bytes either way, before decoding.
+//! symbol table, a value it does not expect — it gives up (`None`) and the codec decodes
+//! with ion-rs (the reference), so the result and the errors are always the reference's;
+//! the tests below compare the two on many values, intact and damaged.
 
 use chrono::{DateTime, TimeZone, Utc};
 use rust_decimal::Decimal;
 use smallvec::SmallVec;
 
+use super::{BlockHeader, FORMAT_VERSION, IdempotencyTag};
 use crate::ad::Ad;
-use crate::block::{Block, EncodedBlock, Frame};
-use crate::codec::{self, BlockHeader, IdempotencyTag};
-use crate::error::{Error, Result};
 use crate::hash::Hash;
-use crate::revision::{
-    BlockAddress, EventKind, Revision, RevisionBody, RevisionMetadata, STRAND_ID,
-};
+use crate::revision::{EventKind, RevisionBody, RevisionMetadata};
 
 /// Ion 1.0 system symbols (ids 1..=9); local symbols start at 10.
 const SYSTEM_SYMBOLS: usize = 10;
@@ -177,7 +173,10 @@ impl<'a> Stream<'a> {
                     // the start of a stream is the system table: nothing to import.
                     IMPORTS if v.kind == 7 && uint(Value { kind: 2, ..v }) == Some(3) => {}
                     IMPORTS => return None,
-                    _ => {}
+                    // Other system fields (`name`, `max_id`, …) change nothing here.
+                    _ if sid < SYSTEM_SYMBOLS => {}
+                    // A field name no table defines yet is an error to the reference.
+                    _ => return None,
                 }
             }
             top = value(rest, &mut at)?;
@@ -215,7 +214,7 @@ impl<'a> Stream<'a> {
         for (sid, v) in fields {
             if self.name(*sid) == Some(name) {
                 if found.is_some() {
-                    return None; // a repeated field: leave it to the codec
+                    return None; // a repeated field: leave it to the reference
                 }
                 found = Some(*v);
             }
@@ -290,6 +289,9 @@ fn timestamp(v: Value<'_>) -> Option<DateTime<Utc>> {
     let mut next = || -> Option<u32> { u32::try_from(var_uint(b, &mut at)?).ok() };
     let (year, month, day, hour, minute, second) =
         (next()?, next()?, next()?, next()?, next()?, next()?);
+    if !(1..=9999).contains(&year) {
+        return None; // Ion's range: the reference refuses other years
+    }
     let mut millis = 0i64;
     if at < b.len() {
         let exponent = var_int(b, &mut at)?;
@@ -337,8 +339,8 @@ fn decode_ad<'a>(stream: &Stream<'a>, fields: &[(usize, Value<'a>)]) -> Option<A
     })
 }
 
-/// A revision's body from canonical bytes, or `None` to let the codec decide.
-pub fn revision(bytes: &[u8]) -> Option<RevisionBody> {
+/// A revision's body from canonical bytes, or `None` to let the reference decide.
+pub(super) fn revision(bytes: &[u8]) -> Option<RevisionBody> {
     let stream = Stream::parse(bytes)?;
     let top = &stream.fields;
     if top.len() != 3 {
@@ -375,12 +377,12 @@ pub fn revision(bytes: &[u8]) -> Option<RevisionBody> {
     })
 }
 
-/// A block header from canonical bytes, or `None` to let the codec decide.
+/// A block header from canonical bytes, or `None` to let the reference decide.
 ///
 /// One pass over the fields puts each in its slot (verification decodes a header per
 /// block, so looking every field up by name would dominate); a field it does not know,
 /// or one that repeats, leaves the header to the codec.
-pub fn header(bytes: &[u8]) -> Option<BlockHeader> {
+pub(super) fn header(bytes: &[u8]) -> Option<BlockHeader> {
     const FORMAT: usize = 0;
     const SEQUENCE_NO: usize = 1;
     const TX_ID: usize = 2;
@@ -407,7 +409,7 @@ pub fn header(bytes: &[u8]) -> Option<BlockHeader> {
             return None;
         }
     }
-    if uint(slots[FORMAT]?)? != codec::FORMAT_VERSION as u64 {
+    if uint(slots[FORMAT]?)? != FORMAT_VERSION as u64 {
         return None;
     }
     let hashes = slots[REVISION_HASHES]?;
@@ -441,58 +443,14 @@ fn string(v: Value<'_>) -> Option<String> {
     (v.kind == 8 && !v.null).then(|| std::str::from_utf8(v.body).ok().map(str::to_string))?
 }
 
-/// A block header from stored bytes: the fast path when it applies, the codec otherwise,
-/// so the result and the errors are always the codec's.
-pub fn decode_header(bytes: &[u8]) -> Result<BlockHeader> {
-    match header(bytes) {
-        Some(header) => Ok(header),
-        None => codec::decode_header(bytes),
-    }
-}
-
-/// [`crate::block::open`] with the fast decoders: the same checks in the same order, the
-/// same result, the same errors (the codec decodes whatever the fast path declines).
-pub fn open(stored: &EncodedBlock) -> Result<Block> {
-    let sequence = stored.sequence;
-    let broken = |detail: String| Error::ChainBroken { sequence, detail };
-    let frame = Frame::parse(&stored.bytes).map_err(|e| broken(e.to_string()))?;
-    let header = decode_header(frame.header).map_err(|e| broken(e.to_string()))?;
-    if header.sequence_no != sequence || header.revision_hashes.len() != frame.revisions.len() {
-        // Rare and never on the fast path's account: the reference gives the exact error.
-        return crate::block::open(stored);
-    }
-    let address = BlockAddress {
-        strand_id: STRAND_ID.to_string(),
-        sequence_no: sequence,
-    };
-    let mut revisions = Vec::with_capacity(frame.revisions.len());
-    for (bytes, expected) in frame.revisions.iter().zip(&header.revision_hashes) {
-        let hash = Hash::of(bytes);
-        if hash != *expected {
-            return crate::block::open(stored);
-        }
-        let body = match revision(bytes) {
-            Some(body) => body,
-            None => codec::decode_revision(bytes).map_err(|e| broken(e.to_string()))?,
-        };
-        revisions.push(Revision {
-            block_address: address.clone(),
-            hash,
-            body,
-        });
-    }
-    Ok(Block {
-        hash: frame.block_hash(),
-        header,
-        revisions,
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::{
+        decode_header, decode_revision, reference_decode_header, reference_decode_revision,
+    };
     use super::*;
     use crate::ad::AdDraft;
-    use crate::block;
+    use crate::block::{self, Frame};
 
     fn sample_bodies() -> Vec<RevisionBody> {
         let base = Utc
@@ -548,17 +506,17 @@ mod tests {
     }
 
     #[test]
-    fn fast_revisions_equal_the_codec() {
+    fn fast_revisions_equal_the_reference() {
         for body in sample_bodies() {
-            let bytes = codec::encode_revision(&body).expect("encode");
+            let bytes = super::super::encode_revision(&body).expect("encode");
             let fast = revision(&bytes).expect("the fast path takes canonical bytes");
-            assert_eq!(fast, codec::decode_revision(&bytes).expect("codec"));
+            assert_eq!(fast, reference_decode_revision(&bytes).expect("reference"));
             assert_eq!(fast, body);
         }
     }
 
     #[test]
-    fn fast_blocks_equal_block_open() {
+    fn fast_blocks_equal_the_reference() {
         let bodies = sample_bodies();
         let mut previous = Hash::ZERO;
         for (i, chunk) in bodies.chunks(3).enumerate() {
@@ -581,21 +539,26 @@ mod tests {
             let fast_header = header(frame.header).expect("fast header");
             assert_eq!(
                 fast_header,
-                codec::decode_header(frame.header).expect("codec")
+                reference_decode_header(frame.header).expect("reference")
             );
             assert_eq!(
                 fast_header.idempotency, tag,
                 "the idempotency key is written into the hashed header and read back"
             );
-            assert_eq!(
-                open(&encoded).expect("fast"),
-                block::open(&encoded).expect("reference")
-            );
+            for part in &frame.revisions {
+                assert_eq!(
+                    revision(part).expect("fast revision"),
+                    reference_decode_revision(part).expect("reference")
+                );
+            }
+            assert_eq!(block::open(&encoded).expect("open"), sealed);
         }
     }
 
+    /// Damaged bytes decode to the reference's result (or fail with its error) through
+    /// the public decoders, whichever path takes them.
     #[test]
-    fn damaged_blocks_fail_like_block_open() {
+    fn damaged_parts_decode_like_the_reference() {
         let bodies = sample_bodies();
         let (_, encoded) = block::seal(
             5,
@@ -605,18 +568,30 @@ mod tests {
             bodies[..3].to_vec(),
         )
         .expect("seal");
-        for at in (0..encoded.bytes.len()).step_by(7) {
+        let mut compared = 0;
+        for at in 0..encoded.bytes.len() {
             let mut damaged = encoded.clone();
             damaged.bytes[at] ^= 0x5A;
-            let fast = open(&damaged).map_err(|e| e.to_string());
-            let reference = block::open(&damaged).map_err(|e| e.to_string());
-            assert_eq!(fast, reference, "byte {at}");
+            let Ok(frame) = Frame::parse(&damaged.bytes) else {
+                continue;
+            };
+            assert_eq!(
+                decode_header(frame.header).map_err(|e| e.to_string()),
+                reference_decode_header(frame.header).map_err(|e| e.to_string()),
+                "header, byte {at}"
+            );
+            for part in &frame.revisions {
+                assert_eq!(
+                    decode_revision(part).map_err(|e| e.to_string()),
+                    reference_decode_revision(part).map_err(|e| e.to_string()),
+                    "revision, byte {at}"
+                );
+            }
+            compared += 1;
         }
-        let mut moved = encoded.clone();
-        moved.sequence = 6;
-        assert_eq!(
-            open(&moved).map_err(|e| e.to_string()),
-            block::open(&moved).map_err(|e| e.to_string())
+        assert!(
+            compared > encoded.bytes.len() / 2,
+            "most damage leaves the frame intact"
         );
     }
 }
