@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 
+echo "==> no import cycles between the modules of any crate"
+scripts/module-cycles.py engine/src backends/*/src server/src tests/e2e bench/src
+
 echo "==> cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
