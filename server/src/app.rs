@@ -218,3 +218,40 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
         uri.path()
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_acceptable_only_when_short_and_visible() {
+        assert!(is_acceptable_request_id(b"01HV-abc_~!"));
+        assert!(is_acceptable_request_id(&[b'x'; MAX_REQUEST_ID_LEN]));
+        assert!(!is_acceptable_request_id(&[b'x'; MAX_REQUEST_ID_LEN + 1]));
+        assert!(!is_acceptable_request_id(b""));
+        assert!(!is_acceptable_request_id(b"two words"));
+        assert!(!is_acceptable_request_id(b"tab\there"));
+        assert!(!is_acceptable_request_id("café".as_bytes()));
+    }
+
+    #[test]
+    fn only_a_single_acceptable_request_id_survives() {
+        let with = |values: &[&'static str]| {
+            let mut request = Request::new(Body::empty());
+            for value in values {
+                request
+                    .headers_mut()
+                    .append(X_REQUEST_ID, HeaderValue::from_static(value));
+            }
+            drop_unacceptable_request_id(request)
+                .headers()
+                .get_all(X_REQUEST_ID)
+                .iter()
+                .count()
+        };
+        assert_eq!(with(&["good-id"]), 1);
+        assert_eq!(with(&["bad id"]), 0);
+        assert_eq!(with(&["one", "two"]), 0);
+        assert_eq!(with(&[]), 0);
+    }
+}
