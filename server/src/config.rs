@@ -21,12 +21,19 @@
 //! Scheduled snapshots are the `[snapshots]` table (`schedule`, `keep`),
 //! `ADLEDGER_SNAPSHOT_SCHEDULE` / `ADLEDGER_SNAPSHOT_KEEP`, `--snapshot-schedule` /
 //! `--snapshot-keep`; see [`crate::snapshot_schedule`].
+//!
+//! The connection and request limits are the `[http]` table (`header_read_timeout`,
+//! `body_read_timeout`, `request_timeout`, `max_connections`, `max_in_flight`,
+//! `shutdown_grace`), with a flag and an `ADLEDGER_*` variable each
+//! (`--header-read-timeout` / `ADLEDGER_HEADER_READ_TIMEOUT`, …); see [`crate::edge`].
 
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
 use serde::Deserialize;
 
+use crate::edge::{DurationSetting, HttpLimits};
 use crate::snapshot_schedule::{ScheduleSetting, SnapshotConfig, parse_keep};
 
 /// Where the server listens when nothing says otherwise.
@@ -138,6 +145,8 @@ pub struct Config {
     pub admin_token: Option<AdminToken>,
     /// Scheduled snapshots (`[snapshots]`): off unless a schedule is set.
     pub snapshots: SnapshotConfig,
+    /// Connection and request limits (`[http]`).
+    pub http: HttpLimits,
     /// AWS backend: a DynamoDB endpoint URL overriding AWS's (DynamoDB Local:
     /// `http://127.0.0.1:8000`).
     pub dynamodb_endpoint: Option<String>,
@@ -205,6 +214,7 @@ impl Default for Config {
             deterministic: None,
             admin_token: None,
             snapshots: SnapshotConfig::default(),
+            http: HttpLimits::default(),
             dynamodb_endpoint: None,
             table_prefix: DEFAULT_TABLE_PREFIX.to_string(),
             search: SearchKind::Tantivy,
@@ -354,6 +364,35 @@ pub struct ServeArgs {
         value_parser = parse_keep
     )]
     pub snapshot_keep: Option<usize>,
+
+    /// Close a connection that has not sent a complete request head within this; also
+    /// the idle keep-alive timeout [default: 10s]
+    #[arg(long, value_name = "DURATION", env = "ADLEDGER_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<DurationSetting>,
+
+    /// Answer 408 to a request whose body is not complete within this of its head
+    /// [default: 30s]
+    #[arg(long, value_name = "DURATION", env = "ADLEDGER_BODY_READ_TIMEOUT")]
+    pub body_read_timeout: Option<DurationSetting>,
+
+    /// Answer 503 (with Retry-After) to a request not answered within this [default: 60s]
+    #[arg(long, value_name = "DURATION", env = "ADLEDGER_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<DurationSetting>,
+
+    /// Open connections at most; beyond, new ones wait in the kernel's listen backlog
+    /// [default: 4096]
+    #[arg(long, value_name = "N", env = "ADLEDGER_MAX_CONNECTIONS")]
+    pub max_connections: Option<NonZeroUsize>,
+
+    /// Requests in flight at most; beyond, new ones get 503 with Retry-After at once
+    /// [default: 1024]
+    #[arg(long, value_name = "N", env = "ADLEDGER_MAX_IN_FLIGHT")]
+    pub max_in_flight: Option<NonZeroUsize>,
+
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish before their
+    /// connections are closed [default: 20s]
+    #[arg(long, value_name = "DURATION", env = "ADLEDGER_SHUTDOWN_GRACE")]
+    pub shutdown_grace: Option<DurationSetting>,
 }
 
 impl ServeArgs {
@@ -365,6 +404,12 @@ impl ServeArgs {
             admin_token: self.admin_token.clone(),
             snapshot_schedule: self.snapshot_schedule,
             snapshot_keep: self.snapshot_keep,
+            header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
+            request_timeout: self.request_timeout,
+            max_connections: self.max_connections,
+            max_in_flight: self.max_in_flight,
+            shutdown_grace: self.shutdown_grace,
             ..self.storage.overrides()
         }
     }
@@ -396,6 +441,18 @@ pub struct Overrides {
     pub snapshot_schedule: Option<ScheduleSetting>,
     /// `--snapshot-keep` / `ADLEDGER_SNAPSHOT_KEEP`.
     pub snapshot_keep: Option<usize>,
+    /// `--header-read-timeout` / `ADLEDGER_HEADER_READ_TIMEOUT`.
+    pub header_read_timeout: Option<DurationSetting>,
+    /// `--body-read-timeout` / `ADLEDGER_BODY_READ_TIMEOUT`.
+    pub body_read_timeout: Option<DurationSetting>,
+    /// `--request-timeout` / `ADLEDGER_REQUEST_TIMEOUT`.
+    pub request_timeout: Option<DurationSetting>,
+    /// `--max-connections` / `ADLEDGER_MAX_CONNECTIONS`.
+    pub max_connections: Option<NonZeroUsize>,
+    /// `--max-in-flight` / `ADLEDGER_MAX_IN_FLIGHT`.
+    pub max_in_flight: Option<NonZeroUsize>,
+    /// `--shutdown-grace` / `ADLEDGER_SHUTDOWN_GRACE`.
+    pub shutdown_grace: Option<DurationSetting>,
     /// `--dynamodb-endpoint` / `ADLEDGER_DYNAMODB_ENDPOINT`.
     pub dynamodb_endpoint: Option<String>,
     /// `--table-prefix` / `ADLEDGER_TABLE_PREFIX`.
@@ -468,6 +525,25 @@ impl Overrides {
         }
         if let Some(keep) = self.snapshot_keep {
             config.snapshots.keep = keep;
+        }
+        let http = &mut config.http;
+        if let Some(timeout) = self.header_read_timeout {
+            http.header_read_timeout = timeout;
+        }
+        if let Some(timeout) = self.body_read_timeout {
+            http.body_read_timeout = timeout;
+        }
+        if let Some(timeout) = self.request_timeout {
+            http.request_timeout = timeout;
+        }
+        if let Some(max) = self.max_connections {
+            http.max_connections = max;
+        }
+        if let Some(max) = self.max_in_flight {
+            http.max_in_flight = max;
+        }
+        if let Some(grace) = self.shutdown_grace {
+            http.shutdown_grace = grace;
         }
         if let Some(endpoint) = &self.dynamodb_endpoint {
             config.dynamodb_endpoint = Some(endpoint.clone());
@@ -546,6 +622,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::time::Duration;
 
     use clap::Parser;
 
@@ -743,6 +820,53 @@ mod tests {
         )
         .expect_err("bad file value");
         assert!(err.to_string().contains("schedule"), "{err}");
+    }
+
+    #[test]
+    fn http_limits_layer_like_the_rest() {
+        let from_file = file(
+            "[http]\nheader_read_timeout = \"3s\"\nmax_in_flight = 5\nshutdown_grace = \"1m\"\n",
+        );
+        assert_eq!(
+            from_file.http.header_read_timeout.get(),
+            Duration::from_secs(3)
+        );
+        assert_eq!(Config::default().http, HttpLimits::default());
+        let layer = flags(&[
+            "--max-in-flight",
+            "2",
+            "--body-read-timeout",
+            "1500ms",
+            "--max-connections",
+            "9",
+            "--request-timeout",
+            "7s",
+        ])
+        .expect("valid flags");
+        let config = Config::resolve(Some(from_file), &layer);
+        let http = config.http;
+        assert_eq!(http.max_in_flight.get(), 2, "flag beats file");
+        assert_eq!(
+            http.header_read_timeout.get(),
+            Duration::from_secs(3),
+            "file"
+        );
+        assert_eq!(http.shutdown_grace.get(), Duration::from_secs(60), "file");
+        assert_eq!(http.body_read_timeout.get(), Duration::from_millis(1500));
+        assert_eq!(http.max_connections.get(), 9);
+        assert_eq!(http.request_timeout.get(), Duration::from_secs(7));
+        let layer =
+            flags(&["--shutdown-grace", "2s", "--header-read-timeout", "1s"]).expect("valid flags");
+        let http = Config::resolve(None, &layer).http;
+        assert_eq!(http.shutdown_grace.get(), Duration::from_secs(2));
+        assert_eq!(http.header_read_timeout.get(), Duration::from_secs(1));
+        let err = flags(&["--max-in-flight", "0"]).expect_err("zero");
+        assert!(err.to_string().contains("--max-in-flight"), "{err}");
+        let err = flags(&["--shutdown-grace", "soon"]).expect_err("not a duration");
+        assert!(err.to_string().contains("--shutdown-grace"), "{err}");
+        let err = Config::from_toml("[http]\nmax_conections = 3\n", Path::new("a.toml"))
+            .expect_err("typo");
+        assert!(err.to_string().contains("max_conections"), "{err}");
     }
 
     #[test]

@@ -17,6 +17,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+/// The `Retry-After` of every 503, in seconds: shed, timed out, shutting down or
+/// read models behind.
+pub const RETRY_AFTER_SECS: u32 = 1;
+
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -204,6 +208,54 @@ impl ApiError {
         .with_field(field)
     }
 
+    /// 408: the request body did not arrive within `limit` of its head. The connection
+    /// is closed after the answer: the rest of the body was never read.
+    pub fn body_timeout(limit: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "/problems/body-timeout",
+            "Request body timeout",
+            format!(
+                "the request body did not arrive within {} of the request head; send the \
+                 whole body at once, then retry",
+                humantime::format_duration(limit)
+            ),
+        )
+        .closing_connection()
+    }
+
+    /// 503: more requests are in flight than the server takes; shed at once, not queued.
+    pub fn overloaded() -> Self {
+        let mut err = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "/problems/overloaded",
+            "Overloaded",
+            "the server has as many requests in flight as it takes; retry after the delay \
+             in Retry-After"
+                .into(),
+        );
+        err.retry_after = Some(RETRY_AFTER_SECS);
+        err
+    }
+
+    /// 503: the request was not answered within `limit`. A write may still have been
+    /// applied (it was not acknowledged, so a client must check or retry idempotently).
+    pub fn timed_out(limit: std::time::Duration) -> Self {
+        let mut err = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "/problems/request-timeout",
+            "Request timed out",
+            format!(
+                "the server did not answer within {}; retry after the delay in Retry-After. \
+                 A write may have been applied: GET the ad, or retry a create with the same \
+                 Idempotency-Key",
+                humantime::format_duration(limit)
+            ),
+        );
+        err.retry_after = Some(RETRY_AFTER_SECS);
+        err
+    }
+
     /// 500 with a body that says nothing about the cause; the cause must already have
     /// been logged by the caller.
     pub fn internal() -> Self {
@@ -270,7 +322,7 @@ impl ApiError {
                     "Service unavailable",
                     format!("{reason}; retry after the delay in Retry-After"),
                 );
-                err.retry_after = Some(1);
+                err.retry_after = Some(RETRY_AFTER_SECS);
                 err
             }
             other => {

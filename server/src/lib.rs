@@ -15,8 +15,9 @@
 //!   [`replay_cmd`], [`snapshot_cmd`], [`export_cmd`], [`import_cmd`], which share
 //!   [`cmd_output`] (`--json`, progress bars, errors and exit codes); [`aws_cmd`]
 //!   (`adledger aws init`).
-//! - HTTP: [`app`], the router and its middleware (request id, tracing, body limit,
-//!   problem JSON for 404/405); [`routes`], one module per resource (`/admin/*` in
+//! - HTTP: [`app`], the router and its middleware (request id, tracing, load shedding,
+//!   timeouts, body limit, problem JSON for 404/405); [`edge`], the accept loop and the
+//!   connection and request limits (`[http]`); [`routes`], one module per resource (`/admin/*` in
 //!   [`routes::admin`]); [`state`], what every handler shares. Request plumbing shared
 //!   by the routes: [`body`] (JSON bodies: 415/413/400), [`headers`] (`If-Match`,
 //!   `Idempotency-Key`, ETags), [`params`] (query parameters: 400 naming the
@@ -39,6 +40,7 @@ pub mod body;
 pub mod cli;
 pub mod cmd_output;
 pub mod config;
+pub mod edge;
 pub mod error;
 pub mod export_cmd;
 pub mod headers;

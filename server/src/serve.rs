@@ -6,10 +6,14 @@
 //! printed to stdout, so a reader of that line can connect at once (and with
 //! `--listen 127.0.0.1:0` learns the port). Logs go to stderr, never stdout.
 //!
-//! Shutdown order: stop accepting, let in-flight requests finish, stop the snapshot
-//! schedule (finishing a snapshot in progress), then `Ledger::shutdown` commits the
-//! queued writes, then exit 0. Any startup failure is
-//! returned as a one-line error for `main` to print (exit 1), never a panic.
+//! Shutdown order: stop accepting, let in-flight requests finish for up to the shutdown
+//! grace period and then close the connections still open (see [`crate::edge::serve`]),
+//! stop the snapshot schedule (finishing a snapshot in progress), then `Ledger::shutdown`
+//! commits the queued writes, then exit 0. Nothing acknowledged is lost: an answer to a
+//! write is only sent once the write is committed, and a write whose connection was
+//! closed by the deadline is still committed by `Ledger::shutdown` if it was queued.
+//! Any startup failure is returned as a one-line error for `main` to print (exit 1),
+//! never a panic.
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -19,7 +23,7 @@ use adledger_engine::{Ledger, LedgerOptions};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
-use crate::app::app;
+use crate::app::app_with_limits;
 use crate::backend::{self, BackendError};
 use crate::config::{Config, ConfigError, ServeArgs};
 use crate::snapshot_store::SnapshotStore;
@@ -54,9 +58,6 @@ pub enum ServeError {
     /// The listening line could not be written to stdout.
     #[error("cannot write the listening address to stdout: {0}")]
     Announce(std::io::Error),
-    /// The HTTP server failed while running.
-    #[error("the HTTP server failed: {0}")]
-    Serve(std::io::Error),
 }
 
 /// Runs `adledger serve` with its flags: logging, configuration, runtime, server.
@@ -111,9 +112,8 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         )
     });
     let state = AppState::new(ledger.clone()).with_admin(Admin::from_config(&config));
-    let served = axum::serve(listener, app(state))
-        .with_graceful_shutdown(signals.received())
-        .await;
+    let app = app_with_limits(state, &config.http);
+    crate::edge::serve(listener, app, &config.http, signals.received()).await;
     if let Some(schedule) = schedule {
         // Before the ledger stops: a snapshot in progress reads through its ports.
         schedule.stop().await;
@@ -121,7 +121,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     tracing::info!("HTTP server stopped; committing queued writes");
     ledger.shutdown().await;
     tracing::info!("ledger stopped");
-    served.map_err(ServeError::Serve)
+    Ok(())
 }
 
 /// Installs the signal handlers, binds, and announces the bound address.
@@ -147,6 +147,7 @@ async fn start(config: &Config, ledger: &Ledger) -> Result<(TcpListener, Signals
         data_dir = %config.data_dir.display(),
         deterministic = ?config.deterministic,
         blocks = ledger.committed(),
+        http = ?config.http,
         "adledger serving"
     );
     Ok((listener, signals))

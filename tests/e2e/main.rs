@@ -17,6 +17,7 @@
 //! | `seed_flows`, `bad_input`, `concurrency`, `deterministic` | ✓ | ✓ | ✓ |
 //! | `crash` (kill -9, restart, check what survived) | ✓ | ✓ | |
 //! | `maintenance`, `verify` (sled and tantivy files touched directly) | ✓ | | |
+//! | `edge` (timeouts, limits, shedding, shutdown: the same on every backend) | ✓ | | |
 //! | `aws_two_servers`, `opensearch` | | ✓ | |
 //! | `moves` (local → AWS → local) | ✓ | ✓ | |
 //!
@@ -29,6 +30,7 @@ mod bad_input;
 mod concurrency;
 mod crash;
 mod deterministic;
+mod edge;
 mod maintenance;
 mod moves;
 mod opensearch;
