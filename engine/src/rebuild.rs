@@ -35,6 +35,11 @@
 //!
 //! The sizes trade memory and the work a crash repeats (at most one batch) against
 //! speed: two batches are in memory at most (one written, one being built).
+//!
+//! # Shadow rebuilds
+//!
+//! A rebuild into fresh read models beside the live ones leaves the live ledger's
+//! untouched until [`copy_read_models`] (module `swap`) replaces their content.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -48,6 +53,10 @@ use crate::codec;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::ports::{AdState, Journal, SearchIndex, StateStore};
+
+mod swap;
+
+pub use swap::copy_read_models;
 
 /// Most blocks per batch (one write per read model, one search commit, one checkpoint).
 /// A search commit costs ~0.4 s on the local backend whatever its size, so batches are
