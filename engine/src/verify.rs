@@ -25,7 +25,7 @@
 //!
 //! # Cost
 //!
-//! Blocks are read in batches of [`BATCH`]; the Merkle nodes a batch completes are read in
+//! Blocks are read in batches of `BATCH` (4096); the Merkle nodes a batch completes are read in
 //! one [`Journal::merkle_nodes`] call. Work per block is one SHA-256 over its stored bytes
 //! and one small header decode.
 
@@ -42,7 +42,7 @@ use crate::ports::Journal;
 pub use crate::chain::VerifyFailure;
 
 /// Blocks read per [`Journal::read_blocks`] call.
-pub const BATCH: usize = 4096;
+pub(crate) const BATCH: usize = 4096;
 
 /// What a successful verification covered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
