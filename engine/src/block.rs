@@ -128,7 +128,7 @@ pub fn seal(
 }
 
 /// Like [`seal`], for a create that carried an idempotency key.
-pub fn seal_with_key(
+pub(crate) fn seal_with_key(
     sequence: u64,
     tx_id: &str,
     tx_time: DateTime<Utc>,

@@ -153,7 +153,7 @@ fn ad_element(ad: &Ad) -> Element {
 }
 
 /// Canonical bytes of a revision.
-pub fn encode_revision(body: &RevisionBody) -> Result<Vec<u8>> {
+pub(crate) fn encode_revision(body: &RevisionBody) -> Result<Vec<u8>> {
     let data = match &body.data {
         Some(ad) => ad_element(ad),
         None => Element::null(IonType::Struct),
@@ -178,7 +178,7 @@ pub fn encode_revision(body: &RevisionBody) -> Result<Vec<u8>> {
 }
 
 /// Canonical bytes of a block header.
-pub fn encode_header(header: &BlockHeader) -> Result<Vec<u8>> {
+pub(crate) fn encode_header(header: &BlockHeader) -> Result<Vec<u8>> {
     let mut hashes = Element::sequence_builder();
     for h in &header.revision_hashes {
         hashes = hashes.push(Element::blob(h.as_bytes().as_slice()));

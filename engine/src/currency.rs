@@ -23,7 +23,7 @@ const CODES: &[&str] = &[
 ];
 
 /// Whether `code` is an assigned ISO 4217 alphabetic code.
-pub fn is_iso4217(code: &str) -> bool {
+pub(crate) fn is_iso4217(code: &str) -> bool {
     CODES.binary_search(&code).is_ok()
 }
 

@@ -132,7 +132,7 @@ fn push<T>(list: &mut Vec<T>, item: T, limit: usize) {
 }
 
 /// The fields in which two states of one ad differ.
-pub fn field_differences(a: &AdState, b: &AdState) -> Result<Vec<FieldDifference>> {
+pub(crate) fn field_differences(a: &AdState, b: &AdState) -> Result<Vec<FieldDifference>> {
     let mut out = Vec::new();
     let mut check = |field: &str, left: Value, right: Value| {
         if left != right {

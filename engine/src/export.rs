@@ -288,7 +288,10 @@ async fn partition_point(
 }
 
 /// The sequences `[first, last]` of the blocks whose `txTime` is in `range`, or `None`.
-pub async fn sequence_range(journal: &dyn Journal, range: TimeRange) -> Result<Option<(u64, u64)>> {
+pub(crate) async fn sequence_range(
+    journal: &dyn Journal,
+    range: TimeRange,
+) -> Result<Option<(u64, u64)>> {
     let size = journal.last_sequence().await?.map_or(0, |l| l + 1);
     let first = match range.from {
         None => 0,

@@ -20,7 +20,7 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
 
 /// The `(level, index)` of the perfect subtrees that make up a tree of `size` leaves, left
 /// to right (largest first): one per set bit of `size`.
-pub fn frontier_ids(size: u64) -> Vec<(u8, u64)> {
+pub(crate) fn frontier_ids(size: u64) -> Vec<(u8, u64)> {
     let mut ids = Vec::new();
     let mut covered = 0u64;
     for level in (0..64u8).rev() {
@@ -49,7 +49,7 @@ impl Frontier {
     }
 
     /// Rebuilds a frontier from the stored subtree roots listed by [`frontier_ids`].
-    pub fn from_nodes(size: u64, hashes: &[Hash]) -> Option<Frontier> {
+    pub(crate) fn from_nodes(size: u64, hashes: &[Hash]) -> Option<Frontier> {
         let ids = frontier_ids(size);
         if ids.len() != hashes.len() {
             return None;
@@ -81,7 +81,7 @@ impl Frontier {
 
     /// [`Frontier::push`] into a buffer the caller reuses (it is cleared first): loops over
     /// millions of blocks (verification) should not allocate per block.
-    pub fn push_into(&mut self, block_hash: &Hash, completed: &mut Vec<MerkleNode>) {
+    pub(crate) fn push_into(&mut self, block_hash: &Hash, completed: &mut Vec<MerkleNode>) {
         completed.clear();
         let mut node = MerkleNode {
             level: 0,
@@ -127,7 +127,7 @@ pub fn root_of(block_hashes: &[Hash]) -> Option<Hash> {
 }
 
 /// The largest power of two strictly less than `n` (for `n ≥ 2`).
-pub fn largest_power_of_two_below(n: u64) -> u64 {
+pub(crate) fn largest_power_of_two_below(n: u64) -> u64 {
     debug_assert!(n >= 2);
     1u64 << (63 - (n - 1).leading_zeros())
 }

@@ -24,7 +24,7 @@
 //! # Speed
 //!
 //! A batch is the unit of writing and of checkpointing. It is read from the journal in
-//! chunks of [`READ_CHUNK`] blocks, each checked and decoded on
+//! chunks of `READ_CHUNK` (16,384) blocks, each checked and decoded on
 //! [`RebuildOptions::decode_threads`] threads ([`crate::chain`]'s batches) and folded into one map holding the last state
 //! of each ad, and it ends when it reaches [`RebuildOptions::batch_blocks`] blocks or
 //! its states reach [`RebuildOptions::batch_bytes`] (an estimate of their memory). Only
@@ -35,6 +35,11 @@
 //!
 //! The sizes trade memory and the work a crash repeats (at most one batch) against
 //! speed: two batches are in memory at most (one written, one being built).
+//!
+//! # Shadow rebuilds
+//!
+//! A rebuild into fresh read models beside the live ones leaves the live ledger's
+//! untouched until [`copy_read_models`] (module `swap`) replaces their content.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -48,6 +53,10 @@ use crate::codec;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::ports::{AdState, Journal, SearchIndex, StateStore};
+
+mod swap;
+
+pub use swap::copy_read_models;
 
 /// Most blocks per batch (one write per read model, one search commit, one checkpoint).
 /// A search commit costs ~0.4 s on the local backend whatever its size, so batches are
@@ -63,7 +72,7 @@ pub const DEFAULT_BATCH_BLOCKS: usize = 1 << 20;
 pub const DEFAULT_BATCH_BYTES: usize = 256 << 20;
 
 /// Blocks per `read_blocks` call: the frames of one chunk are in memory at a time.
-pub const READ_CHUNK: usize = 16_384;
+pub(crate) const READ_CHUNK: usize = 16_384;
 
 /// How a rebuild runs.
 #[derive(Debug, Clone)]

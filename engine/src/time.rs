@@ -21,7 +21,7 @@ impl TimeRange {
 
 /// Truncates to whole milliseconds, the journal's precision, so that a time survives a
 /// round trip through the journal unchanged.
-pub fn to_millis_precision(t: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn to_millis_precision(t: DateTime<Utc>) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(t.timestamp_millis())
         .single()
         .unwrap_or(t)

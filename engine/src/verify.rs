@@ -25,7 +25,7 @@
 //!
 //! # Cost
 //!
-//! Blocks are read in batches of [`BATCH`]; the Merkle nodes a batch completes are read in
+//! Blocks are read in batches of `BATCH` (4096); the Merkle nodes a batch completes are read in
 //! one [`Journal::merkle_nodes`] call. Work per block is one SHA-256 over its stored bytes
 //! and one small header decode.
 
@@ -42,7 +42,7 @@ use crate::ports::Journal;
 pub use crate::chain::VerifyFailure;
 
 /// Blocks read per [`Journal::read_blocks`] call.
-pub const BATCH: usize = 4096;
+pub(crate) const BATCH: usize = 4096;
 
 /// What a successful verification covered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -67,8 +67,10 @@ pub struct VerifyReport {
 /// `sequence` and give `root` there.
 ///
 /// The outer `Result` fails only when the journal cannot be read (backend errors); a
-/// journal that was read and does not verify is `Ok(Err(failure))`. Blocks appended while
-/// verification runs are not covered: it verifies up to the last sequence at its start.
+/// journal that was read and does not verify is `Ok(Err(failure))`, including a block
+/// the backend reports missing ([`Error::ChainBroken`] from a read), which fails at its
+/// sequence. Blocks appended while verification runs are not covered: it verifies up to
+/// the last sequence at its start.
 pub async fn verify_journal(
     journal: &dyn Journal,
     expected: Option<(u64, Hash)>,
@@ -417,17 +419,36 @@ async fn fetch(
         return Ok(None);
     }
     let want = usize::try_from(size - next).map_or(batch, |left| left.min(batch));
-    let mut blocks = journal.read_blocks(next, want).await?;
-    if blocks.is_empty() {
-        return Ok(Some(Fetched::Missing(failure(
+    let missing = |reason: String| {
+        Some(Fetched::Missing(failure(
             next,
             None,
             format!(
-                "block {next} is missing: the journal's last sequence is {}, but reading \
-                 stops before block {next}",
+                "block {next} is missing: the journal's last sequence is {}, but {reason}",
                 size - 1
             ),
-        ))));
+        )))
+    };
+    let mut blocks = match journal.read_blocks(next, want).await {
+        Ok(blocks) => blocks,
+        // The local, AWS and in-memory backends report a block missing below the tip
+        // instead of returning a short page. The blocks before it are read again and
+        // verified first, so that an earlier failure still wins; the next read starts at
+        // the missing block and reports it here.
+        Err(Error::ChainBroken { sequence, detail }) if sequence == next => {
+            return Ok(missing(format!("the journal reports: {detail}")));
+        }
+        Err(Error::ChainBroken { sequence, .. })
+            if sequence > next && sequence - next < want as u64 =>
+        {
+            journal
+                .read_blocks(next, (sequence - next) as usize)
+                .await?
+        }
+        Err(e) => return Err(e),
+    };
+    if blocks.is_empty() {
+        return Ok(missing(format!("reading stops before block {next}")));
     }
     blocks.truncate(want);
     let ids: Vec<(u8, u64)> = (next..next + blocks.len() as u64)
@@ -446,67 +467,66 @@ async fn fetch(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{BTreeMap, HashMap};
     use std::ops::Range;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use async_trait::async_trait;
     use chrono::{TimeZone, Utc};
+    use futures::FutureExt;
 
     use super::*;
     use crate::ad::{Ad, AdKey};
     use crate::block;
+    use crate::memory::MemoryJournal;
     use crate::merkle::root_of;
-    use crate::ports::{AdHead, AppendBatch, IdempotencyRecord, RevisionRef};
+    use crate::ports::{AdHead, AppendBatch, IdempotencyRecord, MerkleNode, RevisionRef};
     use crate::revision::{EventKind, RevisionBody, RevisionMetadata};
 
-    /// A test double of the storage port: blocks by sequence, Merkle nodes by id, and a
-    /// tip that is stored separately, as real backends keep it. `read_blocks` behaves
-    /// like a range scan (it skips a missing block) unless `stop_at_gap` is set.
-    #[derive(Debug, Default)]
-    struct MemJournal {
-        blocks: BTreeMap<u64, EncodedBlock>,
-        nodes: HashMap<(u8, u64), Hash>,
-        last: Option<u64>,
-        stop_at_gap: bool,
-        node_calls: AtomicUsize,
+    /// The in-memory journal read through a backend that loses block `hidden` from its
+    /// reads without reporting it, as a plain range scan would: it skips the block
+    /// (`stop: false`) or ends the page before it (`stop: true`, a short page). The real
+    /// backends report the gap instead ([`Error::ChainBroken`]); the verifier must
+    /// locate it either way.
+    #[derive(Debug)]
+    struct Hiding {
+        inner: MemoryJournal,
+        hidden: u64,
+        stop: bool,
     }
 
     #[async_trait]
-    impl Journal for MemJournal {
-        async fn append(&self, _batch: AppendBatch) -> Result<()> {
-            Err(Error::Unavailable(
-                "test double: build journals with `sealed()`".into(),
-            ))
+    impl Journal for Hiding {
+        async fn read_blocks(&self, from: u64, max: usize) -> Result<Vec<EncodedBlock>> {
+            let mut blocks = self.inner.read_blocks(from, max.saturating_add(1)).await?;
+            if let Some(at) = blocks.iter().position(|b| b.sequence == self.hidden) {
+                if self.stop {
+                    blocks.truncate(at);
+                } else {
+                    blocks.remove(at);
+                }
+            }
+            blocks.truncate(max);
+            Ok(blocks)
+        }
+        async fn append(&self, batch: AppendBatch) -> Result<()> {
+            self.inner.append(batch).await
         }
         async fn last_sequence(&self) -> Result<Option<u64>> {
-            Ok(self.last)
+            self.inner.last_sequence().await
         }
-        async fn read_blocks(&self, from: u64, max: usize) -> Result<Vec<EncodedBlock>> {
-            let mut out = Vec::new();
-            for (&sequence, block) in self.blocks.range(from..).take(max) {
-                if self.stop_at_gap && sequence != from + out.len() as u64 {
-                    break;
-                }
-                out.push(block.clone());
-            }
-            Ok(out)
+        async fn ad_head(&self, key: &AdKey) -> Result<Option<AdHead>> {
+            self.inner.ad_head(key).await
         }
-        async fn ad_head(&self, _key: &AdKey) -> Result<Option<AdHead>> {
-            Ok(None)
+        async fn ad_revisions(&self, key: &AdKey) -> Result<Vec<RevisionRef>> {
+            self.inner.ad_revisions(key).await
         }
-        async fn ad_revisions(&self, _key: &AdKey) -> Result<Vec<RevisionRef>> {
-            Ok(Vec::new())
-        }
-        async fn idempotency(&self, _p: &str, _k: &str) -> Result<Option<IdempotencyRecord>> {
-            Ok(None)
+        async fn idempotency(&self, p: &str, k: &str) -> Result<Option<IdempotencyRecord>> {
+            self.inner.idempotency(p, k).await
         }
         async fn merkle_nodes(&self, ids: &[(u8, u64)]) -> Result<Vec<Option<Hash>>> {
-            self.node_calls.fetch_add(1, Ordering::SeqCst);
-            Ok(ids.iter().map(|id| self.nodes.get(id).copied()).collect())
+            self.inner.merkle_nodes(ids).await
         }
         fn max_blocks_per_append(&self) -> usize {
-            usize::MAX
+            self.inner.max_blocks_per_append()
         }
     }
 
@@ -546,13 +566,20 @@ mod tests {
             .collect()
     }
 
-    /// A journal of `n` sealed blocks with its Merkle nodes; blocks from `fork_at` on carry
-    /// different titles (a consistently rewritten journal).
-    fn journal_forked(n: u64, fork_at: u64) -> (MemJournal, Vec<Hash>) {
-        let mut journal = MemJournal::default();
+    /// A journal of `n` sealed blocks with its Merkle nodes, appended through the port as
+    /// one batch; blocks from `fork_at` on carry different titles (a consistently
+    /// rewritten journal). `edit` changes the Merkle nodes before they are stored, as an
+    /// operator who altered the stored tree would have (the port never overwrites a node).
+    fn journal_with(
+        n: u64,
+        fork_at: u64,
+        edit: impl FnOnce(&mut Vec<MerkleNode>),
+    ) -> (MemoryJournal, Vec<Hash>) {
         let mut frontier = Frontier::new();
         let mut previous = Hash::ZERO;
         let mut hashes = Vec::new();
+        let mut blocks = Vec::new();
+        let mut merkle_nodes = Vec::new();
         for sequence in 0..n {
             let salt = if sequence >= fork_at {
                 " (rewritten)"
@@ -569,17 +596,52 @@ mod tests {
                     .expect("seals");
             previous = sealed.hash;
             hashes.push(sealed.hash);
-            for node in frontier.push(&sealed.hash) {
-                journal.nodes.insert((node.level, node.index), node.hash);
-            }
-            journal.blocks.insert(sequence, encoded);
+            merkle_nodes.extend(frontier.push(&sealed.hash));
+            blocks.push(encoded);
         }
-        journal.last = n.checked_sub(1);
+        edit(&mut merkle_nodes);
+        let journal = MemoryJournal::new();
+        if !blocks.is_empty() {
+            journal
+                .append(AppendBatch {
+                    blocks,
+                    merkle_nodes,
+                    expected_last: None,
+                    ..Default::default()
+                })
+                .now_or_never()
+                .expect("the in-memory journal never waits")
+                .expect("appends");
+        }
         (journal, hashes)
     }
 
-    fn sealed(n: u64) -> (MemJournal, Vec<Hash>) {
+    fn journal_forked(n: u64, fork_at: u64) -> (MemoryJournal, Vec<Hash>) {
+        journal_with(n, fork_at, |_| {})
+    }
+
+    fn sealed(n: u64) -> (MemoryJournal, Vec<Hash>) {
         journal_forked(n, u64::MAX)
+    }
+
+    /// [`sealed`] with the stored Merkle node `(level, index)` replaced by `hash`, or
+    /// removed when `hash` is `None`.
+    fn sealed_with_node(n: u64, level: u8, index: u64, hash: Option<Hash>) -> MemoryJournal {
+        let mut found = false;
+        let (journal, _) = journal_with(n, u64::MAX, |nodes| {
+            nodes.retain_mut(|node| {
+                if (node.level, node.index) != (level, index) {
+                    return true;
+                }
+                found = true;
+                hash.map(|h| node.hash = h).is_some()
+            });
+        });
+        assert!(
+            found,
+            "{n} blocks complete no node (level {level}, index {index})"
+        );
+        journal
     }
 
     fn block_on<F: std::future::Future>(future: F) -> F::Output {
@@ -589,12 +651,15 @@ mod tests {
             .block_on(future)
     }
 
-    fn run(journal: &MemJournal, batch: usize) -> std::result::Result<VerifyReport, VerifyFailure> {
+    fn run(
+        journal: &dyn Journal,
+        batch: usize,
+    ) -> std::result::Result<VerifyReport, VerifyFailure> {
         run_expecting(journal, None, batch)
     }
 
     fn run_expecting(
-        journal: &MemJournal,
+        journal: &dyn Journal,
         expected: Option<(u64, Hash)>,
         batch: usize,
     ) -> std::result::Result<VerifyReport, VerifyFailure> {
@@ -602,7 +667,7 @@ mod tests {
     }
 
     /// The failure, checking that small and default batches report the same one.
-    fn fails(journal: &MemJournal) -> VerifyFailure {
+    fn fails(journal: &dyn Journal) -> VerifyFailure {
         let small = run(journal, 7).expect_err("must not verify");
         let large = run(journal, BATCH).expect_err("must not verify");
         assert_eq!(small, large, "batch size changed the verdict");
@@ -611,30 +676,43 @@ mod tests {
 
     /// Where a part of block `sequence` lies in its stored bytes: the header, or revision
     /// `i`.
-    fn part(journal: &MemJournal, sequence: u64, revision: Option<usize>) -> Range<usize> {
-        let bytes = &journal.blocks[&sequence].bytes;
-        let frame = Frame::parse(bytes).expect("intact");
-        let slice = match revision {
-            None => frame.header,
-            Some(i) => frame.revisions[i],
-        };
-        let start = slice.as_ptr() as usize - bytes.as_ptr() as usize;
-        start..start + slice.len()
+    fn part(journal: &MemoryJournal, sequence: u64, revision: Option<usize>) -> Range<usize> {
+        journal.inspect(|stored| {
+            let bytes = &stored.frames[&sequence];
+            let frame = Frame::parse(bytes).expect("intact");
+            let slice = match revision {
+                None => frame.header,
+                Some(i) => frame.revisions[i],
+            };
+            let start = slice.as_ptr() as usize - bytes.as_ptr() as usize;
+            start..start + slice.len()
+        })
     }
 
     /// The position of `needle` inside `range` of block `sequence`.
-    fn find(journal: &MemJournal, sequence: u64, range: Range<usize>, needle: &[u8]) -> usize {
-        let haystack = &journal.blocks[&sequence].bytes[range.clone()];
-        range.start
-            + haystack
-                .windows(needle.len())
-                .position(|w| w == needle)
-                .expect("needle present")
+    fn find(journal: &MemoryJournal, sequence: u64, range: Range<usize>, needle: &[u8]) -> usize {
+        journal.inspect(|stored| {
+            let haystack = &stored.frames[&sequence][range.clone()];
+            range.start
+                + haystack
+                    .windows(needle.len())
+                    .position(|w| w == needle)
+                    .expect("needle present")
+        })
     }
 
-    fn flip(journal: &mut MemJournal, sequence: u64, at: usize, mask: u8) {
-        let block = journal.blocks.get_mut(&sequence).expect("block");
-        block.bytes[at] ^= mask;
+    fn flip(journal: &MemoryJournal, sequence: u64, at: usize, mask: u8) {
+        journal.tamper(|stored| {
+            stored.frames.get_mut(&sequence).expect("block")[at] ^= mask;
+        });
+    }
+
+    fn remove(journal: &MemoryJournal, sequence: u64) {
+        journal.tamper(|stored| stored.frames.remove(&sequence).expect("block"));
+    }
+
+    fn frame_len(journal: &MemoryJournal, sequence: u64) -> usize {
+        journal.inspect(|stored| stored.frames[&sequence].len())
     }
 
     #[test]
@@ -656,9 +734,10 @@ mod tests {
     #[test]
     fn an_intact_journal_verifies_with_any_batch_size() {
         let (journal, hashes) = sealed(50);
-        let bytes: u64 = journal.blocks.values().map(|b| b.bytes.len() as u64).sum();
+        let bytes: u64 =
+            journal.inspect(|stored| stored.frames.values().map(|f| f.len() as u64).sum());
         for batch in [1, 7, 49, 50, BATCH] {
-            journal.node_calls.store(0, Ordering::SeqCst);
+            journal.take_merkle_reads();
             let mut seen = Vec::new();
             let report = block_on(verify_in_batches(
                 &journal,
@@ -683,13 +762,13 @@ mod tests {
             assert_eq!(seen.last(), Some(&50));
             assert!(seen.windows(2).all(|w| w[0] < w[1]));
             // One node read per batch, plus one for the end-of-journal checks.
-            assert_eq!(journal.node_calls.load(Ordering::SeqCst), batches + 1);
+            assert_eq!(journal.take_merkle_reads().calls, batches + 1);
         }
     }
 
     #[test]
     fn an_empty_journal_verifies() {
-        let journal = MemJournal::default();
+        let journal = MemoryJournal::new();
         let report = run(&journal, BATCH).expect("verifies");
         assert_eq!(
             report,
@@ -716,10 +795,10 @@ mod tests {
 
     #[test]
     fn a_flipped_byte_in_a_revision_names_the_ad_and_version() {
-        let (mut journal, _) = sealed(50);
+        let (journal, _) = sealed(50);
         let range = part(&journal, 17, Some(1));
         let at = find(&journal, 17, range, b"Title 0017-1");
-        flip(&mut journal, 17, at, 0x01); // "Title" → "Uitle": still valid Ion
+        flip(&journal, 17, at, 0x01); // "Title" → "Uitle": still valid Ion
         let failure = fails(&journal);
         assert_eq!(failure.sequence, 17);
         assert_eq!(failure.field.as_deref(), Some("revisionHashes[1]"));
@@ -735,9 +814,9 @@ mod tests {
 
     #[test]
     fn a_revision_that_no_longer_decodes_is_still_located() {
-        let (mut journal, _) = sealed(50);
+        let (journal, _) = sealed(50);
         let range = part(&journal, 30, Some(2));
-        flip(&mut journal, 30, range.start, 0xff); // the Ion version marker
+        flip(&journal, 30, range.start, 0xff); // the Ion version marker
         let failure = fails(&journal);
         assert_eq!(failure.sequence, 30);
         assert_eq!(failure.field.as_deref(), Some("revisionHashes[2]"));
@@ -747,10 +826,10 @@ mod tests {
 
     #[test]
     fn a_flipped_byte_in_a_header_field_is_reported_at_its_block() {
-        let (mut journal, _) = sealed(50);
+        let (journal, _) = sealed(50);
         let range = part(&journal, 17, None);
         let at = find(&journal, 17, range, b"tx-000017");
-        flip(&mut journal, 17, at + 8, 0x01); // txId "tx-000017" → "tx-000016"
+        flip(&journal, 17, at + 8, 0x01); // txId "tx-000017" → "tx-000016"
         let failure = fails(&journal);
         assert_eq!(failure.sequence, 17);
         assert_eq!(failure.field.as_deref(), Some("header"));
@@ -762,10 +841,10 @@ mod tests {
 
     #[test]
     fn a_flipped_byte_in_the_last_header_is_reported_at_the_last_block() {
-        let (mut journal, _) = sealed(50);
+        let (journal, _) = sealed(50);
         let range = part(&journal, 49, None);
         let at = find(&journal, 49, range, b"tx-000049");
-        flip(&mut journal, 49, at + 8, 0x01);
+        flip(&journal, 49, at + 8, 0x01);
         let failure = fails(&journal);
         assert_eq!(failure.sequence, 49);
         // No next block to tell the header from the leaf: both are named.
@@ -781,10 +860,10 @@ mod tests {
 
     #[test]
     fn a_flipped_byte_in_previous_hash_is_reported_as_previous_hash() {
-        let (mut journal, hashes) = sealed(50);
+        let (journal, hashes) = sealed(50);
         let range = part(&journal, 12, None);
         let at = find(&journal, 12, range, hashes[11].as_bytes());
-        flip(&mut journal, 12, at + 5, 0x80);
+        flip(&journal, 12, at + 5, 0x80);
         let failure = fails(&journal);
         assert_eq!(failure.sequence, 12);
         assert_eq!(failure.field.as_deref(), Some("previousHash"));
@@ -792,11 +871,12 @@ mod tests {
 
     #[test]
     fn a_flipped_byte_in_a_listed_revision_hash_blames_the_header() {
-        let (mut journal, _) = sealed(50);
-        let listed = Hash::of(&journal.blocks[&9].bytes[part(&journal, 9, Some(0))]);
+        let (journal, _) = sealed(50);
+        let revision = part(&journal, 9, Some(0));
+        let listed = journal.inspect(|stored| Hash::of(&stored.frames[&9][revision]));
         let range = part(&journal, 9, None);
         let at = find(&journal, 9, range, listed.as_bytes());
-        flip(&mut journal, 9, at, 0x01);
+        flip(&journal, 9, at, 0x01);
         let failure = fails(&journal);
         assert_eq!(failure.sequence, 9);
         assert_eq!(failure.field.as_deref(), Some("revisionHashes[0]"));
@@ -809,9 +889,9 @@ mod tests {
 
     #[test]
     fn a_header_that_no_longer_decodes_is_reported_as_header() {
-        let (mut journal, _) = sealed(50);
+        let (journal, _) = sealed(50);
         let range = part(&journal, 3, None);
-        flip(&mut journal, 3, range.start, 0xff);
+        flip(&journal, 3, range.start, 0xff);
         let failure = fails(&journal);
         assert_eq!(failure.sequence, 3);
         assert_eq!(failure.field.as_deref(), Some("header"));
@@ -819,13 +899,9 @@ mod tests {
 
     #[test]
     fn a_damaged_frame_is_reported_as_frame() {
-        let (mut journal, _) = sealed(50);
-        journal
-            .blocks
-            .get_mut(&21)
-            .expect("block")
-            .bytes
-            .truncate(40);
+        let (journal, _) = sealed(50);
+        assert!(frame_len(&journal, 21) > 40);
+        journal.tamper(|stored| stored.frames.get_mut(&21).expect("block").truncate(40));
         let failure = fails(&journal);
         assert_eq!(failure.sequence, 21);
         assert_eq!(failure.field.as_deref(), Some("frame"));
@@ -833,12 +909,27 @@ mod tests {
 
     #[test]
     fn a_deleted_block_is_reported_at_its_sequence() {
-        for stop_at_gap in [false, true] {
-            let (mut journal, _) = sealed(50);
-            journal.stop_at_gap = stop_at_gap;
-            journal.blocks.remove(&23);
+        // The backend reports the gap when a read crosses it.
+        let (journal, _) = sealed(50);
+        remove(&journal, 23);
+        let failure = fails(&journal);
+        assert_eq!(failure.sequence, 23);
+        assert_eq!(failure.field, None);
+        assert!(failure.detail.contains("block 23 is missing"), "{failure}");
+        assert!(failure.detail.contains("the journal reports"), "{failure}");
+    }
+
+    #[test]
+    fn a_block_a_backend_skips_or_stops_before_is_reported_at_its_sequence() {
+        for stop in [false, true] {
+            let (inner, _) = sealed(50);
+            let journal = Hiding {
+                inner,
+                hidden: 23,
+                stop,
+            };
             let failure = fails(&journal);
-            assert_eq!(failure.sequence, 23, "stop at gap: {stop_at_gap}");
+            assert_eq!(failure.sequence, 23, "stop at gap: {stop}");
             assert_eq!(failure.field, None);
             assert!(failure.detail.contains("block 23 is missing"), "{failure}");
         }
@@ -846,24 +937,38 @@ mod tests {
 
     #[test]
     fn a_deleted_first_block_is_reported_at_zero() {
-        let (mut journal, _) = sealed(10);
-        journal.blocks.remove(&0);
-        assert_eq!(fails(&journal).sequence, 0);
+        let (journal, _) = sealed(10);
+        remove(&journal, 0);
+        let failure = fails(&journal);
+        assert_eq!(failure.sequence, 0);
+        assert_eq!(failure.field, None);
+
+        for stop in [false, true] {
+            let (inner, _) = sealed(10);
+            let journal = Hiding {
+                inner,
+                hidden: 0,
+                stop,
+            };
+            assert_eq!(fails(&journal).sequence, 0, "stop at gap: {stop}");
+        }
     }
 
     #[test]
     fn blocks_removed_from_the_end_are_reported() {
         // The tip still says 49: the last block is simply gone.
-        let (mut journal, _) = sealed(50);
-        journal.blocks.remove(&49);
+        let (journal, _) = sealed(50);
+        remove(&journal, 49);
         let failure = fails(&journal);
         assert_eq!(failure.sequence, 49);
+        assert_eq!(failure.field, None);
+        assert!(failure.detail.contains("block 49 is missing"), "{failure}");
 
         // The tip was moved back too; the Merkle leaves of the removed blocks remain.
-        let (mut journal, _) = sealed(50);
-        journal.blocks.remove(&49);
-        journal.blocks.remove(&48);
-        journal.last = Some(47);
+        let (journal, _) = sealed(50);
+        remove(&journal, 49);
+        remove(&journal, 48);
+        journal.tamper(|stored| stored.last = Some(47));
         let failure = fails(&journal);
         assert_eq!(failure.sequence, 48);
         assert!(failure.detail.contains("removed from the end"), "{failure}");
@@ -871,14 +976,14 @@ mod tests {
 
     #[test]
     fn a_truncation_that_also_removed_the_nodes_fails_only_against_a_digest() {
-        let (mut journal, hashes) = sealed(50);
+        let (journal, hashes) = journal_with(50, u64::MAX, |nodes| {
+            let removed: Vec<(u8, u64)> = (40..50).flat_map(completed_ids).collect();
+            nodes.retain(|node| !removed.contains(&(node.level, node.index)));
+        });
         for sequence in 40..50 {
-            journal.blocks.remove(&sequence);
-            for id in completed_ids(sequence) {
-                journal.nodes.remove(&id);
-            }
+            remove(&journal, sequence);
         }
-        journal.last = Some(39);
+        journal.tamper(|stored| stored.last = Some(39));
         run(&journal, 7).expect("a consistent prefix verifies on its own");
         let root = root_of(&hashes).expect("non-empty");
         let failure = run_expecting(&journal, Some((49, root)), 7).expect_err("must not verify");
@@ -888,11 +993,12 @@ mod tests {
 
     #[test]
     fn swapped_blocks_are_reported_at_the_first() {
-        let (mut journal, _) = sealed(50);
-        let a = journal.blocks[&10].bytes.clone();
-        let b = journal.blocks[&11].bytes.clone();
-        journal.blocks.get_mut(&10).expect("block").bytes = b;
-        journal.blocks.get_mut(&11).expect("block").bytes = a;
+        let (journal, _) = sealed(50);
+        journal.tamper(|stored| {
+            let a = stored.frames.remove(&10).expect("block");
+            let b = stored.frames.insert(11, a).expect("block");
+            stored.frames.insert(10, b);
+        });
         let failure = fails(&journal);
         assert_eq!(failure.sequence, 10);
         assert_eq!(failure.field.as_deref(), Some("sequenceNo"));
@@ -900,8 +1006,7 @@ mod tests {
 
     #[test]
     fn an_altered_merkle_node_is_reported_at_the_block_completing_it() {
-        let (mut journal, _) = sealed(50);
-        journal.nodes.insert((1, 2), Hash([7; 32])); // leaves 4..=5
+        let journal = sealed_with_node(50, 1, 2, Some(Hash([7; 32]))); // leaves 4..=5
         let failure = fails(&journal);
         assert_eq!(failure.sequence, 5);
         assert_eq!(
@@ -909,8 +1014,7 @@ mod tests {
             Some("merkleNode(level 1, index 2)")
         );
 
-        let (mut journal, _) = sealed(50);
-        journal.nodes.insert((4, 1), Hash([7; 32])); // leaves 16..=31
+        let journal = sealed_with_node(50, 4, 1, Some(Hash([7; 32]))); // leaves 16..=31
         let failure = fails(&journal);
         assert_eq!(failure.sequence, 31);
         assert_eq!(
@@ -921,8 +1025,7 @@ mod tests {
 
     #[test]
     fn an_altered_merkle_leaf_is_told_from_an_altered_header() {
-        let (mut journal, _) = sealed(50);
-        journal.nodes.insert((0, 8), Hash([7; 32]));
+        let journal = sealed_with_node(50, 0, 8, Some(Hash([7; 32])));
         let failure = fails(&journal);
         assert_eq!(failure.sequence, 8);
         assert_eq!(
@@ -934,8 +1037,7 @@ mod tests {
 
     #[test]
     fn a_missing_merkle_node_is_reported() {
-        let (mut journal, _) = sealed(50);
-        journal.nodes.remove(&(2, 1)); // leaves 4..=7
+        let journal = sealed_with_node(50, 2, 1, None); // leaves 4..=7
         let failure = fails(&journal);
         assert_eq!(failure.sequence, 7);
         assert_eq!(
@@ -963,11 +1065,10 @@ mod tests {
 
     #[test]
     fn the_first_bad_sequence_wins() {
-        let (mut journal, _) = sealed(50);
-        journal.nodes.insert((0, 40), Hash([7; 32]));
+        let journal = sealed_with_node(50, 0, 40, Some(Hash([7; 32])));
         let range = part(&journal, 25, Some(0));
-        flip(&mut journal, 25, range.end - 1, 0x01);
-        journal.blocks.remove(&33);
+        flip(&journal, 25, range.end - 1, 0x01);
+        remove(&journal, 33);
         assert_eq!(fails(&journal).sequence, 25);
     }
 
@@ -980,9 +1081,9 @@ mod tests {
             offset in proptest::prelude::any::<proptest::sample::Index>(),
             mask in 1u8..,
         ) {
-            let (mut journal, _) = sealed(20);
-            let at = offset.index(journal.blocks[&sequence].bytes.len());
-            flip(&mut journal, sequence, at, mask);
+            let (journal, _) = sealed(20);
+            let at = offset.index(frame_len(&journal, sequence));
+            flip(&journal, sequence, at, mask);
             let failure = run(&journal, 7).expect_err("a flipped byte must not verify");
             proptest::prop_assert_eq!(failure.sequence, sequence, "{}", failure);
         }
@@ -993,12 +1094,15 @@ mod tests {
             byte in 0usize..32,
             mask in 1u8..,
         ) {
-            let (mut journal, _) = sealed(20);
-            let mut ids: Vec<(u8, u64)> = journal.nodes.keys().copied().collect();
-            ids.sort();
-            let (level, index) = ids[pick.index(ids.len())];
-            let node = journal.nodes.get_mut(&(level, index)).expect("node");
-            node.0[byte] ^= mask;
+            let mut picked = None;
+            let (journal, _) = journal_with(20, u64::MAX, |nodes| {
+                nodes.sort_by_key(|node| (node.level, node.index));
+                let i = pick.index(nodes.len());
+                let node = &mut nodes[i];
+                node.hash.0[byte] ^= mask;
+                picked = Some((node.level, node.index));
+            });
+            let (level, index) = picked.expect("a node was altered");
             let failure = run(&journal, 7).expect_err("an altered node must not verify");
             let completing = ((index + 1) << level) - 1;
             proptest::prop_assert_eq!(failure.sequence, completing, "{}", failure);

@@ -9,9 +9,8 @@
 //! With `--shadow` it builds into fresh read models (`shadow-rebuild/` in the data
 //! directory), which always resume from their own checkpoint, then prints how the live
 //! state store differs (ads missing, extra, or different by field). `--swap` then copies
-//! the shadow read models over the live ones (clear, copy, checkpoint last: an
-//! interrupted swap is finished by running the same command again) and deletes the
-//! shadow.
+//! the shadow read models over the live ones ([`copy_read_models`]: an interrupted swap
+//! is finished by running the same command again) and deletes the shadow.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -20,9 +19,9 @@ use std::time::Instant;
 
 use adledger_engine::diff::{StateDiff, diff_states};
 use adledger_engine::rebuild::{
-    RebuildOptions, RebuildProgress, RebuildReport, clear_read_models, rebuild,
+    RebuildOptions, RebuildProgress, RebuildReport, clear_read_models, copy_read_models, rebuild,
 };
-use adledger_engine::{AdKey, Ports, SearchIndex, StateStore};
+use adledger_engine::{Ports, SearchIndex, StateStore};
 use clap::Args;
 use serde_json::json;
 
@@ -206,29 +205,6 @@ async fn rebuild_with_bar(
     .await;
     bar.finish_and_clear();
     Ok(report?)
-}
-
-/// Replaces the live read models' content with the shadow state store's: clear, copy in
-/// pages, checkpoint with the last page (an interrupted copy leaves checkpoint 0).
-async fn copy_read_models(
-    from: &dyn StateStore,
-    state: &dyn StateStore,
-    search: &dyn SearchIndex,
-) -> Result<(), CommandError> {
-    let checkpoint = from.checkpoint().await?;
-    clear_read_models(state, search).await?;
-    let mut after: Option<AdKey> = None;
-    loop {
-        let page = from.scan(after.as_ref(), 4096).await?;
-        let last = page.len() < 4096;
-        let at = last.then_some(checkpoint);
-        let (s, i) = tokio::join!(state.put(&page, at), search.put(&page, at));
-        s.and(i)?;
-        match page.last() {
-            Some(entry) if !last => after = Some(entry.key.clone()),
-            _ => return Ok(()),
-        }
-    }
 }
 
 fn diff_text(diff: &StateDiff) -> String {
