@@ -303,23 +303,27 @@ pub struct AdData {
 #[allow(dead_code, reason = "described, never built")]
 pub struct NewAd {
     /// Trimmed; 1–200 characters; no control characters.
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
     ad_title: String,
     /// At most 10,000 characters.
     #[schema(max_length = 10000, required = false)]
-    ad_description: String,
+    ad_description: Option<String>,
     /// A number (or numeric string) ≥ 0, stored exactly; `null`: no price.
     #[schema(schema_with = price_input, required = false)]
     price: (),
     /// An ISO 4217 code (`EUR`) or `""`.
     #[schema(pattern = "^([A-Z]{3})?$", required = false)]
-    currency: String,
+    currency: Option<String>,
     /// At most 100 characters.
     #[schema(max_length = 100, required = false)]
-    category: String,
+    category: Option<String>,
     /// At most 50 distinct tags of 1–50 characters; duplicates are dropped.
     #[schema(max_items = 50, required = false)]
-    tags: Vec<String>,
+    tags: Option<Vec<String>>,
 }
 
 /// The body of an update: absent fields stay, `null` clears (not `adTitle`); unknown
@@ -329,7 +333,12 @@ pub struct NewAd {
 #[allow(dead_code, reason = "described, never built")]
 pub struct AdChanges {
     /// Trimmed; 1–200 characters; cannot be cleared.
-    #[schema(min_length = 1, max_length = 200, required = false)]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$",
+        required = false
+    )]
     ad_title: String,
     /// At most 10,000 characters.
     #[schema(max_length = 10000, required = false)]
@@ -363,6 +372,17 @@ fn price_input() -> Schema {
         )
         .item(ObjectBuilder::new().schema_type(Type::Null))
         .into()
+}
+
+/// `GET …/ad/{adId}`: the ad, or with `versions=true` its revisions.
+#[derive(ToSchema, Serialize)]
+#[serde(untagged)]
+#[allow(dead_code, reason = "described, never built")]
+pub enum AdOrRevisions {
+    /// The ad (current, or as of a time).
+    Ad(Ad),
+    /// Every revision, oldest first.
+    Revisions(Vec<Revision>),
 }
 
 /// Where a revision is stored.

@@ -31,6 +31,7 @@ mod crash;
 mod deterministic;
 mod maintenance;
 mod moves;
+mod openapi;
 mod opensearch;
 mod seed_flows;
 mod support;

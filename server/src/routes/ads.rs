@@ -33,7 +33,7 @@ const MAX_LIST_LIMIT: usize = 1000;
     post, path = "/publisher/{publisherId}/ad", tag = "ads",
     params(
         ("publisherId" = String, Path, description = "1–128 characters of letters, digits, `_`, `.` or `-`", pattern = "^[A-Za-z0-9_.-]{1,128}$"),
-        ("Idempotency-Key" = Option<String>, Header, description = "1–255 visible ASCII characters: a retry with the same key and body returns the same ad (201, `Idempotency-Replayed: true`)", min_length = 1, max_length = 255, pattern = "^[\\x21-\\x7E]{1,255}$"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1–255 visible ASCII characters: a retry with the same key and body returns the same ad (201, `Idempotency-Replayed: true`)", min_length = 1, max_length = 255),
     ),
     request_body(content = crate::openapi::NewAd, content_type = "application/json"),
     responses(
@@ -109,7 +109,7 @@ pub async fn create(
     params(
         ("publisherId" = String, Path, description = "1–128 characters of letters, digits, `_`, `.` or `-`", pattern = "^[A-Za-z0-9_.-]{1,128}$"),
         ("limit" = Option<u32>, Query, description = "Page size, 1–1000 (default 100)", minimum = 1, maximum = 1000),
-        ("cursor" = Option<String>, Query, description = "The `cursor` of the previous page's `Link` header (an adId)", pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
+        ("cursor" = Option<String>, Query, description = "The `cursor` of the previous page's `Link` header (an adId); empty: absent", pattern = "^([0-7][0-9A-HJKMNP-TV-Z]{25})?$"),
     ),
     responses(
         (status = 200, description = "Live ads ordered by adId", body = [crate::openapi::Ad], headers(
@@ -168,14 +168,14 @@ pub async fn list(
         ("publisherId" = String, Path, description = "1–128 characters of letters, digits, `_`, `.` or `-`", pattern = "^[A-Za-z0-9_.-]{1,128}$"),
         ("adId" = String, Path, description = "The ad's id (a 26-character ULID)", pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
         ("versions" = Option<bool>, Query, description = "`true`: every revision, oldest first, the delete included"),
-        ("from" = Option<String>, Query, format = DateTime, description = "With `versions=true`: revisions committed at or after this RFC 3339 time"),
-        ("to" = Option<String>, Query, format = DateTime, description = "With `versions=true`: revisions committed at or before this RFC 3339 time"),
-        ("asOf" = Option<String>, Query, format = DateTime, description = "The ad as it was at this RFC 3339 time"),
+        ("from" = Option<String>, Query, pattern = "^([0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2}))?$", description = "With `versions=true`: revisions committed at or after this RFC 3339 time"),
+        ("to" = Option<String>, Query, pattern = "^([0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2}))?$", description = "With `versions=true`: revisions committed at or before this RFC 3339 time"),
+        ("asOf" = Option<String>, Query, pattern = "^([0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2}))?$", description = "The ad as it was at this RFC 3339 time"),
         ("If-None-Match" = Option<String>, Header, description = "`\"V\"`: 304 if the ad is still at version V"),
     ),
     responses(
         (status = 200, description = "The ad (current or `asOf`), or with `versions=true` an array of revisions", content(
-            (crate::openapi::Ad = "application/json"),
+            (crate::openapi::AdOrRevisions = "application/json"),
         ), headers(("ETag" = String, description = "`\"V\"`: the current version (not with `versions` or `asOf`)"))),
         (status = 304, description = "Not modified: the ad is at the version of `If-None-Match`", headers(("ETag" = String))),
         (status = 400, description = "a malformed, unknown or repeated query parameter (`from`/`to` without `versions=true`, `asOf` with it, a time that is not RFC 3339)", body = crate::openapi::Problem, content_type = "application/problem+json"),
@@ -248,7 +248,7 @@ pub async fn get(
     params(
         ("publisherId" = String, Path, description = "1–128 characters of letters, digits, `_`, `.` or `-`", pattern = "^[A-Za-z0-9_.-]{1,128}$"),
         ("adId" = String, Path, description = "The ad's id (a 26-character ULID)", pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
-        ("If-Match" = Option<String>, Header, description = "`\"V\"`: update only if the ad is at version V (else 412)"),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,19}\"|[0-9]{1,19})$", description = "`\"V\"`: update only if the ad is at version V (else 412)"),
     ),
     request_body(content = crate::openapi::AdChanges, content_type = "application/json"),
     responses(
@@ -303,7 +303,7 @@ pub async fn update(
     params(
         ("publisherId" = String, Path, description = "1–128 characters of letters, digits, `_`, `.` or `-`", pattern = "^[A-Za-z0-9_.-]{1,128}$"),
         ("adId" = String, Path, description = "The ad's id (a 26-character ULID)", pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
-        ("If-Match" = Option<String>, Header, description = "`\"V\"`: delete only if the ad is at version V (else 412)"),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,19}\"|[0-9]{1,19})$", description = "`\"V\"`: delete only if the ad is at version V (else 412)"),
     ),
     responses(
         (status = 204, description = "Deleted; the history stays readable", headers(

@@ -34,13 +34,13 @@ const MAX_QUERY_CHARS: usize = 1_000;
     get, path = "/search", tag = "search",
     params(
         ("q" = Option<String>, Query, description = "Free text, at most 1,000 characters", max_length = 1000),
-        ("publisherId" = Option<String>, Query, description = "Only this publisher's ads", pattern = "^[A-Za-z0-9_.-]{1,128}$"),
+        ("publisherId" = Option<String>, Query, description = "Only this publisher's ads; empty: absent", pattern = "^([A-Za-z0-9_.-]{1,128})?$"),
         ("category" = Option<String>, Query, description = "Exact category"),
         ("tag" = Option<String>, Query, description = "Exact tag"),
-        ("minPrice" = Option<f64>, Query, description = "Lowest price, inclusive", minimum = 0),
-        ("maxPrice" = Option<f64>, Query, description = "Highest price, inclusive", minimum = 0),
+        ("minPrice" = Option<String>, Query, description = "Lowest price, inclusive (a decimal number)", pattern = "^(-?[0-9]{1,15}(\\.[0-9]{1,10})?)?$"),
+        ("maxPrice" = Option<String>, Query, description = "Highest price, inclusive (a decimal number)", pattern = "^(-?[0-9]{1,15}(\\.[0-9]{1,10})?)?$"),
         ("limit" = Option<u32>, Query, description = "Page size, 1–100 (default 20)", minimum = 1, maximum = 100),
-        ("cursor" = Option<String>, Query, description = "The `nextCursor` of the previous page", pattern = "^[0-9]{1,5}$"),
+        ("cursor" = Option<String>, Query, description = "The `nextCursor` of the previous page", pattern = "^([0-9]{1,5})?$"),
     ),
     responses(
         (status = 200, description = "A page of matching ads", body = crate::openapi::SearchResults),
