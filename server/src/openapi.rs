@@ -746,7 +746,7 @@ mod tests {
             for (path, item) in paths {
                 for method in ["get", "post", "put", "patch", "delete"] {
                     if item.get(method).is_some() {
-                        routes.insert((method.to_uppercase(), blank_params(&path)));
+                        routes.insert((method.to_uppercase(), blank_params(path)));
                     }
                 }
             }
