@@ -39,7 +39,7 @@ pub const AD_ID_PATTERN: &str = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$";
         title = "adledger",
         description = "A verifiable ledger of classified ads. Errors are RFC 9457 problem \
                        documents (`application/problem+json`). See docs/HTTP.md.",
-        license(name = "See the repository", identifier = "MIT")
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     paths(
         crate::routes::ads::create,
