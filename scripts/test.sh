@@ -2,7 +2,8 @@
 # Runs every check and every test of the project: formatting, lints, unit tests, the
 # conformance suite on each backend (the AWS backend's against AWS's DynamoDB Local,
 # installed and started by scripts/dynamodb-local.sh in a private network namespace),
-# and the end-to-end tests against the real binary (tests/, on each backend).
+# the end-to-end tests against the real binary (tests/, on each backend), and a fuzzing
+# run of the HTTP API from its OpenAPI document (scripts/fuzz-api.sh).
 # This is the README's test command; .ci/run calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,3 +25,6 @@ cargo build -p adledger --locked
 
 echo "==> cargo test (workspace), next to DynamoDB Local"
 scripts/dynamodb-local.sh cargo test --workspace --locked --offline
+
+echo "==> fuzz the HTTP API from its OpenAPI document (schemathesis, seeded and bounded)"
+ADLEDGER_BIN="${CARGO_TARGET_DIR:-target}/debug/adledger" scripts/fuzz-api.sh

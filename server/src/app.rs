@@ -85,6 +85,7 @@ pub fn app_with_limits(state: AppState, limits: &HttpLimits) -> Router {
         .route("/ledger/digest", get(ledger::digest))
         .route("/ledger/consistency", get(ledger::consistency))
         .merge(crate::routes::admin::routes())
+        .merge(crate::openapi::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

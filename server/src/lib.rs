@@ -45,6 +45,7 @@ pub mod error;
 pub mod export_cmd;
 pub mod headers;
 pub mod import_cmd;
+pub mod openapi;
 pub mod params;
 pub mod proof_cmd;
 pub mod rebuild_cmd;

@@ -33,6 +33,7 @@ mod deterministic;
 mod edge;
 mod maintenance;
 mod moves;
+mod openapi;
 mod opensearch;
 mod seed_flows;
 mod support;

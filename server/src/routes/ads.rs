@@ -29,6 +29,28 @@ const DEFAULT_LIST_LIMIT: usize = 100;
 const MAX_LIST_LIMIT: usize = 1000;
 
 /// `POST /publisher/{publisherId}/ad`: 201 with the new ad, `Location` and `ETag`.
+#[utoipa::path(
+    post, path = "/publisher/{publisherId}/ad", tag = "ads",
+    params(
+        ("publisherId" = String, Path, description = "1–128 characters of letters, digits, `_`, `.` or `-`", pattern = "^[A-Za-z0-9_.-]{1,128}$"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1–255 visible ASCII characters: a retry with the same key and body returns the same ad (201, `Idempotency-Replayed: true`)", min_length = 1, max_length = 255),
+    ),
+    request_body(content = crate::openapi::NewAd, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created (or replayed with the same idempotency key)", body = crate::openapi::Ad, headers(
+            ("Location" = String, description = "/publisher/{p}/ad/{adId}"),
+            ("ETag" = String, description = "`\"0\"`: the version"),
+            ("X-Ledger-Sequence" = u64, description = "The journal block of the change"),
+            ("Idempotency-Replayed" = String, description = "`true` when answered from an earlier request with the same key"),
+        )),
+        (status = 400, description = "Malformed JSON or a malformed `Idempotency-Key` header", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body was not received in time", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The journal stayed contended after retries; retry", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 64 KiB", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not declared as JSON", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An invalid field (`field` names it), an invalid publisher id, or an idempotency key reused with another body", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
@@ -82,6 +104,21 @@ pub async fn create(
 
 /// `GET /publisher/{publisherId}/ad`: a page of live ads ordered by id, with a
 /// `Link: <…>; rel="next"` header when more follow.
+#[utoipa::path(
+    get, path = "/publisher/{publisherId}/ad", tag = "ads",
+    params(
+        ("publisherId" = String, Path, description = "1–128 characters of letters, digits, `_`, `.` or `-`", pattern = "^[A-Za-z0-9_.-]{1,128}$"),
+        ("limit" = Option<u32>, Query, description = "Page size, 1–1000 (default 100)", minimum = 1, maximum = 1000),
+        ("cursor" = Option<String>, Query, description = "The `cursor` of the previous page's `Link` header (an adId); empty: absent", pattern = "^([0-7][0-9A-HJKMNP-TV-Z]{25})?$"),
+    ),
+    responses(
+        (status = 200, description = "Live ads ordered by adId", body = [crate::openapi::Ad], headers(
+            ("Link" = String, description = "`</publisher/{p}/ad?limit=N&cursor=C>; rel=\"next\"` when more ads follow"),
+        )),
+        (status = 400, description = "a malformed, unknown or repeated query parameter", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The publisher id cannot exist", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn list(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
@@ -125,6 +162,27 @@ pub async fn list(
 /// `GET /publisher/{publisherId}/ad/{adId}`: the current ad (with `ETag`, 304 on a
 /// matching `If-None-Match`), every revision (`?versions=true`, optionally `from`/`to`),
 /// or the ad as it was at a time (`?asOf=`).
+#[utoipa::path(
+    get, path = "/publisher/{publisherId}/ad/{adId}", tag = "ads",
+    params(
+        ("publisherId" = String, Path, description = "1–128 characters of letters, digits, `_`, `.` or `-`", pattern = "^[A-Za-z0-9_.-]{1,128}$"),
+        ("adId" = String, Path, description = "The ad's id (a 26-character ULID)", pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
+        ("versions" = Option<bool>, Query, description = "`true`: every revision, oldest first, the delete included"),
+        ("from" = Option<String>, Query, pattern = "^([0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2}))?$", description = "With `versions=true`: revisions committed at or after this RFC 3339 time"),
+        ("to" = Option<String>, Query, pattern = "^([0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2}))?$", description = "With `versions=true`: revisions committed at or before this RFC 3339 time"),
+        ("asOf" = Option<String>, Query, pattern = "^([0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2}))?$", description = "The ad as it was at this RFC 3339 time"),
+        ("If-None-Match" = Option<String>, Header, description = "`\"V\"`: 304 if the ad is still at version V"),
+    ),
+    responses(
+        (status = 200, description = "The ad (current or `asOf`), or with `versions=true` an array of revisions", content(
+            (crate::openapi::AdOrRevisions = "application/json"),
+        ), headers(("ETag" = String, description = "`\"V\"`: the current version (not with `versions` or `asOf`)"))),
+        (status = 304, description = "Not modified: the ad is at the version of `If-None-Match`", headers(("ETag" = String))),
+        (status = 400, description = "a malformed, unknown or repeated query parameter (`from`/`to` without `versions=true`, `asOf` with it, a time that is not RFC 3339)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown ad, another publisher's ad, or `asOf` before the ad existed", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The ad was deleted (by `asOf`)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn get(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -185,6 +243,30 @@ pub async fn get(
 }
 
 /// `PATCH /publisher/{publisherId}/ad/{adId}`: partial update, `If-Match` honoured.
+#[utoipa::path(
+    patch, path = "/publisher/{publisherId}/ad/{adId}", tag = "ads",
+    params(
+        ("publisherId" = String, Path, description = "1–128 characters of letters, digits, `_`, `.` or `-`", pattern = "^[A-Za-z0-9_.-]{1,128}$"),
+        ("adId" = String, Path, description = "The ad's id (a 26-character ULID)", pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,19}\"|[0-9]{1,19})$", description = "`\"V\"`: update only if the ad is at version V (else 412)"),
+    ),
+    request_body(content = crate::openapi::AdChanges, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The updated ad (unchanged, and nothing appended, when the patch changes nothing)", body = crate::openapi::Ad, headers(
+            ("ETag" = String, description = "`\"V\"`: the new version"),
+            ("X-Ledger-Sequence" = u64, description = "The journal block of the change"),
+        )),
+        (status = 400, description = "Malformed JSON or a malformed `If-Match` header", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown ad or another publisher's", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body was not received in time", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The journal stayed contended after retries; retry", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The ad was deleted", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` names a version the ad is no longer at", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 64 KiB", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not declared as JSON", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An invalid field (`field` names it)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn update(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -216,6 +298,24 @@ pub async fn update(
 }
 
 /// `DELETE /publisher/{publisherId}/ad/{adId}`: 204; the history stays readable.
+#[utoipa::path(
+    delete, path = "/publisher/{publisherId}/ad/{adId}", tag = "ads",
+    params(
+        ("publisherId" = String, Path, description = "1–128 characters of letters, digits, `_`, `.` or `-`", pattern = "^[A-Za-z0-9_.-]{1,128}$"),
+        ("adId" = String, Path, description = "The ad's id (a 26-character ULID)", pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,19}\"|[0-9]{1,19})$", description = "`\"V\"`: delete only if the ad is at version V (else 412)"),
+    ),
+    responses(
+        (status = 204, description = "Deleted; the history stays readable", headers(
+            ("X-Ledger-Sequence" = u64, description = "The journal block of the change"),
+        )),
+        (status = 400, description = "A malformed `If-Match` header", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown ad or another publisher's", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The journal stayed contended after retries; retry", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The ad was already deleted", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` names a version the ad is no longer at", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,

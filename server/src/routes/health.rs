@@ -89,6 +89,13 @@ impl From<ProjectorRole> for ProjectorHealth {
 /// `{"status":"ok","journal":{"blocks":N},"projections":{"state":N,"search":N},
 /// "projectors":{"state":{"role":"exclusive"},"search":{"role":"exclusive"}}}`; on the AWS
 /// backend a state projector's role is `holder` or `standby`, with `owner` and `holder`.
+#[utoipa::path(
+    get, path = "/healthz", tag = "operations",
+    responses(
+        (status = 200, description = "Alive, with how far the journal and the read models have got", body = crate::openapi::Health),
+        (status = 400, description = "A query parameter (this route takes none)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn healthz(State(state): State<AppState>, query: RawPairs) -> Result<Response, ApiError> {
     QueryParams::parse(query, &[])?;
     let engine = |e| ApiError::from_engine(e, false);

@@ -26,6 +26,14 @@ use crate::views::{ConsistencyView, DigestView, ProofBundleView};
 
 /// `GET /ledger/digest`: the digest of everything committed so far; 404 while the
 /// journal is empty (there is no tree head of zero blocks to save).
+#[utoipa::path(
+    get, path = "/ledger/digest", tag = "ledger",
+    responses(
+        (status = 200, description = "The digest of everything committed so far", body = crate::openapi::Digest),
+        (status = 400, description = "A query parameter (this route takes none)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The journal is empty", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn digest(State(state): State<AppState>, query: RawPairs) -> Result<Response, ApiError> {
     QueryParams::parse(query, &[])?;
     let digest = tip(&state.ledger).await?;
@@ -35,6 +43,18 @@ pub async fn digest(State(state): State<AppState>, query: RawPairs) -> Result<Re
 /// `GET /ledger/consistency?from=M[&to=N]`: the RFC 9162 consistency proof from the tree
 /// of blocks `0..=M` to the tree of blocks `0..=N` (`N` defaults to the tip), with both
 /// digests.
+#[utoipa::path(
+    get, path = "/ledger/consistency", tag = "ledger",
+    params(
+        ("from" = u64, Query, description = "The sequence of the earlier digest"),
+        ("to" = Option<u64>, Query, description = "The sequence of the later digest (default: the tip)"),
+    ),
+    responses(
+        (status = 200, description = "Proof that the digest at `from` is a prefix of the digest at `to`", body = crate::openapi::Consistency),
+        (status = 400, description = "a malformed, unknown or repeated query parameter, `from` missing, `from > to` or `to` past the tip", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The journal is empty", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn consistency(
     State(state): State<AppState>,
     query: RawPairs,
@@ -79,6 +99,20 @@ pub async fn consistency(
 /// `GET /publisher/{publisherId}/ad/{adId}/proof[?version=V][&digestSequence=N]`: the
 /// revision at version `V` (default: the latest), its block's stored bytes, the digest at
 /// `N` (default: the tip) and the inclusion proof of the block under that digest.
+#[utoipa::path(
+    get, path = "/publisher/{publisherId}/ad/{adId}/proof", tag = "ledger",
+    params(
+        ("publisherId" = String, Path, description = "1–128 characters of letters, digits, `_`, `.` or `-`", pattern = "^[A-Za-z0-9_.-]{1,128}$"),
+        ("adId" = String, Path, description = "The ad's id (a 26-character ULID)", pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
+        ("version" = Option<u64>, Query, description = "The ad's version (default: the latest)"),
+        ("digestSequence" = Option<u64>, Query, description = "The digest to prove against (default: the tip); at least the revision's block"),
+    ),
+    responses(
+        (status = 200, description = "The proof bundle", body = crate::openapi::ProofBundle),
+        (status = 400, description = "a malformed, unknown or repeated query parameter, or a `digestSequence` past the tip or before the revision's block", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown ad or version", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn proof(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,

@@ -30,6 +30,24 @@ const SEED_LIMIT: usize = 25;
 const MAX_QUERY_CHARS: usize = 1_000;
 
 /// `GET /search?q=&publisherId=&category=&tag=&minPrice=&maxPrice=&limit=&cursor=`.
+#[utoipa::path(
+    get, path = "/search", tag = "search",
+    params(
+        ("q" = Option<String>, Query, description = "Free text, at most 1,000 characters", max_length = 1000),
+        ("publisherId" = Option<String>, Query, description = "Only this publisher's ads; empty: absent", pattern = "^([A-Za-z0-9_.-]{1,128})?$"),
+        ("category" = Option<String>, Query, description = "Exact category"),
+        ("tag" = Option<String>, Query, description = "Exact tag"),
+        ("minPrice" = Option<String>, Query, description = "Lowest price, inclusive (a decimal number)", pattern = "^(-?[0-9]{1,15}(\\.[0-9]{1,10})?)?$"),
+        ("maxPrice" = Option<String>, Query, description = "Highest price, inclusive (a decimal number)", pattern = "^(-?[0-9]{1,15}(\\.[0-9]{1,10})?)?$"),
+        ("limit" = Option<u32>, Query, description = "Page size, 1–100 (default 20)", minimum = 1, maximum = 100),
+        ("cursor" = Option<String>, Query, description = "The `nextCursor` of the previous page", pattern = "^([0-9]{1,5})?$"),
+    ),
+    responses(
+        (status = 200, description = "A page of matching ads", body = crate::openapi::SearchResults),
+        (status = 400, description = "a malformed, unknown or repeated query parameter (`minPrice` above `maxPrice`, a `cursor` past 10,000)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "OpenSearch only: a cursor past the first 10,000 hits, or a query over the clause limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn search(State(state): State<AppState>, query: RawPairs) -> Result<Response, ApiError> {
     let params = QueryParams::parse(
         query,
@@ -98,6 +116,14 @@ pub async fn search(State(state): State<AppState>, query: RawPairs) -> Result<Re
 }
 
 /// `GET /?q=QUERY`: the seed's search, newest ads first when `q` is empty.
+#[utoipa::path(
+    get, path = "/", tag = "search",
+    params(("q" = Option<String>, Query, description = "Free text (empty: the newest ads)", max_length = 1000)),
+    responses(
+        (status = 200, description = "At most 25 ads", body = [crate::openapi::Ad]),
+        (status = 400, description = "a malformed, unknown or repeated query parameter", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn seed_search(
     State(state): State<AppState>,
     query: RawPairs,

@@ -1,0 +1,800 @@
+//! `GET /openapi.json` (the OpenAPI 3.1 description of every route, generated from the
+//! handlers' `#[utoipa::path]` annotations) and the Swagger UI at `/docs`.
+//!
+//! The schemas below describe the wire format of docs/HTTP.md. They are separate from
+//! the types that produce it ([`crate::views`], the engine's structs): those hold
+//! decimals, times and hashes that serialize as numbers and strings, and describing
+//! them by hand keeps utoipa's `chrono`/`decimal` features out of the build. The two
+//! are kept honest by the fuzzing run (`scripts/fuzz-api.sh`), which checks every
+//! response the server gives against these schemas.
+//!
+//! The Swagger UI is a vendored build of the npm package `swagger-ui-dist` (see
+//! `server/assets/swagger-ui/README.md`), compiled into the binary: `/docs` loads
+//! nothing from the network.
+
+use std::sync::OnceLock;
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::{Content, HeaderBuilder, RefOr, ResponseBuilder};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use crate::error::PROBLEM_JSON;
+use crate::state::AppState;
+
+/// The regular expression of a publisher id (`validate_publisher_id`).
+pub const PUBLISHER_ID_PATTERN: &str = "^[A-Za-z0-9_.-]{1,128}$";
+/// The regular expression of an ad id: a ULID in Crockford base 32.
+pub const AD_ID_PATTERN: &str = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$";
+
+/// The whole API description; `ApiDoc::openapi()` builds it.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "adledger",
+        description = "A verifiable ledger of classified ads. Errors are RFC 9457 problem \
+                       documents (`application/problem+json`). See docs/HTTP.md.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
+    ),
+    paths(
+        crate::routes::ads::create,
+        crate::routes::ads::list,
+        crate::routes::ads::get,
+        crate::routes::ads::update,
+        crate::routes::ads::delete,
+        crate::routes::ledger::proof,
+        crate::routes::ledger::digest,
+        crate::routes::ledger::consistency,
+        crate::routes::search::search,
+        crate::routes::search::seed_search,
+        crate::routes::health::healthz,
+        crate::routes::admin::replay,
+        crate::routes::admin::rebuild_shadow,
+        crate::routes::admin::snapshot_create,
+        crate::routes::admin::snapshot_list,
+        openapi_json,
+        docs_page,
+        docs_asset,
+    ),
+    components(schemas(Problem)),
+    modifiers(&EveryOperation),
+    tags(
+        (name = "ads", description = "A publisher's ads: create, list, read, update, delete"),
+        (name = "search", description = "Full-text and filtered search"),
+        (name = "ledger", description = "Digests and proofs: verify the ledger without trusting the server"),
+        (name = "operations", description = "Health, admin jobs and this description"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Adds what every operation can answer, whatever its route: 503 when the server is
+/// shutting down, shedding load or the read models did not catch up in time.
+struct EveryOperation;
+
+impl Modify for EveryOperation {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let unavailable = ResponseBuilder::new()
+            .description(
+                "Shutting down, too many requests in flight, or the read models did not \
+                 catch up in time; retry after `Retry-After` seconds",
+            )
+            .header(
+                "Retry-After",
+                HeaderBuilder::new()
+                    .schema(
+                        ObjectBuilder::new()
+                            .schema_type(Type::Integer)
+                            .minimum(Some(0)),
+                    )
+                    .description(Some("Seconds to wait before retrying"))
+                    .build(),
+            )
+            .content(PROBLEM_JSON, Content::new(Some(problem_ref())))
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            let operations: [&mut Option<Operation>; 5] = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                operation
+                    .responses
+                    .responses
+                    .entry("503".into())
+                    .or_insert_with(|| RefOr::T(unavailable.clone()));
+            }
+        }
+    }
+}
+
+fn problem_ref() -> RefOr<Schema> {
+    RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Problem"))
+}
+
+/// The generated document, serialized once.
+pub fn document() -> &'static str {
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| {
+        // Serializing a document made of strings, maps and numbers cannot fail.
+        ApiDoc::openapi().to_pretty_json().unwrap_or_default()
+    })
+}
+
+/// The routes of this module, to be merged into the application.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/openapi.json", get(openapi_json))
+        .route("/docs", get(docs_page))
+        .route("/docs/{asset}", get(docs_asset))
+}
+
+/// `GET /openapi.json`.
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "This document (OpenAPI 3.1)", content_type = "application/json", body = Object)),
+)]
+pub async fn openapi_json() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        document(),
+    )
+        .into_response()
+}
+
+/// The Swagger UI page; its scripts and styles are served from `/docs/{asset}`.
+const INDEX_HTML: &str = include_str!("../assets/swagger-ui/index.html");
+/// Swagger UI's settings: where the document is.
+const INITIALIZER_JS: &str = include_str!("../assets/swagger-ui/swagger-initializer.js");
+/// The vendored Swagger UI build.
+const BUNDLE_JS: &[u8] = include_bytes!("../assets/swagger-ui/swagger-ui-bundle.js");
+/// The vendored Swagger UI styles.
+const STYLES_CSS: &[u8] = include_bytes!("../assets/swagger-ui/swagger-ui.css");
+
+/// `GET /docs`.
+#[utoipa::path(
+    get, path = "/docs", tag = "operations",
+    responses((status = 200, description = "The Swagger UI page, reading /openapi.json", content_type = "text/html", body = String)),
+)]
+pub async fn docs_page() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        )],
+        INDEX_HTML,
+    )
+        .into_response()
+}
+
+/// `GET /docs/{asset}`: the Swagger UI's script and styles.
+#[utoipa::path(
+    get, path = "/docs/{asset}", tag = "operations",
+    params(("asset" = String, Path, description = "`swagger-ui-bundle.js`, `swagger-initializer.js` or `swagger-ui.css`")),
+    responses(
+        (status = 200, description = "The file", content(
+            (String = "text/javascript"),
+            (String = "text/css"),
+        )),
+        (status = 404, description = "No such file", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub async fn docs_asset(axum::extract::Path(asset): axum::extract::Path<String>) -> Response {
+    let (content_type, body): (&'static str, &'static [u8]) = match asset.as_str() {
+        "swagger-ui-bundle.js" => ("text/javascript", BUNDLE_JS),
+        "swagger-initializer.js" => ("text/javascript", INITIALIZER_JS.as_bytes()),
+        "swagger-ui.css" => ("text/css", STYLES_CSS),
+        _ => {
+            return crate::error::ApiError::not_found(format!(
+                "no file {asset:?} under /docs; the Swagger UI page is /docs"
+            ))
+            .into_response();
+        }
+    };
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=86400"),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+// The schemas. Fields are never read: these types exist only to be described.
+
+/// An RFC 9457 problem document: the body of every error.
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code, reason = "described, never built")]
+pub struct Problem {
+    /// A relative URI naming the kind of problem (`/problems/invalid-field`).
+    #[serde(rename = "type")]
+    kind: String,
+    /// A short, fixed summary of the kind.
+    title: String,
+    /// The HTTP status.
+    #[schema(minimum = 100, maximum = 599)]
+    status: u16,
+    /// What was wrong and how to fix it.
+    detail: String,
+    /// The request path.
+    #[schema(required = false)]
+    instance: String,
+    /// The request id (`X-Request-Id`), to find the request's log lines.
+    #[serde(rename = "requestId")]
+    #[schema(required = false)]
+    request_id: String,
+    /// The offending field, query parameter or header.
+    #[schema(required = false)]
+    field: String,
+}
+
+/// An ad, with its version and the commit time of that version.
+#[derive(ToSchema, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code, reason = "described, never built")]
+pub struct Ad {
+    /// Assigned by the server: a 26-character ULID.
+    #[schema(pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$")]
+    ad_id: String,
+    /// From the URL.
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,128}$")]
+    publisher_id: String,
+    /// 1–200 characters.
+    ad_title: String,
+    /// At most 10,000 characters.
+    ad_description: String,
+    /// An exact decimal ≥ 0, or `null`: no price.
+    #[schema(value_type = Option<f64>, minimum = 0)]
+    price: (),
+    /// An ISO 4217 code, or `""`.
+    currency: String,
+    /// At most 100 characters.
+    category: String,
+    /// Distinct tags, in the order given.
+    tags: Vec<String>,
+    /// Counts from 0 per ad.
+    version: u64,
+    /// The commit time of this version (RFC 3339, milliseconds, UTC).
+    #[schema(format = DateTime)]
+    updated_at: String,
+}
+
+/// An ad's fields as a revision stores them.
+#[derive(ToSchema, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code, reason = "described, never built")]
+pub struct AdData {
+    /// A 26-character ULID.
+    ad_id: String,
+    /// The owning publisher.
+    publisher_id: String,
+    /// 1–200 characters.
+    ad_title: String,
+    /// At most 10,000 characters.
+    ad_description: String,
+    /// An exact decimal ≥ 0, or `null`.
+    #[schema(value_type = Option<f64>, minimum = 0)]
+    price: (),
+    /// An ISO 4217 code, or `""`.
+    currency: String,
+    /// At most 100 characters.
+    category: String,
+    /// Distinct tags.
+    tags: Vec<String>,
+}
+
+/// The body of a create: `adTitle` is required; unknown fields are refused (422).
+#[derive(ToSchema, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code, reason = "described, never built")]
+pub struct NewAd {
+    /// Trimmed; 1–200 characters; no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$"
+    )]
+    ad_title: String,
+    /// At most 10,000 characters.
+    #[schema(max_length = 10000, required = false)]
+    ad_description: Option<String>,
+    /// A number (or numeric string) ≥ 0, stored exactly; `null`: no price.
+    #[schema(schema_with = price_input, required = false)]
+    price: (),
+    /// An ISO 4217 code (`EUR`) or `""`.
+    #[schema(pattern = "^([A-Z]{3})?$", required = false)]
+    currency: Option<String>,
+    /// At most 100 characters.
+    #[schema(max_length = 100, required = false)]
+    category: Option<String>,
+    /// At most 50 distinct tags of 1–50 characters; duplicates are dropped.
+    #[schema(max_items = 50, required = false)]
+    tags: Option<Vec<String>>,
+}
+
+/// The body of an update: absent fields stay, `null` clears (not `adTitle`); unknown
+/// fields are refused (422).
+#[derive(ToSchema, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code, reason = "described, never built")]
+pub struct AdChanges {
+    /// Trimmed; 1–200 characters; cannot be cleared.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1F\\x7F-\\x9F]*[^\\s\\x00-\\x1F\\x7F-\\x9F][^\\x00-\\x1F\\x7F-\\x9F]*$",
+        required = false
+    )]
+    ad_title: String,
+    /// At most 10,000 characters.
+    #[schema(max_length = 10000, required = false)]
+    ad_description: Option<String>,
+    /// A number (or numeric string) ≥ 0; `null` clears.
+    #[schema(schema_with = price_input, required = false)]
+    price: (),
+    /// An ISO 4217 code or `""`.
+    #[schema(pattern = "^([A-Z]{3})?$", required = false)]
+    currency: Option<String>,
+    /// At most 100 characters.
+    #[schema(max_length = 100, required = false)]
+    category: Option<String>,
+    /// At most 50 distinct tags of 1–50 characters.
+    #[schema(max_items = 50, required = false)]
+    tags: Option<Vec<String>>,
+}
+
+/// A price in a request: a JSON number, a numeric string, or `null`.
+fn price_input() -> Schema {
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Number)
+                .minimum(Some(0)),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[0-9]+(\\.[0-9]+)?$")),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .into()
+}
+
+/// `GET …/ad/{adId}`: the ad, or with `versions=true` its revisions.
+#[derive(ToSchema, Serialize)]
+#[serde(untagged)]
+#[allow(dead_code, reason = "described, never built")]
+pub enum AdOrRevisions {
+    /// The ad (current, or as of a time).
+    Ad(Ad),
+    /// Every revision, oldest first.
+    Revisions(Vec<Revision>),
+}
+
+/// Where a revision is stored.
+#[derive(ToSchema, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code, reason = "described, never built")]
+pub struct BlockAddress {
+    /// Always `adledger-0`.
+    strand_id: String,
+    /// The journal block.
+    sequence_no: u64,
+}
+
+/// Who changed an ad, and when.
+#[derive(ToSchema, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code, reason = "described, never built")]
+pub struct RevisionMetadata {
+    /// The ad id.
+    id: String,
+    /// The publisher.
+    publisher_id: String,
+    /// The ad's version after the change.
+    version: u64,
+    /// The transaction (a ULID).
+    tx_id: String,
+    /// The commit time.
+    #[schema(format = DateTime)]
+    tx_time: String,
+}
+
+/// The kind of change.
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code, reason = "described, never built")]
+pub enum Event {
+    /// The ad was created.
+    AdCreated,
+    /// The ad was changed.
+    AdUpdated,
+    /// The ad was deleted.
+    AdDeleted,
+}
+
+/// One revision of an ad (QLDB-shaped), as `?versions=true` lists it.
+#[derive(ToSchema, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code, reason = "described, never built")]
+pub struct Revision {
+    /// Where the revision is stored.
+    block_address: BlockAddress,
+    /// SHA-256 of the revision's canonical bytes, 64 hex digits.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    hash: String,
+    /// The ad after the change; `null` after a delete.
+    data: Option<AdData>,
+    /// Who and when.
+    metadata: RevisionMetadata,
+    /// The kind of change.
+    event: Event,
+    /// The ad's version after the change.
+    version: u64,
+    /// The commit time.
+    #[schema(format = DateTime)]
+    tx_time: String,
+}
+
+/// A page of `GET /search`.
+#[derive(ToSchema, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code, reason = "described, never built")]
+pub struct SearchResults {
+    /// How many ads match in all.
+    total: u64,
+    /// This page.
+    items: Vec<Ad>,
+    /// The `cursor` of the next page; `null` on the last one.
+    next_cursor: Option<String>,
+}
+
+/// A digest: the RFC 9162 Merkle tree head over blocks `0..=sequence`.
+#[derive(ToSchema, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code, reason = "described, never built")]
+pub struct Digest {
+    /// The last block covered.
+    sequence: u64,
+    /// The tree head, 64 hex digits.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    root: String,
+    /// The hash of block `sequence`, 64 hex digits.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    tip_hash: String,
+}
+
+/// The block that holds a proved revision.
+#[derive(ToSchema, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code, reason = "described, never built")]
+pub struct Block {
+    /// The block's sequence number (the proof's leaf index).
+    sequence_no: u64,
+    /// SHA-256 of `headerBytes`.
+    hash: String,
+    /// The transaction id.
+    tx_id: String,
+    /// The commit time.
+    #[schema(format = DateTime)]
+    tx_time: String,
+    /// The previous block's hash.
+    previous_hash: String,
+    /// The hashes of the block's revisions.
+    revision_hashes: Vec<String>,
+    /// The proved revision's position among them.
+    revision_index: u64,
+    /// The header's stored canonical Ion bytes, hex.
+    header_bytes: String,
+    /// The revision's stored canonical Ion bytes, hex.
+    revision_bytes: String,
+}
+
+/// RFC 9162 `inclusion_proof`.
+#[derive(ToSchema, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code, reason = "described, never built")]
+pub struct InclusionProof {
+    /// The block's leaf.
+    leaf_index: u64,
+    /// Leaves in the tree: the digest's `sequence + 1`.
+    tree_size: u64,
+    /// Sibling subtree hashes from the leaf up, hex.
+    path: Vec<String>,
+}
+
+/// `GET …/proof`: everything needed to check a revision offline.
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code, reason = "described, never built")]
+pub struct ProofBundle {
+    /// The proved revision.
+    revision: Revision,
+    /// Its block.
+    block: Block,
+    /// The digest the proof leads to.
+    digest: Digest,
+    /// The inclusion proof of the block under the digest.
+    proof: InclusionProof,
+}
+
+/// RFC 9162 `consistency_proof`.
+#[derive(ToSchema, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code, reason = "described, never built")]
+pub struct ConsistencyProof {
+    /// Leaves of the earlier tree.
+    first_size: u64,
+    /// Leaves of the later tree.
+    second_size: u64,
+    /// The proof's hashes, hex.
+    path: Vec<String>,
+}
+
+/// `GET /ledger/consistency`.
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code, reason = "described, never built")]
+pub struct Consistency {
+    /// The earlier digest.
+    from: Digest,
+    /// The later digest.
+    to: Digest,
+    /// The proof between their trees.
+    proof: ConsistencyProof,
+}
+
+/// Committed blocks.
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code, reason = "described, never built")]
+pub struct JournalHealth {
+    /// Blocks this process has committed or seen.
+    blocks: u64,
+}
+
+/// Blocks each read model has applied.
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code, reason = "described, never built")]
+pub struct ProjectionHealth {
+    /// The state store's checkpoint.
+    state: u64,
+    /// The search index's checkpoint.
+    search: u64,
+}
+
+/// Who projects into a read model.
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code, reason = "described, never built")]
+pub struct ProjectorHealth {
+    /// `exclusive`, `holder` or `standby`.
+    #[schema(pattern = "^(exclusive|holder|standby)$")]
+    role: String,
+    /// This process's lease id (absent when exclusive).
+    #[schema(required = false)]
+    owner: String,
+    /// The lease holder's id, when known.
+    #[schema(required = false)]
+    holder: String,
+}
+
+/// Both read models' projectors.
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code, reason = "described, never built")]
+pub struct ProjectorsHealth {
+    /// The state store's.
+    state: ProjectorHealth,
+    /// The search index's.
+    search: ProjectorHealth,
+}
+
+/// `GET /healthz`.
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code, reason = "described, never built")]
+pub struct Health {
+    /// Always `ok`.
+    status: String,
+    /// The journal.
+    journal: JournalHealth,
+    /// The read models' checkpoints.
+    projections: ProjectionHealth,
+    /// Who projects into each read model.
+    projectors: ProjectorsHealth,
+    /// AWS backend only: DynamoDB requests of this process by operation.
+    #[serde(rename = "dynamodbRequests")]
+    #[schema(required = false)]
+    dynamodb_requests: std::collections::BTreeMap<String, u64>,
+}
+
+/// The body of `POST /admin/replay` (empty: every ad).
+#[derive(ToSchema, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code, reason = "described, never built")]
+pub struct ReplayRequest {
+    /// Replay only this ad.
+    #[schema(required = false)]
+    ad_id: Option<String>,
+    /// Its publisher (found from the journal when absent).
+    #[schema(required = false)]
+    publisher_id: Option<String>,
+    /// Only revisions committed at or after this time.
+    #[schema(format = DateTime, required = false)]
+    from: Option<String>,
+    /// Only revisions committed at or before this time.
+    #[schema(format = DateTime, required = false)]
+    to: Option<String>,
+}
+
+/// The body of `POST /admin/rebuild`.
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code, reason = "described, never built")]
+pub struct RebuildRequest {
+    /// Must be true (the default) on a serving process.
+    #[schema(required = false)]
+    shadow: Option<bool>,
+    /// Must be false (the default) on a serving process.
+    #[schema(required = false)]
+    swap: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// Every `(METHOD, path)` the router's source registers with `.route(…)`, parameter
+    /// names blanked (`{}`). Read from the source files themselves, so a route added
+    /// anywhere in the server is seen without anyone remembering to list it.
+    fn routes_in_source() -> BTreeSet<(String, String)> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
+        let mut files = vec![];
+        let mut pending = vec![std::path::PathBuf::from(dir)];
+        while let Some(path) = pending.pop() {
+            let Ok(entries) = std::fs::read_dir(&path) else {
+                panic!("cannot list {}", path.display());
+            };
+            for entry in entries.flatten() {
+                let p = entry.path();
+                if p.is_dir() {
+                    pending.push(p);
+                } else if p.extension().is_some_and(|e| e == "rs") {
+                    files.push(p);
+                }
+            }
+        }
+        let mut routes = BTreeSet::new();
+        for file in files {
+            let source = std::fs::read_to_string(&file).unwrap_or_default();
+            let mut rest = source.as_str();
+            while let Some(at) = rest.find(".route(") {
+                rest = &rest[at + ".route(".len()..];
+                // The call's arguments: up to the parenthesis that closes `.route(`.
+                let mut depth = 1;
+                let end = rest
+                    .char_indices()
+                    .find(|&(_, c)| {
+                        depth += match c {
+                            '(' => 1,
+                            ')' => -1,
+                            _ => 0,
+                        };
+                        depth == 0
+                    })
+                    .map_or(rest.len(), |(i, _)| i);
+                let call = &rest[..end];
+                // A route's first argument is a path literal; anything else (this scanner's
+                // own text) is not a route.
+                let Some(path) = call
+                    .trim_start()
+                    .strip_prefix("\"/")
+                    .and_then(|p| p.split('"').next())
+                    .map(|p| format!("/{p}"))
+                else {
+                    continue;
+                };
+                let router_args = &call[call.find(',').unwrap_or(0)..];
+                for method in ["get", "post", "put", "patch", "delete"] {
+                    let used = router_args
+                        .match_indices(&format!("{method}("))
+                        .any(|(i, _)| {
+                            i == 0
+                                || !router_args.as_bytes()[i - 1].is_ascii_alphanumeric()
+                                    && router_args.as_bytes()[i - 1] != b'_'
+                        });
+                    if used {
+                        routes.insert((method.to_uppercase(), blank_params(&path)));
+                    }
+                }
+            }
+        }
+        routes
+    }
+
+    fn blank_params(path: &str) -> String {
+        let mut out = String::new();
+        let mut inside = false;
+        for c in path.chars() {
+            match c {
+                '{' => {
+                    inside = true;
+                    out.push_str("{}");
+                }
+                '}' => inside = false,
+                _ if !inside => out.push(c),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn routes_in_document() -> BTreeSet<(String, String)> {
+        let doc: serde_json::Value = serde_json::from_str(document()).unwrap_or_default();
+        let mut routes = BTreeSet::new();
+        if let Some(paths) = doc["paths"].as_object() {
+            for (path, item) in paths {
+                for method in ["get", "post", "put", "patch", "delete"] {
+                    if item.get(method).is_some() {
+                        routes.insert((method.to_uppercase(), blank_params(path)));
+                    }
+                }
+            }
+        }
+        routes
+    }
+
+    #[test]
+    fn every_route_of_the_router_is_described() {
+        let source = routes_in_source();
+        // The scan itself must see the routes, or the comparison proves nothing.
+        assert!(
+            source.contains(&("PATCH".into(), "/publisher/{}/ad/{}".into())),
+            "the source scan found no PATCH route: {source:?}"
+        );
+        assert!(
+            source.len() >= 17,
+            "the source scan found too few routes: {source:?}"
+        );
+        let documented = routes_in_document();
+        let undocumented: Vec<_> = source.difference(&documented).collect();
+        assert!(
+            undocumented.is_empty(),
+            "routes the OpenAPI document does not describe (add #[utoipa::path] to the \
+             handler and list it in ApiDoc's paths): {undocumented:?}"
+        );
+        let phantom: Vec<_> = documented.difference(&source).collect();
+        assert!(
+            phantom.is_empty(),
+            "the OpenAPI document describes routes the router does not have: {phantom:?}"
+        );
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_1_and_errors_are_problem_json() {
+        let doc: serde_json::Value = serde_json::from_str(document()).unwrap_or_default();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let create = &doc["paths"]["/publisher/{publisherId}/ad"]["post"];
+        assert!(
+            create["responses"]["422"]["content"][PROBLEM_JSON]["schema"]["$ref"]
+                .as_str()
+                .is_some_and(|r| r.ends_with("/Problem")),
+            "422 of a create is not a problem document: {}",
+            create["responses"]["422"]
+        );
+        assert!(create["responses"]["503"]["headers"]["Retry-After"].is_object());
+        let problem = &doc["components"]["schemas"]["Problem"];
+        assert!(problem["properties"]["type"].is_object(), "{problem}");
+        assert!(problem["properties"]["requestId"].is_object(), "{problem}");
+    }
+}
