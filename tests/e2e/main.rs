@@ -32,6 +32,7 @@ mod deterministic;
 mod maintenance;
 mod moves;
 mod opensearch;
+mod power_loss;
 mod seed_flows;
 mod support;
 mod verify;
