@@ -271,6 +271,9 @@ async fn client_loop(c: usize, base: String, model: Arc<Mutex<Model>>, seed: u64
     }
 }
 
+/// A GET's status and body, or why no answer came.
+type Fetched = Result<(StatusCode, Value), String>;
+
 /// After a reboot: compares the server with the model, resolves what was in flight, and
 /// returns every violation found (empty: all is well).
 async fn check_after_cut(
@@ -287,24 +290,23 @@ async fn check_after_cut(
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let results: Vec<(String, Result<(StatusCode, Value), String>)> =
-        futures::stream::iter(ads.iter().map(|(id, ad)| {
-            let http = http.clone();
-            let url = format!("{base}/publisher/{}/ad/{id}", ad.publisher);
-            async move {
-                let r = match fetch(http.get(url)).await {
-                    Ok(resp) => Ok((
-                        resp.status,
-                        serde_json::from_str(&resp.text).unwrap_or(Value::Null),
-                    )),
-                    Err(e) => Err(e.to_string()),
-                };
-                (id.clone(), r)
-            }
-        }))
-        .buffer_unordered(16)
-        .collect()
-        .await;
+    let results: Vec<(String, Fetched)> = futures::stream::iter(ads.iter().map(|(id, ad)| {
+        let http = http.clone();
+        let url = format!("{base}/publisher/{}/ad/{id}", ad.publisher);
+        async move {
+            let r = match fetch(http.get(url)).await {
+                Ok(resp) => Ok((
+                    resp.status,
+                    serde_json::from_str(&resp.text).unwrap_or(Value::Null),
+                )),
+                Err(e) => Err(e.to_string()),
+            };
+            (id.clone(), r)
+        }
+    }))
+    .buffer_unordered(16)
+    .collect()
+    .await;
     for (id, result) in results {
         totals.ads_checked += 1;
         let ad = model.ads.get_mut(&id).expect("ad");
@@ -540,6 +542,23 @@ async fn check_after_cut(
 
 async fn verify_offline(data_dir: &Path) -> Result<(), String> {
     if !data_dir.join("journal").exists() {
+        let listing = |p: &Path| {
+            std::fs::read_dir(p)
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_else(|e| e.to_string())
+        };
+        // Not an error by itself (a cut before the first start finished), but say so: the
+        // checks that follow then find every acknowledged write missing.
+        println!(
+            "no journal after the cut; data dir: [{}], its parent: [{}]",
+            listing(data_dir),
+            listing(data_dir.parent().unwrap_or(data_dir))
+        );
         return Ok(());
     }
     let dir = data_dir.to_string_lossy().into_owned();
@@ -605,18 +624,22 @@ async fn run_cuts(
     let mut totals = Totals::default();
     for round in 0..=cuts {
         let fs = adledger_powerfs::mount(&backing, &mnt).unwrap_or_else(|e| panic!("{e}"));
-        if round > 0 {
-            if let Err(e) = verify_offline(&data_dir).await {
-                return Err((round, vec![e]));
-            }
+        if round > 0
+            && let Err(e) = verify_offline(&data_dir).await
+        {
+            return Err((round, vec![e]));
         }
         let mut server = match start_server(&data_dir, &log, unsafe_skip).await {
             Ok(server) => server,
             Err(e) => return Err((round, vec![e])),
         };
         if round > 0 {
-            let mut m = model.lock().expect("model");
+            // No client runs between rounds: the model is taken out so no lock is held
+            // across the checks' awaits, and put back after.
+            let mut m = std::mem::take(&mut *model.lock().expect("model"));
             let problems = check_after_cut(&server.base, &mut m, &mut rng, &mut totals).await;
+            totals.acked_writes = m.acked_writes;
+            *model.lock().expect("model") = m;
             if !problems.is_empty() {
                 server.kill().await;
                 let mut problems = problems;
@@ -626,7 +649,6 @@ async fn run_cuts(
                 drop(fs);
                 return Err((round, problems));
             }
-            totals.acked_writes = m.acked_writes;
         }
         if round == cuts {
             server.kill().await;

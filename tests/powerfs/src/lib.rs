@@ -821,10 +821,10 @@ impl Mounted {
             // The session thread ends with "connection aborted" (or "no such device") when
             // the kernel tears the connection down at unmount: that is the expected end.
             // What matters is that the mount is gone, checked below.
-            if let Err(e) = session.umount_and_join() {
-                if !matches!(e.raw_os_error(), Some(103 | 19)) {
-                    return Err(e);
-                }
+            if let Err(e) = session.umount_and_join()
+                && !matches!(e.raw_os_error(), Some(103 | 19))
+            {
+                return Err(e);
             }
         }
         let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
