@@ -35,6 +35,7 @@ mod maintenance;
 mod moves;
 mod openapi;
 mod opensearch;
+mod power_loss;
 mod seed_flows;
 mod support;
 mod verify;

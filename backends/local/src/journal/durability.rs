@@ -19,6 +19,13 @@
 //! So after `flush` this module fdatasyncs every blob file not yet synced and the
 //! `blobs/` directory, then the `db` file itself; and at open it syncs whatever exists,
 //! including the directories, so the database's own creation is durable.
+//!
+//! Test-only switch: `ADLEDGER_UNSAFE_SKIP_FDATASYNC=1` makes [`Durability::sync`] skip
+//! every fsync after `flush` (see [`UNSAFE_SKIP_FDATASYNC_VAR`]). It exists so the
+//! power-loss test (`tests/e2e/power_loss.rs`) can prove that it catches a journal that
+//! acknowledges writes it has not made durable. Never set it anywhere else: with it,
+//! every acknowledged write can vanish in a power cut. A loud warning goes to stderr
+//! when it is set.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -38,6 +45,8 @@ pub(super) struct Durability {
     /// Blob files already synced; blobs never change once written (sled writes them with
     /// `create_new`), so each is synced once.
     synced_blobs: HashSet<OsString>,
+    /// `ADLEDGER_UNSAFE_SKIP_FDATASYNC` was set: acknowledge without syncing (tests only).
+    unsafe_skip_sync: bool,
     /// Set when a sync failed. After a failed fsync the kernel may have dropped the dirty
     /// pages and cleared the error, so a later fsync can succeed without the data being on
     /// disk: the only safe answer is to refuse writes until a restart re-reads the disk.
@@ -61,6 +70,7 @@ impl Durability {
             db_path,
             blobs_dir: dir.join("blobs"),
             synced_blobs: HashSet::new(),
+            unsafe_skip_sync: unsafe_skip_fdatasync(),
             poisoned: None,
         };
         durability.sync_new_blobs()?;
@@ -70,6 +80,16 @@ impl Durability {
         sync_dir(dir)?;
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             sync_dir(parent)?;
+            // `create_dir_all` may have created the data directory too (first start): its
+            // own entry lives in *its* parent, and without this sync a power cut after the
+            // first acknowledged writes could take the whole data directory away (found by
+            // the power-loss test). Ancestors further up existed before us, but syncing
+            // them is cheap and harmless; one we cannot open was not created by us.
+            for ancestor in parent.ancestors().skip(1) {
+                if !ancestor.as_os_str().is_empty() {
+                    let _ = sync_dir(ancestor);
+                }
+            }
         }
         Ok(durability)
     }
@@ -94,6 +114,9 @@ impl Durability {
     fn sync_inner(&mut self, db: &sled::Db) -> Result<(), LocalError> {
         // Writes the log buffers (and any blob files they reference) to the OS.
         db.flush()?;
+        if self.unsafe_skip_sync {
+            return Ok(());
+        }
         // Blobs first: a log record on disk that points at a blob not on disk would be
         // worse than a missing record.
         if self.sync_new_blobs()? {
@@ -152,6 +175,23 @@ impl Durability {
         self.synced_blobs = present;
         Ok(synced_any)
     }
+}
+
+/// The variable of the test-only switch that disables the journal's fsyncs after writes
+/// (not those at open). Only the power-loss test sets it, to prove it detects the loss.
+const UNSAFE_SKIP_FDATASYNC_VAR: &str = "ADLEDGER_UNSAFE_SKIP_FDATASYNC";
+
+/// Whether the test-only switch is on (`1`); warns loudly on stderr, once per journal
+/// opened, if so (this crate does not log; stderr reaches the operator all the same).
+fn unsafe_skip_fdatasync() -> bool {
+    let on = std::env::var_os(UNSAFE_SKIP_FDATASYNC_VAR).is_some_and(|v| v == "1");
+    if on {
+        eprintln!(
+            "WARNING: {UNSAFE_SKIP_FDATASYNC_VAR}=1 — journal fsync disabled (test-only switch); \
+             acknowledged writes will be lost on power failure"
+        );
+    }
+    on
 }
 
 fn sync_path(path: &Path) -> Result<(), LocalError> {
