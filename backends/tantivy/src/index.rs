@@ -75,8 +75,9 @@ impl TantivySearchIndex {
     /// Opens (creating if missing) a search index in `path`.
     ///
     /// Fails with a backend error naming `path` if another process (or another open
-    /// index in this process) is writing it, or if it was built with another schema (then
-    /// delete the directory: the projection rebuilds it from the journal).
+    /// index in this process) is writing it. An index built with another schema (by an
+    /// earlier adledger) is started empty, with a warning: the projection rebuilds it from
+    /// the journal.
     pub fn open(path: &Path) -> Result<TantivySearchIndex> {
         Self::open_index(path).map_err(Into::into)
     }
@@ -89,17 +90,26 @@ impl TantivySearchIndex {
         std::fs::create_dir_all(path).map_err(|e| open_error(Box::new(e)))?;
         let directory = MmapDirectory::open(path).map_err(|e| open_error(Box::new(e)))?;
         let schema = AdSchema::new();
-        let index =
-            Index::open_or_create(directory, schema.schema.clone()).map_err(|e| match e {
-                TantivyError::SchemaError(_) => open_error(
-                    format!(
-                        "{e}; it was built by another version of adledger: delete the \
-                         directory and the projection rebuilds it from the journal"
-                    )
-                    .into(),
-                ),
-                other => open_error(Box::new(other)),
-            })?;
+        let index = match Index::open_or_create(directory, schema.schema.clone()) {
+            Ok(index) => index,
+            // Built by an adledger with another document layout (an upgrade). The index is
+            // a projection: start it empty and the projector refills it from the journal,
+            // instead of refusing to start and asking the operator to delete it by hand.
+            Err(TantivyError::SchemaError(reason)) => {
+                tracing::warn!(
+                    path = %path.display(),
+                    %reason,
+                    "search index built with another schema (an earlier adledger): \
+                     starting it empty; it is rebuilt from the journal"
+                );
+                std::fs::remove_dir_all(path).map_err(|e| open_error(Box::new(e)))?;
+                std::fs::create_dir_all(path).map_err(|e| open_error(Box::new(e)))?;
+                let directory = MmapDirectory::open(path).map_err(|e| open_error(Box::new(e)))?;
+                Index::create(directory, schema.schema.clone(), Default::default())
+                    .map_err(|e| open_error(Box::new(e)))?
+            }
+            Err(other) => return Err(open_error(Box::new(other))),
+        };
         AdSchema::register_analyzer(&index);
         let writer = index
             .writer_with_num_threads(1, WRITER_MEMORY_BYTES)

@@ -297,3 +297,34 @@ async fn checkpoint_survives_reopen_and_clear_resets_it() {
     assert_eq!(empty.checkpoint().await.unwrap(), 0);
     assert_eq!(empty.search(&query("")).await.unwrap().total, 0);
 }
+
+/// An index left by an earlier adledger (another document layout) does not stop the
+/// server: it is started empty, so the projection refills it from the journal.
+#[tokio::test]
+async fn an_index_with_another_schema_is_started_empty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let mut builder = tantivy::schema::Schema::builder();
+        let title = builder.add_text_field("title", tantivy::schema::TEXT);
+        let old = tantivy::Index::create_in_dir(dir.path(), builder.build()).expect("old index");
+        let mut writer: tantivy::IndexWriter = old.writer(15_000_000).expect("writer");
+        writer
+            .add_document(tantivy::doc!(title => "from an earlier layout"))
+            .expect("add");
+        writer.commit().expect("commit");
+    }
+    let index = TantivySearchIndex::open(dir.path()).expect("opens despite the old layout");
+    assert_eq!(
+        index.checkpoint().await.expect("checkpoint"),
+        0,
+        "starts empty"
+    );
+    let page = index
+        .search(&SearchQuery {
+            text: "earlier".into(),
+            ..SearchQuery::default()
+        })
+        .await
+        .expect("search");
+    assert_eq!(page.total, 0, "nothing of the old index is served");
+}
