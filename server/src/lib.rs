@@ -22,7 +22,8 @@
 //!   by the routes: [`body`] (JSON bodies: 415/413/400), [`headers`] (`If-Match`,
 //!   `Idempotency-Key`, ETags), [`params`] (query parameters: 400 naming the
 //!   parameter), [`views`] (the response JSON), [`error`] (RFC 9457 problems and the
-//!   engine-error → status mapping).
+//!   engine-error → status mapping), [`wire_schema`] (the wire format described for
+//!   [`openapi`]).
 //! - [`backend`]: the one place storage is opened, the one `match` that turns a
 //!   [`config::Config`] into the engine's ports.
 //! - [`config`]: the storage flags every subcommand shares
@@ -58,6 +59,7 @@ pub mod snapshot_store;
 pub mod state;
 pub mod verify_cmd;
 pub mod views;
+pub mod wire_schema;
 
 pub use app::app;
 pub use state::AppState;

@@ -218,17 +218,17 @@ fn time_field(
 #[utoipa::path(
     post, path = "/admin/replay", tag = "operations",
     params(("Authorization" = Option<String>, Header, description = "`Bearer <admin token>`")),
-    request_body(content = Option<crate::openapi::ReplayRequest>, content_type = "application/json"),
+    request_body(content = Option<crate::wire_schema::ReplayRequest>, content_type = "application/json"),
     responses(
         (status = 200, description = "`{replayed, ads}`: what was replayed (at most 100 ads shown)", body = Object),
-        (status = 401, description = "No `Authorization: Bearer` header", body = crate::openapi::Problem, content_type = "application/problem+json", headers(("WWW-Authenticate" = String))),
-        (status = 403, description = "Not the admin token", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The admin routes are disabled (no admin token configured), or an unknown ad", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "Malformed JSON", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 408, description = "The body was not received in time", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over 64 KiB", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not declared as JSON", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "An invalid or unknown field", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No `Authorization: Bearer` header", body = crate::wire_schema::Problem, content_type = "application/problem+json", headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "Not the admin token", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The admin routes are disabled (no admin token configured), or an unknown ad", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body was not received in time", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 64 KiB", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not declared as JSON", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An invalid or unknown field", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
     ),
 )]
 pub async fn replay(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
@@ -304,18 +304,18 @@ pub async fn replay(State(state): State<AppState>, headers: HeaderMap, body: Bod
 #[utoipa::path(
     post, path = "/admin/rebuild", tag = "operations",
     params(("Authorization" = Option<String>, Header, description = "`Bearer <admin token>`")),
-    request_body(content = Option<crate::openapi::RebuildRequest>, content_type = "application/json"),
+    request_body(content = Option<crate::wire_schema::RebuildRequest>, content_type = "application/json"),
     responses(
         (status = 200, description = "`{report, diff, swapped: false}`: the shadow rebuild and its differences from the live read models", body = Object),
-        (status = 401, description = "No `Authorization: Bearer` header", body = crate::openapi::Problem, content_type = "application/problem+json", headers(("WWW-Authenticate" = String))),
-        (status = 403, description = "Not the admin token", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The admin routes are disabled (no admin token configured)", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 400, description = "Malformed JSON", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 408, description = "The body was not received in time", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over 64 KiB", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not declared as JSON", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "An invalid or unknown field", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "In-place or swapping rebuilds need a stopped server (`adledger rebuild`)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No `Authorization: Bearer` header", body = crate::wire_schema::Problem, content_type = "application/problem+json", headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "Not the admin token", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The admin routes are disabled (no admin token configured)", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body was not received in time", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 64 KiB", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not declared as JSON", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An invalid or unknown field", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "In-place or swapping rebuilds need a stopped server (`adledger rebuild`)", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
     ),
 )]
 pub async fn rebuild_shadow(
@@ -396,9 +396,9 @@ pub async fn rebuild_shadow(
     params(("Authorization" = Option<String>, Header, description = "`Bearer <admin token>`")),
     responses(
         (status = 201, description = "`{id, header}`: the snapshot taken", body = Object),
-        (status = 401, description = "No `Authorization: Bearer` header", body = crate::openapi::Problem, content_type = "application/problem+json", headers(("WWW-Authenticate" = String))),
-        (status = 403, description = "Not the admin token", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The admin routes are disabled (no admin token configured)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No `Authorization: Bearer` header", body = crate::wire_schema::Problem, content_type = "application/problem+json", headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "Not the admin token", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The admin routes are disabled (no admin token configured)", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
     ),
 )]
 pub async fn snapshot_create(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -423,9 +423,9 @@ pub async fn snapshot_create(State(state): State<AppState>, headers: HeaderMap) 
     params(("Authorization" = Option<String>, Header, description = "`Bearer <admin token>`")),
     responses(
         (status = 200, description = "`{snapshots: [{id, header}]}`", body = Object),
-        (status = 401, description = "No `Authorization: Bearer` header", body = crate::openapi::Problem, content_type = "application/problem+json", headers(("WWW-Authenticate" = String))),
-        (status = 403, description = "Not the admin token", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The admin routes are disabled (no admin token configured)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No `Authorization: Bearer` header", body = crate::wire_schema::Problem, content_type = "application/problem+json", headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "Not the admin token", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The admin routes are disabled (no admin token configured)", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
     ),
 )]
 pub async fn snapshot_list(State(state): State<AppState>, headers: HeaderMap) -> Response {

@@ -35,20 +35,20 @@ const MAX_LIST_LIMIT: usize = 1000;
         ("publisherId" = String, Path, description = "1–128 characters of letters, digits, `_`, `.` or `-`", pattern = "^[A-Za-z0-9_.-]{1,128}$"),
         ("Idempotency-Key" = Option<String>, Header, description = "1–255 visible ASCII characters: a retry with the same key and body returns the same ad (201, `Idempotency-Replayed: true`)", min_length = 1, max_length = 255),
     ),
-    request_body(content = crate::openapi::NewAd, content_type = "application/json"),
+    request_body(content = crate::wire_schema::NewAd, content_type = "application/json"),
     responses(
-        (status = 201, description = "Created (or replayed with the same idempotency key)", body = crate::openapi::Ad, headers(
+        (status = 201, description = "Created (or replayed with the same idempotency key)", body = crate::wire_schema::Ad, headers(
             ("Location" = String, description = "/publisher/{p}/ad/{adId}"),
             ("ETag" = String, description = "`\"0\"`: the version"),
             ("X-Ledger-Sequence" = u64, description = "The journal block of the change"),
             ("Idempotency-Replayed" = String, description = "`true` when answered from an earlier request with the same key"),
         )),
-        (status = 400, description = "Malformed JSON or a malformed `Idempotency-Key` header", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 408, description = "The body was not received in time", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The journal stayed contended after retries; retry", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over 64 KiB", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not declared as JSON", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "An invalid field (`field` names it), an invalid publisher id, or an idempotency key reused with another body", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON or a malformed `Idempotency-Key` header", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body was not received in time", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The journal stayed contended after retries; retry", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 64 KiB", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not declared as JSON", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An invalid field (`field` names it), an invalid publisher id, or an idempotency key reused with another body", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
     ),
 )]
 pub async fn create(
@@ -112,11 +112,11 @@ pub async fn create(
         ("cursor" = Option<String>, Query, description = "The `cursor` of the previous page's `Link` header (an adId); empty: absent", pattern = "^([0-7][0-9A-HJKMNP-TV-Z]{25})?$"),
     ),
     responses(
-        (status = 200, description = "Live ads ordered by adId", body = [crate::openapi::Ad], headers(
+        (status = 200, description = "Live ads ordered by adId", body = [crate::wire_schema::Ad], headers(
             ("Link" = String, description = "`</publisher/{p}/ad?limit=N&cursor=C>; rel=\"next\"` when more ads follow"),
         )),
-        (status = 400, description = "a malformed, unknown or repeated query parameter", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The publisher id cannot exist", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "a malformed, unknown or repeated query parameter", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The publisher id cannot exist", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
     ),
 )]
 pub async fn list(
@@ -175,12 +175,12 @@ pub async fn list(
     ),
     responses(
         (status = 200, description = "The ad (current or `asOf`), or with `versions=true` an array of revisions", content(
-            (crate::openapi::AdOrRevisions = "application/json"),
+            (crate::wire_schema::AdOrRevisions = "application/json"),
         ), headers(("ETag" = String, description = "`\"V\"`: the current version (not with `versions` or `asOf`)"))),
         (status = 304, description = "Not modified: the ad is at the version of `If-None-Match`", headers(("ETag" = String))),
-        (status = 400, description = "a malformed, unknown or repeated query parameter (`from`/`to` without `versions=true`, `asOf` with it, a time that is not RFC 3339)", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown ad, another publisher's ad, or `asOf` before the ad existed", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 410, description = "The ad was deleted (by `asOf`)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "a malformed, unknown or repeated query parameter (`from`/`to` without `versions=true`, `asOf` with it, a time that is not RFC 3339)", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown ad, another publisher's ad, or `asOf` before the ad existed", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The ad was deleted (by `asOf`)", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
     ),
 )]
 pub async fn get(
@@ -250,21 +250,21 @@ pub async fn get(
         ("adId" = String, Path, description = "The ad's id (a 26-character ULID)", pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
         ("If-Match" = Option<String>, Header, pattern = "^(\\*|(W/)?\"[0-9]{1,19}\"|[0-9]{1,19})$", description = "`\"V\"`: update only if the ad is at version V (else 412)"),
     ),
-    request_body(content = crate::openapi::AdChanges, content_type = "application/json"),
+    request_body(content = crate::wire_schema::AdChanges, content_type = "application/json"),
     responses(
-        (status = 200, description = "The updated ad (unchanged, and nothing appended, when the patch changes nothing)", body = crate::openapi::Ad, headers(
+        (status = 200, description = "The updated ad (unchanged, and nothing appended, when the patch changes nothing)", body = crate::wire_schema::Ad, headers(
             ("ETag" = String, description = "`\"V\"`: the new version"),
             ("X-Ledger-Sequence" = u64, description = "The journal block of the change"),
         )),
-        (status = 400, description = "Malformed JSON or a malformed `If-Match` header", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown ad or another publisher's", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 408, description = "The body was not received in time", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The journal stayed contended after retries; retry", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 410, description = "The ad was deleted", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 412, description = "`If-Match` names a version the ad is no longer at", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over 64 KiB", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not declared as JSON", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "An invalid field (`field` names it)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON or a malformed `If-Match` header", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown ad or another publisher's", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body was not received in time", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The journal stayed contended after retries; retry", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The ad was deleted", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` names a version the ad is no longer at", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 64 KiB", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not declared as JSON", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "An invalid field (`field` names it)", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
     ),
 )]
 pub async fn update(
@@ -309,11 +309,11 @@ pub async fn update(
         (status = 204, description = "Deleted; the history stays readable", headers(
             ("X-Ledger-Sequence" = u64, description = "The journal block of the change"),
         )),
-        (status = 400, description = "A malformed `If-Match` header", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown ad or another publisher's", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The journal stayed contended after retries; retry", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 410, description = "The ad was already deleted", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 412, description = "`If-Match` names a version the ad is no longer at", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A malformed `If-Match` header", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown ad or another publisher's", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The journal stayed contended after retries; retry", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The ad was already deleted", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` names a version the ad is no longer at", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
     ),
 )]
 pub async fn delete(

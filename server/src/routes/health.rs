@@ -92,8 +92,8 @@ impl From<ProjectorRole> for ProjectorHealth {
 #[utoipa::path(
     get, path = "/healthz", tag = "operations",
     responses(
-        (status = 200, description = "Alive, with how far the journal and the read models have got", body = crate::openapi::Health),
-        (status = 400, description = "A query parameter (this route takes none)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Alive, with how far the journal and the read models have got", body = crate::wire_schema::Health),
+        (status = 400, description = "A query parameter (this route takes none)", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
     ),
 )]
 pub async fn healthz(State(state): State<AppState>, query: RawPairs) -> Result<Response, ApiError> {

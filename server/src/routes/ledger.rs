@@ -29,9 +29,9 @@ use crate::views::{ConsistencyView, DigestView, ProofBundleView};
 #[utoipa::path(
     get, path = "/ledger/digest", tag = "ledger",
     responses(
-        (status = 200, description = "The digest of everything committed so far", body = crate::openapi::Digest),
-        (status = 400, description = "A query parameter (this route takes none)", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The journal is empty", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The digest of everything committed so far", body = crate::wire_schema::Digest),
+        (status = 400, description = "A query parameter (this route takes none)", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The journal is empty", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
     ),
 )]
 pub async fn digest(State(state): State<AppState>, query: RawPairs) -> Result<Response, ApiError> {
@@ -50,9 +50,9 @@ pub async fn digest(State(state): State<AppState>, query: RawPairs) -> Result<Re
         ("to" = Option<u64>, Query, description = "The sequence of the later digest (default: the tip)"),
     ),
     responses(
-        (status = 200, description = "Proof that the digest at `from` is a prefix of the digest at `to`", body = crate::openapi::Consistency),
-        (status = 400, description = "a malformed, unknown or repeated query parameter, `from` missing, `from > to` or `to` past the tip", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "The journal is empty", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Proof that the digest at `from` is a prefix of the digest at `to`", body = crate::wire_schema::Consistency),
+        (status = 400, description = "a malformed, unknown or repeated query parameter, `from` missing, `from > to` or `to` past the tip", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The journal is empty", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
     ),
 )]
 pub async fn consistency(
@@ -108,9 +108,9 @@ pub async fn consistency(
         ("digestSequence" = Option<u64>, Query, description = "The digest to prove against (default: the tip); at least the revision's block"),
     ),
     responses(
-        (status = 200, description = "The proof bundle", body = crate::openapi::ProofBundle),
-        (status = 400, description = "a malformed, unknown or repeated query parameter, or a `digestSequence` past the tip or before the revision's block", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown ad or version", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The proof bundle", body = crate::wire_schema::ProofBundle),
+        (status = 400, description = "a malformed, unknown or repeated query parameter, or a `digestSequence` past the tip or before the revision's block", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown ad or version", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
     ),
 )]
 pub async fn proof(

@@ -43,9 +43,9 @@ const MAX_QUERY_CHARS: usize = 1_000;
         ("cursor" = Option<String>, Query, description = "The `nextCursor` of the previous page", pattern = "^([0-9]{1,5})?$"),
     ),
     responses(
-        (status = 200, description = "A page of matching ads", body = crate::openapi::SearchResults),
-        (status = 400, description = "a malformed, unknown or repeated query parameter (`minPrice` above `maxPrice`, a `cursor` past 10,000)", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "OpenSearch only: a cursor past the first 10,000 hits, or a query over the clause limit", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "A page of matching ads", body = crate::wire_schema::SearchResults),
+        (status = 400, description = "a malformed, unknown or repeated query parameter (`minPrice` above `maxPrice`, a `cursor` past 10,000)", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "OpenSearch only: a cursor past the first 10,000 hits, or a query over the clause limit", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
     ),
 )]
 pub async fn search(State(state): State<AppState>, query: RawPairs) -> Result<Response, ApiError> {
@@ -120,8 +120,8 @@ pub async fn search(State(state): State<AppState>, query: RawPairs) -> Result<Re
     get, path = "/", tag = "search",
     params(("q" = Option<String>, Query, description = "Free text (empty: the newest ads)", max_length = 1000)),
     responses(
-        (status = 200, description = "At most 25 ads", body = [crate::openapi::Ad]),
-        (status = 400, description = "a malformed, unknown or repeated query parameter", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "At most 25 ads", body = [crate::wire_schema::Ad]),
+        (status = 400, description = "a malformed, unknown or repeated query parameter", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
     ),
 )]
 pub async fn seed_search(
