@@ -18,6 +18,8 @@
 //! | `crash` (kill -9, restart, check what survived) | ✓ | ✓ | |
 //! | `maintenance`, `verify` (sled and tantivy files touched directly) | ✓ | | |
 //! | `edge` (timeouts, limits, shedding, shutdown: the same on every backend) | ✓ | | |
+//! | `openapi` (the document against the routes served) | ✓ | | |
+//! | `power_loss` (a FUSE filesystem that forgets what was not synced) | ✓ | | |
 //! | `aws_two_servers`, `opensearch` | | ✓ | |
 //! | `moves` (local → AWS → local) | ✓ | ✓ | |
 //!
