@@ -3,7 +3,7 @@
 //! `docker run -p 9200:9200 -e discovery.type=single-node -e
 //! DISABLE_SECURITY_PLUGIN=true opensearchproject/opensearch:2`).
 //!
-//! Every test is `#[ignore]`d, so the runner reports them as not run: no OpenSearch can
+//! Every test is `#[ignore = "needs OPENSEARCH_URL …"]`d, so the runner reports them as not run: no OpenSearch can
 //! be installed on the CI machine, where `opensearch_contract.rs` checks the adapter
 //! against a loopback server instead. Run them with the variable set and `--ignored`:
 //! `OPENSEARCH_URL=http://127.0.0.1:9200 cargo test -p adledger-aws --test
