@@ -71,6 +71,7 @@ fn build(n: u64) -> MemoryJournal {
                 version: 0,
                 tx_id: tx_id.clone(),
                 tx_time,
+                actor: None,
             },
             event: EventKind::AdCreated,
         };

@@ -16,12 +16,13 @@
 //! # Hashes
 //!
 //! `revision hash = SHA-256(revision bytes)`; `block hash = SHA-256(header bytes)`, and the
-//! header holds the sequence number, transaction id and time, the previous block's hash and
-//! the revision hashes, so the block hash covers all of them and, through the chain, every
-//! block before it.
+//! header holds the sequence number, transaction id and time, the previous block's hash,
+//! the revision hashes and the actor, so the block hash covers all of them and, through
+//! the chain, every block before it.
 
 use chrono::{DateTime, Utc};
 
+use crate::actor::Actor;
 use crate::codec::{self, BlockHeader, IdempotencyTag};
 use crate::error::{Error, Result};
 use crate::hash::Hash;
@@ -124,18 +125,24 @@ pub fn seal(
     previous_hash: Hash,
     bodies: Vec<RevisionBody>,
 ) -> Result<(Block, EncodedBlock)> {
-    seal_with_key(sequence, tx_id, tx_time, previous_hash, bodies, None)
+    seal_with(sequence, tx_id, tx_time, previous_hash, bodies, None, None)
 }
 
-/// Like [`seal`], for a create that carried an idempotency key.
-pub(crate) fn seal_with_key(
+/// Like [`seal`], with the header's optional parts: the idempotency key of a create that
+/// carried one, and the authenticated caller. The actor is the header's; whatever the
+/// bodies' `metadata.actor` says is replaced by it, so a sealed block reads back equal.
+pub fn seal_with(
     sequence: u64,
     tx_id: &str,
     tx_time: DateTime<Utc>,
     previous_hash: Hash,
-    bodies: Vec<RevisionBody>,
+    mut bodies: Vec<RevisionBody>,
     idempotency: Option<IdempotencyTag>,
+    actor: Option<Actor>,
 ) -> Result<(Block, EncodedBlock)> {
+    for body in &mut bodies {
+        body.metadata.actor.clone_from(&actor);
+    }
     let encoded: Vec<Vec<u8>> = bodies
         .iter()
         .map(codec::encode_revision)
@@ -148,6 +155,7 @@ pub(crate) fn seal_with_key(
         previous_hash,
         revision_hashes: revision_hashes.clone(),
         idempotency,
+        actor,
     };
     let header_bytes = codec::encode_header(&header)?;
     let hash = Hash::of(&header_bytes);
@@ -231,7 +239,8 @@ pub fn open(stored: &EncodedBlock) -> Result<Block> {
                 "revision {i} ({what}) hashes to {hash}, the header says {expected}"
             )));
         }
-        let body = codec::decode_revision(bytes).map_err(|e| broken(e.to_string()))?;
+        let mut body = codec::decode_revision(bytes).map_err(|e| broken(e.to_string()))?;
+        body.metadata.actor.clone_from(&header.actor);
         revisions.push(Revision {
             block_address: address.clone(),
             hash,

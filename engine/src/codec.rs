@@ -18,12 +18,19 @@
 //! ```text
 //! { format: 1, sequenceNo: int, txId: string, txTime: timestamp,
 //!   previousHash: blob(32), revisionHashes: [blob(32)…],
-//!   idempotencyKey: string, requestHash: blob(32) }   // last two only for a create
-//! ```                                                 // that carried an Idempotency-Key
+//!   idempotencyKey: string, requestHash: blob(32),   // only for a create that carried
+//!                                                    // an Idempotency-Key
+//!   actorSub: string, actorIss: string }             // only when the caller was
+//! ```                                                 // authenticated
 //!
 //! The idempotency key is part of the hashed header, so the idempotency index is derived
 //! from the journal like every other index: an exported and re-imported journal still
 //! answers a retried create with the ad it created the first time.
+//!
+//! The actor (the authenticated caller's `sub` and `iss`, see [`crate::actor`]) is part of
+//! the hashed header too, so who committed a block is as tamper-evident as what it holds.
+//! Both optional parts are absent when unused, which is why headers written before they
+//! existed are still format 1 and still hash to what they always did.
 //!
 //! Hashes are SHA-256 over exactly these bytes. Any change to field order, types or the
 //! writer's output is a new format version, because it changes every hash.
@@ -34,6 +41,7 @@ use rust_decimal::Decimal;
 
 mod fast;
 
+use crate::actor::Actor;
 use crate::ad::Ad;
 use crate::error::{Error, Result};
 use crate::hash::Hash;
@@ -57,6 +65,8 @@ pub struct BlockHeader {
     pub revision_hashes: Vec<Hash>,
     /// The idempotency key of the create this block commits, if it carried one.
     pub idempotency: Option<IdempotencyTag>,
+    /// The authenticated caller who committed the block, if there was one.
+    pub actor: Option<Actor>,
 }
 
 /// The client's idempotency key for a create and the fingerprint of its request body.
@@ -201,6 +211,11 @@ pub(crate) fn encode_header(header: &BlockHeader) -> Result<Vec<u8>> {
                 Element::blob(tag.request_hash.as_bytes().as_slice()),
             );
     }
+    if let Some(actor) = &header.actor {
+        fields = fields
+            .with_field("actorSub", actor.sub.as_str())
+            .with_field("actorIss", actor.iss.as_str());
+    }
     Element::from(fields.build())
         .encode_as(Binary)
         .map_err(ion_err)
@@ -320,6 +335,7 @@ fn reference_decode_revision(bytes: &[u8]) -> Result<RevisionBody> {
             version: uint(m, "version")?,
             tx_id: text(m, "txId")?,
             tx_time: time(m, "txTime")?,
+            actor: None,
         },
         event,
     })
@@ -357,6 +373,13 @@ fn reference_decode_header(bytes: &[u8]) -> Result<BlockHeader> {
                     .ok_or_else(|| corrupt("field `idempotencyKey` is not text"))?
                     .to_string(),
                 request_hash: hash_of(field(s, "requestHash")?, "requestHash")?,
+            }),
+        },
+        actor: match s.get("actorSub") {
+            None => None,
+            Some(_) => Some(Actor {
+                sub: text(s, "actorSub")?,
+                iss: text(s, "actorIss")?,
             }),
         },
     })

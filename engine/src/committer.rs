@@ -18,6 +18,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::actor::Actor;
 use crate::ad::{Ad, AdKey, AdPatch};
 use crate::batch;
 use crate::block::{self, EncodedBlock};
@@ -39,6 +40,8 @@ const HEAD_CACHE_LIMIT: usize = 200_000;
 #[derive(Debug)]
 pub(crate) struct Request {
     pub command: Command,
+    /// The authenticated caller, recorded in the block's header.
+    pub actor: Option<Actor>,
     pub reply: oneshot::Sender<Result<Outcome>>,
 }
 
@@ -90,6 +93,8 @@ struct Plan {
     touched: HashMap<AdKey, Touched>,
     /// Where each ad's head update is in `batch.heads`.
     heads: batch::HeadIndex,
+    /// The caller of the command being planned: its blocks' actor.
+    actor: Option<Actor>,
 }
 
 impl Committer {
@@ -185,7 +190,10 @@ impl Committer {
             {
                 break Err(e);
             }
-            let commands: Vec<&Command> = requests.iter().map(|r| &r.command).collect();
+            let commands: Vec<(&Command, Option<&Actor>)> = requests
+                .iter()
+                .map(|r| (&r.command, r.actor.as_ref()))
+                .collect();
             let plan = match self.plan(&commands).await {
                 Ok(plan) => plan,
                 Err(e) => break Err(e),
@@ -266,7 +274,7 @@ impl Committer {
         Ok(Some(head))
     }
 
-    async fn plan(&mut self, commands: &[&Command]) -> Result<Plan> {
+    async fn plan(&mut self, commands: &[(&Command, Option<&Actor>)]) -> Result<Plan> {
         let mut plan = Plan {
             batch: AppendBatch {
                 expected_last: self.tip.map(|t| t.sequence),
@@ -277,9 +285,11 @@ impl Committer {
             frontier: self.frontier.clone(),
             touched: HashMap::new(),
             heads: batch::HeadIndex::default(),
+            actor: None,
         };
         let mut keys_in_batch: HashMap<(String, String), (Hash, Outcome)> = HashMap::new();
-        for command in commands {
+        for &(command, actor) in commands {
+            plan.actor = actor.cloned();
             let result = match command {
                 Command::CreateAd {
                     publisher_id,
@@ -548,16 +558,18 @@ impl Committer {
                 version,
                 tx_id: tx_id.clone(),
                 tx_time,
+                actor: None,
             },
             event,
         };
-        let (block, encoded): (_, EncodedBlock) = block::seal_with_key(
+        let (block, encoded): (_, EncodedBlock) = block::seal_with(
             sequence,
             &tx_id,
             tx_time,
             previous_hash,
             vec![body],
             idempotency,
+            plan.actor.clone(),
         )?;
         batch::add_block(&mut plan.batch, &mut plan.frontier, &block.hash, encoded);
         plan.tip = Some(Tip {

@@ -121,12 +121,13 @@ pub async fn revision_evidence(
             .filter(|body| body.key() == *key && body.metadata.version == version)
             .map(|body| (i, bytes, body))
     });
-    let Some((revision_index, bytes, body)) = found else {
+    let Some((revision_index, bytes, mut body)) = found else {
         return Err(broken(format!(
             "the block holds no revision of ad {} version {version}",
             key.ad_id
         )));
     };
+    body.metadata.actor.clone_from(&header.actor);
     let proof = inclusion_proof(journal, sequence, at + 1).await?;
     Ok(RevisionEvidence {
         revision: Revision {

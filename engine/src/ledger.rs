@@ -22,6 +22,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::actor::Actor;
 use crate::ad::{AdKey, is_well_formed_ad_id};
 use crate::command::{Command, Outcome};
 use crate::committer::{Committer, Request};
@@ -158,8 +159,16 @@ impl Ledger {
         &self.ports
     }
 
-    /// Commits a command; returns once it is durable.
+    /// Commits a command with no recorded caller; returns once it is durable.
     pub async fn execute(&self, command: Command) -> Result<Outcome> {
+        self.execute_as(command, None).await
+    }
+
+    /// Commits a command for `actor`, who is recorded in the hashed header of the block it
+    /// appends (and shown as each revision's `metadata.actor`); returns once it is durable.
+    ///
+    /// Authorization is the caller's business: the engine records who, it does not judge.
+    pub async fn execute_as(&self, command: Command, actor: Option<Actor>) -> Result<Outcome> {
         let sender = self
             .requests
             .lock()
@@ -168,7 +177,11 @@ impl Ledger {
             .ok_or_else(|| Error::Unavailable("the ledger is shutting down".into()))?;
         let (reply, answer) = oneshot::channel();
         sender
-            .send(Request { command, reply })
+            .send(Request {
+                command,
+                actor,
+                reply,
+            })
             .await
             .map_err(|_| Error::Unavailable("the ledger is shutting down".into()))?;
         answer

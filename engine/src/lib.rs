@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //!
-//! - Domain: [`ad`] (fields and validation), [`command`], [`revision`].
+//! - Domain: [`ad`] (fields and validation), [`command`], [`revision`], [`actor`] (who
+//!   committed a change).
 //! - Values: [`hash`] ([`Hash`]), [`digest`] ([`Digest`], and the digest at a sequence
 //!   without a running ledger), [`time`] ([`TimeRange`], millisecond UTC), [`ids`],
 //!   [`currency`].
@@ -36,6 +37,7 @@
 
 #![warn(missing_docs)]
 
+pub mod actor;
 pub mod ad;
 mod batch;
 pub mod block;
@@ -71,6 +73,7 @@ pub mod verify;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 
+pub use actor::Actor;
 pub use ad::{Ad, AdDraft, AdKey, AdPatch};
 pub use command::{Command, Outcome};
 pub use digest::Digest;

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::actor::Actor;
 use crate::ad::{Ad, AdKey};
 use crate::hash::Hash;
 
@@ -67,6 +68,13 @@ pub struct RevisionMetadata {
     /// When that transaction committed (millisecond precision, UTC).
     #[serde(with = "crate::time::rfc3339_millis")]
     pub tx_time: DateTime<Utc>,
+    /// Who committed the transaction, when the server knew (an authenticated caller).
+    ///
+    /// Recorded once per block, in the hashed block header, not in the revision's own
+    /// bytes: reading a block fills it into each of its revisions, and the canonical
+    /// revision encoding ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Actor>,
 }
 
 /// The hashed content of a revision: everything but its address and hash.

@@ -128,6 +128,7 @@ macro_rules! conformance_tests {
             ledger_history_and_as_of,
             ledger_digest_matches_reference_tree,
             ledger_revision_evidence_proves_every_version,
+            ledger_actors_are_recorded_in_headers,
             ledger_rebuild_equals_live_read_models,
             ledger_group_commit_batches_concurrent_creates,
             state_scan_orders_by_key_and_keeps_tombstones,

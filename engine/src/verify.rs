@@ -556,6 +556,7 @@ mod tests {
                     version: sequence,
                     tx_id: format!("tx-{sequence:06}"),
                     tx_time,
+                    actor: None,
                 },
                 event: if sequence == 0 {
                     EventKind::AdCreated

@@ -36,6 +36,7 @@ fn fixed_block() -> (adledger_engine::block::Block, EncodedBlock) {
             version: 0,
             tx_id: "01DXF6DT000000000000000001".into(),
             tx_time: t,
+            actor: None,
         },
         event: EventKind::AdCreated,
     };
@@ -112,5 +113,66 @@ fn a_flipped_byte_anywhere_is_detected() {
         let same =
             matches!(&reopened, Ok(b) if b.hash == block::open(&encoded).expect("open").hash);
         assert!(!same, "flipping byte {i} went unnoticed");
+    }
+}
+
+/// The same block committed by an authenticated caller: the header gains `actorSub` and
+/// `actorIss` after everything else, and nothing before them moves.
+fn fixed_block_with_actor() -> (adledger_engine::block::Block, EncodedBlock) {
+    let (plain, _) = fixed_block();
+    let actor = adledger_engine::Actor::new(
+        "f81d4fae-7dec-11d0-a765-00a0c91e6bf6",
+        "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123",
+    )
+    .expect("actor");
+    block::seal_with(
+        plain.header.sequence_no,
+        &plain.header.tx_id,
+        plain.header.tx_time,
+        plain.header.previous_hash,
+        plain.revisions.into_iter().map(|r| r.body).collect(),
+        None,
+        Some(actor),
+    )
+    .expect("seal")
+}
+
+const GOLDEN_ACTOR_BYTES_FILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../fixtures/encoding-v1-actor-block.hex"
+);
+
+const EXPECTED_ACTOR_BLOCK_HASH: &str =
+    "c6df3d192280237125f69b83c296ce39fbde354f5e6ec42f7fcbdd8ad833f925";
+
+#[test]
+fn format_v1_block_with_an_actor_is_pinned() {
+    let (block, encoded) = fixed_block_with_actor();
+    let hex_bytes = hex::encode(&encoded.bytes);
+    let golden = std::fs::read_to_string(GOLDEN_ACTOR_BYTES_FILE).unwrap_or_default();
+    if golden.trim().is_empty() {
+        std::fs::write(GOLDEN_ACTOR_BYTES_FILE, format!("{hex_bytes}\n")).expect("write golden");
+        panic!("wrote {GOLDEN_ACTOR_BYTES_FILE}; commit it and rerun");
+    }
+    assert_eq!(
+        hex_bytes,
+        golden.trim(),
+        "canonical encoding v1 of a header with an actor changed: add a new format version"
+    );
+    assert_eq!(block.hash.to_hex(), EXPECTED_ACTOR_BLOCK_HASH);
+    // The revisions' bytes are the plain block's: the actor lives in the header only.
+    let (plain, plain_encoded) = fixed_block();
+    let frame = block::Frame::parse(&encoded.bytes).expect("frame");
+    let plain_frame = block::Frame::parse(&plain_encoded.bytes).expect("frame");
+    assert_eq!(frame.revisions, plain_frame.revisions);
+    assert_ne!(
+        block.hash, plain.hash,
+        "the actor is covered by the block hash"
+    );
+    let reopened = block::open(&encoded).expect("open");
+    assert_eq!(reopened, block);
+    for revision in &reopened.revisions {
+        let actor = revision.body.metadata.actor.as_ref().expect("actor shown");
+        assert_eq!(actor.sub, "f81d4fae-7dec-11d0-a765-00a0c91e6bf6");
     }
 }

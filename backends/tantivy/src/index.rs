@@ -282,6 +282,7 @@ impl Inner {
                     version: state.version,
                     tx_id: String::new(),
                     tx_time: state.updated_at,
+                    actor: None,
                 };
                 let doc: TantivyDocument = match &state.ad {
                     Some(ad) => self.schema.live(ad, &metadata)?,

@@ -14,6 +14,7 @@ use rust_decimal::Decimal;
 use smallvec::SmallVec;
 
 use super::{BlockHeader, FORMAT_VERSION, IdempotencyTag};
+use crate::actor::Actor;
 use crate::ad::Ad;
 use crate::hash::Hash;
 use crate::revision::{EventKind, RevisionBody, RevisionMetadata};
@@ -372,6 +373,7 @@ pub(super) fn revision(bytes: &[u8]) -> Option<RevisionBody> {
             version: uint(stream.get(&m, "version")?)?,
             tx_id: stream.text(&m, "txId")?,
             tx_time: timestamp(stream.get(&m, "txTime")?)?,
+            actor: None,
         },
         event,
     })
@@ -391,8 +393,10 @@ pub(super) fn header(bytes: &[u8]) -> Option<BlockHeader> {
     const REVISION_HASHES: usize = 5;
     const IDEMPOTENCY_KEY: usize = 6;
     const REQUEST_HASH: usize = 7;
+    const ACTOR_SUB: usize = 8;
+    const ACTOR_ISS: usize = 9;
     let stream = Stream::parse(bytes)?;
-    let mut slots: [Option<Value<'_>>; 8] = [None; 8];
+    let mut slots: [Option<Value<'_>>; 10] = [None; 10];
     for (sid, value) in &stream.fields {
         let slot = match stream.name(*sid)? {
             "format" => FORMAT,
@@ -403,6 +407,8 @@ pub(super) fn header(bytes: &[u8]) -> Option<BlockHeader> {
             "revisionHashes" => REVISION_HASHES,
             "idempotencyKey" => IDEMPOTENCY_KEY,
             "requestHash" => REQUEST_HASH,
+            "actorSub" => ACTOR_SUB,
+            "actorIss" => ACTOR_ISS,
             _ => return None,
         };
         if slots[slot].replace(*value).is_some() {
@@ -428,6 +434,14 @@ pub(super) fn header(bytes: &[u8]) -> Option<BlockHeader> {
         }),
         _ => return None,
     };
+    let actor = match (slots[ACTOR_SUB], slots[ACTOR_ISS]) {
+        (None, None) => None,
+        (Some(sub), Some(iss)) => Some(Actor {
+            sub: string(sub)?,
+            iss: string(iss)?,
+        }),
+        _ => return None,
+    };
     Some(BlockHeader {
         sequence_no: uint(slots[SEQUENCE_NO]?)?,
         tx_id: string(slots[TX_ID]?)?,
@@ -435,6 +449,7 @@ pub(super) fn header(bytes: &[u8]) -> Option<BlockHeader> {
         previous_hash: blob_hash(slots[PREVIOUS_HASH]?)?,
         revision_hashes,
         idempotency,
+        actor,
     })
 }
 
@@ -497,6 +512,7 @@ mod tests {
                         version,
                         tx_id: format!("01ARZ3NDEKTSV4RRFFQ69G5F{i:02}"),
                         tx_time: base + chrono::Duration::milliseconds(i as i64 * 137),
+                        actor: None,
                     },
                     event,
                 });
@@ -525,13 +541,18 @@ mod tests {
                 request_hash: Hash([i as u8; 32]),
             });
             let time = chunk[0].metadata.tx_time;
-            let (sealed, encoded) = block::seal_with_key(
+            let actor = (i % 3 != 0).then(|| Actor {
+                sub: format!("user-{i} ✓"),
+                iss: "https://issuer.example/pool".into(),
+            });
+            let (sealed, encoded) = block::seal_with(
                 i as u64 * 1000,
                 "tx",
                 time,
                 previous,
                 chunk.to_vec(),
                 tag.clone(),
+                actor.clone(),
             )
             .expect("seal");
             previous = sealed.hash;
@@ -544,6 +565,10 @@ mod tests {
             assert_eq!(
                 fast_header.idempotency, tag,
                 "the idempotency key is written into the hashed header and read back"
+            );
+            assert_eq!(
+                fast_header.actor, actor,
+                "the actor is written into the hashed header and read back"
             );
             for part in &frame.revisions {
                 assert_eq!(

@@ -699,3 +699,77 @@ pub async fn ledger_revision_evidence_proves_every_version<H: Harness>(h: &H) {
     }
     ledger.shutdown().await;
 }
+
+/// Actors: each command's caller is written into its block's hashed header, shown as every
+/// revision's `metadata.actor` in history and evidence, survives a reopen, and changes the
+/// block hash (so it cannot be altered unnoticed); a command with no caller records none.
+pub async fn ledger_actors_are_recorded_in_headers<H: Harness>(h: &H) {
+    use crate::actor::Actor;
+    use crate::codec;
+    use crate::evidence::revision_evidence;
+    use crate::verify::verify_journal;
+
+    let place = h.place().await.expect("place");
+    let alice = Actor::new("alice", "https://issuer.example").expect("actor");
+    let bob = Actor::new("bob@example.com", "https://other.example/pool").expect("actor");
+    let key = {
+        let stores = h.open(&place).await.expect("open");
+        let ledger = stores.ledger(41).await.expect("ledger");
+        let created = ledger
+            .execute_as(create("acme", "Sofa"), Some(alice.clone()))
+            .await
+            .expect("create");
+        let key = created.ad.expect("ad").key();
+        let revision = created.revision.expect("appended");
+        assert_eq!(revision.body.metadata.actor.as_ref(), Some(&alice));
+        ledger
+            .execute_as(retitle(&key, "Sofa, blue", None), Some(bob.clone()))
+            .await
+            .expect("update");
+        ledger
+            .execute(retitle(&key, "Sofa, red", None))
+            .await
+            .expect("anonymous update");
+        ledger.shutdown().await;
+        key
+    };
+
+    let stores = h.open(&place).await.expect("reopen");
+    let ledger = stores.ledger(41).await.expect("ledger");
+    let history = ledger
+        .history(&key, TimeRange::default())
+        .await
+        .expect("history");
+    let actors: Vec<Option<Actor>> = history
+        .iter()
+        .map(|r| r.body.metadata.actor.clone())
+        .collect();
+    assert_eq!(actors, vec![Some(alice.clone()), Some(bob.clone()), None]);
+
+    let journal = stores.journal.as_ref();
+    for (version, expected) in actors.iter().enumerate() {
+        let evidence = revision_evidence(journal, &key, Some(version as u64), None)
+            .await
+            .expect("evidence");
+        assert_eq!(&evidence.revision.body.metadata.actor, expected);
+        let header = codec::decode_header(&evidence.header_bytes).expect("header");
+        assert_eq!(
+            &header.actor, expected,
+            "the actor is inside the header bytes the proof covers"
+        );
+        assert_eq!(
+            crate::hash::Hash::of(&evidence.header_bytes),
+            evidence.block_hash()
+        );
+    }
+    let blocks = all_blocks(journal).await.expect("blocks");
+    for stored in &blocks {
+        block::open(stored).expect("every block opens");
+    }
+    let report = verify_journal(journal, None, &mut |_| {})
+        .await
+        .expect("read")
+        .expect("a journal with actors verifies");
+    assert_eq!(report.blocks, blocks.len() as u64);
+    ledger.shutdown().await;
+}

@@ -82,6 +82,7 @@ impl ChainBuilder {
                     version,
                     tx_id: format!("tx{sequence}"),
                     tx_time,
+                    actor: None,
                 },
                 event,
             };

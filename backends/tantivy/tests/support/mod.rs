@@ -52,6 +52,7 @@ pub fn change(key: &AdKey, version: u64, data: Option<Ad>) -> RevisionBody {
             version,
             tx_id: String::new(),
             tx_time: time(0),
+            actor: None,
         },
         event,
     }
