@@ -18,7 +18,9 @@
 //! 6. body deadline: a body not complete within [`HttpLimits::body_read_timeout`] of the
 //!    head is answered 408 (see [`crate::edge::body_deadline`]);
 //! 7. body limit: a declared `Content-Length` over 64 KiB is refused before any
-//!    handler runs (bodies without one are counted as they are read, see [`crate::body`]).
+//!    handler runs (bodies without one are counted as they are read, see [`crate::body`]);
+//! 8. the read gate of `[auth] reads = "authenticated"` ([`crate::auth::access`]); the
+//!    write routes check their caller themselves (the `Writer` extractor).
 //!
 //! Unknown paths (404) and unserved methods (405, with `Allow`) answer problem JSON too.
 //! The connection-level limits (header-read timeout, open connections, shutdown grace)
@@ -88,6 +90,10 @@ pub fn app_with_limits(state: AppState, limits: &HttpLimits) -> Router {
         .merge(crate::openapi::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::access::require_reader,
+        ))
         .with_state(state)
         .layer(
             ServiceBuilder::new()

@@ -55,6 +55,10 @@ pub enum Command {
     /// Verify an export and import it into an empty journal.
     Import(crate::import_cmd::ImportArgs),
 
+    /// Print a development token (HS256, for the configured secret: ADLEDGER_JWT_SECRET or
+    /// --jwt-secret-file), for `serve --auth hs256`.
+    DevToken(crate::dev_token_cmd::DevTokenArgs),
+
     /// Set up the AWS backend: `adledger aws init [--dry-run]` creates its DynamoDB
     /// tables and, with `--search opensearch`, its OpenSearch index (idempotent).
     Aws(crate::aws_cmd::AwsArgs),

@@ -22,6 +22,10 @@
 //! `ADLEDGER_SNAPSHOT_SCHEDULE` / `ADLEDGER_SNAPSHOT_KEEP`, `--snapshot-schedule` /
 //! `--snapshot-keep`; see [`crate::snapshot_schedule`].
 //!
+//! Caller identity is the `[auth]` table (`mode`, `issuer`, `jwks_url`, `audience`,
+//! `reads`, `jwt_secret_file`; the HS256 secret itself only from `ADLEDGER_JWT_SECRET`);
+//! see [`crate::auth::settings`].
+//!
 //! The connection and request limits are the `[http]` table (`header_read_timeout`,
 //! `body_read_timeout`, `request_timeout`, `max_connections`, `max_in_flight`,
 //! `shutdown_grace`), with a flag and an `ADLEDGER_*` variable each
@@ -33,6 +37,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use serde::Deserialize;
 
+use crate::auth::settings::{AuthArgs, AuthOverrides, AuthSettings};
 use crate::edge::{DurationSetting, HttpLimits};
 use crate::snapshot_schedule::{ScheduleSetting, SnapshotConfig, parse_keep};
 
@@ -147,6 +152,8 @@ pub struct Config {
     pub snapshots: SnapshotConfig,
     /// Connection and request limits (`[http]`).
     pub http: HttpLimits,
+    /// Caller identity (`[auth]`).
+    pub auth: AuthSettings,
     /// AWS backend: a DynamoDB endpoint URL overriding AWS's (DynamoDB Local:
     /// `http://127.0.0.1:8000`).
     pub dynamodb_endpoint: Option<String>,
@@ -215,6 +222,7 @@ impl Default for Config {
             admin_token: None,
             snapshots: SnapshotConfig::default(),
             http: HttpLimits::default(),
+            auth: AuthSettings::default(),
             dynamodb_endpoint: None,
             table_prefix: DEFAULT_TABLE_PREFIX.to_string(),
             search: SearchKind::Tantivy,
@@ -342,6 +350,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SEED", env = "ADLEDGER_DETERMINISTIC")]
     pub deterministic: Option<u64>,
 
+    /// Caller identity.
+    #[command(flatten)]
+    pub auth: AuthArgs,
+
     /// Enables the /admin/* routes, which then require `Authorization: Bearer TOKEN`
     #[arg(
         long,
@@ -410,6 +422,7 @@ impl ServeArgs {
             max_connections: self.max_connections,
             max_in_flight: self.max_in_flight,
             shutdown_grace: self.shutdown_grace,
+            auth: self.auth.overrides(),
             ..self.storage.overrides()
         }
     }
@@ -468,6 +481,8 @@ pub struct Overrides {
     /// `ADLEDGER_OPENSEARCH_PASSWORD` (no flag: a password on a command line shows in
     /// `ps`; never in the file either).
     pub opensearch_password: Option<Secret>,
+    /// The `--auth`, `--jwt-*` flags and `ADLEDGER_JWT_SECRET`.
+    pub auth: AuthOverrides,
 }
 
 /// A configuration that cannot be used; the message names the source and the key.
@@ -500,6 +515,7 @@ impl Overrides {
         let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
         self.opensearch_username = get("ADLEDGER_OPENSEARCH_USERNAME");
         self.opensearch_password = get("ADLEDGER_OPENSEARCH_PASSWORD").map(Secret);
+        self.auth.jwt_secret = get("ADLEDGER_JWT_SECRET").map(Secret);
         self
     }
 
@@ -566,6 +582,7 @@ impl Overrides {
         if let Some(password) = &self.opensearch_password {
             config.opensearch_password = Some(password.clone());
         }
+        self.auth.apply_to(&mut config.auth);
     }
 }
 

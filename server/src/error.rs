@@ -32,6 +32,8 @@ pub struct ApiError {
     status: StatusCode,
     retry_after: Option<u32>,
     close: bool,
+    /// The `WWW-Authenticate` challenge of a 401 or 403.
+    challenge: Option<String>,
 }
 
 /// The RFC 9457 body of an error response.
@@ -82,6 +84,7 @@ impl ApiError {
             status,
             retry_after: None,
             close: false,
+            challenge: None,
         }
     }
 
@@ -110,6 +113,30 @@ impl ApiError {
     /// The problem document this error renders.
     pub fn problem(&self) -> &Problem {
         &self.problem
+    }
+
+    /// 401: no valid caller identity; `challenge` is the `WWW-Authenticate` value.
+    pub fn unauthorized(detail: String, challenge: String) -> Self {
+        let mut error = Self::new(
+            StatusCode::UNAUTHORIZED,
+            "/problems/unauthorized",
+            "Unauthorized",
+            detail,
+        );
+        error.challenge = Some(challenge);
+        error
+    }
+
+    /// 403: a valid caller without the right to do this.
+    pub fn forbidden(detail: String) -> Self {
+        let mut error = Self::new(
+            StatusCode::FORBIDDEN,
+            "/problems/forbidden",
+            "Forbidden",
+            detail,
+        );
+        error.challenge = Some("Bearer realm=\"adledger\", error=\"insufficient_scope\"".into());
+        error
     }
 
     /// 400: the body is not JSON at all.
@@ -356,6 +383,13 @@ impl IntoResponse for ApiError {
         }
         if self.close {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let Some(challenge) = self
+            .challenge
+            .as_deref()
+            .and_then(|c| HeaderValue::from_str(c).ok())
+        {
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
         }
         response.extensions_mut().insert(*self.problem);
         response

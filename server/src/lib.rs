@@ -35,12 +35,14 @@
 //!   `/admin/snapshots` and the schedule).
 
 pub mod app;
+pub mod auth;
 pub mod aws_cmd;
 pub mod backend;
 pub mod body;
 pub mod cli;
 pub mod cmd_output;
 pub mod config;
+pub mod dev_token_cmd;
 pub mod edge;
 pub mod error;
 pub mod export_cmd;

@@ -8,8 +8,11 @@ use adledger::cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_process();
-    let result = match cli.command {
-        Command::Serve(args) => adledger::serve::serve_command(&args),
+    let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
+        Command::Serve(args) => adledger::serve::serve_command(&args).map_err(Into::into),
+        Command::DevToken(args) => {
+            adledger::dev_token_cmd::dev_token_command(&args).map_err(Into::into)
+        }
         // These print their own result and choose their exit code (0, 1 or 2).
         Command::Verify(args) => return adledger::verify_cmd::verify_command(&args),
         Command::Proof(args) => return adledger::proof_cmd::proof_command(&args),

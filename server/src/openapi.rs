@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, HeaderBuilder, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
@@ -68,11 +69,52 @@ pub const AD_ID_PATTERN: &str = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$";
 pub struct ApiDoc;
 
 /// Adds what every operation can answer, whatever its route: 503 when the server is
-/// shutting down, shedding load or the read models did not catch up in time.
+/// shutting down, shedding load or the read models did not catch up in time; 401 on the
+/// reads `[auth] reads = "authenticated"` gates; and the `bearer` security scheme the
+/// write routes name.
 struct EveryOperation;
 
 impl Modify for EveryOperation {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .description(Some(
+                            "A JWT from the configured issuer (`--auth hs256` or `--auth jwks`); \
+                             not needed with `--auth none`, the offline default",
+                        ))
+                        .build(),
+                ),
+            );
+        let gated_read = ResponseBuilder::new()
+            .description("With `[auth] reads = \"authenticated\"`: no valid bearer token")
+            .header(
+                "WWW-Authenticate",
+                HeaderBuilder::new()
+                    .schema(ObjectBuilder::new().schema_type(Type::String))
+                    .build(),
+            )
+            .content(PROBLEM_JSON, Content::new(Some(problem_ref())))
+            .build();
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let public = matches!(
+                path.as_str(),
+                "/healthz" | "/readyz" | "/metrics" | "/openapi.json"
+            ) || path.starts_with("/docs")
+                || path.starts_with("/admin");
+            if let (false, Some(get)) = (public, item.get.as_mut()) {
+                get.responses
+                    .responses
+                    .entry("401".into())
+                    .or_insert_with(|| RefOr::T(gated_read.clone()));
+            }
+        }
         let unavailable = ResponseBuilder::new()
             .description(
                 "Shutting down, too many requests in flight, or the read models did not \

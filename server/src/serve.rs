@@ -24,6 +24,7 @@ use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 use crate::app::app_with_limits;
+use crate::auth::{Auth, AuthSetupError};
 use crate::backend::{self, BackendError};
 use crate::config::{Config, ConfigError, ServeArgs};
 use crate::snapshot_store::SnapshotStore;
@@ -35,6 +36,9 @@ pub enum ServeError {
     /// The configuration is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The identity settings are unusable, or missing where they are required.
+    #[error(transparent)]
+    Auth(#[from] AuthSetupError),
     /// The storage could not be opened.
     #[error(transparent)]
     Backend(#[from] BackendError),
@@ -90,6 +94,8 @@ fn init_logging() {
 
 /// Serves `config` until a shutdown signal, then drains and stops the ledger.
 pub async fn run(config: Config) -> Result<(), ServeError> {
+    // Before the storage is opened: a configuration that must not start touches nothing.
+    let auth = Auth::from_config(&config)?;
     let ports = backend::open(&config)?;
     let ledger = Ledger::open(ports, LedgerOptions::default())
         .await
@@ -111,7 +117,9 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             config.snapshots.keep,
         )
     });
-    let state = AppState::new(ledger.clone()).with_admin(Admin::from_config(&config));
+    let state = AppState::new(ledger.clone())
+        .with_admin(Admin::from_config(&config))
+        .with_auth(auth);
     let app = app_with_limits(state, &config.http);
     crate::edge::serve(listener, app, &config.http, signals.received()).await;
     if let Some(schedule) = schedule {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use adledger_engine::{Hash, Ledger};
 
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::snapshot_store::SnapshotStore;
 
@@ -18,6 +19,8 @@ pub struct AppState {
     pub ledger: Arc<Ledger>,
     /// The `/admin/*` settings; `None` disables those routes.
     pub admin: Option<Admin>,
+    /// Caller identity (mode `none` unless set with [`AppState::with_auth`]).
+    pub auth: Auth,
 }
 
 impl AppState {
@@ -26,7 +29,14 @@ impl AppState {
         AppState {
             ledger,
             admin: None,
+            auth: Auth::open(),
         }
+    }
+
+    /// Requires caller identity as `auth` says.
+    pub fn with_auth(mut self, auth: Auth) -> AppState {
+        self.auth = auth;
+        self
     }
 
     /// Enables the admin routes with these settings (`None` leaves them disabled).
@@ -36,12 +46,13 @@ impl AppState {
     }
 }
 
-/// The admin routes' settings, present only when a token is configured.
+/// The admin routes' settings, present only when an admin can exist (see
+/// [`Admin::from_config`]).
 #[derive(Clone)]
 pub struct Admin {
-    /// SHA-256 of the token: what requests are compared against (see
-    /// [`crate::routes::admin`]).
-    pub(crate) token_hash: Hash,
+    /// SHA-256 of the break-glass admin token, if one is configured: what requests are
+    /// compared against (see [`crate::routes::admin`]).
+    pub(crate) token_hash: Option<Hash>,
     /// Where shadow read models go.
     pub(crate) config: Config,
     /// Where snapshots go.
@@ -57,11 +68,21 @@ impl std::fmt::Debug for Admin {
 }
 
 impl Admin {
-    /// The admin settings of `config`, or `None` when it has no admin token.
+    /// The admin settings of `config`, or `None` when nobody could be an admin: no admin
+    /// token, and no token-based auth mode (whose admin scope or group also opens them).
     pub fn from_config(config: &Config) -> Option<Admin> {
-        let token = config.admin_token.as_ref()?;
+        let tokens = matches!(
+            config.auth.mode,
+            Some(crate::auth::AuthMode::Hs256 | crate::auth::AuthMode::Jwks)
+        );
+        if config.admin_token.is_none() && !tokens {
+            return None;
+        }
         Some(Admin {
-            token_hash: Hash::of(token.expose().as_bytes()),
+            token_hash: config
+                .admin_token
+                .as_ref()
+                .map(|token| Hash::of(token.expose().as_bytes())),
             config: config.clone(),
             snapshots: SnapshotStore::in_data_dir(&config.data_dir),
             jobs: Arc::new(tokio::sync::Mutex::new(())),

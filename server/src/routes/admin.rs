@@ -82,11 +82,16 @@ fn same(a: &Hash, b: &Hash) -> bool {
 }
 
 /// The admin settings, if the request may use them; else the answer to give.
-fn authorize<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a Admin, Early> {
+///
+/// The bearer token is compared with the break-glass admin token first (constant time);
+/// otherwise, when caller identity is configured, it must be a valid token with admin
+/// rights (scope `adledger/admin` or group `adledger-admins`).
+async fn authorize<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a Admin, Early> {
     let Some(admin) = state.admin.as_ref() else {
         return Err(ApiError::not_found(
             "the admin routes are disabled; start the server with --admin-token (or \
-             ADLEDGER_ADMIN_TOKEN) to enable them"
+             ADLEDGER_ADMIN_TOKEN), or with --auth hs256/jwks and use an admin token, to \
+             enable them"
                 .into(),
         )
         .into_response()
@@ -110,17 +115,37 @@ fn authorize<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a Admin, 
         );
         return Err(Box::new(response));
     };
-    if !same(&Hash::of(presented.as_bytes()), &admin.token_hash) {
-        return Err(Box::new(problem(
-            StatusCode::FORBIDDEN,
-            "/problems/forbidden",
-            "Forbidden",
-            "the bearer token is not the admin token; check the token the server was \
-             started with"
-                .into(),
-        )));
+    if admin
+        .token_hash
+        .as_ref()
+        .is_some_and(|hash| same(&Hash::of(presented.as_bytes()), hash))
+    {
+        return Ok(admin);
     }
-    Ok(admin)
+    if state.auth.verifier.is_some() {
+        let principal = crate::auth::access::required(&state.auth, headers)
+            .await
+            .map_err(|e| Box::new(e.into_response()))?;
+        if principal.admin {
+            return Ok(admin);
+        }
+        return Err(Box::new(
+            ApiError::forbidden(format!(
+                "the token of {:?} has no admin rights: it needs the scope \
+                 `adledger/admin` or the group `adledger-admins`",
+                principal.actor.sub
+            ))
+            .into_response(),
+        ));
+    }
+    Err(Box::new(problem(
+        StatusCode::FORBIDDEN,
+        "/problems/forbidden",
+        "Forbidden",
+        "the bearer token is not the admin token; check the token the server was \
+         started with"
+            .into(),
+    )))
 }
 
 fn engine(e: adledger_engine::Error) -> Response {
@@ -232,7 +257,7 @@ fn time_field(
     ),
 )]
 pub async fn replay(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let admin = match authorize(&state, &headers) {
+    let admin = match authorize(&state, &headers).await {
         Ok(admin) => admin,
         Err(response) => return *response,
     };
@@ -323,7 +348,7 @@ pub async fn rebuild_shadow(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let admin = match authorize(&state, &headers) {
+    let admin = match authorize(&state, &headers).await {
         Ok(admin) => admin,
         Err(response) => return *response,
     };
@@ -402,7 +427,7 @@ pub async fn rebuild_shadow(
     ),
 )]
 pub async fn snapshot_create(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let admin = match authorize(&state, &headers) {
+    let admin = match authorize(&state, &headers).await {
         Ok(admin) => admin,
         Err(response) => return *response,
     };
@@ -429,7 +454,7 @@ pub async fn snapshot_create(State(state): State<AppState>, headers: HeaderMap) 
     ),
 )]
 pub async fn snapshot_list(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let admin = match authorize(&state, &headers) {
+    let admin = match authorize(&state, &headers).await {
         Ok(admin) => admin,
         Err(response) => return *response,
     };

@@ -6,7 +6,7 @@
 //! ledger enforces the same rules.
 
 use adledger_engine::ad::{is_well_formed_ad_id, validate_publisher_id};
-use adledger_engine::{AdDraft, AdKey, AdPatch, Command, Ledger, Outcome, TimeRange};
+use adledger_engine::{Actor, AdDraft, AdKey, AdPatch, Command, Ledger, Outcome, TimeRange};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
@@ -14,6 +14,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::auth::access::Writer;
 use crate::body::read_json;
 use crate::error::ApiError;
 use crate::headers::{
@@ -31,6 +32,7 @@ const MAX_LIST_LIMIT: usize = 1000;
 /// `POST /publisher/{publisherId}/ad`: 201 with the new ad, `Location` and `ETag`.
 #[utoipa::path(
     post, path = "/publisher/{publisherId}/ad", tag = "ads",
+    security((), ("bearer" = [])),
     params(
         ("publisherId" = String, Path, description = "1–128 characters of letters, digits, `_`, `.` or `-`", pattern = "^[A-Za-z0-9_.-]{1,128}$"),
         ("Idempotency-Key" = Option<String>, Header, description = "1–255 visible ASCII characters: a retry with the same key and body returns the same ad (201, `Idempotency-Replayed: true`)", min_length = 1, max_length = 255),
@@ -43,6 +45,8 @@ const MAX_LIST_LIMIT: usize = 1000;
             ("X-Ledger-Sequence" = u64, description = "The journal block of the change"),
             ("Idempotency-Replayed" = String, description = "`true` when answered from an earlier request with the same key"),
         )),
+        (status = 401, description = "Caller identity is required (`--auth hs256|jwks`) and the request has no valid bearer token", body = crate::wire_schema::Problem, content_type = "application/problem+json", headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"adledger\"`, with `error=\"invalid_token\"` and `error_description` when a token was refused"))),
+        (status = 403, description = "The token does not grant this publisher (its `publishers` claim, a `publisher:<id>` group, or admin rights)", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
         (status = 400, description = "Malformed JSON or a malformed `Idempotency-Key` header", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
         (status = 408, description = "The body was not received in time", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The journal stayed contended after retries; retry", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
@@ -54,6 +58,7 @@ const MAX_LIST_LIMIT: usize = 1000;
 pub async fn create(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
+    Writer(actor): Writer,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -77,6 +82,7 @@ pub async fn create(
             draft,
             idempotency_key,
         },
+        actor,
         IfMatch::Absent,
     )
     .await?;
@@ -245,6 +251,7 @@ pub async fn get(
 /// `PATCH /publisher/{publisherId}/ad/{adId}`: partial update, `If-Match` honoured.
 #[utoipa::path(
     patch, path = "/publisher/{publisherId}/ad/{adId}", tag = "ads",
+    security((), ("bearer" = [])),
     params(
         ("publisherId" = String, Path, description = "1–128 characters of letters, digits, `_`, `.` or `-`", pattern = "^[A-Za-z0-9_.-]{1,128}$"),
         ("adId" = String, Path, description = "The ad's id (a 26-character ULID)", pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
@@ -256,6 +263,8 @@ pub async fn get(
             ("ETag" = String, description = "`\"V\"`: the new version"),
             ("X-Ledger-Sequence" = u64, description = "The journal block of the change"),
         )),
+        (status = 401, description = "Caller identity is required (`--auth hs256|jwks`) and the request has no valid bearer token", body = crate::wire_schema::Problem, content_type = "application/problem+json", headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"adledger\"`, with `error=\"invalid_token\"` and `error_description` when a token was refused"))),
+        (status = 403, description = "The token does not grant this publisher (its `publishers` claim, a `publisher:<id>` group, or admin rights)", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
         (status = 400, description = "Malformed JSON or a malformed `If-Match` header", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown ad or another publisher's", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
         (status = 408, description = "The body was not received in time", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
@@ -270,6 +279,7 @@ pub async fn get(
 pub async fn update(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
+    Writer(actor): Writer,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -284,6 +294,7 @@ pub async fn update(
             patch,
             expected_version: if_match.expected_version(),
         },
+        actor,
         if_match,
     )
     .await?;
@@ -300,6 +311,7 @@ pub async fn update(
 /// `DELETE /publisher/{publisherId}/ad/{adId}`: 204; the history stays readable.
 #[utoipa::path(
     delete, path = "/publisher/{publisherId}/ad/{adId}", tag = "ads",
+    security((), ("bearer" = [])),
     params(
         ("publisherId" = String, Path, description = "1–128 characters of letters, digits, `_`, `.` or `-`", pattern = "^[A-Za-z0-9_.-]{1,128}$"),
         ("adId" = String, Path, description = "The ad's id (a 26-character ULID)", pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
@@ -309,6 +321,8 @@ pub async fn update(
         (status = 204, description = "Deleted; the history stays readable", headers(
             ("X-Ledger-Sequence" = u64, description = "The journal block of the change"),
         )),
+        (status = 401, description = "Caller identity is required (`--auth hs256|jwks`) and the request has no valid bearer token", body = crate::wire_schema::Problem, content_type = "application/problem+json", headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"adledger\"`, with `error=\"invalid_token\"` and `error_description` when a token was refused"))),
+        (status = 403, description = "The token does not grant this publisher (its `publishers` claim, a `publisher:<id>` group, or admin rights)", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
         (status = 400, description = "A malformed `If-Match` header", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown ad or another publisher's", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The journal stayed contended after retries; retry", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
@@ -319,6 +333,7 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
+    Writer(actor): Writer,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let key = readable_key(path)?;
@@ -329,6 +344,7 @@ pub async fn delete(
             key,
             expected_version: if_match.expected_version(),
         },
+        actor,
         if_match,
     )
     .await?;
@@ -339,14 +355,16 @@ pub async fn delete(
     Ok(response)
 }
 
-/// Commits a command, mapping a version conflict to 412 when `If-Match` caused it.
+/// Commits a command for its caller, mapping a version conflict to 412 when `If-Match`
+/// caused it.
 async fn execute(
     ledger: &Ledger,
     command: Command,
+    actor: Option<Actor>,
     if_match: IfMatch,
 ) -> Result<Outcome, ApiError> {
     ledger
-        .execute(command)
+        .execute_as(command, actor)
         .await
         .map_err(|e| ApiError::from_engine(e, if_match.given()))
 }
