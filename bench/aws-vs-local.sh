@@ -22,7 +22,7 @@ aws_server() {
 #!/usr/bin/env bash
 # The bench starts "adledger serve ... --backend local --data-dir DIR": run the AWS backend instead.
 args=(); for a in "\$@"; do [[ \$a == local ]] && a=aws; args+=("\$a"); done
-exec "$B" "\${args[@]}" --dynamodb-endpoint "$E" --table-prefix "$prefix"
+exec "$B" "\${args[@]}" --auth none --dynamodb-endpoint "$E" --table-prefix "$prefix"
 WRAP
     chmod +x "$work/$prefix"
     echo "$work/$prefix"
@@ -40,7 +40,7 @@ echo "== DynamoDB requests per create / per get (a fresh ledger, a server starte
 prefix="count-$(date +%s)-"
 "$B" aws init --dynamodb-endpoint "$E" --table-prefix "$prefix" >/dev/null
 mkfifo "$work/out"
-RUST_LOG=warn "$B" serve --listen 127.0.0.1:0 --backend aws --dynamodb-endpoint "$E" \
+RUST_LOG=warn "$B" serve --listen 127.0.0.1:0 --backend aws --auth none --dynamodb-endpoint "$E" \
     --table-prefix "$prefix" --data-dir "$work/count-data" >"$work/out" 2>"$work/count.log" &
 pid=$!
 exec 3<"$work/out"

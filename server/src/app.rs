@@ -91,7 +91,7 @@ pub fn app_with_limits(state: AppState, limits: &HttpLimits) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            state.auth.clone(),
             crate::auth::access::require_reader,
         ))
         .with_state(state)

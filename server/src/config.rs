@@ -39,6 +39,7 @@ use serde::Deserialize;
 
 use crate::auth::settings::{AuthArgs, AuthOverrides, AuthSettings};
 use crate::edge::{DurationSetting, HttpLimits};
+pub use crate::secret::Secret;
 use crate::snapshot_schedule::{ScheduleSetting, SnapshotConfig, parse_keep};
 
 /// Where the server listens when nothing says otherwise.
@@ -95,28 +96,6 @@ pub enum OpenSearchAuthKind {
     Sigv4,
     /// AWS SigV4 for Amazon OpenSearch Serverless (service `aoss`).
     Sigv4Serverless,
-}
-
-/// A secret setting (the OpenSearch password): `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(text: impl Into<String>) -> Secret {
-        Secret(text.into())
-    }
-
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(<hidden>)")
-    }
 }
 
 impl SearchKind {
@@ -514,8 +493,8 @@ impl Overrides {
     pub fn with_env_only(mut self, lookup: impl Fn(&str) -> Option<String>) -> Overrides {
         let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
         self.opensearch_username = get("ADLEDGER_OPENSEARCH_USERNAME");
-        self.opensearch_password = get("ADLEDGER_OPENSEARCH_PASSWORD").map(Secret);
-        self.auth.jwt_secret = get("ADLEDGER_JWT_SECRET").map(Secret);
+        self.opensearch_password = get("ADLEDGER_OPENSEARCH_PASSWORD").map(Secret::new);
+        self.auth.jwt_secret = get("ADLEDGER_JWT_SECRET").map(Secret::new);
         self
     }
 

@@ -54,6 +54,7 @@ pub mod proof_cmd;
 pub mod rebuild_cmd;
 pub mod replay_cmd;
 pub mod routes;
+pub mod secret;
 pub mod serve;
 pub mod snapshot_cmd;
 pub mod snapshot_schedule;

@@ -175,8 +175,10 @@ pub fn verify_bundle(
     }
 
     // 3. What the bundle shows is what was hashed.
-    let body = codec::decode_revision(&revision_bytes)
+    let mut body = codec::decode_revision(&revision_bytes)
         .map_err(|e| BundleFailure(format!("the revision bytes do not decode: {e}")))?;
+    // The actor is recorded once per block, in the header this bundle proves.
+    body.metadata.actor.clone_from(&header.actor);
     let shown = shown_revision(&body, revision_hash, header.sequence_no)?;
     if let Some(field) = first_difference(&shown, &bundle.revision) {
         return fail(format!(

@@ -95,7 +95,11 @@ fn init_logging() {
 /// Serves `config` until a shutdown signal, then drains and stops the ledger.
 pub async fn run(config: Config) -> Result<(), ServeError> {
     // Before the storage is opened: a configuration that must not start touches nothing.
-    let auth = Auth::from_config(&config)?;
+    let auth = Auth::from_settings(
+        &config.auth,
+        config.backend == crate::config::BackendKind::Aws,
+        &config.listen,
+    )?;
     let ports = backend::open(&config)?;
     let ledger = Ledger::open(ports, LedgerOptions::default())
         .await

@@ -46,6 +46,12 @@ impl AppState {
     }
 }
 
+impl axum::extract::FromRef<AppState> for Auth {
+    fn from_ref(state: &AppState) -> Auth {
+        state.auth.clone()
+    }
+}
+
 /// The admin routes' settings, present only when an admin can exist (see
 /// [`Admin::from_config`]).
 #[derive(Clone)]

@@ -210,6 +210,22 @@ pub struct RevisionMetadata {
     /// The commit time.
     #[schema(format = DateTime)]
     tx_time: String,
+    /// The authenticated caller who made the change (`--auth hs256` or `jwks`); absent
+    /// when the server ran without identity. Recorded in the hashed block header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor: Option<Actor>,
+}
+
+/// The caller recorded with a change: the token's subject and issuer.
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code, reason = "described, never built")]
+pub struct Actor {
+    /// The token's `sub`.
+    #[schema(min_length = 1, max_length = 255)]
+    sub: String,
+    /// The token's `iss`.
+    #[schema(min_length = 1, max_length = 512)]
+    iss: String,
 }
 
 /// The kind of change.

@@ -15,6 +15,8 @@
 //! | suite | local | AWS | memory |
 //! |---|---|---|---|
 //! | `seed_flows`, `bad_input`, `concurrency`, `deterministic` | ✓ | ✓ | ✓ |
+//! | `auth` (hs256 tokens, per-publisher writes, the actor in the journal) | ✓ | ✓ | ✓ |
+//! | `auth_modes` (start-up refusal, reads gate, dev-token), `auth_jwks` (a JWKS on loopback) | ✓ | | |
 //! | `crash` (kill -9, restart, check what survived) | ✓ | ✓ | |
 //! | `maintenance`, `verify` (sled and tantivy files touched directly) | ✓ | | |
 //! | `edge` (timeouts, limits, shedding, shutdown: the same on every backend) | ✓ | | |
@@ -27,6 +29,9 @@
 //! `ADLEDGER_BIN` names; `cargo test --workspace` builds it, `cargo test -p
 //! adledger-tests` alone needs `cargo build -p adledger` first (see `support::binary`).
 
+mod auth;
+mod auth_jwks;
+mod auth_modes;
 mod aws_two_servers;
 mod bad_input;
 mod concurrency;

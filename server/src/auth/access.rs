@@ -13,7 +13,7 @@
 //! a 403 carries `error="insufficient_scope"`.
 
 use adledger_engine::Actor;
-use axum::extract::{FromRequestParts, RawPathParams, Request, State};
+use axum::extract::{FromRef, FromRequestParts, RawPathParams, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
@@ -21,7 +21,6 @@ use axum::response::{IntoResponse, Response};
 
 use super::{Auth, Principal, ReadAccess, TokenError};
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// The realm named in every challenge.
 const REALM: &str = "adledger";
@@ -31,14 +30,19 @@ const REALM: &str = "adledger";
 #[derive(Debug, Clone)]
 pub struct Writer(pub Option<Actor>);
 
-impl FromRequestParts<AppState> for Writer {
+impl<S> FromRequestParts<S> for Writer
+where
+    Auth: FromRef<S>,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        if state.auth.verifier.is_none() {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let auth = Auth::from_ref(state);
+        if auth.verifier.is_none() {
             return Ok(Writer(None));
         }
-        let principal = required(&state.auth, &parts.headers).await?;
+        let principal = required(&auth, &parts.headers).await?;
         let params = RawPathParams::from_request_parts(parts, state)
             .await
             .map_err(|_| {
@@ -141,16 +145,12 @@ fn always_public(path: &str) -> bool {
 
 /// Middleware: with `reads = "authenticated"`, a read (GET or HEAD) of anything but the
 /// probes and the API description needs a valid token.
-pub async fn require_reader(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let gated = state.auth.reads == ReadAccess::Authenticated
-        && state.auth.verifier.is_some()
+pub async fn require_reader(State(auth): State<Auth>, request: Request, next: Next) -> Response {
+    let gated = auth.reads == ReadAccess::Authenticated
+        && auth.verifier.is_some()
         && matches!(*request.method(), Method::GET | Method::HEAD)
         && !always_public(request.uri().path());
-    if gated && let Err(e) = required(&state.auth, request.headers()).await {
+    if gated && let Err(e) = required(&auth, request.headers()).await {
         return e.into_response();
     }
     next.run(request).await

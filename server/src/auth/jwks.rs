@@ -123,7 +123,13 @@ impl JwksCache {
             let mut delay = FIRST_RETRY_DELAY;
             loop {
                 let Some(cache) = weak.upgrade() else { return };
-                let next = match cache.refresh().await {
+                // Under the fetch lock: a request that misses meanwhile waits for this
+                // fetch instead of starting its own.
+                let fetched = {
+                    let _fetching = cache.forced.lock().await;
+                    cache.refresh().await
+                };
+                let next = match fetched {
                     Ok(count) => {
                         tracing::info!(url = %cache.url, keys = count, "JWKS loaded");
                         delay = FIRST_RETRY_DELAY;

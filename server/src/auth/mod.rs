@@ -24,7 +24,6 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 pub use settings::{AuthMode, AuthSettings, AuthSetupError, ReadAccess};
 pub use token::{Principal, TokenError};
 
-use crate::config::Config;
 use jwks::JwksCache;
 use token::Expectations;
 
@@ -92,19 +91,23 @@ impl Auth {
         }
     }
 
-    /// The identity settings of `config`, or why the server must not start. Starts the
-    /// JWKS refresher in `jwks` mode (so call it inside the runtime).
-    pub fn from_config(config: &Config) -> Result<Auth, AuthSetupError> {
-        let choice = config.auth.choose_mode(config.backend, &config.listen)?;
+    /// The identity `settings` give a server listening on `listen` (on the AWS backend
+    /// when `aws`), or why it must not start. Starts the JWKS refresher in `jwks` mode (so
+    /// call it inside the runtime).
+    pub fn from_settings(
+        settings: &AuthSettings,
+        aws: bool,
+        listen: &str,
+    ) -> Result<Auth, AuthSetupError> {
+        let choice = settings.choose_mode(aws, listen)?;
         if choice.warn_open {
             tracing::warn!(
-                backend = config.backend.as_str(),
-                listen = %config.listen,
+                aws,
+                %listen,
                 "--auth none: anyone who can reach this server may create, change and delete \
                  any publisher's ads, and the journal records no caller"
             );
         }
-        let settings = &config.auth;
         let keys = match choice.mode {
             AuthMode::None => return Ok(Auth::open()),
             AuthMode::Hs256 => Keys::Secret(DecodingKey::from_secret(

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Deserialize;
 
-use crate::config::{BackendKind, Secret};
+use crate::secret::Secret;
 
 /// How callers are identified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -105,20 +105,17 @@ pub struct ModeChoice {
 }
 
 impl AuthSettings {
-    /// The mode to run with `backend` listening on `listen`, or why it must not start.
-    pub fn choose_mode(
-        &self,
-        backend: BackendKind,
-        listen: &str,
-    ) -> Result<ModeChoice, AuthSetupError> {
-        let exposed = backend == BackendKind::Aws || !is_loopback(listen);
+    /// The mode to run listening on `listen`, on the AWS backend when `aws` (shared,
+    /// production storage), or why it must not start.
+    pub fn choose_mode(&self, aws: bool, listen: &str) -> Result<ModeChoice, AuthSetupError> {
+        let exposed = aws || !is_loopback(listen);
         match (self.mode, exposed) {
             (None, false) => Ok(ModeChoice {
                 mode: AuthMode::None,
                 warn_open: false,
             }),
             (None, true) => {
-                let why = if backend == BackendKind::Aws {
+                let why = if aws {
                     "the AWS backend".to_string()
                 } else {
                     format!("--listen {listen} (not a loopback address)")
@@ -345,18 +342,18 @@ mod tests {
     #[test]
     fn production_cannot_start_open_by_accident() {
         let unset = AuthSettings::default();
-        let open = |backend, listen| unset.choose_mode(backend, listen);
+        let open = |aws, listen| unset.choose_mode(aws, listen);
         assert_eq!(
-            open(BackendKind::Local, "127.0.0.1:8080").expect("loopback local"),
+            open(false, "127.0.0.1:8080").expect("loopback local"),
             ModeChoice {
                 mode: AuthMode::None,
                 warn_open: false
             }
         );
-        assert!(open(BackendKind::Memory, "[::1]:0").is_ok());
-        let err = open(BackendKind::Aws, "127.0.0.1:8080").expect_err("aws");
+        assert!(open(false, "[::1]:0").is_ok());
+        let err = open(true, "127.0.0.1:8080").expect_err("aws");
         assert!(err.0.contains("--auth"), "{err}");
-        let err = open(BackendKind::Local, "0.0.0.0:8080").expect_err("exposed");
+        let err = open(false, "0.0.0.0:8080").expect_err("exposed");
         assert!(
             err.0.contains("--auth") && err.0.contains("0.0.0.0:8080"),
             "{err}"
@@ -367,7 +364,7 @@ mod tests {
             ..AuthSettings::default()
         };
         let choice = explicit
-            .choose_mode(BackendKind::Aws, "0.0.0.0:8080")
+            .choose_mode(true, "0.0.0.0:8080")
             .expect("explicit none");
         assert!(choice.warn_open);
     }

@@ -18,6 +18,7 @@
 #![allow(dead_code)]
 
 pub mod aws;
+pub mod identity;
 pub mod script;
 
 use std::path::{Path, PathBuf};
@@ -462,6 +463,23 @@ pub async fn run_cli(args: &[&str]) -> std::process::Output {
         .expect("run the adledger binary")
 }
 
+/// `--auth none` for a server on the AWS backend whose arguments choose no auth mode: the
+/// AWS backend refuses to start without an explicit choice, and a loopback test rig is the
+/// case `--auth none` exists for. Suites about identity pass their own `--auth`.
+fn open_test_rig(args: &[String]) -> Vec<String> {
+    let aws = args
+        .windows(2)
+        .any(|w| w[0] == "--backend" && w[1] == "aws");
+    let chosen = args
+        .iter()
+        .any(|a| a == "--auth" || a.starts_with("--auth="));
+    if aws && !chosen {
+        vec!["--auth".to_string(), "none".to_string()]
+    } else {
+        Vec::new()
+    }
+}
+
 /// Removes `ADLEDGER_*` variables (they would override the defaults the tests rely on),
 /// so each run is hermetic.
 fn scrub_env(cmd: &mut Command) {
@@ -498,6 +516,7 @@ async fn spawn(
         .arg("--data-dir")
         .arg(data_dir)
         .args(extra_args)
+        .args(open_test_rig(extra_args))
         .current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
