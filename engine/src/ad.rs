@@ -4,7 +4,6 @@
 //! (HTTP, import, tests) enforces the same rules before anything reaches the journal:
 //! an immutable journal cannot be cleaned up afterwards.
 
-use std::str::FromStr;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -380,17 +379,10 @@ fn parse_price(value: &Value) -> Result<Option<Decimal>> {
             ));
         }
     };
-    let parsed = if text.contains(['e', 'E']) {
-        Decimal::from_scientific(&text)
-    } else {
-        Decimal::from_str(&text)
-    };
-    let price = parsed.map_err(|_| {
+    let price = exact_decimal(&text).map_err(|why| {
         Error::invalid(
             "price",
-            format!(
-                "{text:?} is not a decimal number this ledger can store exactly (at most 28 significant digits)"
-            ),
+            format!("{text:?} {why}; write a plain decimal number such as 19.99"),
         )
     })?;
     if price.is_sign_negative() && !price.is_zero() {
@@ -403,6 +395,82 @@ fn parse_price(value: &Value) -> Result<Option<Decimal>> {
     let mut price = price;
     price.set_sign_positive(true);
     Ok(Some(price))
+}
+
+/// The most significant digits a price may have: what [`Decimal`] stores exactly.
+const MAX_PRICE_DIGITS: usize = 28;
+
+/// Parses decimal `text` (JSON number syntax: `-`, digits, an optional fraction and an
+/// optional exponent; nothing else, not `1_000`, not `+5`) into the exact [`Decimal`], or
+/// says why it cannot be stored exactly. `rust_decimal`'s own parser accepts `_`
+/// separators and rounds excess digits silently; a ledger must do neither.
+fn exact_decimal(text: &str) -> std::result::Result<Decimal, &'static str> {
+    const SYNTAX: &str = "is not a decimal number";
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+        Some((m, e)) => {
+            let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
+            if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| b.is_ascii_digit())
+            {
+                return Err(SYNTAX);
+            }
+            let value: i64 = digits.parse().map_err(|_| SYNTAX)?;
+            (m, if e.starts_with('-') { -value } else { value })
+        }
+        None => (unsigned, 0),
+    };
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if int_part.is_empty()
+        || !all_digits(int_part)
+        || !all_digits(frac_part)
+        || (mantissa.contains('.') && frac_part.is_empty())
+    {
+        return Err(SYNTAX);
+    }
+    // All the digits, and where the decimal point goes among them after the exponent.
+    let digits = format!("{int_part}{frac_part}");
+    let point = int_part.len() as i64 + exponent;
+    let first = digits.find(|c| c != '0').unwrap_or(digits.len());
+    if first == digits.len() {
+        return Ok(Decimal::ZERO);
+    }
+    // Trailing zeros stay: `120.50` keeps its two decimals, as the client wrote it.
+    let significant = &digits[first..];
+    // The value is `0.significant × 10^(point - first)`.
+    let magnitude = point - first as i64;
+    let scale = (significant.len() as i64 - magnitude).max(0);
+    let integer_digits = magnitude.max(0);
+    if significant.len() > MAX_PRICE_DIGITS
+        || scale > MAX_PRICE_DIGITS as i64
+        || integer_digits + scale > MAX_PRICE_DIGITS as i64
+    {
+        return Err("has more digits than this ledger can store exactly (28 in all)");
+    }
+    let mut plain = String::with_capacity(MAX_PRICE_DIGITS + 3);
+    if negative {
+        plain.push('-');
+    }
+    if magnitude <= 0 {
+        plain.push_str("0.");
+        plain.extend(std::iter::repeat_n('0', (-magnitude) as usize));
+        plain.push_str(significant);
+    } else if magnitude as usize >= significant.len() {
+        plain.push_str(significant);
+        plain.extend(std::iter::repeat_n(
+            '0',
+            magnitude as usize - significant.len(),
+        ));
+    } else {
+        let (whole, fraction) = significant.split_at(magnitude as usize);
+        plain.push_str(whole);
+        plain.push('.');
+        plain.push_str(fraction);
+    }
+    Decimal::from_str_exact(&plain).map_err(|_| "cannot be stored exactly")
 }
 
 fn parse_tags(value: &Value) -> Result<Vec<String>> {
@@ -435,14 +503,20 @@ fn parse_tags(value: &Value) -> Result<Vec<String>> {
         check_len(&field, tag, MAX_TAG_CHARS)?;
         check_no_control(&field, tag)?;
         if !tags.iter().any(|t| t == tag) {
+            // Refused as soon as one too many is seen: the duplicate check above then
+            // never compares against more than MAX_TAGS tags, however long the array.
+            if tags.len() == MAX_TAGS {
+                return Err(Error::invalid(
+                    "tags",
+                    format!(
+                        "has more than {MAX_TAGS} distinct tags ({} given in all); the limit \
+                         is {MAX_TAGS}",
+                        items.len()
+                    ),
+                ));
+            }
             tags.push(tag.to_string());
         }
-    }
-    if tags.len() > MAX_TAGS {
-        return Err(Error::invalid(
-            "tags",
-            format!("has {} distinct tags; the limit is {MAX_TAGS}", tags.len()),
-        ));
     }
     Ok(tags)
 }
@@ -481,6 +555,66 @@ mod tests {
             Err(Error::Invalid { field, .. }) => field,
             other => panic!("expected Invalid, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn prices_are_exact_or_refused() {
+        let ok = |text: &str, expected: &str| {
+            assert_eq!(
+                exact_decimal(text).map(|d| d.to_string()),
+                Ok(expected.to_string()),
+                "{text}"
+            );
+        };
+        ok("19.99", "19.99");
+        ok("120.50", "120.50");
+        ok("0", "0");
+        ok("0.000", "0");
+        ok("1e3", "1000");
+        ok("1.5E-2", "0.015");
+        ok("-0", "0");
+        ok(
+            "1234567890123456789012345678",
+            "1234567890123456789012345678",
+        );
+        ok(
+            "0.1234567890123456789012345678",
+            "0.1234567890123456789012345678",
+        );
+        for refused in [
+            "1_000",
+            "+5",
+            "1.",
+            ".5",
+            "1e",
+            "1e99999",
+            "0x10",
+            "NaN",
+            "12345678901234567890123456789",
+            "1.00000000000000000000000000001",
+            "1e-29",
+            "1e28",
+            "",
+            "1 000",
+        ] {
+            assert!(exact_decimal(refused).is_err(), "{refused} must be refused");
+        }
+        let err = parse_price(&json!("1_000")).expect_err("underscore");
+        assert!(err.to_string().contains("price"), "{err}");
+    }
+
+    #[test]
+    fn too_many_tags_are_refused_without_quadratic_work() {
+        let many: Vec<Value> = (0..11_000).map(|i| json!(format!("t{i}"))).collect();
+        let err = parse_tags(&Value::Array(many)).expect_err("too many");
+        assert!(err.to_string().contains("11000 given"), "{err}");
+        let repeated: Vec<Value> = (0..11_000).map(|i| json!(format!("t{}", i % 50))).collect();
+        assert_eq!(
+            parse_tags(&Value::Array(repeated))
+                .expect("50 distinct")
+                .len(),
+            50
+        );
     }
 
     #[test]

@@ -753,6 +753,47 @@ mod tests {
     }
 
     #[test]
+    fn auth_settings_layer_like_the_rest() {
+        use crate::auth::{AuthMode, ReadAccess};
+        let from_file = file(
+            "[auth]\nmode = \"jwks\"\nissuer = \"https://idp.example/pool\"\n\
+             audience = [\"app\", \"cli\"]\nreads = \"authenticated\"\n",
+        );
+        assert_eq!(from_file.auth.mode, Some(AuthMode::Jwks));
+        assert_eq!(from_file.auth.audience, ["app", "cli"]);
+        assert_eq!(from_file.auth.reads, ReadAccess::Authenticated);
+        let layer = flags(&[
+            "--auth",
+            "hs256",
+            "--jwt-audience",
+            "web",
+            "--jwt-audience",
+            "mobile",
+        ])
+        .expect("valid")
+        .with_env_only(|k| (k == "ADLEDGER_JWT_SECRET").then(|| "x".repeat(40)));
+        let config = Config::resolve(Some(from_file), &layer);
+        assert_eq!(config.auth.mode, Some(AuthMode::Hs256), "flag beats file");
+        assert_eq!(config.auth.audience, ["web", "mobile"]);
+        assert_eq!(
+            config.auth.issuer.as_deref(),
+            Some("https://idp.example/pool")
+        );
+        assert_eq!(
+            config.auth.jwt_secret.as_ref().map(|s| s.expose().len()),
+            Some(40)
+        );
+        assert!(
+            !format!("{config:?}").contains(&"x".repeat(40)),
+            "secret hidden"
+        );
+        let err = Config::from_toml("[auth]\nsecret = \"s\"\n", Path::new("a.toml"))
+            .expect_err("the secret is never read from the file");
+        assert!(err.to_string().contains("secret"), "{err}");
+        assert!(flags(&["--jwt-secret", "x"]).is_err(), "no secret flag");
+    }
+
+    #[test]
     fn unknown_file_keys_are_named() {
         let err = Config::from_toml("listen = \"x\"\ndatadir = \"/d\"\n", Path::new("a.toml"))
             .expect_err("unknown key");

@@ -272,9 +272,103 @@ async fn refused_hs256_tokens(backend: Backend) {
     }
 }
 
+/// Deterministic mode with actors: the same commands by the same callers give the same
+/// journal, byte for byte, on every backend (pinned by its digest), and the actors travel
+/// in an export: the imported ledger shows them.
+async fn deterministic_runs_with_actors_are_byte_identical(backend: Backend) {
+    let (mut server, dir, file) = hs256_server(backend, &["--deterministic", "7"]).await;
+    let alice = dev_token(&file, "alice", &["--publisher", "acme"]).await;
+    let bob = dev_token(&file, "bob", &["--admin"]).await;
+    let created = send(
+        &server,
+        Method::POST,
+        "/publisher/acme/ad",
+        Some(&alice),
+        Some(&seed_create_body()),
+    )
+    .await;
+    created.expect_status(StatusCode::CREATED);
+    let ad_path = format!(
+        "/publisher/acme/ad/{}",
+        created.json()["adId"].as_str().expect("adId")
+    );
+    send(
+        &server,
+        Method::PATCH,
+        &ad_path,
+        Some(&bob),
+        Some(&json!({"price": 99})),
+    )
+    .await
+    .expect_status(StatusCode::OK);
+    send(&server, Method::DELETE, &ad_path, Some(&alice), None)
+        .await
+        .expect_status(StatusCode::NO_CONTENT);
+    let digest = server.get("/ledger/digest").await;
+    digest.expect_status(StatusCode::OK);
+    assert_eq!(
+        digest.json()["root"],
+        json!(EXPECTED_ACTOR_ROOT),
+        "the journal of a deterministic run with actors changed: {}",
+        digest.text
+    );
+    if backend != Backend::Local {
+        return;
+    }
+    server.stop().await;
+    let data = server.data_dir.to_string_lossy().into_owned();
+    let export = dir.path().join("ledger.jsonl");
+    let export_arg = export.to_string_lossy().into_owned();
+    let out = run_cli(&[
+        "export",
+        "--data-dir",
+        &data,
+        "--out",
+        &export_arg,
+        "--format",
+        "jsonl",
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let imported = dir.path().join("imported");
+    let imported_arg = imported.to_string_lossy().into_owned();
+    let out = run_cli(&["import", &export_arg, "--data-dir", &imported_arg]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let copy = crate::support::Server::start_with(Some(imported), &[]).await;
+    let versions = copy.get(&format!("{ad_path}?versions=true")).await;
+    versions.expect_status(StatusCode::OK);
+    let actors: Vec<String> = versions
+        .json()
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|r| {
+            r["metadata"]["actor"]["sub"]
+                .as_str()
+                .unwrap_or("-")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(actors, ["alice", "bob", "alice"]);
+}
+
+/// The Merkle root after [`deterministic_runs_with_actors_are_byte_identical`]'s commands
+/// with `--deterministic 7`.
+const EXPECTED_ACTOR_ROOT: &str =
+    "6b27a165a1e0315a0341218c3dd61b7735e8edd881e52523ef0a9218acac0fb4";
+
 per_backend!(
     hs256_tokens_authorize_writes_and_record_the_actor,
     proof_bundle_with_an_actor_verifies_offline,
     admin_tokens_write_anywhere_and_open_the_admin_routes,
     refused_hs256_tokens,
+    deterministic_runs_with_actors_are_byte_identical,
 );
