@@ -4,7 +4,6 @@
 //! (HTTP, import, tests) enforces the same rules before anything reaches the journal:
 //! an immutable journal cannot be cleaned up afterwards.
 
-
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

@@ -23,6 +23,30 @@ mod property;
 mod tamper;
 
 pub use engine::*;
+
+use crate::actor::Actor;
+use crate::command::{Command, Outcome};
+
+/// The caller the conformance suite commits as, so every behaviour is checked with an
+/// actor in the block headers (as a server with identity writes them).
+pub fn tester() -> Actor {
+    Actor {
+        sub: "conformance-suite".into(),
+        iss: "https://issuer.example/adledger-testkit".into(),
+    }
+}
+
+/// Commits as [`tester`].
+pub(crate) trait RunAsTester {
+    /// `execute_as(command, Some(tester()))`.
+    fn run(&self, command: Command) -> impl Future<Output = crate::Result<Outcome>> + Send;
+}
+
+impl RunAsTester for Ledger {
+    fn run(&self, command: Command) -> impl Future<Output = crate::Result<Outcome>> + Send {
+        self.execute_as(command, Some(tester()))
+    }
+}
 pub use fixtures::*;
 pub use maintenance::*;
 pub use ports::*;

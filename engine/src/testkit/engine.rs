@@ -1,5 +1,6 @@
 //! Behaviours of the whole engine running over a backend.
 
+use super::RunAsTester;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -37,10 +38,7 @@ fn retitle(key: &AdKey, title: &str, expected_version: Option<u64>) -> Command {
 }
 
 async fn created_key(ledger: &Ledger, publisher: &str, title: &str) -> AdKey {
-    let outcome = ledger
-        .execute(create(publisher, title))
-        .await
-        .expect("create");
+    let outcome = ledger.run(create(publisher, title)).await.expect("create");
     outcome.ad.expect("created ad").key()
 }
 
@@ -51,10 +49,7 @@ pub async fn ledger_lifecycle_create_update_delete<H: Harness>(h: &H) {
     let stores = h.open(&place).await.expect("open");
     let ledger = stores.ledger(1).await.expect("ledger");
 
-    let created = ledger
-        .execute(create("acme", "Bike"))
-        .await
-        .expect("create");
+    let created = ledger.run(create("acme", "Bike")).await.expect("create");
     assert_eq!(created.version, 0);
     assert!(!created.replayed);
     let key = created.ad.clone().expect("ad").key();
@@ -64,7 +59,7 @@ pub async fn ledger_lifecycle_create_update_delete<H: Harness>(h: &H) {
     );
 
     let updated = ledger
-        .execute(retitle(&key, "Bike, red", Some(0)))
+        .run(retitle(&key, "Bike, red", Some(0)))
         .await
         .expect("update");
     assert_eq!(updated.version, 1);
@@ -78,12 +73,12 @@ pub async fn ledger_lifecycle_create_update_delete<H: Harness>(h: &H) {
         Err(Error::NotFound { .. })
     ));
     assert!(matches!(
-        ledger.execute(retitle(&stranger, "mine", None)).await,
+        ledger.run(retitle(&stranger, "mine", None)).await,
         Err(Error::NotFound { .. })
     ));
 
     let deleted = ledger
-        .execute(Command::DeleteAd {
+        .run(Command::DeleteAd {
             key: key.clone(),
             expected_version: None,
         })
@@ -95,12 +90,12 @@ pub async fn ledger_lifecycle_create_update_delete<H: Harness>(h: &H) {
         Err(Error::Gone { version: 2, .. })
     ));
     assert!(matches!(
-        ledger.execute(retitle(&key, "zombie", None)).await,
+        ledger.run(retitle(&key, "zombie", None)).await,
         Err(Error::Gone { .. })
     ));
     assert!(matches!(
         ledger
-            .execute(Command::DeleteAd {
+            .run(Command::DeleteAd {
                 key: key.clone(),
                 expected_version: None
             })
@@ -155,7 +150,7 @@ pub async fn ledger_concurrent_updates_exactly_one_wins<H: Harness>(h: &H) {
         let key = key.clone();
         tokio::spawn(async move {
             ledger
-                .execute(retitle(&key, &format!("writer {i}"), Some(0)))
+                .run(retitle(&key, &format!("writer {i}"), Some(0)))
                 .await
         })
     });
@@ -195,7 +190,7 @@ pub async fn ledger_idempotent_create_is_forever<H: Harness>(h: &H) {
         let tries = (0..5).map(|_| {
             let ledger = ledger.clone();
             let cmd = with_key("Once");
-            tokio::spawn(async move { ledger.execute(cmd).await })
+            tokio::spawn(async move { ledger.run(cmd).await })
         });
         let outcomes: Vec<_> = join_all(tries)
             .await
@@ -208,13 +203,13 @@ pub async fn ledger_idempotent_create_is_forever<H: Harness>(h: &H) {
             .collect();
         assert_eq!(ids.len(), 1, "one ad for one key: {ids:?}");
         assert_eq!(outcomes.iter().filter(|o| !o.replayed).count(), 1);
-        let reused = ledger.execute(with_key("Different body")).await;
+        let reused = ledger.run(with_key("Different body")).await;
         assert!(
             matches!(&reused, Err(Error::Invalid { field, .. }) if field == "Idempotency-Key"),
             "{reused:?}"
         );
         let other_publisher = ledger
-            .execute(Command::CreateAd {
+            .run(Command::CreateAd {
                 publisher_id: "other".into(),
                 draft: draft("Once", Some("5"), "misc", &[]),
                 idempotency_key: Some("order-1".into()),
@@ -228,7 +223,7 @@ pub async fn ledger_idempotent_create_is_forever<H: Harness>(h: &H) {
     let stores = h.open(&place).await.expect("reopen");
     let ledger = stores.ledger(3).await.expect("ledger");
     let again = ledger
-        .execute(with_key("Once"))
+        .run(with_key("Once"))
         .await
         .expect("retry after restart");
     assert!(again.replayed);
@@ -245,7 +240,7 @@ pub async fn ledger_update_that_changes_nothing_appends_nothing<H: Harness>(h: &
     let key = created_key(&ledger, "acme", "Same").await;
     let before = ledger.committed();
     let outcome = ledger
-        .execute(retitle(&key, "Same", Some(0)))
+        .run(retitle(&key, "Same", Some(0)))
         .await
         .expect("noop");
     assert_eq!((outcome.version, outcome.revision.is_none()), (0, true));
@@ -254,7 +249,7 @@ pub async fn ledger_update_that_changes_nothing_appends_nothing<H: Harness>(h: &
         patch: AdPatch::default(),
         expected_version: None,
     };
-    assert_eq!(ledger.execute(empty).await.expect("empty patch").version, 0);
+    assert_eq!(ledger.run(empty).await.expect("empty patch").version, 0);
     assert_eq!(ledger.committed(), before);
     ledger.shutdown().await;
 }
@@ -281,7 +276,7 @@ pub async fn ledger_reads_see_own_writes<H: Harness>(h: &H) {
             vec![key.clone()]
         );
         ledger
-            .execute(retitle(&key, "renamed", None))
+            .run(retitle(&key, "renamed", None))
             .await
             .expect("update");
         assert_eq!(
@@ -301,7 +296,7 @@ pub async fn ledger_reopen_continues_the_chain<H: Harness>(h: &H) {
         let ledger = stores.ledger(6).await.expect("ledger");
         let key = created_key(&ledger, "acme", "Durable").await;
         ledger
-            .execute(retitle(&key, "Durable 2", None))
+            .run(retitle(&key, "Durable 2", None))
             .await
             .expect("update");
         let digest = ledger.digest().await.expect("digest").expect("non-empty");
@@ -333,7 +328,7 @@ async fn run_script(ledger: &Ledger) -> Vec<String> {
     let mut keys = Vec::new();
     for i in 0..6 {
         let o = ledger
-            .execute(Command::CreateAd {
+            .run(Command::CreateAd {
                 publisher_id: format!("pub{}", i % 2),
                 draft: draft(&format!("Item {i}"), Some("19.99"), "misc", &["a", "b"]),
                 idempotency_key: Some(format!("k{i}")),
@@ -346,13 +341,13 @@ async fn run_script(ledger: &Ledger) -> Vec<String> {
     for key in &keys[..3] {
         out.push(format!(
             "{:?}",
-            ledger.execute(retitle(key, "changed", None)).await
+            ledger.run(retitle(key, "changed", None)).await
         ));
     }
     out.push(format!(
         "{:?}",
         ledger
-            .execute(Command::DeleteAd {
+            .run(Command::DeleteAd {
                 key: keys[4].clone(),
                 expected_version: None
             })
@@ -396,12 +391,12 @@ pub async fn ledger_history_and_as_of<H: Harness>(h: &H) {
     let key = created_key(&ledger, "acme", "v0").await;
     for v in 1..=3 {
         ledger
-            .execute(retitle(&key, &format!("v{v}"), None))
+            .run(retitle(&key, &format!("v{v}"), None))
             .await
             .expect("update");
     }
     ledger
-        .execute(Command::DeleteAd {
+        .run(Command::DeleteAd {
             key: key.clone(),
             expected_version: None,
         })
@@ -459,7 +454,7 @@ pub async fn ledger_digest_matches_reference_tree<H: Harness>(h: &H) {
     assert_eq!(ledger.digest().await.expect("empty digest"), None);
     let creates = (0..37).map(|i| {
         let ledger = ledger.clone();
-        tokio::spawn(async move { ledger.execute(create("acme", &format!("ad {i}"))).await })
+        tokio::spawn(async move { ledger.run(create("acme", &format!("ad {i}"))).await })
     });
     for r in join_all(creates).await {
         r.expect("task").expect("create");
@@ -495,13 +490,13 @@ pub async fn ledger_rebuild_equals_live_read_models<H: Harness>(h: &H) {
     }
     for key in keys.iter().step_by(2) {
         ledger
-            .execute(retitle(key, "Renamed thing", None))
+            .run(retitle(key, "Renamed thing", None))
             .await
             .expect("update");
     }
     for key in keys.iter().step_by(5) {
         ledger
-            .execute(Command::DeleteAd {
+            .run(Command::DeleteAd {
                 key: key.clone(),
                 expected_version: None,
             })
@@ -574,7 +569,7 @@ pub async fn ledger_group_commit_batches_concurrent_creates<H: Harness>(h: &H) {
         let ledger = ledger.clone();
         tokio::spawn(async move {
             ledger
-                .execute(create(&format!("p{}", i % 4), &format!("ad {i}")))
+                .run(create(&format!("p{}", i % 4), &format!("ad {i}")))
                 .await
         })
     });
@@ -624,7 +619,7 @@ pub async fn ledger_revision_evidence_proves_every_version<H: Harness>(h: &H) {
     created_key(&ledger, "globex", "Chair").await;
     for round in 0..2 {
         ledger
-            .execute(retitle(&key, &format!("Lamp {round}"), None))
+            .run(retitle(&key, &format!("Lamp {round}"), None))
             .await
             .expect("update");
         created_key(&ledger, "acme", &format!("Filler {round}")).await;

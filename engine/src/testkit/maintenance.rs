@@ -1,6 +1,7 @@
 //! Behaviours of the maintenance tools — the `scan`/`put` port methods they rest on,
 //! replay, rebuild, snapshots, export and import — on a real backend.
 
+use super::RunAsTester;
 use std::path::Path;
 
 use chrono::{TimeZone, Utc};
@@ -222,7 +223,7 @@ async fn populate(ledger: &Ledger, offset: usize) -> Vec<AdKey> {
     let mut keys = Vec::new();
     for i in offset..offset + 15 {
         let outcome = ledger
-            .execute(Command::CreateAd {
+            .run(Command::CreateAd {
                 publisher_id: PUBLISHERS[i % 3].to_string(),
                 draft: draft(&format!("Gadget {i}"), Some("5.50"), "tools", &["m"]),
                 idempotency_key: (i == offset).then(|| format!("key-{i}")),
@@ -234,14 +235,14 @@ async fn populate(ledger: &Ledger, offset: usize) -> Vec<AdKey> {
     for (n, key) in keys.iter().enumerate().step_by(2) {
         for round in 0..2 {
             ledger
-                .execute(retitle(key, &format!("Gadget {n} mark {round}")))
+                .run(retitle(key, &format!("Gadget {n} mark {round}")))
                 .await
                 .expect("update");
         }
     }
     for key in keys.iter().step_by(5) {
         ledger
-            .execute(Command::DeleteAd {
+            .run(Command::DeleteAd {
                 key: key.clone(),
                 expected_version: None,
             })
@@ -859,7 +860,7 @@ pub async fn maintenance_export_import_round_trip_keeps_the_digest<H: Harness>(h
         // and the chain continues.
         let imported = target.ledger(27).await.expect("ledger");
         let retried = imported
-            .execute(Command::CreateAd {
+            .run(Command::CreateAd {
                 publisher_id: "m0".into(),
                 draft: draft("Gadget 0", Some("5.50"), "tools", &["m"]),
                 idempotency_key: Some("key-0".into()),
@@ -872,7 +873,7 @@ pub async fn maintenance_export_import_round_trip_keeps_the_digest<H: Harness>(h
         );
         assert_eq!(retried.ad.map(|a| a.key()), Some(keys[0].clone()));
         imported
-            .execute(retitle(&keys[1], "after the move"))
+            .run(retitle(&keys[1], "after the move"))
             .await
             .expect("update");
         caught_up(&imported).await;

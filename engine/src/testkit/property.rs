@@ -1,5 +1,6 @@
 //! Property test: random command sequences against a plain `HashMap` model.
 
+use super::RunAsTester;
 use std::collections::{BTreeMap, HashMap};
 
 use proptest::prelude::*;
@@ -96,7 +97,7 @@ async fn check_sequence<H: Harness>(h: &H, ops: Vec<Op>) {
                     &["t"],
                 );
                 let outcome = ledger
-                    .execute(Command::CreateAd {
+                    .run(Command::CreateAd {
                         publisher_id: PUBLISHERS[publisher].into(),
                         draft: d,
                         idempotency_key: None,
@@ -130,7 +131,7 @@ async fn check_sequence<H: Harness>(h: &H, ops: Vec<Op>) {
                 let current = model.get(&key).cloned().expect("modelled");
                 let expected_version = Some(current.version + u64::from(stale));
                 let result = ledger
-                    .execute(Command::UpdateAd {
+                    .run(Command::UpdateAd {
                         key: key.clone(),
                         patch: patch.clone(),
                         expected_version,
@@ -167,7 +168,7 @@ async fn check_sequence<H: Harness>(h: &H, ops: Vec<Op>) {
                 };
                 let current = model.get(&key).cloned().expect("modelled");
                 let result = ledger
-                    .execute(Command::DeleteAd {
+                    .run(Command::DeleteAd {
                         key: key.clone(),
                         expected_version: None,
                     })

@@ -8,6 +8,7 @@
 //! The alterations go through [`Harness::tamper`], which uses the backend's storage
 //! directly: the `Journal` port cannot rewrite or remove a block, by design.
 
+use super::RunAsTester;
 use rust_decimal::Decimal;
 
 use super::{Harness, all_blocks, all_revisions, draft};
@@ -97,7 +98,7 @@ async fn written<H: Harness>(h: &H) -> (H::Place, Vec<Revision>, Digest) {
     let mut keys: Vec<AdKey> = Vec::new();
     for i in 0..4 {
         let outcome = ledger
-            .execute(Command::CreateAd {
+            .run(Command::CreateAd {
                 publisher_id: format!("pub{}", i % 2),
                 draft: draft(
                     &format!("Ad {i}"),
@@ -113,7 +114,7 @@ async fn written<H: Harness>(h: &H) -> (H::Place, Vec<Revision>, Digest) {
     }
     for (i, key) in keys.iter().enumerate() {
         ledger
-            .execute(Command::UpdateAd {
+            .run(Command::UpdateAd {
                 key: key.clone(),
                 patch: AdPatch {
                     price: Some(Some(Decimal::new(2000 + i as i64, 2))),
