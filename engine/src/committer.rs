@@ -203,6 +203,9 @@ impl Committer {
             }
             let started = std::time::Instant::now();
             let appended = self.journal.append(plan.batch.clone()).await;
+            metrics::histogram!("adledger_commit_duration_seconds").record(started.elapsed());
+            metrics::histogram!("adledger_commit_batch_blocks")
+                .record(plan.batch.blocks.len() as f64);
             tracing::debug!(
                 commands = requests.len(),
                 blocks = plan.batch.blocks.len(),
@@ -213,6 +216,7 @@ impl Committer {
                 Ok(()) => break Ok(plan),
                 Err(Error::Conflict { .. }) if attempt < MAX_RACE_RETRIES => {
                     attempt += 1;
+                    metrics::counter!("adledger_commit_races_total").increment(1);
                     tracing::debug!(attempt, "journal append lost a race; re-planning");
                     self.stale = true;
                     tokio::time::sleep(Duration::from_millis(1 << attempt.min(6))).await;

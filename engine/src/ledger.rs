@@ -215,6 +215,16 @@ impl Ledger {
         Ok(own.max(tip))
     }
 
+    /// The next block the state store and the search index lack, as this process's
+    /// projectors last reported (or their start point before they report): the lag a
+    /// monitor shows is [`committed`](Ledger::committed) minus these.
+    pub fn projected(&self) -> (u64, u64) {
+        (
+            *self.state.progress.borrow(),
+            *self.search.progress.borrow(),
+        )
+    }
+
     /// Who projects into the state store, as this process last learned it.
     pub fn state_projector(&self) -> ProjectorRole {
         self.state.role.borrow().clone()

@@ -72,6 +72,7 @@ pub fn app_with_limits(state: AppState, limits: &HttpLimits) -> Router {
         .route("/", get(search::seed_search))
         .route("/search", get(search::search))
         .route("/healthz", get(health::healthz))
+        .route("/metrics", get(crate::metrics::metrics))
         .route(
             "/publisher/{publisher_id}/ad",
             get(ads::list).post(ads::create),
@@ -90,6 +91,7 @@ pub fn app_with_limits(state: AppState, limits: &HttpLimits) -> Router {
         .merge(crate::openapi::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(crate::metrics::track))
         .layer(middleware::from_fn_with_state(
             state.auth.clone(),
             crate::auth::access::require_reader,

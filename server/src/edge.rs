@@ -253,8 +253,10 @@ fn is_connection_error(error: &std::io::Error) -> bool {
 /// `request_timeout` is the configured limit, named in the detail.
 pub fn overload_response(error: &BoxError, request_timeout: Duration) -> Response {
     if error.is::<tower::load_shed::error::Overloaded>() {
+        metrics::counter!(crate::metrics::SHED).increment(1);
         ApiError::overloaded().into_response()
     } else if error.is::<tower::timeout::error::Elapsed>() {
+        metrics::counter!(crate::metrics::TIMED_OUT).increment(1);
         ApiError::timed_out(request_timeout).into_response()
     } else {
         // The layers between the handler and here produce no other error.

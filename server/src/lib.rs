@@ -48,6 +48,7 @@ pub mod error;
 pub mod export_cmd;
 pub mod headers;
 pub mod import_cmd;
+pub mod metrics;
 pub mod openapi;
 pub mod params;
 pub mod proof_cmd;

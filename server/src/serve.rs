@@ -100,6 +100,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         config.backend == crate::config::BackendKind::Aws,
         &config.listen,
     )?;
+    crate::metrics::spawn_upkeep();
     let ports = backend::open(&config)?;
     let ledger = Ledger::open(ports, LedgerOptions::default())
         .await

@@ -20,7 +20,7 @@
 //! | `crash` (kill -9, restart, check what survived) | ✓ | ✓ | |
 //! | `maintenance`, `verify` (sled and tantivy files touched directly) | ✓ | | |
 //! | `edge` (timeouts, limits, shedding, shutdown: the same on every backend) | ✓ | | |
-//! | `openapi` (the document against the routes served) | ✓ | | |
+//! | `openapi` (the document against the routes served), `metrics` | ✓ | | |
 //! | `power_loss` (a FUSE filesystem that forgets what was not synced) | ✓ | | |
 //! | `aws_two_servers`, `opensearch` | | ✓ | |
 //! | `moves` (local → AWS → local) | ✓ | ✓ | |
@@ -39,6 +39,7 @@ mod crash;
 mod deterministic;
 mod edge;
 mod maintenance;
+mod metrics;
 mod moves;
 mod openapi;
 mod opensearch;

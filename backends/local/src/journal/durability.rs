@@ -104,7 +104,9 @@ impl Durability {
 
     /// Makes everything written to `db` so far durable.
     pub(super) fn sync(&mut self, db: &sled::Db) -> Result<(), LocalError> {
+        let started = std::time::Instant::now();
         let result = self.sync_inner(db);
+        metrics::histogram!("adledger_journal_sync_seconds").record(started.elapsed());
         if let Err(error) = &result {
             self.poisoned = Some(error.to_string());
         }

@@ -1,0 +1,73 @@
+//! `GET /metrics` from the real binary: Prometheus text with the request histogram labelled
+//! by route template (never the raw path), the commit and sync histograms, and the
+//! projection lag; public whatever the auth settings. The same on every backend (the
+//! local backend adds its sync histogram): local only.
+
+use crate::support::identity::hs256_server;
+use crate::support::{Backend, Server, local_only, seed_create_body};
+use reqwest::StatusCode;
+
+async fn metrics_name_routes_not_paths() {
+    let server = Server::start(Backend::Local).await;
+    for _ in 0..3 {
+        server
+            .create_ad("secret-publisher", &seed_create_body())
+            .await;
+    }
+    server
+        .get("/nowhere/at/all")
+        .await
+        .expect_status(StatusCode::NOT_FOUND);
+    let resp = server.get("/metrics").await;
+    resp.expect_status(StatusCode::OK);
+    assert!(
+        resp.header("content-type")
+            .unwrap_or_default()
+            .starts_with("text/plain"),
+        "{:?}",
+        resp.header("content-type")
+    );
+    let text = &resp.text;
+    for expected in [
+        "http_server_request_duration_seconds_bucket{method=\"POST\",route=\"/publisher/{publisher_id}/ad\",status=\"201\"",
+        "route=\"unmatched\",status=\"404\"",
+        "adledger_commit_duration_seconds_bucket",
+        "adledger_commit_batch_blocks_bucket",
+        "adledger_journal_sync_seconds_bucket",
+        "adledger_journal_blocks 3",
+        "adledger_projection_lag_blocks{model=\"state\"}",
+    ] {
+        assert!(text.contains(expected), "no {expected} in:\n{text}");
+    }
+    assert!(
+        !text.contains("secret-publisher"),
+        "a raw path leaked into a label"
+    );
+    assert!(!text.contains("nowhere"), "a raw path leaked into a label");
+    let creates = text
+        .lines()
+        .find(|l| {
+            l.starts_with("http_server_request_duration_seconds_count")
+                && l.contains("method=\"POST\"")
+                && l.contains("status=\"201\"")
+        })
+        .unwrap_or_else(|| panic!("no POST count in:\n{text}"));
+    assert!(creates.ends_with(" 3"), "{creates}");
+}
+
+async fn metrics_stay_public_and_anonymous() {
+    let (server, _dir, _file) =
+        hs256_server(Backend::Local, &["--auth-reads", "authenticated"]).await;
+    server
+        .get("/publisher/acme/ad")
+        .await
+        .expect_status(StatusCode::UNAUTHORIZED);
+    let resp = server.get("/metrics").await;
+    resp.expect_status(StatusCode::OK);
+    assert!(!resp.text.contains("sub="), "no caller identity in metrics");
+}
+
+local_only!(
+    metrics_name_routes_not_paths,
+    metrics_stay_public_and_anonymous
+);
