@@ -28,6 +28,9 @@ const MAX_OFFSET: usize = 10_000;
 const SEED_LIMIT: usize = 25;
 /// Longest free-text query, in characters.
 const MAX_QUERY_CHARS: usize = 1_000;
+/// Most words in a free-text query: every word is a clause per searched field, and a
+/// search cluster refuses queries past its clause limit (OpenSearch: 1,024 by default).
+const MAX_QUERY_WORDS: usize = 64;
 
 /// `GET /search?q=&publisherId=&category=&tag=&minPrice=&maxPrice=&limit=&cursor=`.
 #[utoipa::path(
@@ -151,6 +154,16 @@ fn query_text(params: &QueryParams) -> Result<String, ApiError> {
         return Err(ApiError::invalid_parameter(
             "q",
             format!("`q` is {chars} characters long; the limit is {MAX_QUERY_CHARS}"),
+        ));
+    }
+    let words = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .count();
+    if words > MAX_QUERY_WORDS {
+        return Err(ApiError::invalid_parameter(
+            "q",
+            format!("`q` has {words} words; the limit is {MAX_QUERY_WORDS}"),
         ));
     }
     Ok(text.to_string())
