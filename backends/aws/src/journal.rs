@@ -473,7 +473,9 @@ impl Journal for DynamoJournal {
     }
 
     async fn last_sequence(&self) -> Result<Option<u64>> {
-        self.last().await.map_err(Into::into)
+        let last = self.last().await?;
+        crate::metrics::observe_journal_tip(last.map_or(0, |l| l + 1));
+        Ok(last)
     }
 
     async fn read_blocks(&self, from: u64, max: usize) -> Result<Vec<EncodedBlock>> {
