@@ -18,6 +18,8 @@ pub struct AppState {
     pub ledger: Arc<Ledger>,
     /// The `/admin/*` settings; `None` disables those routes.
     pub admin: Option<Admin>,
+    /// The last `/readyz` check (see [`crate::routes::health`]).
+    pub readiness: crate::routes::health::ReadinessCache,
 }
 
 impl AppState {
@@ -26,6 +28,7 @@ impl AppState {
         AppState {
             ledger,
             admin: None,
+            readiness: Default::default(),
         }
     }
 
