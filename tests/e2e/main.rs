@@ -27,6 +27,7 @@
 //! `ADLEDGER_BIN` names; `cargo test --workspace` builds it, `cargo test -p
 //! adledger-tests` alone needs `cargo build -p adledger` first (see `support::binary`).
 
+mod aws_health;
 mod aws_two_servers;
 mod bad_input;
 mod concurrency;

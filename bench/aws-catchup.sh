@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Catch-up of the AWS backend's state projection after a burst of creates (issue 14):
+# the bench on fresh DynamoDB Local tables, once with --settle (its note is the time the
+# state checkpoint took to reach the journal after the creates; the gets then measure the
+# settled read path) and once without (the gets start right after the burst and wait for
+# the projection). Run it next to DynamoDB Local, after a release build:
+#
+#   cargo build --release -p adledger -p adledger-bench
+#   scripts/dynamodb-local.sh bench/aws-catchup.sh
+#
+# Environment: CREATES (default 3000), GETS (default CREATES), SEARCHES (default 300),
+# BIN (the directory holding adledger and adledger-bench; default target/release).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+E="$ADLEDGER_TEST_DYNAMODB_ENDPOINT"
+BIN="${BIN:-$PWD/target/release}"
+B="$BIN/adledger"
+BENCH="$BIN/adledger-bench"
+CREATES="${CREATES:-3000}"
+PARAMS=(--creates "$CREATES" --gets "${GETS:-$CREATES}" --searches "${SEARCHES:-300}")
+work=$(mktemp -d /tmp/adledger-catchup.XXXXXX)
+# A server binary for the bench that runs the AWS backend on fresh tables.
+aws_server() {
+    local prefix="catchup-$(date +%s%N)-"
+    "$B" aws init --dynamodb-endpoint "$E" --table-prefix "$prefix" >/dev/null
+    cat > "$work/$prefix" <<WRAP
+#!/usr/bin/env bash
+args=(); for a in "\$@"; do [[ \$a == local ]] && a=aws; args+=("\$a"); done
+exec "$B" "\${args[@]}" --dynamodb-endpoint "$E" --table-prefix "$prefix"
+WRAP
+    chmod +x "$work/$prefix"
+    echo "$work/$prefix"
+}
+for settle in "--settle" ""; do
+    server=$(aws_server)
+    echo "== aws backend (DynamoDB Local) ${settle:-no settle}; load $(cat /proc/loadavg)"
+    RUST_LOG=warn "$BENCH" --server-bin "$server" $settle "${PARAMS[@]}" 2>&1 | grep -v '^adledger listening'
+done
+rm -rf "$work"
