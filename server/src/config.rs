@@ -130,16 +130,19 @@ impl SearchKind {
 pub const DEFAULT_TABLE_PREFIX: &str = "adledger-";
 
 /// How often an AWS process reads the journal's tip by default, in milliseconds. Each
-/// read is one `GetItem`; with the lease renewals (one `UpdateItem` per third of
-/// [`DEFAULT_LEASE_MS`]) an idle process sends 0.5 + 0.3 = 0.8 requests a second.
-/// Reads and writes on a process read the tip themselves, so this only bounds how late
-/// the projecting process notices a write made on another process when nobody reads on
-/// it — and so how long a read on that other process may wait for it.
-pub const DEFAULT_JOURNAL_POLL_MS: u64 = 2_000;
+/// read is one `GetItem`. An idle projecting process also renews its lease every third
+/// of [`DEFAULT_LEASE_MS`] (one `UpdateItem`, then one journal read by the projector), so
+/// it sends about 1/4 + 2 × 3/10 = 0.85 requests a second (measured: `aws_health` in
+/// `tests/e2e`). Reads and writes on a process read the tip themselves, so this only
+/// bounds how late the projecting process notices a write made on another process when
+/// nobody reads on it — and so how long a read on that other process may wait for it.
+pub const DEFAULT_JOURNAL_POLL_MS: u64 = 4_000;
 /// The allowed range of `journal_poll_ms`.
 pub const JOURNAL_POLL_MS: std::ops::RangeInclusive<u64> = 10..=60_000;
 /// How long a projector lease lasts by default, in milliseconds (renewed every third;
-/// a crashed holder is replaced at most this long after its last renewal).
+/// a crashed holder is replaced at most this long after its last renewal). Keep it at
+/// most the engine's read timeout (10 s): after a projector crashes, reads wait for the
+/// next holder, and a longer lease makes them time out (`crash` in `tests/e2e`).
 pub const DEFAULT_LEASE_MS: u64 = 10_000;
 /// The allowed range of `lease_ms`.
 pub const LEASE_MS: std::ops::RangeInclusive<u64> = 1_000..=600_000;
@@ -451,7 +454,8 @@ pub struct ServeArgs {
     /// connections are closed [default: 20s]
     #[arg(long, value_name = "DURATION", env = "ADLEDGER_SHUTDOWN_GRACE")]
     pub shutdown_grace: Option<DurationSetting>,
-    /// AWS backend: how often to read the journal's tip, in ms (10..=60000) [default: 2000]
+
+    /// AWS backend: how often to read the journal's tip, in ms (10..=60000) [default: 4000]
     #[arg(long, value_name = "MS", env = "ADLEDGER_JOURNAL_POLL_MS", value_parser = millis_in(JOURNAL_POLL_MS))]
     pub journal_poll_ms: Option<u64>,
 

@@ -25,9 +25,15 @@ async fn requests(server: &Server) -> (u64, Value) {
 /// a request or two meanwhile; the answer carries the observed tip and checkpoint.
 async fn healthz_sends_no_dynamodb_request() {
     let server = Server::start(Backend::Aws).await;
-    server
+    let ad = server
         .create_ad("acme", &serde_json::json!({"adTitle": "t"}))
         .await;
+    // A read waits for the state projection, so the count below starts after it.
+    let id = ad["adId"].as_str().expect("adId");
+    server
+        .get(&format!("/publisher/acme/ad/{id}"))
+        .await
+        .expect_status(StatusCode::OK);
     let (before, health) = requests(&server).await;
     assert_eq!(health["projectors"]["state"]["role"], "holder", "{health}");
     assert!(

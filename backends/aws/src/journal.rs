@@ -469,7 +469,11 @@ impl DynamoJournal {
 #[async_trait]
 impl Journal for DynamoJournal {
     async fn append(&self, batch: AppendBatch) -> Result<()> {
-        self.append_inner(&batch).await.map_err(Into::into)
+        self.append_inner(&batch).await?;
+        if let Some(last) = batch.blocks.last() {
+            crate::metrics::observe_journal_tip(last.sequence + 1);
+        }
+        Ok(())
     }
 
     async fn last_sequence(&self) -> Result<Option<u64>> {

@@ -1,5 +1,7 @@
-//! Counting DynamoDB requests, so the cost of a write can be measured: the target is one
-//! `TransactWriteItems` per group commit.
+//! Counting DynamoDB requests, so the cost of a write can be measured (the target is one
+//! `TransactWriteItems` per group commit), and remembering the journal tip and state
+//! checkpoint this process last read or wrote, so `/healthz` can report them without a
+//! request. Both are per process: a server opens one ledger.
 //!
 //! Every client this backend builds ([`crate::client`]) carries [`CountRequests`], an SDK
 //! interceptor that runs before each request is sent (retries included: each attempt is
