@@ -48,6 +48,7 @@ pub const AD_ID_PATTERN: &str = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$";
         crate::routes::search::search,
         crate::routes::search::seed_search,
         crate::routes::health::healthz,
+        crate::routes::health::readyz,
         crate::routes::admin::replay,
         crate::routes::admin::rebuild_shadow,
         crate::routes::admin::snapshot_create,

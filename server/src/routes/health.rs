@@ -209,8 +209,16 @@ pub struct Readiness {
 pub type ReadinessCache = std::sync::Arc<tokio::sync::Mutex<Option<(Instant, Readiness)>>>;
 
 /// `GET /readyz`: 200 `{"status":"ready","journalTip":N,"stateCheckpoint":N,"ageMs":N}`
-/// when the journal and the state store answer, else 503 with `error`; checked at most
-/// once a second.
+/// when the journal and the state store answer, else 503 with `error` (which store; the
+/// backend's error is logged, not sent); checked at most once a second.
+#[utoipa::path(
+    get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "The journal and the state store answer (checked at most once a second)", body = crate::wire_schema::Readiness),
+        (status = 400, description = "A query parameter (this route takes none)", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A store did not answer; `error` says which", body = crate::wire_schema::Readiness),
+    ),
+)]
 pub async fn readyz(State(state): State<AppState>, query: RawPairs) -> Result<Response, ApiError> {
     QueryParams::parse(query, &[])?;
     let mut cached = state.readiness.lock().await;
@@ -237,28 +245,33 @@ pub async fn readyz(State(state): State<AppState>, query: RawPairs) -> Result<Re
     Ok((status, Json(ready)).into_response())
 }
 
-/// Reads the journal's tip and the state checkpoint from the stores.
+/// Reads the journal's tip and the state checkpoint from the stores. A failure is logged
+/// with the backend's error; the answer only names the store, since backend error text
+/// is not for clients.
 async fn check(state: &AppState) -> Readiness {
-    let read = async {
-        let tip = state.ledger.read_point().await?;
-        let checkpoint = state.ledger.ports().state.checkpoint().await?;
-        Ok::<_, adledger_engine::Error>((tip, checkpoint))
+    let unavailable = |store: &str, error: adledger_engine::Error| {
+        tracing::warn!(%error, "readiness: the {store} did not answer");
+        Readiness {
+            status: "unavailable",
+            journal_tip: None,
+            state_checkpoint: None,
+            error: Some(format!("the {store} did not answer")),
+            age_ms: 0,
+        }
     };
-    match read.await {
-        Ok((tip, checkpoint)) => Readiness {
+    let tip = match state.ledger.read_point().await {
+        Ok(tip) => tip,
+        Err(error) => return unavailable("journal", error),
+    };
+    match state.ledger.ports().state.checkpoint().await {
+        Ok(checkpoint) => Readiness {
             status: "ready",
             journal_tip: Some(tip),
             state_checkpoint: Some(checkpoint),
             error: None,
             age_ms: 0,
         },
-        Err(error) => Readiness {
-            status: "unavailable",
-            journal_tip: None,
-            state_checkpoint: None,
-            error: Some(error.to_string()),
-            age_ms: 0,
-        },
+        Err(error) => unavailable("state store", error),
     }
 }
 
