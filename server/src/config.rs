@@ -131,8 +131,9 @@ pub const DEFAULT_TABLE_PREFIX: &str = "adledger-";
 
 /// How often an AWS process reads the journal's tip by default, in milliseconds. Each
 /// read is one `GetItem`. An idle projecting process also renews its lease every third
-/// of [`DEFAULT_LEASE_MS`] (one `UpdateItem`, then one journal read by the projector), so
-/// it sends about 1.1–1.2 requests a second (measured: `aws_health` in `tests/e2e`).
+/// of [`DEFAULT_LEASE_MS`] (one `UpdateItem`; its projector reads the journal only when
+/// the journal moves, and every 30 s), a standby process tries the lease every 2 s, so
+/// either sends under one request a second (measured: `aws_health` in `tests/e2e`).
 /// Reads and writes on a process read the tip themselves, so this only
 /// bounds how late the projecting process notices a write made on another process when
 /// nobody reads on it — and so how long a read on that other process may wait for it.
