@@ -1,8 +1,8 @@
-//! The AWS backend's health endpoints and idle cost (issue 14): `/healthz` answers from
+//! The AWS backend's request economy (issue 14): `/healthz` answers from
 //! memory (no DynamoDB request per call), `/readyz` reads DynamoDB at most once a second,
 //! and an idle process, lease holder or standby, sends at most one DynamoDB request a
-//! second with the default settings. AWS only: the local backend sends no DynamoDB
-//! requests at all.
+//! second with the default settings, and a search page's hits cost one `BatchGetItem`.
+//! AWS only: the local backend sends no DynamoDB requests at all.
 
 use std::time::Duration;
 
@@ -123,7 +123,45 @@ async fn idle_standby_costs_at_most_one_request_a_second() {
     assert_eq!(holder["projectors"]["state"]["role"], "holder", "{holder}");
 }
 
+/// The DynamoDB requests of one operation a server has sent so far.
+fn count(health: &Value, operation: &str) -> u64 {
+    health["dynamodbRequests"][operation].as_u64().unwrap_or(0)
+}
+
+/// A search page's hits are read from the state store with one `BatchGetItem`, not one
+/// `GetItem` per hit (the only `GetItem`s are the journal tip reads of read-your-writes).
+async fn search_hits_are_read_with_one_batch_get() {
+    let server = Server::start(Backend::Aws).await;
+    for i in 0..12 {
+        server
+            .create_ad("acme", &serde_json::json!({"adTitle": format!("lamp {i}")}))
+            .await;
+    }
+    // Wait for both read models, then count one search.
+    let found = server.get("/search?q=lamp&limit=20").await;
+    found.expect_status(StatusCode::OK);
+    let (_, before) = requests(&server).await;
+    let found = server.get("/search?q=lamp&limit=20").await;
+    found.expect_status(StatusCode::OK);
+    let (_, after) = requests(&server).await;
+    let items = found.json()["items"].as_array().map_or(0, Vec::len);
+    assert_eq!(items, 12, "{}", found.text);
+    assert_eq!(
+        count(&after, "BatchGetItem") - count(&before, "BatchGetItem"),
+        1,
+        "{after}"
+    );
+    // Two tip reads (the search, then the state store before hydrating), and perhaps
+    // the background tip poll: never one per hit.
+    let gets = count(&after, "GetItem") - count(&before, "GetItem");
+    assert!(
+        gets <= 3,
+        "a search of 12 hits sent {gets} GetItems: {after}"
+    );
+}
+
 aws_only!(
+    search_hits_are_read_with_one_batch_get,
     healthz_sends_no_dynamodb_request,
     readyz_reads_dynamodb_at_most_once_a_second,
     idle_process_costs_at_most_one_request_a_second,

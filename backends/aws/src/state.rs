@@ -53,9 +53,8 @@
 //!
 //! # Many gets
 //!
-//! [`DynamoStateStore::get_many`] reads up to 100 ads per `BatchGetItem` (strongly
-//! consistent), retrying unprocessed keys, for callers that hydrate a page of search
-//! hits.
+//! `get_many` reads up to 100 ads per `BatchGetItem` (strongly consistent), retrying
+//! unprocessed keys: a page of search hits is hydrated with one request, not one per hit.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -711,10 +710,6 @@ impl DynamoStateStore {
     /// strongly consistently, up to [`BATCH_GET_KEYS`] keys per `BatchGetItem`, keys left
     /// unprocessed (throttling) asked again with backoff. A search page's hits are
     /// hydrated with one request instead of one per hit.
-    pub async fn get_many(&self, keys: &[AdKey]) -> Result<Vec<Option<AdState>>> {
-        self.get_many_inner(keys).await.map_err(Into::into)
-    }
-
     async fn get_many_inner(&self, keys: &[AdKey]) -> Result<Vec<Option<AdState>>, AwsError> {
         let mut distinct: Vec<&AdKey> = keys.iter().collect();
         distinct.sort();
@@ -782,6 +777,10 @@ impl StateStore for DynamoStateStore {
         self.get_inner(key).await.map_err(Into::into)
     }
 
+    async fn get_many(&self, keys: &[AdKey]) -> Result<Vec<Option<AdState>>> {
+        self.get_many_inner(keys).await.map_err(Into::into)
+    }
+
     async fn list(
         &self,
         publisher_id: &str,
@@ -812,9 +811,10 @@ impl StateStore for DynamoStateStore {
 
 #[cfg(test)]
 mod tests {
-    //! The batched write path against a loopback fake of DynamoDB's JSON protocol that
-    //! leaves every batch unprocessed the first time it sees it (DynamoDB Local never
-    //! throttles, so its retry loop would otherwise go untested).
+    //! The batched paths against a loopback fake of DynamoDB's JSON protocol that leaves
+    //! every write batch unprocessed the first time it sees it, and every other key of a
+    //! read batch (DynamoDB Local never throttles, so the retry loops would otherwise go
+    //! untested).
 
     use std::collections::HashSet;
     use std::sync::{Arc, Mutex};
@@ -831,6 +831,8 @@ mod tests {
     struct Seen {
         operations: Vec<String>,
         batches: HashSet<Vec<String>>,
+        /// Ad ids a `BatchGetItem` asked for, each time.
+        asked: Vec<String>,
         written: Vec<String>,
         /// How many ad items were written when the checkpoint Put arrived.
         written_at_checkpoint: Option<usize>,
@@ -871,6 +873,38 @@ mod tests {
                 seen.written_at_checkpoint = Some(seen.written.len());
                 "{}".to_string()
             }
+            "BatchGetItem" => {
+                // Keys asked for the first time are left unprocessed every other one;
+                // ads named `missing…` do not exist; the others are tombstones.
+                let keys = request["RequestItems"]["state"]["Keys"]
+                    .as_array()
+                    .expect("a list of keys")
+                    .clone();
+                let (mut found, mut unprocessed) = (Vec::new(), Vec::new());
+                for (i, key) in keys.into_iter().enumerate() {
+                    let id = key["adId"]["S"].as_str().expect("adId").to_string();
+                    let first = !seen.asked.contains(&id);
+                    seen.asked.push(id.clone());
+                    if first && i % 2 == 0 {
+                        unprocessed.push(key);
+                    } else if !id.starts_with("missing") {
+                        found.push(json!({
+                            "publisherId": key["publisherId"],
+                            "adId": {"S": id},
+                            "version": {"N": "2"},
+                            "sequence": {"N": "1"},
+                            "updatedAt": {"S": "1970-01-01T00:00:00Z"},
+                            "deleted": {"BOOL": true},
+                        }));
+                    }
+                }
+                let unprocessed = if unprocessed.is_empty() {
+                    json!({})
+                } else {
+                    json!({"state": {"Keys": unprocessed, "ConsistentRead": true}})
+                };
+                json!({"Responses": {"state": found}, "UnprocessedKeys": unprocessed}).to_string()
+            }
             other => panic!("unexpected operation {other}"),
         }
     }
@@ -885,8 +919,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn put_retries_unprocessed_items_and_writes_the_checkpoint_last() {
+    /// A state store whose requests go to the fake; what the fake saw.
+    async fn faked() -> (DynamoStateStore, Arc<Mutex<Seen>>) {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let shared = seen.clone();
         let app = Router::new().route(
@@ -903,6 +937,50 @@ mod tests {
             table: "state".into(),
             registered: Arc::new(Mutex::new(HashSet::new())),
         };
+        (store, seen)
+    }
+
+    /// Keys DynamoDB leaves unprocessed (throttling) are asked again until answered;
+    /// the answers come back in the order asked, `None` for an absent ad.
+    #[tokio::test]
+    async fn get_many_retries_unprocessed_keys_and_keeps_the_order() {
+        let (store, seen) = faked().await;
+        let keys: Vec<AdKey> = (0..150)
+            .map(|i| {
+                let id = if i % 10 == 3 {
+                    format!("missing{i:03}")
+                } else {
+                    format!("ad{i:03}")
+                };
+                AdKey::new("p1", id)
+            })
+            .rev()
+            .collect();
+
+        let got = store.get_many(&keys).await.expect("get_many");
+
+        assert_eq!(got.len(), keys.len());
+        for (key, state) in keys.iter().zip(&got) {
+            match state {
+                Some(state) => assert_eq!(state.key, *key),
+                None => assert!(key.ad_id.starts_with("missing"), "{key:?}"),
+            }
+        }
+        let seen = seen.lock().expect("lock");
+        // 150 distinct keys: two requests of up to 100, each followed by one retry of
+        // the half left unprocessed.
+        let gets = seen
+            .operations
+            .iter()
+            .filter(|o| *o == "BatchGetItem")
+            .count();
+        assert_eq!(gets, 4, "{:?}", seen.operations);
+        assert_eq!(seen.asked.len(), 150 + 75);
+    }
+
+    #[tokio::test]
+    async fn put_retries_unprocessed_items_and_writes_the_checkpoint_last() {
+        let (store, seen) = faked().await;
         let states: Vec<AdState> = (0..30)
             .map(|i| tombstone("p1", format!("ad{i:02}")))
             .collect();
