@@ -820,7 +820,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use axum::Router;
-    use axum::http::HeaderMap;
+    use axum::http::{HeaderMap, StatusCode};
     use axum::routing::post;
     use serde_json::{Value, json};
 
@@ -833,12 +833,18 @@ mod tests {
         batches: HashSet<Vec<String>>,
         /// Ad ids a `BatchGetItem` asked for, each time.
         asked: Vec<String>,
+        /// Ad ids a `TransactWriteItems` carried.
+        transacted: HashSet<String>,
         written: Vec<String>,
         /// How many ad items were written when the checkpoint Put arrived.
         written_at_checkpoint: Option<usize>,
     }
 
-    async fn fake(seen: Arc<Mutex<Seen>>, headers: HeaderMap, body: String) -> String {
+    async fn fake(
+        seen: Arc<Mutex<Seen>>,
+        headers: HeaderMap,
+        body: String,
+    ) -> (StatusCode, String) {
         let operation = headers
             .get("x-amz-target")
             .and_then(|v| v.to_str().ok())
@@ -848,7 +854,10 @@ mod tests {
         let request: Value = serde_json::from_str(&body).expect("the SDK sends JSON");
         let mut seen = seen.lock().expect("lock");
         seen.operations.push(operation.clone());
-        match operation.as_str() {
+        if operation == "TransactWriteItems" {
+            return transact(&mut seen, &request);
+        }
+        let answer = match operation.as_str() {
             "BatchWriteItem" => {
                 let items = &request["RequestItems"]["state"];
                 let ids: Vec<String> = items
@@ -864,7 +873,10 @@ mod tests {
                     .collect();
                 if seen.batches.insert(ids.clone()) {
                     // First sight: leave the whole batch unprocessed.
-                    return json!({"UnprocessedItems": {"state": items}}).to_string();
+                    return (
+                        StatusCode::OK,
+                        json!({"UnprocessedItems": {"state": items}}).to_string(),
+                    );
                 }
                 seen.written.extend(ids);
                 json!({"UnprocessedItems": {}}).to_string()
@@ -906,7 +918,44 @@ mod tests {
                 json!({"Responses": {"state": found}, "UnprocessedKeys": unprocessed}).to_string()
             }
             other => panic!("unexpected operation {other}"),
+        };
+        (StatusCode::OK, answer)
+    }
+
+    /// A transaction whose ad ids are all new is cancelled: its first item fails its
+    /// guard, its second is throttled, the others are not the cause; a transaction
+    /// carrying ids seen before (the retry) is written.
+    fn transact(seen: &mut Seen, request: &Value) -> (StatusCode, String) {
+        let ids: Vec<String> = request["TransactItems"]
+            .as_array()
+            .expect("a list of actions")
+            .iter()
+            .map(|a| {
+                a["Put"]["Item"]["adId"]["S"]
+                    .as_str()
+                    .expect("adId")
+                    .to_string()
+            })
+            .collect();
+        let first = ids.iter().all(|id| !seen.transacted.contains(id));
+        seen.transacted.extend(ids.iter().cloned());
+        if first {
+            let reasons: Vec<Value> = (0..ids.len())
+                .map(|i| match i {
+                    0 => json!({"Code": "ConditionalCheckFailed", "Message": "guard"}),
+                    1 => json!({"Code": "ThrottlingError", "Message": "slow down"}),
+                    _ => json!({"Code": "None"}),
+                })
+                .collect();
+            let body = json!({
+                "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+                "Message": "Transaction cancelled",
+                "CancellationReasons": reasons,
+            });
+            return (StatusCode::BAD_REQUEST, body.to_string());
         }
+        seen.written.extend(ids);
+        (StatusCode::OK, "{}".to_string())
     }
 
     fn tombstone(publisher: &str, ad_id: String) -> AdState {
@@ -976,6 +1025,39 @@ mod tests {
             .count();
         assert_eq!(gets, 4, "{:?}", seen.operations);
         assert_eq!(seen.asked.len(), 150 + 75);
+    }
+
+    /// A cancelled transaction of the projector: the item refused by its guard is
+    /// dropped (a revision at least as new is stored), the throttled one and the rest are
+    /// sent again, and every chunk of 100 ends written.
+    #[tokio::test]
+    async fn apply_writes_drop_guarded_items_and_retry_throttled_ones() {
+        let (store, seen) = faked().await;
+        let writes: Vec<(Item, u64)> = (0..150)
+            .map(|i| {
+                let state = tombstone("p1", format!("ad{i:03}"));
+                (encode(&state).expect("encode"), state.version)
+            })
+            .collect();
+
+        store.put_all_if_newer(writes).await.expect("written");
+
+        let seen = seen.lock().expect("lock");
+        let transactions = seen
+            .operations
+            .iter()
+            .filter(|o| *o == "TransactWriteItems")
+            .count();
+        // Two chunks (100 + 50), each cancelled once and then written.
+        assert_eq!(transactions, 4, "{:?}", seen.operations);
+        let mut written = seen.written.clone();
+        written.sort();
+        // Each chunk's first item failed its guard: not written, not retried.
+        let expected: Vec<String> = (0..150)
+            .filter(|i| *i != 0 && *i != 100)
+            .map(|i| format!("ad{i:03}"))
+            .collect();
+        assert_eq!(written, expected);
     }
 
     #[tokio::test]
