@@ -19,20 +19,10 @@ BENCH="$BIN/adledger-bench"
 CREATES="${CREATES:-3000}"
 PARAMS=(--creates "$CREATES" --gets "${GETS:-$CREATES}" --searches "${SEARCHES:-300}")
 work=$(mktemp -d /tmp/adledger-catchup.XXXXXX)
-# A server binary for the bench that runs the AWS backend on fresh tables.
-aws_server() {
-    local prefix="catchup-$(date +%s%N)-"
-    "$B" aws init --dynamodb-endpoint "$E" --table-prefix "$prefix" >/dev/null
-    cat > "$work/$prefix" <<WRAP
-#!/usr/bin/env bash
-args=(); for a in "\$@"; do [[ \$a == local ]] && a=aws; args+=("\$a"); done
-exec "$B" "\${args[@]}" --dynamodb-endpoint "$E" --table-prefix "$prefix"
-WRAP
-    chmod +x "$work/$prefix"
-    echo "$work/$prefix"
-}
+# aws_server STEM: a server binary for the bench that runs the AWS backend on fresh tables.
+source bench/aws-server.sh
 for settle in "--settle" ""; do
-    server=$(aws_server)
+    server=$(aws_server catchup)
     echo "== aws backend (DynamoDB Local) ${settle:-no settle}; load $(cat /proc/loadavg)"
     RUST_LOG=warn "$BENCH" --server-bin "$server" $settle "${PARAMS[@]}" 2>&1 | grep -v '^adledger listening'
 done
