@@ -9,10 +9,20 @@
 #   scripts/dynamodb-local.sh bench/aws-catchup.sh
 #
 # Environment: CREATES (default 3000), GETS (default CREATES), SEARCHES (default 300),
-# BIN (the directory holding adledger and adledger-bench; default target/release).
+# BIN (the directory holding adledger and adledger-bench; default target/release),
+# DELAY_MS (default 0: when set, every DynamoDB request and response goes through
+# bench/latency-proxy.py, which delays each by DELAY_MS, e.g. 4 for a region's round trip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 E="$ADLEDGER_TEST_DYNAMODB_ENDPOINT"
+if [[ "${DELAY_MS:-0}" != 0 ]]; then
+    exec {proxy_out}< <(exec python3 bench/latency-proxy.py 0 "${E#http://}" "$DELAY_MS")
+    proxy=$!
+    trap 'kill "$proxy" 2>/dev/null || true' EXIT
+    read -r -t 10 line <&"$proxy_out"
+    E="http://127.0.0.1:${line#listening on }"
+    echo "== DynamoDB through bench/latency-proxy.py: +$DELAY_MS ms each way ($E)"
+fi
 BIN="${BIN:-$PWD/target/release}"
 B="$BIN/adledger"
 BENCH="$BIN/adledger-bench"
