@@ -860,6 +860,27 @@ mod tests {
     }
 
     #[test]
+    fn aws_timing_settings_layer_and_refuse_values_out_of_range() {
+        let defaults = Config::default();
+        assert_eq!(defaults.journal_poll_ms, DEFAULT_JOURNAL_POLL_MS);
+        assert_eq!(defaults.lease_ms, DEFAULT_LEASE_MS);
+        let from_file = file("journal_poll_ms = 1000
+lease_ms = 20000
+");
+        let layer = flags(&["--lease-ms", "5000"]).expect("valid flags");
+        let config = Config::resolve(Some(from_file), &layer);
+        assert_eq!(config.journal_poll_ms, 1000, "file beats default");
+        assert_eq!(config.lease_ms, 5000, "flag beats file");
+        let err = flags(&["--journal-poll-ms", "5"]).expect_err("below the range");
+        assert!(err.to_string().contains("--journal-poll-ms"), "{err}");
+        let err = flags(&["--lease-ms", "ten"]).expect_err("not a number");
+        assert!(err.to_string().contains("--lease-ms"), "{err}");
+        let err = Config::from_toml("lease_ms = 999\n", Path::new("a.toml"))
+            .expect_err("below the range in the file");
+        assert!(err.to_string().contains("999"), "{err}");
+    }
+
+    #[test]
     fn the_admin_token_stays_out_of_debug_output() {
         let layer = flags(&["--admin-token", "s3cret-token"]).expect("valid");
         assert_eq!(
