@@ -864,9 +864,7 @@ mod tests {
         let defaults = Config::default();
         assert_eq!(defaults.journal_poll_ms, DEFAULT_JOURNAL_POLL_MS);
         assert_eq!(defaults.lease_ms, DEFAULT_LEASE_MS);
-        let from_file = file("journal_poll_ms = 1000
-lease_ms = 20000
-");
+        let from_file = file("journal_poll_ms = 1000\nlease_ms = 20000\n");
         let layer = flags(&["--lease-ms", "5000"]).expect("valid flags");
         let config = Config::resolve(Some(from_file), &layer);
         assert_eq!(config.journal_poll_ms, 1000, "file beats default");
