@@ -14,23 +14,12 @@ B="$PWD/target/release/adledger"
 BENCH="$PWD/target/release/adledger-bench"
 PARAMS=(--creates "${CREATES:-5000}" --gets "${GETS:-5000}" --searches "${SEARCHES:-500}")
 work=$(mktemp -d /tmp/adledger-bench.XXXXXX)
-# A server binary for the bench that runs the AWS backend on fresh tables.
-aws_server() {
-    local prefix="bench-$(date +%s%N)-"
-    "$B" aws init --dynamodb-endpoint "$E" --table-prefix "$prefix" >/dev/null
-    cat > "$work/$prefix" <<WRAP
-#!/usr/bin/env bash
-# The bench starts "adledger serve ... --backend local --data-dir DIR": run the AWS backend instead.
-args=(); for a in "\$@"; do [[ \$a == local ]] && a=aws; args+=("\$a"); done
-exec "$B" "\${args[@]}" --auth none --dynamodb-endpoint "$E" --table-prefix "$prefix"
-WRAP
-    chmod +x "$work/$prefix"
-    echo "$work/$prefix"
-}
+# aws_server STEM: a server binary for the bench that runs the AWS backend on fresh tables.
+source bench/aws-server.sh
 for settle in "" "--settle"; do
     echo "== local backend $settle; load $(cat /proc/loadavg)"
     RUST_LOG=warn "$BENCH" $settle "${PARAMS[@]}" 2>/dev/null
-    server=$(aws_server)
+    server=$(aws_server bench)
     echo "== aws backend (DynamoDB Local) $settle; load $(cat /proc/loadavg)"
     RUST_LOG=warn "$BENCH" --server-bin "$server" $settle "${PARAMS[@]}" 2>/dev/null
 done

@@ -186,6 +186,17 @@ pub trait StateStore: Send + Sync + Debug + 'static {
     /// The ad's latest state (a tombstone if deleted), or `None` if never seen.
     async fn get(&self, key: &AdKey) -> Result<Option<AdState>>;
 
+    /// What [`get`](StateStore::get) answers for each key, in one call: a search page's
+    /// hits are read together (on AWS one `BatchGetItem` per 100 keys instead of one
+    /// `GetItem` each).
+    ///
+    /// # Contract
+    ///
+    /// - One answer per key, in the order of `keys`; a key given twice is answered twice.
+    /// - Each answer is what `get` would return for that key (tombstones included, `None`
+    ///   if never seen), as of some moment during the call.
+    async fn get_many(&self, keys: &[AdKey]) -> Result<Vec<Option<AdState>>>;
+
     /// Live (not deleted) ads of a publisher ordered by ad id (ascending, compared as
     /// bytes), strictly after `after`. The order is a function of the ads alone, so the
     /// same journal lists the same pages whatever the store's history (a rebuild, an

@@ -16,6 +16,11 @@
 //! writes are idempotent by version, the rare overlap of two holders (a lease that lapsed
 //! while its holder was paused) costs duplicate work, never a wrong read model; at worst
 //! the checkpoint steps back and the next step re-applies a batch.
+//!
+//! A caught-up holder reads the journal again only when the journal moves (a commit of
+//! this process, or a tip learned by a read or the tip poll), when it takes the lease,
+//! and every `RECHECK_CAUGHT_UP`; a lease renewal alone reads nothing, so an idle holder
+//! costs its renewals and the tip poll.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,43 +132,65 @@ impl Projector {
         let model = self.model.name();
         let mut tenure = Tenure::default();
         let mut backoff = Duration::from_millis(10);
+        // The checkpoint at which this process last found the model caught up with the
+        // journal while holding the lease throughout, and when; `None` when it must look
+        // again. A lease renewal alone does not move the journal, so it costs no journal
+        // read, except every `RECHECK_CAUGHT_UP` (see there).
+        let mut caught_up_at: Option<(u64, Instant)> = None;
         loop {
             if *wake.shutdown.borrow() {
                 break;
             }
             if let Some(lease) = &lease {
+                let held = tenure.holding();
                 tenure.maintain(lease.as_ref(), model, &role).await;
                 if !tenure.holding() {
+                    caught_up_at = None;
                     tokio::select! {
                         _ = tokio::time::sleep_until(tenure.next_attempt) => {}
                         _ = wake.shutdown.changed() => {}
                     }
                     continue;
                 }
+                if !held {
+                    // Just taken: another holder may have moved the checkpoint.
+                    caught_up_at = None;
+                }
+            }
+            if let Some((at, when)) = caught_up_at
+                && when.elapsed() < RECHECK_CAUGHT_UP
+                && wake.known() <= at
+            {
+                if !wake
+                    .wait(lease.is_some().then_some(tenure.next_attempt))
+                    .await
+                {
+                    break;
+                }
+                continue;
             }
             match self.step().await {
                 Ok((next, applied)) => {
                     backoff = Duration::from_millis(10);
                     progress.send_replace(next);
                     if applied > 0 {
+                        caught_up_at = None;
                         continue;
                     }
+                    caught_up_at = Some((next, Instant::now()));
                     // Caught up: wait for the journal to move, a lease renewal, or shutdown.
                     if wake.known() > next {
                         continue;
                     }
-                    let renew = tenure.next_attempt;
-                    tokio::select! {
-                        changed = wake.committed.changed() => if changed.is_err() { break },
-                        changed = wake.observed.changed(), if wake.observing => {
-                            // The ledger is gone: only its own commits wake us now.
-                            wake.observing = changed.is_ok();
-                        }
-                        _ = tokio::time::sleep_until(renew), if lease.is_some() => {}
-                        _ = wake.shutdown.changed() => {}
+                    if !wake
+                        .wait(lease.is_some().then_some(tenure.next_attempt))
+                        .await
+                    {
+                        break;
                     }
                 }
                 Err(error) => {
+                    caught_up_at = None;
                     tracing::error!(model, %error, "projection failed; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
@@ -218,6 +245,22 @@ impl Wake {
         let observed = *self.observed.borrow_and_update();
         committed.max(observed)
     }
+
+    /// Waits for the journal to move (a commit of this process, or a tip learned from
+    /// the journal), for `until` (the next lease renewal), or for shutdown; `false` when
+    /// the ledger is gone and the projector should stop.
+    async fn wait(&mut self, until: Option<Instant>) -> bool {
+        tokio::select! {
+            changed = self.committed.changed() => return changed.is_ok(),
+            changed = self.observed.changed(), if self.observing => {
+                // The ledger is gone: only its own commits wake us now.
+                self.observing = changed.is_ok();
+            }
+            _ = tokio::time::sleep_until(until.unwrap_or_else(Instant::now)), if until.is_some() => {}
+            _ = self.shutdown.changed() => {}
+        }
+        true
+    }
 }
 
 /// Who projects into a read model, as this process last learned it.
@@ -249,11 +292,20 @@ impl ProjectorRole {
     }
 }
 
+/// How long a lease holder that found its read model caught up trusts that, while the
+/// journal does not move, before it reads the model's checkpoint and the journal again.
+/// Nothing else moves a shared model's checkpoint, except a holder whose lease lapsed
+/// while it was paused, whose late write may step the checkpoint back (see the module
+/// docs): this bounds how long that goes unrepaired, at two requests per period.
+const RECHECK_CAUGHT_UP: Duration = Duration::from_secs(30);
+
 /// The shortest wait before trying to take a lease another process holds.
 const STANDBY_RETRY_MIN: Duration = Duration::from_millis(100);
 /// The longest: a standby process re-checks at least this often, so it notices a
-/// released lease quickly.
-const STANDBY_RETRY_MAX: Duration = Duration::from_secs(1);
+/// released lease (a holder's graceful shutdown) within this; a holder that crashed is
+/// replaced when its lease lapses. Each check is one request to the lease store, so this
+/// is most of an idle standby's cost (on AWS: half a request a second).
+const STANDBY_RETRY_MAX: Duration = Duration::from_secs(2);
 /// The wait after the lease store failed to answer.
 const LEASE_ERROR_RETRY: Duration = Duration::from_millis(500);
 
@@ -343,5 +395,97 @@ impl Tenure {
                 holder: None,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::command::Command;
+    use crate::ledger::{Ledger, LedgerOptions};
+    use crate::memory::MemoryBackend;
+    use crate::ports::Sharing;
+    use crate::testkit::{CountingJournal, draft};
+
+    /// A lease this process always holds, for `valid_for` at a time, counting renewals.
+    #[derive(Debug)]
+    struct AlwaysHeld {
+        valid_for: Duration,
+        acquires: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl ProjectionLease for AlwaysHeld {
+        fn owner(&self) -> &str {
+            "test"
+        }
+        async fn acquire(&self) -> Result<LeaseGrant> {
+            self.acquires.fetch_add(1, Ordering::Relaxed);
+            Ok(LeaseGrant::Held {
+                valid_for: self.valid_for,
+            })
+        }
+        async fn release(&self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    async fn create_and_read(ledger: &Ledger, title: &str) {
+        let outcome = ledger
+            .execute(Command::CreateAd {
+                publisher_id: "acme".into(),
+                draft: draft(title, Some("10"), "misc", &[]),
+                idempotency_key: None,
+            })
+            .await
+            .expect("create");
+        let key = outcome.ad.expect("created ad").key();
+        let read = ledger.get(&key).await.expect("read after write");
+        assert_eq!(read.version, 0);
+    }
+
+    /// A lease holder whose journal does not move renews its lease without reading the
+    /// journal each time (on AWS each read is a DynamoDB request), and still projects a
+    /// new write at once.
+    #[tokio::test]
+    async fn an_idle_holder_renews_without_reading_the_journal() {
+        let backend = MemoryBackend::new();
+        let journal = Arc::new(CountingJournal::new(backend.journal.clone()));
+        let lease = Arc::new(AlwaysHeld {
+            // Renewed every 100 ms.
+            valid_for: Duration::from_millis(300),
+            acquires: AtomicUsize::new(0),
+        });
+        let mut ports = backend.ports();
+        ports.journal = journal.clone();
+        ports.sharing = Sharing {
+            journal: true,
+            state: Some(lease.clone()),
+            search: None,
+        };
+        let options = LedgerOptions {
+            journal_poll: Duration::from_secs(60),
+            ..LedgerOptions::default()
+        };
+        let ledger = Ledger::open(ports, options).await.expect("open");
+        create_and_read(&ledger, "first").await;
+
+        let (reads, acquires) = (journal.reads(), lease.acquires.load(Ordering::Relaxed));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let renewals = lease.acquires.load(Ordering::Relaxed) - acquires;
+        assert!(renewals >= 5, "only {renewals} renewals in 1 s");
+        assert_eq!(
+            journal.reads(),
+            reads,
+            "an idle holder read the journal during {renewals} renewals"
+        );
+
+        create_and_read(&ledger, "second").await;
+        assert!(journal.reads() > reads, "a new write was projected unread");
+        ledger.shutdown().await;
     }
 }

@@ -72,7 +72,8 @@ pub fn app_with_limits(state: AppState, limits: &HttpLimits) -> Router {
         .route("/", get(search::seed_search))
         .route("/search", get(search::search))
         .route("/healthz", get(health::healthz))
-        .route("/metrics", get(crate::metrics::metrics))
+        .route("/metrics", get(crate::routes::metrics::metrics))
+        .route("/readyz", get(health::readyz))
         .route(
             "/publisher/{publisher_id}/ad",
             get(ads::list).post(ads::create),
@@ -215,7 +216,7 @@ async fn limit_body(request: Request, next: Next) -> Response {
 async fn not_found(uri: Uri) -> ApiError {
     ApiError::not_found(format!(
         "no resource at {}; the routes are /publisher/{{publisherId}}/ad[/{{adId}}[/proof]], \
-         /search, /?q=, /ledger/digest, /ledger/consistency and /healthz",
+         /search, /?q=, /ledger/digest, /ledger/consistency, /healthz and /readyz",
         uri.path()
     ))
 }

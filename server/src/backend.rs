@@ -302,6 +302,7 @@ mod aws {
             ),
         };
         let deterministic = config.deterministic;
+        let lease_ms = config.lease_ms;
         let shared_search = config.search == SearchKind::Opensearch;
         let opened = run(async move {
             let client = adledger_aws::connect(&settings).await;
@@ -316,12 +317,15 @@ mod aws {
                     // Several processes may serve one ledger: they share the journal and
                     // the state store (one projects, by lease), and OpenSearch if chosen;
                     // a tantivy index is each process's own, so each projects into it.
-                    let lease: Arc<dyn ProjectionLease> = Arc::new(DynamoLease::new(
-                        client,
-                        &tables.journal,
-                        &tables.state,
-                        DynamoLease::process_owner(),
-                    ));
+                    let lease: Arc<dyn ProjectionLease> = Arc::new(
+                        DynamoLease::new(
+                            client,
+                            &tables.journal,
+                            &tables.state,
+                            DynamoLease::process_owner(),
+                        )
+                        .with_duration(std::time::Duration::from_millis(lease_ms)),
+                    );
                     let sharing = Sharing {
                         journal: true,
                         state: Some(lease.clone()),

@@ -7,7 +7,9 @@
 //! file and the defaults. The TOML keys are `listen`, `data_dir`, `backend`,
 //! `deterministic` and `admin_token`, for the AWS backend `dynamodb_endpoint`,
 //! `table_prefix` and `search`, and with `search = "opensearch"` `opensearch_url`,
-//! `opensearch_auth` and `opensearch_username`; any other key is an error that names it,
+//! `opensearch_auth` and `opensearch_username`, and `journal_poll_ms` and `lease_ms`
+//! (how often an AWS process reads the journal's tip, how long a projector lease lasts);
+//! any other key is an error that names it,
 //! so a typo never silently falls back to a default. The OpenSearch username and
 //! password have no flag (`ADLEDGER_OPENSEARCH_USERNAME`, `ADLEDGER_OPENSEARCH_PASSWORD`);
 //! the password is never read from the file, and neither it nor the admin token appears
@@ -111,6 +113,57 @@ impl SearchKind {
 /// The prefix of the AWS backend's table names when none is configured.
 pub const DEFAULT_TABLE_PREFIX: &str = "adledger-";
 
+/// How often an AWS process reads the journal's tip by default, in milliseconds. Each
+/// read is one `GetItem`. An idle projecting process also renews its lease every third
+/// of [`DEFAULT_LEASE_MS`] (one `UpdateItem`; its projector reads the journal only when
+/// the journal moves, and every 30 s), a standby process tries the lease every 2 s, so
+/// either sends under one request a second (measured: `aws_health` in `tests/e2e`).
+/// Reads and writes on a process read the tip themselves, so this only
+/// bounds how late the projecting process notices a write made on another process when
+/// nobody reads on it — and so how long a read on that other process may wait for it.
+pub const DEFAULT_JOURNAL_POLL_MS: u64 = 4_000;
+/// The allowed range of `journal_poll_ms`.
+pub const JOURNAL_POLL_MS: std::ops::RangeInclusive<u64> = 10..=60_000;
+/// How long a projector lease lasts by default, in milliseconds (renewed every third;
+/// a crashed holder is replaced at most this long after its last renewal). Keep it at
+/// most the engine's read timeout (10 s): after a projector crashes, reads wait for the
+/// next holder, and a longer lease makes them time out (`crash` in `tests/e2e`).
+pub const DEFAULT_LEASE_MS: u64 = 10_000;
+/// The allowed range of `lease_ms`.
+pub const LEASE_MS: std::ops::RangeInclusive<u64> = 1_000..=600_000;
+
+/// A `clap` value parser for a number of milliseconds in `range`.
+fn millis_in(
+    range: std::ops::RangeInclusive<u64>,
+) -> impl Fn(&str) -> Result<u64, String> + Clone + Send + Sync + 'static {
+    move |text: &str| {
+        let value: u64 = text
+            .parse()
+            .map_err(|_| format!("{text:?} is not a whole number of milliseconds"))?;
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(format!(
+                "{value} is outside {}..={} milliseconds",
+                range.start(),
+                range.end()
+            ))
+        }
+    }
+}
+
+/// Reads `journal_poll_ms` from the file, refusing values outside [`JOURNAL_POLL_MS`].
+fn file_poll_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let value = u64::deserialize(d)?;
+    millis_in(JOURNAL_POLL_MS)(&value.to_string()).map_err(serde::de::Error::custom)
+}
+
+/// Reads `lease_ms` from the file, refusing values outside [`LEASE_MS`].
+fn file_lease_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let value = u64::deserialize(d)?;
+    millis_in(LEASE_MS)(&value.to_string()).map_err(serde::de::Error::custom)
+}
+
 /// Everything `adledger serve` needs to start.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -151,6 +204,13 @@ pub struct Config {
     /// `ADLEDGER_OPENSEARCH_PASSWORD` only (never from the file).
     #[serde(skip)]
     pub opensearch_password: Option<Secret>,
+    /// AWS backend: how often this process reads the journal's tip, in milliseconds
+    /// (see [`DEFAULT_JOURNAL_POLL_MS`]).
+    #[serde(deserialize_with = "file_poll_ms")]
+    pub journal_poll_ms: u64,
+    /// AWS backend: how long a projector lease lasts, in milliseconds.
+    #[serde(deserialize_with = "file_lease_ms")]
+    pub lease_ms: u64,
 }
 
 /// The admin routes' bearer token. A secret: `Debug` never shows it, and an empty or
@@ -209,6 +269,8 @@ impl Default for Config {
             opensearch_auth: None,
             opensearch_username: None,
             opensearch_password: None,
+            journal_poll_ms: DEFAULT_JOURNAL_POLL_MS,
+            lease_ms: DEFAULT_LEASE_MS,
         }
     }
 }
@@ -384,6 +446,14 @@ pub struct ServeArgs {
     /// connections are closed [default: 20s]
     #[arg(long, value_name = "DURATION", env = "ADLEDGER_SHUTDOWN_GRACE")]
     pub shutdown_grace: Option<DurationSetting>,
+
+    /// AWS backend: how often to read the journal's tip, in ms (10..=60000) [default: 4000]
+    #[arg(long, value_name = "MS", env = "ADLEDGER_JOURNAL_POLL_MS", value_parser = millis_in(JOURNAL_POLL_MS))]
+    pub journal_poll_ms: Option<u64>,
+
+    /// AWS backend: how long a projector lease lasts, in ms (1000..=600000) [default: 10000]
+    #[arg(long, value_name = "MS", env = "ADLEDGER_LEASE_MS", value_parser = millis_in(LEASE_MS))]
+    pub lease_ms: Option<u64>,
 }
 
 impl ServeArgs {
@@ -402,6 +472,8 @@ impl ServeArgs {
             max_in_flight: self.max_in_flight,
             shutdown_grace: self.shutdown_grace,
             auth: self.auth.overrides(),
+            journal_poll_ms: self.journal_poll_ms,
+            lease_ms: self.lease_ms,
             ..self.storage.overrides()
         }
     }
@@ -445,6 +517,10 @@ pub struct Overrides {
     pub max_in_flight: Option<NonZeroUsize>,
     /// `--shutdown-grace` / `ADLEDGER_SHUTDOWN_GRACE`.
     pub shutdown_grace: Option<DurationSetting>,
+    /// `--journal-poll-ms` / `ADLEDGER_JOURNAL_POLL_MS`.
+    pub journal_poll_ms: Option<u64>,
+    /// `--lease-ms` / `ADLEDGER_LEASE_MS`.
+    pub lease_ms: Option<u64>,
     /// `--dynamodb-endpoint` / `ADLEDGER_DYNAMODB_ENDPOINT`.
     pub dynamodb_endpoint: Option<String>,
     /// `--table-prefix` / `ADLEDGER_TABLE_PREFIX`.
@@ -539,6 +615,12 @@ impl Overrides {
         }
         if let Some(grace) = self.shutdown_grace {
             http.shutdown_grace = grace;
+        }
+        if let Some(ms) = self.journal_poll_ms {
+            config.journal_poll_ms = ms;
+        }
+        if let Some(ms) = self.lease_ms {
+            config.lease_ms = ms;
         }
         if let Some(endpoint) = &self.dynamodb_endpoint {
             config.dynamodb_endpoint = Some(endpoint.clone());
@@ -812,6 +894,25 @@ mod tests {
         assert!(err.to_string().contains("--deterministic"), "{err}");
         let err = flags(&["--admin-token", "  "]).expect_err("blank token");
         assert!(err.to_string().contains("must not be empty"), "{err}");
+    }
+
+    #[test]
+    fn aws_timing_settings_layer_and_refuse_values_out_of_range() {
+        let defaults = Config::default();
+        assert_eq!(defaults.journal_poll_ms, DEFAULT_JOURNAL_POLL_MS);
+        assert_eq!(defaults.lease_ms, DEFAULT_LEASE_MS);
+        let from_file = file("journal_poll_ms = 1000\nlease_ms = 20000\n");
+        let layer = flags(&["--lease-ms", "5000"]).expect("valid flags");
+        let config = Config::resolve(Some(from_file), &layer);
+        assert_eq!(config.journal_poll_ms, 1000, "file beats default");
+        assert_eq!(config.lease_ms, 5000, "flag beats file");
+        let err = flags(&["--journal-poll-ms", "5"]).expect_err("below the range");
+        assert!(err.to_string().contains("--journal-poll-ms"), "{err}");
+        let err = flags(&["--lease-ms", "ten"]).expect_err("not a number");
+        assert!(err.to_string().contains("--lease-ms"), "{err}");
+        let err = Config::from_toml("lease_ms = 999\n", Path::new("a.toml"))
+            .expect_err("below the range in the file");
+        assert!(err.to_string().contains("999"), "{err}");
     }
 
     #[test]

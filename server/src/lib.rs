@@ -52,6 +52,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod params;
 pub mod proof_cmd;
+pub mod readiness;
 pub mod rebuild_cmd;
 pub mod replay_cmd;
 pub mod routes;

@@ -1,4 +1,5 @@
-//! `GET /metrics`: the server's metrics in the Prometheus text format.
+//! The server's metrics, rendered in the Prometheus text format by `GET /metrics`
+//! ([`crate::routes::metrics`]).
 //!
 //! Recorded through the `metrics` facade (the engine and the local backend record their
 //! own: commit latency and batch size, journal sync latency) and rendered by
@@ -22,14 +23,10 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-use crate::error::ApiError;
-use crate::state::AppState;
 
 /// The request-duration histogram.
 pub const HTTP_DURATION: &str = "http_server_request_duration_seconds";
@@ -103,35 +100,5 @@ pub async fn track(matched: Option<MatchedPath>, request: Request, next: Next) -
         "status" => response.status().as_str().to_owned(),
     )
     .record(started.elapsed());
-    response
-}
-
-/// `GET /metrics`.
-#[utoipa::path(
-    get, path = "/metrics", tag = "operations",
-    responses(
-        (status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain", body = String),
-    ),
-)]
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    let Some(handle) = install() else {
-        return ApiError::from_engine(
-            adledger_engine::Error::Unavailable("metrics are not recorded by this process".into()),
-            false,
-        )
-        .into_response();
-    };
-    let committed = state.ledger.committed();
-    let (state_next, search_next) = state.ledger.projected();
-    metrics::gauge!("adledger_journal_blocks").set(committed as f64);
-    metrics::gauge!("adledger_projection_lag_blocks", "model" => "state")
-        .set(committed.saturating_sub(state_next) as f64);
-    metrics::gauge!("adledger_projection_lag_blocks", "model" => "search")
-        .set(committed.saturating_sub(search_next) as f64);
-    let mut response = handle.render().into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
     response
 }

@@ -102,7 +102,12 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     )?;
     crate::metrics::spawn_upkeep();
     let ports = backend::open(&config)?;
-    let ledger = Ledger::open(ports, LedgerOptions::default())
+    let options = LedgerOptions {
+        // Only a journal shared with other processes (AWS) is polled.
+        journal_poll: std::time::Duration::from_millis(config.journal_poll_ms),
+        ..LedgerOptions::default()
+    };
+    let ledger = Ledger::open(ports, options)
         .await
         .map_err(ServeError::Ledger)?;
     let ledger = Arc::new(ledger);

@@ -21,6 +21,8 @@ pub struct AppState {
     pub admin: Option<Admin>,
     /// Caller identity (mode `none` unless set with [`AppState::with_auth`]).
     pub auth: Auth,
+    /// The last `/readyz` check (see [`crate::routes::health`]).
+    pub readiness: crate::readiness::ReadinessCache,
 }
 
 impl AppState {
@@ -30,6 +32,7 @@ impl AppState {
             ledger,
             admin: None,
             auth: Auth::open(),
+            readiness: Default::default(),
         }
     }
 

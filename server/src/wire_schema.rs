@@ -428,6 +428,55 @@ pub struct Health {
     #[serde(rename = "dynamodbRequests")]
     #[schema(required = false)]
     dynamodb_requests: std::collections::BTreeMap<String, u64>,
+    /// AWS backend only: the journal tip and state checkpoint this process last learned,
+    /// with their age (`/healthz` sends no DynamoDB request for them).
+    #[schema(required = false)]
+    observed: ObservedHealth,
+}
+
+/// What a process last learned from the shared stores.
+#[derive(ToSchema, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code, reason = "described, never built")]
+pub struct ObservedHealth {
+    /// The journal's next sequence, as last read or written.
+    #[schema(required = false)]
+    journal_tip: Observed,
+    /// The state store's checkpoint, as last read or written.
+    #[schema(required = false)]
+    state_checkpoint: Observed,
+}
+
+/// A value and how long ago the process learned it.
+#[derive(ToSchema, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code, reason = "described, never built")]
+pub struct Observed {
+    /// The value.
+    value: u64,
+    /// Milliseconds since the process learned it.
+    age_ms: u64,
+}
+
+/// `GET /readyz`.
+#[derive(ToSchema, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code, reason = "described, never built")]
+pub struct Readiness {
+    /// `ready`, or `unavailable` (with `error`).
+    #[schema(pattern = "^(ready|unavailable)$")]
+    status: String,
+    /// The journal's next sequence, as read by the check.
+    #[schema(required = false)]
+    journal_tip: u64,
+    /// The state store's checkpoint, as read by the check.
+    #[schema(required = false)]
+    state_checkpoint: u64,
+    /// Which store did not answer (details are in the server's log).
+    #[schema(required = false)]
+    error: String,
+    /// Milliseconds since the check (answers are reused for a second).
+    age_ms: u64,
 }
 
 /// The body of `POST /admin/replay` (empty: every ad).

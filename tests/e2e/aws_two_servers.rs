@@ -42,7 +42,7 @@ const CONTESTED: usize = 8;
 /// the other process 8 times in a row, and appended nothing); creates carry an
 /// `Idempotency-Key` anyway, so even a retry of a create that was applied is safe.
 const ATTEMPTS: usize = 10;
-/// The lease lasts 10 s; a standby tries again at least every second.
+/// The lease lasts 10 s by default (`lease_ms`); a standby tries again at least every 2 s.
 const TAKEOVER_LIMIT: Duration = Duration::from_secs(40);
 
 /// What a client was told: an ad at a version with a title.

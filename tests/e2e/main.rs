@@ -32,6 +32,7 @@
 mod auth;
 mod auth_jwks;
 mod auth_modes;
+mod aws_health;
 mod aws_two_servers;
 mod bad_input;
 mod concurrency;

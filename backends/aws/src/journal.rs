@@ -469,11 +469,17 @@ impl DynamoJournal {
 #[async_trait]
 impl Journal for DynamoJournal {
     async fn append(&self, batch: AppendBatch) -> Result<()> {
-        self.append_inner(&batch).await.map_err(Into::into)
+        self.append_inner(&batch).await?;
+        if let Some(last) = batch.blocks.last() {
+            crate::metrics::observe_journal_tip(last.sequence + 1);
+        }
+        Ok(())
     }
 
     async fn last_sequence(&self) -> Result<Option<u64>> {
-        self.last().await.map_err(Into::into)
+        let last = self.last().await?;
+        crate::metrics::observe_journal_tip(last.map_or(0, |l| l + 1));
+        Ok(last)
     }
 
     async fn read_blocks(&self, from: u64, max: usize) -> Result<Vec<EncodedBlock>> {

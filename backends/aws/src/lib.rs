@@ -40,7 +40,8 @@
 //!   explicit mapping, external versioning, bulk writes with per-item outcomes.
 //! - `error`: the backend's error type and its mapping into `adledger_engine::Error`.
 //! - `attributes`: reading and writing DynamoDB attribute values.
-//! - `metrics`: counts of DynamoDB requests by operation (to measure a write's cost).
+//! - `metrics`: counts of DynamoDB requests by operation (to measure a write's cost), and
+//!   the journal tip and state checkpoint this process last learned (for `/healthz`).
 //!
 //! # Tests
 //!

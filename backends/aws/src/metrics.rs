@@ -1,5 +1,7 @@
-//! Counting DynamoDB requests, so the cost of a write can be measured: the target is one
-//! `TransactWriteItems` per group commit.
+//! Counting DynamoDB requests, so the cost of a write can be measured (the target is one
+//! `TransactWriteItems` per group commit), and remembering the journal tip and state
+//! checkpoint this process last read or wrote, so `/healthz` can report them without a
+//! request. Both are per process: a server opens one ledger.
 //!
 //! Every client this backend builds ([`crate::client`]) carries [`CountRequests`], an SDK
 //! interceptor that runs before each request is sent (retries included: each attempt is
@@ -56,4 +58,50 @@ impl Intercept for CountRequests {
             .or_default() += 1;
         Ok(())
     }
+}
+
+/// A value this process last read from or wrote to DynamoDB, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observed {
+    /// The value.
+    pub value: u64,
+    /// When this process last learned it.
+    pub at: std::time::Instant,
+}
+
+/// The state checkpoint this process last wrote or read (none yet: `None`).
+static STATE_CHECKPOINT: Mutex<Option<Observed>> = Mutex::new(None);
+/// The journal's next sequence as this process last read or wrote it.
+static JOURNAL_TIP: Mutex<Option<Observed>> = Mutex::new(None);
+
+fn observe(slot: &Mutex<Option<Observed>>, value: u64) {
+    *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(Observed {
+        value,
+        at: std::time::Instant::now(),
+    });
+}
+
+/// Records the state checkpoint just read or written, so `/healthz` can report it (with
+/// its age) from memory instead of asking DynamoDB.
+pub fn observe_state_checkpoint(checkpoint: u64) {
+    observe(&STATE_CHECKPOINT, checkpoint);
+}
+
+/// Records the journal's next sequence just read or written (see
+/// [`observe_state_checkpoint`]).
+pub fn observe_journal_tip(next: u64) {
+    observe(&JOURNAL_TIP, next);
+}
+
+/// The state checkpoint this process last read or wrote, and when; `None` before the
+/// first.
+pub fn state_checkpoint() -> Option<Observed> {
+    *STATE_CHECKPOINT
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The journal's next sequence as this process last read or wrote it, and when.
+pub fn journal_tip() -> Option<Observed> {
+    *JOURNAL_TIP.lock().unwrap_or_else(PoisonError::into_inner)
 }

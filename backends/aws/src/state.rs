@@ -22,21 +22,52 @@
 //!
 //! # Apply
 //!
-//! Each ad is one conditional Put, `attribute_not_exists(version) OR version < :v`: a
-//! revision that is not newer fails the condition and is ignored, so replays, duplicates
-//! and two projectors racing all converge. The checkpoint is written after the ads it
-//! covers (DynamoDB cannot make a conditional-per-item batch atomic, and one refused
-//! condition would cancel a whole transaction): after a crash the checkpoint is at most
-//! behind its ads, and re-applying is harmless.
+//! The contract (`StateStore::apply`) asks that re-applying is harmless ("idempotent by
+//! version") and that after a crash the checkpoint is never ahead of the ads it covers.
+//! Two writers can overlap: the projector lease is judged by wall clocks, so a holder
+//! whose lease lapsed may still be finishing a write when the next holder starts (see
+//! `lease.rs`). So every ad write keeps its version guard,
+//! `attribute_not_exists(version) OR version < :v`, and `BatchWriteItem` (which takes no
+//! conditions) is not used for `apply`: an overlapping stale holder could otherwise store
+//! an older revision over a newer one for good, and nothing would ever repair it.
+//!
+//! Instead the guarded Puts travel up to [`TRANSACT_ITEMS`] at a time in one
+//! `TransactWriteItems`, several transactions in flight ([`WRITE_CONCURRENCY`]). The
+//! transaction is used for its per-item conditions, not its atomicity: when DynamoDB
+//! cancels one because some items failed their guard, the cancellation reasons name
+//! them; those are exactly the revisions the guard would have ignored, so they are
+//! dropped and the rest is sent again. Conflicts with a concurrent writer and throttling
+//! are retried with exponential backoff and jitter. Only the newest revision of each ad
+//! in a call is written (a transaction may not touch an item twice). The checkpoint is
+//! written once every transaction of the call has succeeded, so after a crash it is at
+//! most behind its ads and a replay re-applies them harmlessly (the guard refuses what
+//! is already there). A transactional write costs twice the write capacity of a plain
+//! one; in exchange a burst of creates needs one request per 100 ads instead of one each.
+//!
+//! # Put, registry, clear
+//!
+//! `put` is unconditional by contract, so it (and the publisher registry, and `clear`'s
+//! deletes) uses `BatchWriteItem`: 25 items a request, several requests in flight, items
+//! DynamoDB leaves unprocessed (throttling) sent again with exponential backoff and
+//! jitter; the checkpoint is written last, after every batch is durable.
+//!
+//! # Many gets
+//!
+//! `get_many` reads up to 100 ads per `BatchGetItem` (strongly consistent), retrying
+//! unprocessed keys: a page of search hits is hydrated with one request, not one per hit.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use adledger_engine::ports::{AdState, StateStore};
 use adledger_engine::{Ad, AdKey, Result, Revision};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, KeysAndAttributes, Put, PutRequest, TransactWriteItem,
+    WriteRequest,
+};
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures::StreamExt;
 
@@ -55,12 +86,60 @@ const CHECKPOINT_KEY: &str = "#checkpoint";
 const CHECKPOINT: &str = "checkpoint";
 const REGISTRY_KEY: &str = "#publishers";
 
-/// Conditional Puts in flight at once during `apply`.
-const APPLY_CONCURRENCY: usize = 16;
+/// Write requests (transactions or batches) in flight at once.
+const WRITE_CONCURRENCY: usize = 8;
 /// Items per BatchWriteItem (DynamoDB's limit).
 const BATCH_WRITE_ITEMS: usize = 25;
-/// Rounds of retrying items DynamoDB left unprocessed before giving up.
+/// Keys per BatchGetItem (DynamoDB's limit).
+const BATCH_GET_KEYS: usize = 100;
+/// Actions per TransactWriteItems (DynamoDB's limit).
+const TRANSACT_ITEMS: usize = 100;
+/// Bytes of items per TransactWriteItems, below DynamoDB's 4 MB so attribute names and
+/// the request's framing fit too.
+const TRANSACT_BYTES: usize = 3 << 20;
+/// Rounds of retrying items DynamoDB left unprocessed (or a cancelled transaction)
+/// before giving up.
 const UNPROCESSED_RETRIES: u32 = 10;
+/// The first backoff before a retry; each round doubles it (up to 64×), plus jitter.
+const BACKOFF_FIRST: Duration = Duration::from_millis(20);
+
+/// The pause before retry `round` (1-based): exponential, with up to as much again of
+/// random jitter so retries of several batches do not arrive together.
+fn backoff(round: u32) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let base = BACKOFF_FIRST * (1u32 << round.saturating_sub(1).min(6));
+    // Each RandomState is seeded afresh from the OS's randomness per thread, enough for
+    // jitter.
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let millis = u64::try_from(base.as_millis()).unwrap_or(u64::MAX);
+    base + Duration::from_millis(random % millis.max(1))
+}
+
+/// The error for items still unprocessed after every retry.
+fn exhausted(operation: &'static str, table: &str) -> AwsError {
+    AwsError::Request {
+        operation,
+        table: table.to_string(),
+        message: "items still unprocessed after retries (throttled)".into(),
+        source: "unprocessed items".into(),
+    }
+}
+
+/// A rough size of an item as DynamoDB counts it (names plus values), to keep a
+/// transaction under its size limit.
+fn approximate_size(item: &Item) -> usize {
+    item.iter()
+        .map(|(name, value)| {
+            name.len()
+                + match value {
+                    AttributeValue::S(text) => text.len(),
+                    _ => 16,
+                }
+        })
+        .sum()
+}
 
 /// The state read model in a DynamoDB table.
 ///
@@ -156,30 +235,96 @@ impl DynamoStateStore {
         &self.table
     }
 
-    /// Writes one ad unless the stored version is as new or newer.
-    async fn put_if_newer(&self, item: Item, version: u64) -> Result<(), AwsError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#v) OR #v < :v")
-            .expression_attribute_names("#v", VERSION)
-            .expression_attribute_values(":v", n(version))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(())
+    /// Writes each ad unless its stored version is as new or newer (see the module docs):
+    /// guarded Puts in transactions of up to [`TRANSACT_ITEMS`].
+    async fn put_all_if_newer(&self, writes: Vec<(Item, u64)>) -> Result<(), AwsError> {
+        let mut chunks: Vec<Vec<(Item, u64)>> = Vec::new();
+        let mut bytes = 0;
+        for write in writes {
+            let size = approximate_size(&write.0);
+            match chunks.last_mut() {
+                Some(chunk) if chunk.len() < TRANSACT_ITEMS && bytes + size <= TRANSACT_BYTES => {
+                    bytes += size;
+                    chunk.push(write);
+                }
+                _ => {
+                    bytes = size;
+                    chunks.push(vec![write]);
+                }
             }
-            Err(e) => Err(request("PutItem", &self.table, e)),
         }
+        let mut results = futures::stream::iter(chunks)
+            .map(|chunk| self.transact_if_newer(chunk))
+            .buffer_unordered(WRITE_CONCURRENCY);
+        while let Some(result) = results.next().await {
+            result?;
+        }
+        Ok(())
+    }
+
+    /// One chunk of guarded Puts, until every item is written or refused by its guard.
+    async fn transact_if_newer(&self, mut writes: Vec<(Item, u64)>) -> Result<(), AwsError> {
+        let mut round = 0;
+        while !writes.is_empty() {
+            let actions = writes
+                .iter()
+                .map(|(item, version)| {
+                    Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(item.clone()))
+                        .condition_expression("attribute_not_exists(#v) OR #v < :v")
+                        .expression_attribute_names("#v", VERSION)
+                        .expression_attribute_values(":v", n(*version))
+                        .build()
+                        .map(|put| TransactWriteItem::builder().put(put).build())
+                        .map_err(|e| AwsError::BadBatch(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let error = match self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(actions))
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(error) => error,
+            };
+            let reasons = match error.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
+                    e.cancellation_reasons().to_vec()
+                }
+                _ => return Err(request("TransactWriteItems", &self.table, error)),
+            };
+            if reasons.len() != writes.len() {
+                return Err(request("TransactWriteItems", &self.table, error));
+            }
+            // Items refused by their guard hold a revision at least as new: drop them
+            // (exactly what a refused conditional Put means). Anything else (a conflict
+            // with another writer, throttling) is sent again after a pause.
+            let mut retry_others = false;
+            writes = writes
+                .into_iter()
+                .zip(&reasons)
+                .filter(|(_, reason)| match reason.code() {
+                    Some("ConditionalCheckFailed") => false,
+                    None | Some("None") => true,
+                    Some(_) => {
+                        retry_others = true;
+                        true
+                    }
+                })
+                .map(|(write, _)| write)
+                .collect();
+            if retry_others {
+                round += 1;
+                if round > UNPROCESSED_RETRIES {
+                    return Err(request("TransactWriteItems", &self.table, error));
+                }
+                tokio::time::sleep(backoff(round)).await;
+            }
+        }
+        Ok(())
     }
 
     async fn apply_inner(&self, revisions: &[Revision], checkpoint: u64) -> Result<(), AwsError> {
@@ -201,19 +346,16 @@ impl DynamoStateStore {
             })
             .collect::<Result<Vec<_>, AwsError>>()?;
         self.register(writes.iter().map(|(item, _)| item)).await?;
-        let mut results = futures::stream::iter(writes)
-            .map(|(item, version)| self.put_if_newer(item, version))
-            .buffer_unordered(APPLY_CONCURRENCY);
-        while let Some(result) = results.next().await {
-            result?;
-        }
+        self.put_all_if_newer(writes).await?;
         self.set_checkpoint(checkpoint).await
     }
 
     async fn set_checkpoint(&self, checkpoint: u64) -> Result<(), AwsError> {
         let mut item = checkpoint_key();
         item.insert(CHECKPOINT.to_string(), n(checkpoint));
-        self.put_plain(item).await
+        self.put_plain(item).await?;
+        crate::metrics::observe_state_checkpoint(checkpoint);
+        Ok(())
     }
 
     /// An unconditional Put.
@@ -253,13 +395,7 @@ impl DynamoStateStore {
                 ])
             })
             .collect();
-        let mut results = futures::stream::iter(registry)
-            .map(|item| self.put_plain(item))
-            .buffer_unordered(APPLY_CONCURRENCY);
-        while let Some(result) = results.next().await {
-            result?;
-        }
-        drop(results);
+        self.put_batches(registry).await?;
         self.registered
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -278,12 +414,7 @@ impl DynamoStateStore {
             .map(encode)
             .collect::<Result<Vec<_>, AwsError>>()?;
         self.register(items.iter()).await?;
-        let mut results = futures::stream::iter(items)
-            .map(|item| self.put_plain(item))
-            .buffer_unordered(APPLY_CONCURRENCY);
-        while let Some(result) = results.next().await {
-            result?;
-        }
+        self.put_batches(items).await?;
         match checkpoint {
             Some(checkpoint) => self.set_checkpoint(checkpoint).await,
             None => Ok(()),
@@ -456,10 +587,12 @@ impl DynamoStateStore {
             .send()
             .await
             .map_err(|e| request("GetItem", &self.table, e))?;
-        match output.item {
-            None => Ok(0),
-            Some(item) => get_u64(&item, CHECKPOINT, &|| "state checkpoint".into()),
-        }
+        let checkpoint = match output.item {
+            None => 0,
+            Some(item) => get_u64(&item, CHECKPOINT, &|| "state checkpoint".into())?,
+        };
+        crate::metrics::observe_state_checkpoint(checkpoint);
+        Ok(checkpoint)
     }
 
     async fn clear_inner(&self) -> Result<(), AwsError> {
@@ -500,7 +633,7 @@ impl DynamoStateStore {
     }
 
     async fn delete_all(&self, keys: &[Item]) -> Result<(), AwsError> {
-        let mut requests = keys
+        let requests = keys
             .iter()
             .map(|key| {
                 DeleteRequest::builder()
@@ -510,6 +643,45 @@ impl DynamoStateStore {
                     .map_err(|e| AwsError::BadBatch(e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        self.batch_write(requests).await
+    }
+
+    /// Unconditional Puts of `items` (distinct keys), [`BATCH_WRITE_ITEMS`] per
+    /// `BatchWriteItem`, [`WRITE_CONCURRENCY`] requests in flight; returns once all are
+    /// durable.
+    async fn put_batches(&self, items: Vec<Item>) -> Result<(), AwsError> {
+        let requests = items
+            .into_iter()
+            .map(|item| {
+                PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map(|p| WriteRequest::builder().put_request(p).build())
+                    .map_err(|e| AwsError::BadBatch(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut chunks = Vec::new();
+        let mut requests = requests.into_iter().peekable();
+        while requests.peek().is_some() {
+            chunks.push(
+                requests
+                    .by_ref()
+                    .take(BATCH_WRITE_ITEMS)
+                    .collect::<Vec<_>>(),
+            );
+        }
+        let mut results = futures::stream::iter(chunks)
+            .map(|chunk| self.batch_write(chunk))
+            .buffer_unordered(WRITE_CONCURRENCY);
+        while let Some(result) = results.next().await {
+            result?;
+        }
+        Ok(())
+    }
+
+    /// One `BatchWriteItem` (at most [`BATCH_WRITE_ITEMS`] requests), sending what
+    /// DynamoDB leaves unprocessed again with exponential backoff and jitter.
+    async fn batch_write(&self, mut requests: Vec<WriteRequest>) -> Result<(), AwsError> {
         let mut round = 0;
         while !requests.is_empty() {
             let output = self
@@ -526,17 +698,70 @@ impl DynamoStateStore {
             if !requests.is_empty() {
                 round += 1;
                 if round > UNPROCESSED_RETRIES {
-                    return Err(AwsError::Request {
-                        operation: "BatchWriteItem",
-                        table: self.table.clone(),
-                        message: "items still unprocessed after retries (throttled)".into(),
-                        source: "unprocessed items".into(),
-                    });
+                    return Err(exhausted("BatchWriteItem", &self.table));
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(20 << round.min(6))).await;
+                tokio::time::sleep(backoff(round)).await;
             }
         }
         Ok(())
+    }
+
+    /// The stored state of each key (in the order given; `None` where never seen), read
+    /// strongly consistently, up to [`BATCH_GET_KEYS`] keys per `BatchGetItem`, keys left
+    /// unprocessed (throttling) asked again with backoff. A search page's hits are
+    /// hydrated with one request instead of one per hit.
+    async fn get_many_inner(&self, keys: &[AdKey]) -> Result<Vec<Option<AdState>>, AwsError> {
+        let mut distinct: Vec<&AdKey> = keys.iter().collect();
+        distinct.sort();
+        distinct.dedup();
+        let mut found: HashMap<AdKey, AdState> = HashMap::with_capacity(distinct.len());
+        for chunk in distinct.chunks(BATCH_GET_KEYS) {
+            let mut pending: Vec<Item> = chunk
+                .iter()
+                .map(|key| {
+                    HashMap::from([
+                        (PUBLISHER.to_string(), s(&key.publisher_id)),
+                        (AD_ID.to_string(), s(&key.ad_id)),
+                    ])
+                })
+                .collect();
+            let mut round = 0;
+            while !pending.is_empty() {
+                let wanted = KeysAndAttributes::builder()
+                    .set_keys(Some(pending))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| AwsError::BadBatch(e.to_string()))?;
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, wanted)
+                    .send()
+                    .await
+                    .map_err(|e| request("BatchGetItem", &self.table, e))?;
+                for item in output
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    let state = decode(&item)?;
+                    found.insert(state.key.clone(), state);
+                }
+                pending = output
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .map(|k| k.keys)
+                    .unwrap_or_default();
+                if !pending.is_empty() {
+                    round += 1;
+                    if round > UNPROCESSED_RETRIES {
+                        return Err(exhausted("BatchGetItem", &self.table));
+                    }
+                    tokio::time::sleep(backoff(round)).await;
+                }
+            }
+        }
+        Ok(keys.iter().map(|key| found.get(key).cloned()).collect())
     }
 }
 
@@ -550,6 +775,10 @@ impl StateStore for DynamoStateStore {
 
     async fn get(&self, key: &AdKey) -> Result<Option<AdState>> {
         self.get_inner(key).await.map_err(Into::into)
+    }
+
+    async fn get_many(&self, keys: &[AdKey]) -> Result<Vec<Option<AdState>>> {
+        self.get_many_inner(keys).await.map_err(Into::into)
     }
 
     async fn list(
@@ -577,5 +806,287 @@ impl StateStore for DynamoStateStore {
 
     async fn put(&self, states: &[AdState], checkpoint: Option<u64>) -> Result<()> {
         self.put_inner(states, checkpoint).await.map_err(Into::into)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The batched paths against a loopback fake of DynamoDB's JSON protocol that leaves
+    //! every write batch unprocessed the first time it sees it, and every other key of a
+    //! read batch (DynamoDB Local never throttles, so the retry loops would otherwise go
+    //! untested).
+
+    use std::collections::HashSet;
+    use std::sync::{Arc, Mutex};
+
+    use axum::Router;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::post;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// What the fake saw: each request's operation, in order, and the ad ids written.
+    #[derive(Default)]
+    struct Seen {
+        operations: Vec<String>,
+        batches: HashSet<Vec<String>>,
+        /// Ad ids a `BatchGetItem` asked for, each time.
+        asked: Vec<String>,
+        /// Ad ids a `TransactWriteItems` carried.
+        transacted: HashSet<String>,
+        written: Vec<String>,
+        /// How many ad items were written when the checkpoint Put arrived.
+        written_at_checkpoint: Option<usize>,
+    }
+
+    async fn fake(
+        seen: Arc<Mutex<Seen>>,
+        headers: HeaderMap,
+        body: String,
+    ) -> (StatusCode, String) {
+        let operation = headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|t| t.rsplit('.').next())
+            .unwrap_or("")
+            .to_string();
+        let request: Value = serde_json::from_str(&body).expect("the SDK sends JSON");
+        let mut seen = seen.lock().expect("lock");
+        seen.operations.push(operation.clone());
+        if operation == "TransactWriteItems" {
+            return transact(&mut seen, &request);
+        }
+        let answer = match operation.as_str() {
+            "BatchWriteItem" => {
+                let items = &request["RequestItems"]["state"];
+                let ids: Vec<String> = items
+                    .as_array()
+                    .expect("a list of requests")
+                    .iter()
+                    .map(|r| {
+                        r["PutRequest"]["Item"]["adId"]["S"]
+                            .as_str()
+                            .expect("adId")
+                            .to_string()
+                    })
+                    .collect();
+                if seen.batches.insert(ids.clone()) {
+                    // First sight: leave the whole batch unprocessed.
+                    return (
+                        StatusCode::OK,
+                        json!({"UnprocessedItems": {"state": items}}).to_string(),
+                    );
+                }
+                seen.written.extend(ids);
+                json!({"UnprocessedItems": {}}).to_string()
+            }
+            "PutItem" => {
+                seen.written_at_checkpoint = Some(seen.written.len());
+                "{}".to_string()
+            }
+            "BatchGetItem" => {
+                // Keys asked for the first time are left unprocessed every other one;
+                // ads named `missing…` do not exist; the others are tombstones.
+                let keys = request["RequestItems"]["state"]["Keys"]
+                    .as_array()
+                    .expect("a list of keys")
+                    .clone();
+                let (mut found, mut unprocessed) = (Vec::new(), Vec::new());
+                for (i, key) in keys.into_iter().enumerate() {
+                    let id = key["adId"]["S"].as_str().expect("adId").to_string();
+                    let first = !seen.asked.contains(&id);
+                    seen.asked.push(id.clone());
+                    if first && i % 2 == 0 {
+                        unprocessed.push(key);
+                    } else if !id.starts_with("missing") {
+                        found.push(json!({
+                            "publisherId": key["publisherId"],
+                            "adId": {"S": id},
+                            "version": {"N": "2"},
+                            "sequence": {"N": "1"},
+                            "updatedAt": {"S": "1970-01-01T00:00:00Z"},
+                            "deleted": {"BOOL": true},
+                        }));
+                    }
+                }
+                let unprocessed = if unprocessed.is_empty() {
+                    json!({})
+                } else {
+                    json!({"state": {"Keys": unprocessed, "ConsistentRead": true}})
+                };
+                json!({"Responses": {"state": found}, "UnprocessedKeys": unprocessed}).to_string()
+            }
+            other => panic!("unexpected operation {other}"),
+        };
+        (StatusCode::OK, answer)
+    }
+
+    /// A transaction whose ad ids are all new is cancelled: its first item fails its
+    /// guard, its second is throttled, the others are not the cause; a transaction
+    /// carrying ids seen before (the retry) is written.
+    fn transact(seen: &mut Seen, request: &Value) -> (StatusCode, String) {
+        let ids: Vec<String> = request["TransactItems"]
+            .as_array()
+            .expect("a list of actions")
+            .iter()
+            .map(|a| {
+                a["Put"]["Item"]["adId"]["S"]
+                    .as_str()
+                    .expect("adId")
+                    .to_string()
+            })
+            .collect();
+        let first = ids.iter().all(|id| !seen.transacted.contains(id));
+        seen.transacted.extend(ids.iter().cloned());
+        if first {
+            let reasons: Vec<Value> = (0..ids.len())
+                .map(|i| match i {
+                    0 => json!({"Code": "ConditionalCheckFailed", "Message": "guard"}),
+                    1 => json!({"Code": "ThrottlingError", "Message": "slow down"}),
+                    _ => json!({"Code": "None"}),
+                })
+                .collect();
+            let body = json!({
+                "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+                "Message": "Transaction cancelled",
+                "CancellationReasons": reasons,
+            });
+            return (StatusCode::BAD_REQUEST, body.to_string());
+        }
+        seen.written.extend(ids);
+        (StatusCode::OK, "{}".to_string())
+    }
+
+    fn tombstone(publisher: &str, ad_id: String) -> AdState {
+        AdState {
+            key: AdKey::new(publisher, ad_id),
+            version: 2,
+            sequence: 1,
+            updated_at: DateTime::UNIX_EPOCH,
+            ad: None,
+        }
+    }
+
+    /// A state store whose requests go to the fake; what the fake saw.
+    async fn faked() -> (DynamoStateStore, Arc<Mutex<Seen>>) {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let shared = seen.clone();
+        let app = Router::new().route(
+            "/",
+            post(move |headers: HeaderMap, body: String| fake(shared.clone(), headers, body)),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let store = DynamoStateStore {
+            client: crate::client::connect_static(&format!("http://{address}"), "us-east-1"),
+            table: "state".into(),
+            registered: Arc::new(Mutex::new(HashSet::new())),
+        };
+        (store, seen)
+    }
+
+    /// Keys DynamoDB leaves unprocessed (throttling) are asked again until answered;
+    /// the answers come back in the order asked, `None` for an absent ad.
+    #[tokio::test]
+    async fn get_many_retries_unprocessed_keys_and_keeps_the_order() {
+        let (store, seen) = faked().await;
+        let keys: Vec<AdKey> = (0..150)
+            .map(|i| {
+                let id = if i % 10 == 3 {
+                    format!("missing{i:03}")
+                } else {
+                    format!("ad{i:03}")
+                };
+                AdKey::new("p1", id)
+            })
+            .rev()
+            .collect();
+
+        let got = store.get_many(&keys).await.expect("get_many");
+
+        assert_eq!(got.len(), keys.len());
+        for (key, state) in keys.iter().zip(&got) {
+            match state {
+                Some(state) => assert_eq!(state.key, *key),
+                None => assert!(key.ad_id.starts_with("missing"), "{key:?}"),
+            }
+        }
+        let seen = seen.lock().expect("lock");
+        // 150 distinct keys: two requests of up to 100, each followed by one retry of
+        // the half left unprocessed.
+        let gets = seen
+            .operations
+            .iter()
+            .filter(|o| *o == "BatchGetItem")
+            .count();
+        assert_eq!(gets, 4, "{:?}", seen.operations);
+        assert_eq!(seen.asked.len(), 150 + 75);
+    }
+
+    /// A cancelled transaction of the projector: the item refused by its guard is
+    /// dropped (a revision at least as new is stored), the throttled one and the rest are
+    /// sent again, and every chunk of 100 ends written.
+    #[tokio::test]
+    async fn apply_writes_drop_guarded_items_and_retry_throttled_ones() {
+        let (store, seen) = faked().await;
+        let writes: Vec<(Item, u64)> = (0..150)
+            .map(|i| {
+                let state = tombstone("p1", format!("ad{i:03}"));
+                (encode(&state).expect("encode"), state.version)
+            })
+            .collect();
+
+        store.put_all_if_newer(writes).await.expect("written");
+
+        let seen = seen.lock().expect("lock");
+        let transactions = seen
+            .operations
+            .iter()
+            .filter(|o| *o == "TransactWriteItems")
+            .count();
+        // Two chunks (100 + 50), each cancelled once and then written.
+        assert_eq!(transactions, 4, "{:?}", seen.operations);
+        let mut written = seen.written.clone();
+        written.sort();
+        // Each chunk's first item failed its guard: not written, not retried.
+        let expected: Vec<String> = (0..150)
+            .filter(|i| *i != 0 && *i != 100)
+            .map(|i| format!("ad{i:03}"))
+            .collect();
+        assert_eq!(written, expected);
+    }
+
+    #[tokio::test]
+    async fn put_retries_unprocessed_items_and_writes_the_checkpoint_last() {
+        let (store, seen) = faked().await;
+        let states: Vec<AdState> = (0..30)
+            .map(|i| tombstone("p1", format!("ad{i:02}")))
+            .collect();
+
+        store.put(&states, Some(7)).await.expect("put");
+
+        let seen = seen.lock().expect("lock");
+        // The registry (1 item) and the ads (25 + 5): three batches, each sent twice.
+        let batch_writes = seen
+            .operations
+            .iter()
+            .filter(|o| *o == "BatchWriteItem")
+            .count();
+        assert_eq!(batch_writes, 6, "{:?}", seen.operations);
+        let mut written = seen.written.clone();
+        written.sort();
+        let mut expected: Vec<String> = (0..30).map(|i| format!("ad{i:02}")).collect();
+        expected.push("p1".into());
+        expected.sort();
+        assert_eq!(written, expected);
+        assert_eq!(
+            seen.written_at_checkpoint,
+            Some(31),
+            "the checkpoint must follow every item"
+        );
     }
 }

@@ -318,3 +318,46 @@ async fn same_journal_and_digest_as_the_local_backend() {
         "Err(Conflict { expected: Version(7), actual: Version(0) })"
     );
 }
+
+/// `get_many` answers in the order asked, across `BatchGetItem`'s 100-key limit, with
+/// `None` for a key never stored and the same state twice for a key asked twice; `put`
+/// of more than one `BatchWriteItem` of states stores them all and the checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_and_get_many_cross_batch_limits() {
+    use adledger_aws::DynamoStateStore;
+    use adledger_engine::ports::{AdState, StateStore};
+
+    let endpoint = support::endpoint();
+    let client = support::client(&endpoint);
+    let names = support::fresh_tables(&client).await.expect("tables");
+    let state = DynamoStateStore::open(client, &names.state)
+        .await
+        .expect("open state");
+    let states: Vec<AdState> = (0..150)
+        .map(|n| AdState {
+            key: key(n),
+            version: 1,
+            sequence: u64::from(n),
+            updated_at: chrono::DateTime::UNIX_EPOCH,
+            ad: (n % 10 != 0).then(|| sample_ad(&key(n), &format!("ad {n}"))),
+        })
+        .collect();
+    state.put(&states, Some(150)).await.expect("put");
+    assert_eq!(state.checkpoint().await.expect("checkpoint"), 150);
+
+    let mut asked: Vec<AdKey> = (0..150).rev().map(key).collect();
+    asked.push(key(7));
+    asked.push(key(999));
+    let got = state.get_many(&asked).await.expect("get_many");
+    assert_eq!(got.len(), asked.len());
+    for (asked, got) in asked.iter().zip(&got) {
+        let single = state.get(asked).await.expect("get");
+        assert_eq!(got, &single, "{asked:?}");
+    }
+    assert_eq!(got[150], got[142], "key 7 asked twice");
+    assert_eq!(got[151], None, "never stored");
+    assert!(
+        got[0].as_ref().is_some_and(|s| s.ad.is_some()),
+        "ad 149 is live"
+    );
+}

@@ -353,6 +353,15 @@ impl StateStore for SledStateStore {
         read().map_err(Into::into)
     }
 
+    async fn get_many(&self, keys: &[AdKey]) -> Result<Vec<Option<AdState>>> {
+        // sled reads are in-process lookups: one at a time costs no round trip.
+        let mut states = Vec::with_capacity(keys.len());
+        for key in keys {
+            states.push(self.get(key).await?);
+        }
+        Ok(states)
+    }
+
     async fn list(
         &self,
         publisher_id: &str,

@@ -62,6 +62,14 @@ impl StateStore for MemoryStateStore {
         Ok(self.read().ads.get(key).cloned())
     }
 
+    async fn get_many(&self, keys: &[AdKey]) -> Result<Vec<Option<AdState>>> {
+        let records = self.read();
+        Ok(keys
+            .iter()
+            .map(|key| records.ads.get(key).cloned())
+            .collect())
+    }
+
     async fn list(
         &self,
         publisher_id: &str,

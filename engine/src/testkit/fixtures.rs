@@ -177,12 +177,14 @@ pub async fn live_ads(state: &dyn StateStore, publishers: &[&str]) -> Result<BTr
     Ok(out)
 }
 
-/// A journal that counts `append` calls and forwards everything to the real one: lets
-/// the suite observe group commit on a real backend.
+/// A journal that counts `append` and `read_blocks` calls and forwards everything to the
+/// real one: lets the suite observe group commit on a real backend, and tests see when a
+/// projector reads.
 #[derive(Debug)]
 pub struct CountingJournal {
     inner: std::sync::Arc<dyn Journal>,
     appends: std::sync::atomic::AtomicUsize,
+    reads: std::sync::atomic::AtomicUsize,
 }
 
 impl CountingJournal {
@@ -191,7 +193,13 @@ impl CountingJournal {
         CountingJournal {
             inner,
             appends: std::sync::atomic::AtomicUsize::new(0),
+            reads: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// How many `read_blocks` calls were made.
+    pub fn reads(&self) -> usize {
+        self.reads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many appends were attempted.
@@ -211,6 +219,8 @@ impl Journal for CountingJournal {
         self.inner.last_sequence().await
     }
     async fn read_blocks(&self, from: u64, max: usize) -> Result<Vec<EncodedBlock>> {
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.inner.read_blocks(from, max).await
     }
     async fn ad_head(&self, key: &AdKey) -> Result<Option<AdHead>> {

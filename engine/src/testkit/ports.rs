@@ -324,6 +324,60 @@ pub async fn state_list_pages_and_skips_tombstones<H: Harness>(h: &H) {
     assert_eq!((tomb.version, tomb.ad), (1, None));
 }
 
+/// `get_many` answers each key as `get` does, in the order asked: live ads, tombstones,
+/// keys never seen, and a key asked twice.
+pub async fn state_get_many_answers_each_key_in_order<H: Harness>(h: &H) {
+    let place = h.place().await.expect("place");
+    let stores = h.open(&place).await.expect("open");
+    let s = &stores.state;
+    let mut chain = ChainBuilder::new();
+    let mut changes: Vec<_> = (1..=5)
+        .map(|n| {
+            (
+                key("p", n),
+                Some(sample_ad(&key("p", n), &format!("ad {n}"))),
+            )
+        })
+        .collect();
+    changes.push((key("p", 2), None));
+    let (_, blocks) = chain.batch(changes).expect("batch");
+    s.apply(&revisions_of(blocks), 6).await.expect("apply");
+
+    assert!(s.get_many(&[]).await.expect("none asked").is_empty());
+    let asked = vec![
+        key("p", 5),
+        key("p", 9),
+        key("p", 2),
+        key("other", 1),
+        key("p", 1),
+        key("p", 5),
+    ];
+    let got = s.get_many(&asked).await.expect("get_many");
+    assert_eq!(got.len(), asked.len());
+    for (asked, got) in asked.iter().zip(&got) {
+        assert_eq!(*got, s.get(asked).await.expect("get"), "{asked:?}");
+    }
+    let titles: Vec<_> = got
+        .iter()
+        .map(|state| {
+            state
+                .as_ref()
+                .map(|s| s.ad.as_ref().map(|ad| ad.ad_title.clone()))
+        })
+        .collect();
+    assert_eq!(
+        titles,
+        vec![
+            Some(Some("ad 5".to_string())),
+            None,
+            Some(None),
+            None,
+            Some(Some("ad 1".to_string())),
+            Some(Some("ad 5".to_string())),
+        ]
+    );
+}
+
 /// `clear` removes every ad and resets the checkpoint.
 pub async fn state_clear_resets_everything<H: Harness>(h: &H) {
     let place = h.place().await.expect("place");

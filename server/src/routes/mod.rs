@@ -4,4 +4,5 @@ pub mod admin;
 pub mod ads;
 pub mod health;
 pub mod ledger;
+pub mod metrics;
 pub mod search;

@@ -11,7 +11,6 @@ use adledger_engine::{Ad, Ledger, SearchQuery};
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use futures::future::try_join_all;
 
 use crate::error::ApiError;
 use crate::params::{QueryParams, RawPairs};
@@ -200,9 +199,7 @@ async fn with_versions(ledger: &Ledger, ads: Vec<Ad>) -> Result<Vec<AdView>, Api
     ledger.wait_for_state(point).await.map_err(engine)?;
     let state = &ledger.ports().state;
     let keys: Vec<_> = ads.iter().map(Ad::key).collect();
-    let states = try_join_all(keys.iter().map(|key| state.get(key)))
-        .await
-        .map_err(engine)?;
+    let states = state.get_many(&keys).await.map_err(engine)?;
     Ok(states
         .into_iter()
         .flatten()
