@@ -147,6 +147,8 @@ pub struct Config {
     pub snapshots: SnapshotConfig,
     /// Connection and request limits (`[http]`).
     pub http: HttpLimits,
+    /// The ledger feed (`[feed]`).
+    pub feed: crate::feed_config::FeedConfig,
     /// AWS backend: a DynamoDB endpoint URL overriding AWS's (DynamoDB Local:
     /// `http://127.0.0.1:8000`).
     pub dynamodb_endpoint: Option<String>,
@@ -215,6 +217,7 @@ impl Default for Config {
             admin_token: None,
             snapshots: SnapshotConfig::default(),
             http: HttpLimits::default(),
+            feed: crate::feed_config::FeedConfig::default(),
             dynamodb_endpoint: None,
             table_prefix: DEFAULT_TABLE_PREFIX.to_string(),
             search: SearchKind::Tantivy,
@@ -393,6 +396,11 @@ pub struct ServeArgs {
     /// connections are closed [default: 20s]
     #[arg(long, value_name = "DURATION", env = "ADLEDGER_SHUTDOWN_GRACE")]
     pub shutdown_grace: Option<DurationSetting>,
+
+    /// The ledger feed carries a digest event every N blocks; every server of one ledger
+    /// must use the same N [default: 100]
+    #[arg(long, value_name = "N", env = "ADLEDGER_FEED_DIGEST_EVERY")]
+    pub feed_digest_every: Option<std::num::NonZeroU64>,
 }
 
 impl ServeArgs {
@@ -410,6 +418,7 @@ impl ServeArgs {
             max_connections: self.max_connections,
             max_in_flight: self.max_in_flight,
             shutdown_grace: self.shutdown_grace,
+            feed_digest_every: self.feed_digest_every,
             ..self.storage.overrides()
         }
     }
@@ -453,6 +462,8 @@ pub struct Overrides {
     pub max_in_flight: Option<NonZeroUsize>,
     /// `--shutdown-grace` / `ADLEDGER_SHUTDOWN_GRACE`.
     pub shutdown_grace: Option<DurationSetting>,
+    /// `--feed-digest-every` / `ADLEDGER_FEED_DIGEST_EVERY`.
+    pub feed_digest_every: Option<std::num::NonZeroU64>,
     /// `--dynamodb-endpoint` / `ADLEDGER_DYNAMODB_ENDPOINT`.
     pub dynamodb_endpoint: Option<String>,
     /// `--table-prefix` / `ADLEDGER_TABLE_PREFIX`.
@@ -525,6 +536,9 @@ impl Overrides {
         }
         if let Some(keep) = self.snapshot_keep {
             config.snapshots.keep = keep;
+        }
+        if let Some(every) = self.feed_digest_every {
+            config.feed.digest_every = every;
         }
         let http = &mut config.http;
         if let Some(timeout) = self.header_read_timeout {

@@ -44,6 +44,8 @@ pub mod config;
 pub mod edge;
 pub mod error;
 pub mod export_cmd;
+pub mod feed_cmd;
+pub mod feed_config;
 pub mod headers;
 pub mod import_cmd;
 pub mod openapi;

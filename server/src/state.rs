@@ -9,6 +9,7 @@ use std::sync::Arc;
 use adledger_engine::{Hash, Ledger};
 
 use crate::config::Config;
+use crate::feed_config::FeedConfig;
 use crate::snapshot_store::SnapshotStore;
 
 /// What every handler shares: the running ledger.
@@ -18,6 +19,11 @@ pub struct AppState {
     pub ledger: Arc<Ledger>,
     /// The `/admin/*` settings; `None` disables those routes.
     pub admin: Option<Admin>,
+    /// The ledger feed's settings.
+    pub feed: FeedConfig,
+    /// Becomes `true` when the server starts shutting down, so long-lived responses (the
+    /// event stream) end instead of holding the shutdown for its whole grace period.
+    pub closing: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AppState {
@@ -26,7 +32,20 @@ impl AppState {
         AppState {
             ledger,
             admin: None,
+            feed: FeedConfig::default(),
+            closing: tokio::sync::watch::channel(false).1,
         }
+    }
+
+    /// Uses these feed settings, and ends event streams when `closing` becomes `true`.
+    pub fn with_feed(
+        mut self,
+        feed: FeedConfig,
+        closing: tokio::sync::watch::Receiver<bool>,
+    ) -> AppState {
+        self.feed = feed;
+        self.closing = closing;
+        self
     }
 
     /// Enables the admin routes with these settings (`None` leaves them disabled).
