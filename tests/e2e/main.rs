@@ -14,7 +14,7 @@
 //!
 //! | suite | local | AWS | memory |
 //! |---|---|---|---|
-//! | `seed_flows`, `bad_input`, `concurrency`, `deterministic` | ✓ | ✓ | ✓ |
+//! | `seed_flows`, `bad_input`, `concurrency`, `deterministic`, `feed` | ✓ | ✓ | ✓ |
 //! | `crash` (kill -9, restart, check what survived) | ✓ | ✓ | |
 //! | `maintenance`, `verify` (sled and tantivy files touched directly) | ✓ | | |
 //! | `edge` (timeouts, limits, shedding, shutdown: the same on every backend) | ✓ | | |
@@ -33,6 +33,7 @@ mod concurrency;
 mod crash;
 mod deterministic;
 mod edge;
+mod feed;
 mod maintenance;
 mod moves;
 mod openapi;
