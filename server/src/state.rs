@@ -24,6 +24,8 @@ pub struct AppState {
     /// Becomes `true` when the server starts shutting down, so long-lived responses (the
     /// event stream) end instead of holding the shutdown for its whole grace period.
     pub closing: tokio::sync::watch::Receiver<bool>,
+    /// The feed's `source`, read from block 0 once the journal has it.
+    pub feed_source: Arc<std::sync::OnceLock<String>>,
 }
 
 impl AppState {
@@ -34,6 +36,7 @@ impl AppState {
             admin: None,
             feed: FeedConfig::default(),
             closing: tokio::sync::watch::channel(false).1,
+            feed_source: Arc::default(),
         }
     }
 

@@ -16,11 +16,11 @@
 
 use std::time::Duration;
 
+use adledger_engine::Result as EngineResult;
 use adledger_engine::ad::validate_publisher_id;
 use adledger_engine::feed::{
     EVENT_TYPES, FeedFilter, FeedOptions, FeedPage, Position, ledger_source, read_page,
 };
-use adledger_engine::{Ledger, Result as EngineResult};
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -145,7 +145,7 @@ pub async fn events(State(state): State<AppState>, query: RawPairs) -> Result<Re
         if after.block > tip {
             return Err(past_the_end("after", tip));
         }
-        let page = read(&state.ledger, &options, &request.filter, after, limit, tip)
+        let page = read(&state, &options, &request.filter, after, limit, tip)
             .await
             .map_err(engine)?;
         if !page.events.is_empty() || !page.at_tip() || tokio::time::Instant::now() >= deadline {
@@ -163,17 +163,25 @@ pub async fn events(State(state): State<AppState>, query: RawPairs) -> Result<Re
 
 /// One page, or an empty one at the tip of an empty journal.
 pub async fn read(
-    ledger: &Ledger,
+    state: &AppState,
     options: &FeedOptions,
     filter: &FeedFilter,
     after: Position,
     limit: usize,
     tip: u64,
 ) -> EngineResult<FeedPage> {
-    let journal = ledger.ports().journal.as_ref();
-    let source = match tip {
-        0 => None,
-        _ => ledger_source(journal).await?,
+    let journal = state.ledger.ports().journal.as_ref();
+    // Block 0 never changes, so neither does the source once the journal has it.
+    let source = match (state.feed_source.get(), tip) {
+        (Some(source), _) => Some(source.clone()),
+        (None, 0) => None,
+        (None, _) => {
+            let source = ledger_source(journal).await?;
+            if let Some(source) = &source {
+                let _ = state.feed_source.set(source.clone());
+            }
+            source
+        }
     };
     match source {
         Some(source) => read_page(journal, &source, options, filter, after, limit, tip).await,

@@ -24,7 +24,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use adledger_engine::Ledger;
 use adledger_engine::feed::{CloudEvent, FeedFilter, Position};
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -63,12 +62,14 @@ pub async fn stream(
 ) -> Result<Response, ApiError> {
     let params = QueryParams::parse(query, &["after", "type", "publisherId"])?;
     let mut request = FeedRequest::parse(&params)?;
+    let mut from = "after";
     if let Some(value) = headers.get("last-event-id") {
         let text = value.to_str().map_err(|_| {
             ApiError::invalid_header("Last-Event-ID", "`Last-Event-ID` must be ASCII".into())
         })?;
         if !text.is_empty() {
             request.after = parse_position("Last-Event-ID", text)?;
+            from = "Last-Event-ID";
         }
     }
     let tip = state
@@ -77,12 +78,12 @@ pub async fn stream(
         .await
         .map_err(|e| ApiError::from_engine(e, false))?;
     if request.after.block > tip {
-        return Err(past_the_end("after", tip));
+        return Err(past_the_end(from, tip));
     }
     let (sender, receiver) = mpsc::channel(state.feed.stream_buffer.max(1));
     let overflow = Arc::new(Overflow::default());
     tokio::spawn(reader(
-        state.ledger.clone(),
+        state.clone(),
         state.feed.options(),
         request.filter,
         request.after,
@@ -108,7 +109,7 @@ struct Overflow {
 /// the journal cannot be read, or the server shuts down.
 #[allow(clippy::too_many_arguments)]
 async fn reader(
-    ledger: Arc<Ledger>,
+    state: AppState,
     options: adledger_engine::feed::FeedOptions,
     filter: FeedFilter,
     mut after: Position,
@@ -117,6 +118,7 @@ async fn reader(
     slow: Duration,
     mut closing: watch::Receiver<bool>,
 ) {
+    let ledger = &state.ledger;
     loop {
         if *closing.borrow_and_update() {
             return;
@@ -128,7 +130,7 @@ async fn reader(
                 return;
             }
         };
-        let page = match read(&ledger, &options, &filter, after, PAGE, tip).await {
+        let page = match read(&state, &options, &filter, after, PAGE, tip).await {
             Ok(page) => page,
             Err(error) => {
                 tracing::warn!(%error, "event stream: cannot read the feed; closing");
