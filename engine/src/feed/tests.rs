@@ -434,3 +434,43 @@ fn json_diff(a: &Value, b: &Value, path: String) -> String {
         _ => format!("{path}: {a} -> {b}"),
     }
 }
+
+#[tokio::test]
+async fn a_run_that_starts_at_a_digest_event_binds_the_blocks_after_it() {
+    let (_ledger, journal) = ledger(10).await;
+    let all = whole_feed(journal.as_ref(), 100, &FeedFilter::default()).await;
+    let digests: Vec<usize> = all
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.event_type == LEDGER_DIGEST)
+        .map(|(i, _)| i)
+        .collect();
+    assert!(digests.len() >= 3);
+    // Resume right before the first digest event: it hands the verifier the frontier.
+    let run = &all[digests[0]..=digests[2]];
+    let summary = FeedVerifier::new()
+        .check_all(run)
+        .expect("a run from a digest event verifies");
+    assert_eq!(summary.digests, 3);
+    assert_eq!(summary.blocks_under_digest, 2 * EVERY);
+
+    // A block hash that is self-consistent (header and link) but is not in the tree
+    // cannot be made: altering any hash breaks the chain or the fold to the root. Here the
+    // first digest's frontier is forged; the next digest's root exposes it.
+    let mut forged = run.to_vec();
+    let mut data: Value = serde_json::from_str(forged[0].data.get()).expect("json");
+    data["frontier"][0] = json!("00".repeat(32));
+    let size = data["digest"]["sequence"].as_u64().expect("sequence") + 1;
+    let frontier: Vec<crate::Hash> =
+        serde_json::from_value(data["frontier"].clone()).expect("hashes");
+    let root = crate::merkle::Frontier::from_nodes(size, &frontier)
+        .and_then(|f| f.root())
+        .expect("a root");
+    data["digest"]["root"] = json!(root);
+    forged[0].data = serde_json::value::to_raw_value(&data).expect("raw");
+    let verdict = FeedVerifier::new().check_all(&forged);
+    assert!(
+        matches!(verdict, Err(FeedError::Digest { .. })),
+        "{verdict:?}"
+    );
+}

@@ -105,3 +105,29 @@ async fn a_stream_ends_when_the_server_starts_shutting_down() {
     );
     ledger.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_stream_sends_keep_alives() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ledger = ledger(&dir, 1).await;
+    let feed = FeedConfig {
+        keep_alive: "100ms".parse::<DurationSetting>().expect("duration"),
+        ..FeedConfig::default()
+    };
+    let (closing, closing_rx) = tokio::sync::watch::channel(false);
+    let router = app(AppState::new(ledger.clone()).with_feed(feed, closing_rx));
+    let request = Request::get("/ledger/events/stream?after=0")
+        .body(Body::empty())
+        .expect("request");
+    let response = router.oneshot(request).await.expect("response");
+    let reader = tokio::spawn(body_text(response.into_body(), Duration::from_secs(20)));
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    closing.send_replace(true);
+    let text = reader.await.expect("the stream ended at shutdown");
+    assert!(!text.contains("id: "), "nothing after block 0 yet: {text}");
+    assert!(
+        text.lines().filter(|l| l.starts_with(':')).count() >= 2,
+        "keep-alive comments while idle: {text:?}"
+    );
+    ledger.shutdown().await;
+}
