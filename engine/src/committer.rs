@@ -27,7 +27,7 @@ use crate::command::{Command, Outcome};
 use crate::error::{Error, Result, VersionExpectation};
 use crate::hash::Hash;
 use crate::lookup::revision_at;
-use crate::merkle::{self, Frontier};
+use crate::merkle::Frontier;
 use crate::ports::{AdHead, AppendBatch, Clock, IdGenerator, IdempotencyRecord, Journal};
 use crate::revision::{EventKind, RevisionBody, RevisionMetadata};
 
@@ -151,23 +151,9 @@ impl Committer {
             }
         };
         let size = last.map_or(0, |s| s + 1);
-        let ids = merkle::frontier_ids(size);
-        let hashes: Vec<Hash> = self
-            .journal
-            .merkle_nodes(&ids)
+        self.frontier = crate::digest::stored_frontier(self.journal.as_ref(), size)
             .await?
-            .into_iter()
-            .zip(&ids)
-            .map(|(hash, (level, index))| {
-                hash.ok_or_else(|| Error::ChainBroken {
-                    sequence: size.saturating_sub(1),
-                    detail: format!("Merkle node (level {level}, index {index}) is missing"),
-                })
-            })
-            .collect::<Result<_>>()?;
-        self.frontier = Frontier::from_nodes(size, &hashes).ok_or_else(|| {
-            Error::Corrupt("Merkle frontier does not match the journal size".into())
-        })?;
+            .1;
         self.committed.send_replace(size);
         self.stale = false;
         Ok(())

@@ -225,6 +225,31 @@ impl Ledger {
         )
     }
 
+    /// Waits until the journal holds a block at `next` or later (its next sequence is past
+    /// `next`), or until `deadline`; returns the journal's next sequence then, as
+    /// [`read_point`](Ledger::read_point) sees it. Feed readers long-poll with it: this
+    /// process's commits wake it at once, other processes' as soon as the tip poll sees
+    /// them.
+    pub async fn wait_for_block(&self, next: u64, deadline: tokio::time::Instant) -> Result<u64> {
+        let mut committed = self.committed.clone();
+        let mut observed = self.observed.subscribe();
+        loop {
+            committed.borrow_and_update();
+            observed.borrow_and_update();
+            let tip = self.read_point().await?;
+            if tip > next || tokio::time::Instant::now() >= deadline {
+                return Ok(tip);
+            }
+            tokio::select! {
+                changed = committed.changed() => if changed.is_err() {
+                    return Err(Error::Unavailable("the ledger is shutting down".into()));
+                },
+                _ = observed.changed() => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
     /// Who projects into the state store, as this process last learned it.
     pub fn state_projector(&self) -> ProjectorRole {
         self.state.role.borrow().clone()

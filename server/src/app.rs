@@ -47,7 +47,7 @@ use tracing::{Level, Span};
 use crate::body::{DRAIN_LIMIT_BYTES, MAX_BODY_BYTES, drain};
 use crate::edge::{HttpLimits, body_deadline, overload_response};
 use crate::error::{ApiError, Problem};
-use crate::routes::{ads, health, ledger, search};
+use crate::routes::{ads, feed, feed_stream, health, ledger, search};
 pub use crate::state::AppState;
 
 /// The header that carries the request id in both directions.
@@ -88,6 +88,8 @@ pub fn app_with_limits(state: AppState, limits: &HttpLimits) -> Router {
         )
         .route("/ledger/digest", get(ledger::digest))
         .route("/ledger/consistency", get(ledger::consistency))
+        .route("/ledger/events", get(feed::events))
+        .route("/ledger/events/stream", get(feed_stream::stream))
         .merge(crate::routes::admin::routes())
         .merge(crate::openapi::routes())
         .fallback(not_found)

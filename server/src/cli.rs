@@ -37,6 +37,10 @@ pub enum Command {
     /// Work with proof bundles saved from GET /publisher/{p}/ad/{adId}/proof, offline.
     Proof(crate::proof_cmd::ProofArgs),
 
+    /// Work with the ledger feed offline: `adledger feed verify FILE` checks saved events
+    /// (no gap, duplicate, reordering or alteration; digests consistent).
+    Feed(crate::feed_cmd::FeedArgs),
+
     /// Rebuild the state store and the search index from the journal alone, verifying
     /// the hash chain; resumes after an interruption. --shadow builds aside and prints
     /// the differences; --swap then replaces the live read models.

@@ -186,6 +186,8 @@ pub struct Config {
     pub http: HttpLimits,
     /// Caller identity (`[auth]`).
     pub auth: AuthSettings,
+    /// The ledger feed (`[feed]`).
+    pub feed: crate::feed_config::FeedConfig,
     /// AWS backend: a DynamoDB endpoint URL overriding AWS's (DynamoDB Local:
     /// `http://127.0.0.1:8000`).
     pub dynamodb_endpoint: Option<String>,
@@ -262,6 +264,7 @@ impl Default for Config {
             snapshots: SnapshotConfig::default(),
             http: HttpLimits::default(),
             auth: AuthSettings::default(),
+            feed: crate::feed_config::FeedConfig::default(),
             dynamodb_endpoint: None,
             table_prefix: DEFAULT_TABLE_PREFIX.to_string(),
             search: SearchKind::Tantivy,
@@ -454,6 +457,10 @@ pub struct ServeArgs {
     /// AWS backend: how long a projector lease lasts, in ms (1000..=600000) [default: 10000]
     #[arg(long, value_name = "MS", env = "ADLEDGER_LEASE_MS", value_parser = millis_in(LEASE_MS))]
     pub lease_ms: Option<u64>,
+    /// The ledger feed carries a digest event every N blocks; every server of one ledger
+    /// must use the same N [default: 100]
+    #[arg(long, value_name = "N", env = "ADLEDGER_FEED_DIGEST_EVERY")]
+    pub feed_digest_every: Option<std::num::NonZeroU64>,
 }
 
 impl ServeArgs {
@@ -474,6 +481,7 @@ impl ServeArgs {
             auth: self.auth.overrides(),
             journal_poll_ms: self.journal_poll_ms,
             lease_ms: self.lease_ms,
+            feed_digest_every: self.feed_digest_every,
             ..self.storage.overrides()
         }
     }
@@ -521,6 +529,8 @@ pub struct Overrides {
     pub journal_poll_ms: Option<u64>,
     /// `--lease-ms` / `ADLEDGER_LEASE_MS`.
     pub lease_ms: Option<u64>,
+    /// `--feed-digest-every` / `ADLEDGER_FEED_DIGEST_EVERY`.
+    pub feed_digest_every: Option<std::num::NonZeroU64>,
     /// `--dynamodb-endpoint` / `ADLEDGER_DYNAMODB_ENDPOINT`.
     pub dynamodb_endpoint: Option<String>,
     /// `--table-prefix` / `ADLEDGER_TABLE_PREFIX`.
@@ -596,6 +606,9 @@ impl Overrides {
         }
         if let Some(keep) = self.snapshot_keep {
             config.snapshots.keep = keep;
+        }
+        if let Some(every) = self.feed_digest_every {
+            config.feed.digest_every = every;
         }
         let http = &mut config.http;
         if let Some(timeout) = self.header_read_timeout {

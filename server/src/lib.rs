@@ -46,6 +46,8 @@ pub mod dev_token_cmd;
 pub mod edge;
 pub mod error;
 pub mod export_cmd;
+pub mod feed_cmd;
+pub mod feed_config;
 pub mod headers;
 pub mod import_cmd;
 pub mod metrics;

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         // These print their own result and choose their exit code (0, 1 or 2).
         Command::Verify(args) => return adledger::verify_cmd::verify_command(&args),
         Command::Proof(args) => return adledger::proof_cmd::proof_command(&args),
+        Command::Feed(args) => return adledger::feed_cmd::feed_command(&args),
         Command::Rebuild(args) => return adledger::rebuild_cmd::rebuild_command(&args),
         Command::Replay(args) => return adledger::replay_cmd::replay_command(&args),
         Command::Snapshot(args) => return adledger::snapshot_cmd::snapshot_command(&args),

@@ -46,6 +46,8 @@ pub const AD_ID_PATTERN: &str = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$";
         crate::routes::ledger::proof,
         crate::routes::ledger::digest,
         crate::routes::ledger::consistency,
+        crate::routes::feed::events,
+        crate::routes::feed_stream::stream,
         crate::routes::search::search,
         crate::routes::search::seed_search,
         crate::routes::health::healthz,
@@ -65,6 +67,7 @@ pub const AD_ID_PATTERN: &str = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$";
         (name = "ads", description = "A publisher's ads: create, list, read, update, delete"),
         (name = "search", description = "Full-text and filtered search"),
         (name = "ledger", description = "Digests and proofs: verify the ledger without trusting the server"),
+        (name = "feed", description = "The ledger feed: every revision as a CloudEvent, in journal order, verifiable"),
         (name = "operations", description = "Health, admin jobs and this description"),
     )
 )]

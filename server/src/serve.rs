@@ -127,11 +127,17 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             config.snapshots.keep,
         )
     });
+    let (closing, closing_rx) = tokio::sync::watch::channel(false);
     let state = AppState::new(ledger.clone())
         .with_admin(Admin::from_config(&config))
-        .with_auth(auth);
+        .with_auth(auth)
+        .with_feed(config.feed, closing_rx);
     let app = app_with_limits(state, &config.http);
-    crate::edge::serve(listener, app, &config.http, signals.received()).await;
+    let shutdown = async move {
+        signals.received().await;
+        closing.send_replace(true);
+    };
+    crate::edge::serve(listener, app, &config.http, shutdown).await;
     if let Some(schedule) = schedule {
         // Before the ledger stops: a snapshot in progress reads through its ports.
         schedule.stop().await;

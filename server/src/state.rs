@@ -10,6 +10,7 @@ use adledger_engine::{Hash, Ledger};
 
 use crate::auth::Auth;
 use crate::config::Config;
+use crate::feed_config::FeedConfig;
 use crate::snapshot_store::SnapshotStore;
 
 /// What every handler shares: the running ledger.
@@ -23,6 +24,13 @@ pub struct AppState {
     pub auth: Auth,
     /// The last `/readyz` check (see [`crate::routes::health`]).
     pub readiness: crate::readiness::ReadinessCache,
+    /// The ledger feed's settings.
+    pub feed: FeedConfig,
+    /// Becomes `true` when the server starts shutting down, so long-lived responses (the
+    /// event stream) end instead of holding the shutdown for its whole grace period.
+    pub closing: tokio::sync::watch::Receiver<bool>,
+    /// The feed's `source`, read from block 0 once the journal has it.
+    pub feed_source: Arc<std::sync::OnceLock<String>>,
 }
 
 impl AppState {
@@ -33,12 +41,26 @@ impl AppState {
             admin: None,
             auth: Auth::open(),
             readiness: Default::default(),
+            feed: FeedConfig::default(),
+            closing: tokio::sync::watch::channel(false).1,
+            feed_source: Arc::default(),
         }
     }
 
     /// Requires caller identity as `auth` says.
     pub fn with_auth(mut self, auth: Auth) -> AppState {
         self.auth = auth;
+        self
+    }
+
+    /// Uses these feed settings, and ends event streams when `closing` becomes `true`.
+    pub fn with_feed(
+        mut self,
+        feed: FeedConfig,
+        closing: tokio::sync::watch::Receiver<bool>,
+    ) -> AppState {
+        self.feed = feed;
+        self.closing = closing;
         self
     }
 

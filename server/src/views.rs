@@ -8,7 +8,7 @@
 use adledger_engine::ad::price_json;
 use adledger_engine::evidence::RevisionEvidence;
 use adledger_engine::proof::{ConsistencyProof, InclusionProof};
-use adledger_engine::revision::{BlockAddress, RevisionMetadata};
+pub use adledger_engine::revision_view::RevisionView;
 use adledger_engine::time::format_rfc3339_millis;
 use adledger_engine::{Ad, AdState, Digest, Hash, Revision};
 use chrono::{DateTime, Utc};
@@ -60,37 +60,6 @@ impl AdView {
         let version = revision.version();
         let at = revision.body.metadata.tx_time;
         revision.body.data.map(|ad| AdView::new(ad, version, &at))
-    }
-}
-
-/// One revision of an ad, as `?versions=true` lists it.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RevisionView {
-    block_address: BlockAddress,
-    /// Serialized as 64 lower-case hex digits.
-    hash: Hash,
-    /// The ad's fields after the change; `null` after a delete.
-    data: Option<Ad>,
-    metadata: RevisionMetadata,
-    event: &'static str,
-    version: u64,
-    tx_time: String,
-}
-
-impl From<Revision> for RevisionView {
-    fn from(revision: Revision) -> Self {
-        let version = revision.version();
-        let tx_time = format_rfc3339_millis(&revision.body.metadata.tx_time);
-        RevisionView {
-            block_address: revision.block_address,
-            hash: revision.hash,
-            data: revision.body.data,
-            metadata: revision.body.metadata,
-            event: revision.body.event.as_str(),
-            version,
-            tx_time,
-        }
     }
 }
 

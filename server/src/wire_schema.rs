@@ -510,3 +510,46 @@ pub struct RebuildRequest {
     #[schema(required = false)]
     swap: Option<bool>,
 }
+
+/// One event of the ledger feed: CloudEvents 1.0, structured JSON mode.
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code, reason = "described, never built")]
+pub struct FeedEvent {
+    /// Always `1.0`.
+    specversion: String,
+    /// `{block sequence, 20 digits}-{index in the block, 4 digits}`: unique, stable,
+    /// sortable as a string.
+    #[schema(pattern = "^[0-9]{20}-[0-9]{4}$")]
+    id: String,
+    /// `urn:adledger:` and the hash of the ledger's first block.
+    source: String,
+    /// `adledger.ad.created`, `adledger.ad.updated`, `adledger.ad.deleted` or
+    /// `adledger.ledger.digest`.
+    #[serde(rename = "type")]
+    kind: String,
+    /// `publisher/{publisherId}/ad/{adId}`; absent on digest events.
+    #[schema(required = false)]
+    subject: String,
+    /// The block's txTime.
+    time: String,
+    /// Always `application/json`.
+    datacontenttype: String,
+    /// Ad events: the revision as `?versions=true` shows it. Digest events:
+    /// `{digest, every, frontier, consistency}`.
+    #[schema(value_type = Object)]
+    data: (),
+    /// The block's sequence, in decimal.
+    blocksequence: String,
+    /// The block's hash.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    blockhash: String,
+    /// The previous block's hash.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    prevblockhash: String,
+    /// Ad events: the block header's stored bytes, hex.
+    #[schema(required = false)]
+    blockheader: String,
+    /// Ad events: the revision's stored bytes, hex.
+    #[schema(required = false)]
+    revisionbytes: String,
+}

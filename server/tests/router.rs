@@ -3,6 +3,7 @@
 //! socket, no process. One test binary (linking the server once) with a module per area:
 //!
 //! - `api`: an ad's life and every error status of `docs/HTTP.md`;
+//! - `feed`: the event stream's bounds (a slow client, shutdown);
 //! - `ledger`: the verification routes (digest, consistency and inclusion proofs).
 //!
 //! The black-box suites that start the real binary live in the workspace's `tests/`
@@ -10,5 +11,7 @@
 
 #[path = "router/api.rs"]
 mod api;
+#[path = "router/feed.rs"]
+mod feed;
 #[path = "router/ledger.rs"]
 mod ledger;

@@ -14,15 +14,15 @@
 //!
 //! | suite | local | AWS | memory |
 //! |---|---|---|---|
-//! | `seed_flows`, `bad_input`, `concurrency`, `deterministic` | ✓ | ✓ | ✓ |
 //! | `auth` (hs256 tokens, per-publisher writes, the actor in the journal) | ✓ | ✓ | ✓ |
 //! | `auth_modes` (start-up refusal, reads gate, dev-token), `auth_jwks` (a JWKS on loopback) | ✓ | | |
+//! | `seed_flows`, `bad_input`, `concurrency`, `deterministic`, `feed` | ✓ | ✓ | ✓ |
 //! | `crash` (kill -9, restart, check what survived) | ✓ | ✓ | |
 //! | `maintenance`, `verify` (sled and tantivy files touched directly) | ✓ | | |
 //! | `edge` (timeouts, limits, shedding, shutdown: the same on every backend) | ✓ | | |
 //! | `openapi` (the document against the routes served), `metrics` | ✓ | | |
 //! | `power_loss` (a FUSE filesystem that forgets what was not synced) | ✓ | | |
-//! | `aws_two_servers`, `opensearch` | | ✓ | |
+//! | `aws_two_servers`, `aws_health`, `opensearch` | | ✓ | |
 //! | `moves` (local → AWS → local) | ✓ | ✓ | |
 //!
 //! The binary is `target/<profile>/adledger`, next to this test executable, or the one
@@ -39,6 +39,7 @@ mod concurrency;
 mod crash;
 mod deterministic;
 mod edge;
+mod feed;
 mod maintenance;
 mod metrics;
 mod moves;

@@ -2,6 +2,8 @@
 
 pub mod admin;
 pub mod ads;
+pub mod feed;
+pub mod feed_stream;
 pub mod health;
 pub mod ledger;
 pub mod metrics;
