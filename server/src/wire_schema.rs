@@ -553,3 +553,19 @@ pub struct FeedEvent {
     #[schema(required = false)]
     revisionbytes: String,
 }
+
+/// One Server-Sent Event of `GET /ledger/events/stream`, as an SSE client parses it:
+/// `data` is a CloudEvent serialized as JSON (see [`FeedEvent`]), or for `event: overflow`
+/// a sentence saying to resume by pull.
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code, reason = "described, never built")]
+pub struct StreamEvent {
+    /// The event id (`{sequence:020}-{index:04}`); absent on `overflow`.
+    id: Option<String>,
+    /// `message` (the default) or `overflow`.
+    event: Option<String>,
+    /// The CloudEvent, as JSON text.
+    data: String,
+    /// A reconnection delay, in milliseconds, when the server sends one.
+    retry: Option<u64>,
+}

@@ -51,7 +51,7 @@ const PAGE: usize = 256;
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id (sent by EventSource on reconnection); wins over `after`"),
     ),
     responses(
-        (status = 200, description = "Server-Sent Events: `id: <event id>` and `data: <CloudEvent>` per event, keep-alive comments when idle, and a final `event: overflow` if the client falls too far behind", content_type = "text/event-stream", body = String),
+        (status = 200, description = "Server-Sent Events: `id: <event id>` and `data: <CloudEvent>` per event, keep-alive comments when idle, and a final `event: overflow` if the client falls too far behind", content_type = "text/event-stream", body = crate::wire_schema::StreamEvent),
         (status = 400, description = "A malformed, unknown or repeated parameter, a malformed `Last-Event-ID`, or a position past the end of the journal", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
     ),
 )]
