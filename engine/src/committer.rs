@@ -26,6 +26,7 @@ use crate::codec::IdempotencyTag;
 use crate::command::{Command, Outcome};
 use crate::error::{Error, Result, VersionExpectation};
 use crate::hash::Hash;
+use crate::head_cache::{HeadCache, Weigh};
 use crate::lookup::revision_at;
 use crate::merkle::Frontier;
 use crate::ports::{AdHead, AppendBatch, Clock, IdGenerator, IdempotencyRecord, Journal};
@@ -35,6 +36,8 @@ use crate::revision::{EventKind, RevisionBody, RevisionMetadata};
 const MAX_RACE_RETRIES: u32 = 8;
 /// Heads kept in memory; past this the cache is dropped and refilled from the journal.
 const HEAD_CACHE_LIMIT: usize = 200_000;
+/// Bytes of heads (their ads' data) kept in memory, whatever the ads' sizes.
+const HEAD_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// A command and where to send its result.
 #[derive(Debug)]
@@ -60,6 +63,20 @@ struct Head {
     data: Option<Ad>,
 }
 
+impl Weigh for Head {
+    fn heap_bytes(&self) -> usize {
+        self.data.as_ref().map_or(0, |ad| {
+            ad.ad_id.len()
+                + ad.publisher_id.len()
+                + ad.ad_title.len()
+                + ad.ad_description.len()
+                + ad.currency.len()
+                + ad.category.len()
+                + ad.tags.iter().map(|t| t.len() + 24).sum::<usize>()
+        })
+    }
+}
+
 /// The ad heads touched by the batch being planned.
 #[derive(Debug)]
 struct Touched {
@@ -77,7 +94,7 @@ pub(crate) struct Committer {
     max_batch: usize,
     tip: Option<Tip>,
     frontier: Frontier,
-    heads: HashMap<AdKey, Head>,
+    heads: HeadCache<Head>,
     /// Next sequence number not yet committed; projections and readers watch it.
     committed: watch::Sender<u64>,
     /// Set when a write failed in a way that leaves the journal's state unknown.
@@ -113,7 +130,7 @@ impl Committer {
             max_batch: max_batch.min(journal.max_blocks_per_append()).max(1),
             tip: None,
             frontier: Frontier::new(),
-            heads: HashMap::new(),
+            heads: HeadCache::new(HEAD_CACHE_LIMIT, HEAD_CACHE_BYTES),
             committed,
             stale: true,
         };
@@ -218,11 +235,9 @@ impl Committer {
                 let next = plan.tip.map_or(0, |t| t.sequence + 1);
                 self.tip = plan.tip;
                 self.frontier = plan.frontier;
-                if self.heads.len() + plan.touched.len() > HEAD_CACHE_LIMIT {
-                    self.heads.clear();
+                for (key, touched) in plan.touched {
+                    self.heads.insert(key, touched.now);
                 }
-                self.heads
-                    .extend(plan.touched.into_iter().map(|(k, t)| (k, t.now)));
                 self.committed.send_replace(next);
                 for (request, result) in requests.into_iter().zip(plan.results) {
                     // A client that went away no longer wants its answer.

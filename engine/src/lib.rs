@@ -20,7 +20,8 @@
 //! - Ports: [`ports`] — the `Journal`, `StateStore`, `SearchIndex`, `Clock` and
 //!   `IdGenerator` traits that backends implement, and `ProjectionLease` with `Sharing`
 //!   for storage several server processes share (the AWS backend).
-//! - Write path: `committer` (internal) — the single writer that batches commands into one durable
+//! - Write path: `committer` (internal; its cache of ad heads, bounded in bytes and count,
+//!   is `head_cache`) — the single writer that batches commands into one durable
 //!   append (group commit).
 //! - Read path: [`projection`] — catch-up projections into the read models.
 //! - Front door: [`ledger`] — commands, reads with read-your-writes, history, digests.
@@ -54,6 +55,7 @@ pub mod evidence;
 pub mod export;
 pub mod feed;
 pub mod hash;
+mod head_cache;
 pub mod ids;
 pub mod import;
 pub mod ledger;
