@@ -3,6 +3,7 @@
 //! socket, no process. One test binary (linking the server once) with a module per area:
 //!
 //! - `api`: an ad's life and every error status of `docs/HTTP.md`;
+//! - `body_fuzz`: property tests: arbitrary bodies never get a 5xx;
 //! - `feed`: the event stream's bounds (a slow client, shutdown);
 //! - `ledger`: the verification routes (digest, consistency and inclusion proofs).
 //!
@@ -11,6 +12,8 @@
 
 #[path = "router/api.rs"]
 mod api;
+#[path = "router/body_fuzz.rs"]
+mod body_fuzz;
 #[path = "router/feed.rs"]
 mod feed;
 #[path = "router/ledger.rs"]
