@@ -17,6 +17,8 @@
 //! | `adledger_journal_sync_seconds` | histogram | local backend: flush + fdatasync of one append |
 //! | `adledger_journal_blocks` | gauge | blocks committed, as this process knows |
 //! | `adledger_projection_lag_blocks` | gauge | `model` = `state` or `search`: blocks committed but not yet projected by this process |
+//! | `adledger_dynamodb_requests_total` | counter | `operation` (`GetItem`, `TransactWriteItems`, …): AWS backend requests, retries included |
+//! | `adledger_dynamodb_throttles_total` | counter | AWS backend answers that were throttled (and retried by the SDK) |
 //!
 //! `/metrics` needs no token whatever `[auth]` says, and carries no caller identity.
 

@@ -1,10 +1,11 @@
 //! `GET /metrics` from the real binary: Prometheus text with the request histogram labelled
 //! by route template (never the raw path), the commit and sync histograms, and the
 //! projection lag; public whatever the auth settings. The same on every backend (the
-//! local backend adds its sync histogram): local only.
+//! local backend adds its sync histogram): local only; plus the AWS backend's DynamoDB
+//! request counter.
 
 use crate::support::identity::hs256_server;
-use crate::support::{Backend, Server, local_only, seed_create_body};
+use crate::support::{Backend, Server, aws_only, local_only, seed_create_body};
 use reqwest::StatusCode;
 
 async fn metrics_name_routes_not_paths() {
@@ -71,3 +72,23 @@ local_only!(
     metrics_name_routes_not_paths,
     metrics_stay_public_and_anonymous
 );
+
+async fn dynamodb_requests_are_counted_by_operation() {
+    let server = Server::start(Backend::Aws).await;
+    server.create_ad("acme", &seed_create_body()).await;
+    let text = server.get("/metrics").await.text;
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("adledger_dynamodb_requests_total{operation=\"TransactWriteItems\"}")
+        })
+        .unwrap_or_else(|| panic!("no TransactWriteItems count in:\n{text}"));
+    let count: f64 = line
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(count >= 1.0, "{line}");
+}
+
+aws_only!(dynamodb_requests_are_counted_by_operation);

@@ -11,7 +11,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 
-use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::interceptors::{
+    BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+};
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
 
@@ -51,11 +53,37 @@ impl Intercept for CountRequests {
             .and_then(|target| target.rsplit('.').next())
             .unwrap_or("unknown");
         tracing::trace!(target: "adledger_aws::requests", operation, "DynamoDB request");
+        metrics::counter!("adledger_dynamodb_requests_total", "operation" => operation.to_string())
+            .increment(1);
         *COUNTS
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .entry(operation.to_string())
             .or_default() += 1;
+        Ok(())
+    }
+
+    /// Counts throttled answers (`ThrottlingException`, `ProvisionedThroughputExceeded…`,
+    /// `RequestLimitExceeded`), which the SDK then retries, as
+    /// `adledger_dynamodb_throttles_total`.
+    fn read_after_transmit(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let throttled = context
+            .response()
+            .headers()
+            .get("x-amzn-errortype")
+            .is_some_and(|kind| {
+                kind.contains("Throttling")
+                    || kind.contains("ProvisionedThroughputExceeded")
+                    || kind.contains("RequestLimitExceeded")
+            });
+        if throttled {
+            metrics::counter!("adledger_dynamodb_throttles_total").increment(1);
+        }
         Ok(())
     }
 }
