@@ -186,6 +186,8 @@ pub struct Config {
     pub http: HttpLimits,
     /// Caller identity (`[auth]`).
     pub auth: AuthSettings,
+    /// Serve `GET /metrics` on this address instead of `listen` (`None`: on `listen`).
+    pub metrics_listen: Option<String>,
     /// The ledger feed (`[feed]`).
     pub feed: crate::feed_config::FeedConfig,
     /// AWS backend: a DynamoDB endpoint URL overriding AWS's (DynamoDB Local:
@@ -264,6 +266,7 @@ impl Default for Config {
             snapshots: SnapshotConfig::default(),
             http: HttpLimits::default(),
             auth: AuthSettings::default(),
+            metrics_listen: None,
             feed: crate::feed_config::FeedConfig::default(),
             dynamodb_endpoint: None,
             table_prefix: DEFAULT_TABLE_PREFIX.to_string(),
@@ -398,6 +401,11 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub auth: AuthArgs,
 
+    /// Serve GET /metrics on this address (host:port) instead of the API's, so it can stay
+    /// on a private network [default: the API's address]
+    #[arg(long, value_name = "ADDR", env = "ADLEDGER_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+
     /// Enables the /admin/* routes, which then require `Authorization: Bearer TOKEN`
     #[arg(
         long,
@@ -479,6 +487,7 @@ impl ServeArgs {
             max_in_flight: self.max_in_flight,
             shutdown_grace: self.shutdown_grace,
             auth: self.auth.overrides(),
+            metrics_listen: self.metrics_listen.clone(),
             journal_poll_ms: self.journal_poll_ms,
             lease_ms: self.lease_ms,
             feed_digest_every: self.feed_digest_every,
@@ -548,6 +557,8 @@ pub struct Overrides {
     pub opensearch_password: Option<Secret>,
     /// The `--auth`, `--jwt-*` flags and `ADLEDGER_JWT_SECRET`.
     pub auth: AuthOverrides,
+    /// `--metrics-listen` / `ADLEDGER_METRICS_LISTEN`.
+    pub metrics_listen: Option<String>,
 }
 
 /// A configuration that cannot be used; the message names the source and the key.
@@ -657,6 +668,9 @@ impl Overrides {
             config.opensearch_password = Some(password.clone());
         }
         self.auth.apply_to(&mut config.auth);
+        if let Some(addr) = &self.metrics_listen {
+            config.metrics_listen = Some(addr.clone());
+        }
     }
 }
 

@@ -19,6 +19,7 @@
 //! | `adledger_projection_lag_blocks` | gauge | `model` = `state` or `search`: blocks committed but not yet projected by this process |
 //! | `adledger_dynamodb_requests_total` | counter | `operation` (`GetItem`, `TransactWriteItems`, …): AWS backend requests, retries included |
 //! | `adledger_dynamodb_throttles_total` | counter | AWS backend answers that were throttled (and retried by the SDK) |
+//! | `adledger_opensearch_bulk_items_failed_total` | counter | `operation`: bulk items OpenSearch refused (the batch is retried) |
 //!
 //! `/metrics` needs no token whatever `[auth]` says, and carries no caller identity.
 

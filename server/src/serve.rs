@@ -119,6 +119,13 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             return Err(error);
         }
     };
+    let metrics_listener = match bind_metrics(&config).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            ledger.shutdown().await;
+            return Err(error);
+        }
+    };
     let schedule = config.snapshots.schedule.0.map(|schedule| {
         crate::snapshot_schedule::spawn(
             ledger.ports().clone(),
@@ -128,10 +135,22 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         )
     });
     let (closing, closing_rx) = tokio::sync::watch::channel(false);
-    let state = AppState::new(ledger.clone())
+    let mut state = AppState::new(ledger.clone())
         .with_admin(Admin::from_config(&config))
         .with_auth(auth)
-        .with_feed(config.feed, closing_rx);
+        .with_feed(config.feed, closing_rx.clone());
+    state.metrics_elsewhere = metrics_listener.is_some();
+    if let Some(listener) = metrics_listener {
+        let metrics_app = crate::routes::metrics::metrics_only(state.clone());
+        let limits = config.http;
+        let mut closing = closing_rx;
+        tokio::spawn(async move {
+            let stop = async move {
+                let _ = closing.wait_for(|c| *c).await;
+            };
+            crate::edge::serve(listener, metrics_app, &limits, stop).await;
+        });
+    }
     let app = app_with_limits(state, &config.http);
     let shutdown = async move {
         signals.received().await;
@@ -146,6 +165,21 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     ledger.shutdown().await;
     tracing::info!("ledger stopped");
     Ok(())
+}
+
+/// Binds `--metrics-listen`, if set, and logs where `/metrics` is.
+async fn bind_metrics(config: &Config) -> Result<Option<TcpListener>, ServeError> {
+    let Some(addr) = &config.metrics_listen else {
+        return Ok(None);
+    };
+    let bind_error = |source| ServeError::Bind {
+        addr: addr.clone(),
+        source,
+    };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    tracing::info!("metrics listening on http://{local}/metrics");
+    Ok(Some(listener))
 }
 
 /// Installs the signal handlers, binds, and announces the bound address.

@@ -22,6 +22,8 @@ pub struct AppState {
     pub admin: Option<Admin>,
     /// Caller identity (mode `none` unless set with [`AppState::with_auth`]).
     pub auth: Auth,
+    /// `GET /metrics` is served on its own address (`--metrics-listen`), not this router's.
+    pub metrics_elsewhere: bool,
     /// The last `/readyz` check (see [`crate::routes::health`]).
     pub readiness: crate::readiness::ReadinessCache,
     /// The ledger feed's settings.
@@ -40,6 +42,7 @@ impl AppState {
             ledger,
             admin: None,
             auth: Auth::open(),
+            metrics_elsewhere: false,
             readiness: Default::default(),
             feed: FeedConfig::default(),
             closing: tokio::sync::watch::channel(false).1,

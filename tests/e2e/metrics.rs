@@ -68,9 +68,54 @@ async fn metrics_stay_public_and_anonymous() {
     assert!(!resp.text.contains("sub="), "no caller identity in metrics");
 }
 
+/// `--metrics-listen`: `/metrics` moves to its own address (found in the log line), and the
+/// API's address answers 404 for it.
+async fn metrics_on_their_own_address() {
+    let args: Vec<String> = ["--metrics-listen", "127.0.0.1:0"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let server = Server::start_with(None, &args).await;
+    server.create_ad("acme", &seed_create_body()).await;
+    server
+        .get("/metrics")
+        .await
+        .expect_problem(StatusCode::NOT_FOUND);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let url = loop {
+        let log = server.stderr_tail();
+        if let Some(url) = log
+            .split("metrics listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+        {
+            break url.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no metrics address in:\n{log}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.ends_with("/metrics"),
+        "{url}"
+    );
+    let resp = crate::support::fetch(server.client.get(&url))
+        .await
+        .expect("scrape the metrics address");
+    resp.expect_status(StatusCode::OK);
+    assert!(
+        resp.text.contains("adledger_journal_blocks 1"),
+        "{}",
+        resp.text
+    );
+}
+
 local_only!(
     metrics_name_routes_not_paths,
-    metrics_stay_public_and_anonymous
+    metrics_stay_public_and_anonymous,
+    metrics_on_their_own_address,
 );
 
 async fn dynamodb_requests_are_counted_by_operation() {

@@ -12,9 +12,31 @@ use crate::state::AppState;
     get, path = "/metrics", tag = "operations",
     responses(
         (status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain", body = String),
+        (status = 404, description = "Metrics are served on another address (`--metrics-listen`)", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
     ),
 )]
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    if state.metrics_elsewhere {
+        return ApiError::not_found(
+            "metrics are served on the address of --metrics-listen, not on this one".into(),
+        )
+        .into_response();
+    }
+    render(&state)
+}
+
+/// The routes of the separate metrics listener (`--metrics-listen`): `/metrics` only.
+pub fn metrics_only(state: AppState) -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(|State(state): State<AppState>| async move { render(&state) }),
+        )
+        .with_state(state)
+}
+
+/// The Prometheus text of this process, with the scrape-time gauges refreshed.
+fn render(state: &AppState) -> Response {
     let Some(handle) = crate::metrics::install() else {
         return ApiError::from_engine(
             adledger_engine::Error::Unavailable("metrics are not recorded by this process".into()),

@@ -145,6 +145,8 @@ impl BulkOutcome {
         if self.failed.is_empty() {
             return Ok(());
         }
+        metrics::counter!("adledger_opensearch_bulk_items_failed_total", "operation" => operation)
+            .increment(self.failed.len() as u64);
         let first: Vec<String> = self
             .failed
             .iter()
