@@ -71,6 +71,7 @@ impl SledJournal {
         })?;
         let db = sled::Config::new()
             .path(path)
+            .cache_capacity(crate::SLED_CACHE_BYTES)
             .open()
             .map_err(|e| sled_open_error("journal", path.to_path_buf(), e))?;
         check_format(&db, path)?;

@@ -38,6 +38,14 @@ mod state;
 use std::path::Path;
 use std::sync::Arc;
 
+/// The page cache of each sled database (journal, state store), in bytes.
+///
+/// sled's default is 1 GiB per database, which a server with two of them reaches as the
+/// ledger grows: its memory would track the data's size, not the load. The operating
+/// system's page cache still holds the files, so a smaller sled cache costs decoding, not
+/// disk reads.
+const SLED_CACHE_BYTES: u64 = 128 * 1024 * 1024;
+
 pub use adledger_tantivy::TantivySearchIndex;
 pub use journal::SledJournal;
 pub use state::SledStateStore;

@@ -129,6 +129,7 @@ impl SledStateStore {
         })?;
         let db = sled::Config::new()
             .path(path)
+            .cache_capacity(crate::SLED_CACHE_BYTES)
             .open()
             .map_err(|e| sled_open_error("state store", path.to_path_buf(), e))?;
         Ok(SledStateStore {
