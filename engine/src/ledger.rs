@@ -28,11 +28,15 @@ use crate::command::{Command, Outcome};
 use crate::committer::{Committer, Request};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::history::HistoryPage;
 use crate::ports::ProjectionLease;
-use crate::ports::{AdState, Ports, SearchPage, SearchQuery};
+use crate::ports::{AdState, Ports, RevisionRef, SearchPage, SearchQuery};
 use crate::projection::{Projector, ProjectorRole, ReadModel, Wake};
 use crate::revision::Revision;
 use crate::time::TimeRange;
+
+/// Revisions read per batch when a whole history is asked for.
+const HISTORY_BATCH: usize = 256;
 
 /// Tuning knobs; the defaults suit both backends.
 #[derive(Debug, Clone)]
@@ -350,30 +354,43 @@ impl Ledger {
     }
 
     /// Every revision of an ad, oldest first, optionally restricted to a time range.
-    /// `NotFound` if the ad never existed.
+    /// `NotFound` if the ad never existed. Reads the whole history (in batches of blocks):
+    /// for callers that want it all; HTTP reads pages with [`history_page`](Ledger::history_page).
     pub async fn history(&self, key: &AdKey, range: TimeRange) -> Result<Vec<Revision>> {
-        if !is_well_formed_ad_id(&key.ad_id) {
-            return Err(not_found(key));
+        let mut revisions = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.history_page(key, range, after, HISTORY_BATCH).await?;
+            after = page.revisions.last().map(Revision::version);
+            revisions.extend(page.revisions);
+            if !page.more {
+                return Ok(revisions);
+            }
         }
-        let journal = self.ports.journal.as_ref();
-        let refs = journal.ad_revisions(key).await?;
-        if refs.is_empty() {
-            return Err(not_found(key));
-        }
-        crate::replay::revisions_of(journal, key, refs, range).await
+    }
+
+    /// Up to `limit` revisions of an ad, oldest first, with version above `after` and
+    /// `txTime` in `range`; `more` says whether others follow. `NotFound` if the ad never
+    /// existed. Reads the page's blocks (and one more) in one call, plus O(log n) blocks
+    /// to find `range.from`: the cost does not grow with the ad's history.
+    pub async fn history_page(
+        &self,
+        key: &AdKey,
+        range: TimeRange,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<HistoryPage> {
+        let refs = self.revision_refs(key).await?;
+        crate::history::page(self.ports.journal.as_ref(), key, &refs, range, after, limit).await
     }
 
     /// The ad's revision in force at `at`: `NotFound` before it existed, `Gone` if it had
-    /// been deleted by then.
+    /// been deleted by then. A binary search over the ad's revisions by commit time:
+    /// O(log n) block reads.
     pub async fn as_of(&self, key: &AdKey, at: DateTime<Utc>) -> Result<Revision> {
-        let upto = TimeRange {
-            from: None,
-            to: Some(at),
-        };
-        let revision = self
-            .history(key, upto)
+        let refs = self.revision_refs(key).await?;
+        let revision = crate::history::in_force_at(self.ports.journal.as_ref(), key, &refs, at)
             .await?
-            .pop()
             .ok_or_else(|| Error::NotFound {
                 what: format!(
                     "ad {} at {}",
@@ -388,6 +405,24 @@ impl Ledger {
             });
         }
         Ok(revision)
+    }
+
+    /// Revision `version` of an ad, which block `sequence` holds (as a write's
+    /// [`Outcome`](crate::Outcome) names it): one block read, checked against its hashes.
+    pub async fn revision(&self, key: &AdKey, version: u64, sequence: u64) -> Result<Revision> {
+        crate::lookup::revision_at(self.ports.journal.as_ref(), key, version, sequence).await
+    }
+
+    /// The ad's revision index; `NotFound` if it never existed.
+    async fn revision_refs(&self, key: &AdKey) -> Result<Vec<RevisionRef>> {
+        if !is_well_formed_ad_id(&key.ad_id) {
+            return Err(not_found(key));
+        }
+        let refs = self.ports.journal.ad_revisions(key).await?;
+        if refs.is_empty() {
+            return Err(not_found(key));
+        }
+        Ok(refs)
     }
 
     /// The digest of everything committed so far (`None` for an empty journal).

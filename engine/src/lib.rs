@@ -24,7 +24,8 @@
 //!   is `head_cache`) — the single writer that batches commands into one durable
 //!   append (group commit).
 //! - Read path: [`projection`] — catch-up projections into the read models.
-//! - Front door: [`ledger`] — commands, reads with read-your-writes, history, digests.
+//! - Front door: [`ledger`] — commands, reads with read-your-writes, history, digests;
+//!   [`history`] — one ad's history in bounded pieces (pages, the revision at a time).
 //! - Maintenance, all through the ports so they work on every backend: [`replay`] (one
 //!   ad, optionally over a time range), [`rebuild`] (both read models from the journal,
 //!   verifying the chain, resumable), [`diff`] (two state stores compared), [`snapshot`]
@@ -56,6 +57,7 @@ pub mod export;
 pub mod feed;
 pub mod hash;
 mod head_cache;
+pub mod history;
 pub mod ids;
 pub mod import;
 pub mod ledger;

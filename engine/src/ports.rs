@@ -120,6 +120,33 @@ pub trait Journal: Send + Sync + Debug + 'static {
     /// (possibly none) at the end of the journal.
     async fn read_blocks(&self, from: u64, max: usize) -> Result<Vec<EncodedBlock>>;
 
+    /// The blocks with the sequence numbers `sequences` (ascending), in that order; a
+    /// sequence with no block is left out (callers that expect it report a broken chain).
+    ///
+    /// One ad's history lives in scattered blocks: a page of it is read with one call
+    /// instead of one round trip per block. The default reads each run of consecutive
+    /// sequences with one [`read_blocks`](Journal::read_blocks); a backend that can fetch
+    /// scattered keys in one request overrides it.
+    async fn read_blocks_at(&self, sequences: &[u64]) -> Result<Vec<EncodedBlock>> {
+        let mut blocks = Vec::with_capacity(sequences.len());
+        let mut i = 0;
+        while i < sequences.len() {
+            let start = sequences[i];
+            let mut run = 1;
+            while i + run < sequences.len() && sequences[i + run] == start + run as u64 {
+                run += 1;
+            }
+            blocks.extend(
+                self.read_blocks(start, run)
+                    .await?
+                    .into_iter()
+                    .filter(|b| b.sequence >= start && b.sequence < start + run as u64),
+            );
+            i += run;
+        }
+        Ok(blocks)
+    }
+
     /// The ad's head, or `None` if it was never created.
     async fn ad_head(&self, key: &AdKey) -> Result<Option<AdHead>>;
 

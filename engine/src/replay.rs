@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::ad::AdKey;
 use crate::block;
 use crate::error::{Error, Result};
-use crate::lookup::revision_at;
+use crate::lookup::revisions_at;
 use crate::ports::{AdState, Journal, RevisionRef, SearchIndex, StateStore};
 use crate::revision::Revision;
 use crate::time::TimeRange;
@@ -24,6 +24,9 @@ use crate::time::TimeRange;
 /// How often a replay without an upper bound re-reads the ad's head to catch a write
 /// that landed while it ran (see [`replay_ad`]).
 const MAX_HEAD_CHASES: usize = 8;
+
+/// Revisions whose blocks are read in one call.
+const REPLAY_READ_BATCH: usize = 256;
 
 /// What a replay wrote.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -65,10 +68,11 @@ pub async fn revisions_of(
     range: TimeRange,
 ) -> Result<Vec<Revision>> {
     let mut revisions = Vec::with_capacity(refs.len());
-    for r in refs {
-        let revision = revision_at(journal, key, r.version, r.sequence).await?;
-        if range.contains(revision.body.metadata.tx_time) {
-            revisions.push(revision);
+    for chunk in refs.chunks(REPLAY_READ_BATCH) {
+        for revision in revisions_at(journal, key, chunk).await? {
+            if range.contains(revision.body.metadata.tx_time) {
+                revisions.push(revision);
+            }
         }
     }
     Ok(revisions)

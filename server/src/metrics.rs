@@ -15,6 +15,7 @@
 //! | `adledger_commit_batch_blocks` | histogram | blocks per group commit |
 //! | `adledger_commit_races_total` | counter | appends lost to another writer and re-planned (shared journals) |
 //! | `adledger_journal_sync_seconds` | histogram | local backend: flush + fdatasync of one append |
+//! | `adledger_journal_block_reads_total` | counter | blocks the engine read to answer history pages, `asOf`, write answers and head lookups (not projection or verification scans) |
 //! | `adledger_journal_blocks` | gauge | blocks committed, as this process knows |
 //! | `adledger_projection_lag_blocks` | gauge | `model` = `state` or `search`: blocks committed but not yet projected by this process |
 //! | `adledger_dynamodb_requests_total` | counter | `operation` (`GetItem`, `TransactWriteItems`, …): AWS backend requests, retries included |

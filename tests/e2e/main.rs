@@ -19,6 +19,7 @@
 //! | `seed_flows`, `bad_input`, `concurrency`, `deterministic`, `feed` | ✓ | ✓ | ✓ |
 //! | `crash` (kill -9, restart, check what survived) | ✓ | ✓ | |
 //! | `maintenance`, `verify` (sled and tantivy files touched directly) | ✓ | | |
+//! | `bounded_reads` (history pages, `asOf` and write answers in bounded block reads) | ✓ | | ✓ |
 //! | `edge` (timeouts, limits, shedding, shutdown: the same on every backend) | ✓ | | |
 //! | `openapi` (the document against the routes served), `metrics` | ✓ | | |
 //! | `power_loss` (a FUSE filesystem that forgets what was not synced) | ✓ | | |
@@ -35,6 +36,7 @@ mod auth_modes;
 mod aws_health;
 mod aws_two_servers;
 mod bad_input;
+mod bounded_reads;
 mod concurrency;
 mod crash;
 mod deterministic;

@@ -444,6 +444,28 @@ impl Journal for SledJournal {
         }
     }
 
+    async fn read_blocks_at(&self, sequences: &[u64]) -> Result<Vec<EncodedBlock>> {
+        let point = sequences.len() <= POINT_READ_BLOCKS;
+        let sequences = sequences.to_vec();
+        let work = move |db: &sled::Db| {
+            let mut blocks = Vec::with_capacity(sequences.len());
+            for sequence in sequences {
+                if let Some(bytes) = db.get(keys::block(sequence))? {
+                    blocks.push(EncodedBlock {
+                        sequence,
+                        bytes: bytes.to_vec(),
+                    });
+                }
+            }
+            Ok(blocks)
+        };
+        if point {
+            self.read_point(work).await
+        } else {
+            self.read(work).await
+        }
+    }
+
     async fn ad_head(&self, key: &AdKey) -> Result<Option<AdHead>> {
         let key = key.clone();
         self.read_point(move |db| read_head(db, &key)).await

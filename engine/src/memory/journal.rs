@@ -306,6 +306,23 @@ impl Journal for MemoryJournal {
         read_blocks(&self.read().blocks, from, max)
     }
 
+    async fn read_blocks_at(&self, sequences: &[u64]) -> Result<Vec<EncodedBlock>> {
+        let records = self.read();
+        Ok(sequences
+            .iter()
+            .filter_map(|&sequence| {
+                records
+                    .blocks
+                    .frames
+                    .get(&sequence)
+                    .map(|bytes| EncodedBlock {
+                        sequence,
+                        bytes: bytes.clone(),
+                    })
+            })
+            .collect())
+    }
+
     async fn ad_head(&self, key: &AdKey) -> Result<Option<AdHead>> {
         Ok(self.read().heads.get(key).copied())
     }

@@ -15,7 +15,7 @@ use crate::ledger::Ledger;
 use crate::merkle;
 use crate::ports::SearchQuery;
 use crate::projection::{Projector, ReadModel};
-use crate::revision::EventKind;
+use crate::revision::{EventKind, Revision};
 use crate::time::TimeRange;
 
 fn create(publisher: &str, title: &str) -> Command {
@@ -425,6 +425,52 @@ pub async fn ledger_history_and_as_of<H: Harness>(h: &H) {
         .map(|r| r.version())
         .collect();
     assert_eq!(versions, vec![1, 2]);
+
+    // Pages of two: each after the previous page's last version; `more` on all but the last.
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = ledger
+            .history_page(&key, TimeRange::default(), after, 2)
+            .await
+            .expect("page");
+        assert!(page.revisions.len() <= 2);
+        after = page.revisions.last().map(Revision::version);
+        paged.extend(page.revisions.iter().map(Revision::version));
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!(paged, vec![0, 1, 2, 3, 4]);
+    let from_v1 = TimeRange {
+        from: Some(t[1]),
+        to: Some(t[3]),
+    };
+    let first = ledger
+        .history_page(&key, from_v1, None, 2)
+        .await
+        .expect("ranged page");
+    assert_eq!(
+        first
+            .revisions
+            .iter()
+            .map(Revision::version)
+            .collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert!(first.more);
+    let last = ledger
+        .history_page(&key, from_v1, Some(2), 2)
+        .await
+        .expect("ranged page");
+    assert_eq!(
+        last.revisions
+            .iter()
+            .map(Revision::version)
+            .collect::<Vec<_>>(),
+        vec![3]
+    );
+    assert!(!last.more, "v4 lies after `to`");
 
     let before = t[0] - chrono::Duration::milliseconds(1);
     assert!(matches!(

@@ -44,6 +44,16 @@ pub async fn journal_append_then_read_back<H: Harness>(h: &H) {
     assert_eq!(all_blocks(j.as_ref()).await.expect("blocks"), batch.blocks);
     let middle = j.read_blocks(1, 1).await.expect("read");
     assert_eq!(middle, vec![batch.blocks[1].clone()]);
+    // Scattered blocks in one call, in the order asked; a sequence past the end is left out.
+    assert_eq!(
+        j.read_blocks_at(&[0, 2, 7]).await.expect("read at"),
+        vec![batch.blocks[0].clone(), batch.blocks[2].clone()]
+    );
+    assert_eq!(
+        j.read_blocks_at(&[1, 2]).await.expect("read run"),
+        batch.blocks[1..].to_vec()
+    );
+    assert!(j.read_blocks_at(&[]).await.expect("read none").is_empty());
     assert!(
         j.read_blocks(3, 10)
             .await

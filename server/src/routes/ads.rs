@@ -173,18 +173,23 @@ pub async fn list(
     params(
         ("publisherId" = String, Path, description = "1–128 characters of letters, digits, `_`, `.` or `-`", pattern = "^[A-Za-z0-9_.-]{1,128}$"),
         ("adId" = String, Path, description = "The ad's id (a 26-character ULID)", pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$"),
-        ("versions" = Option<bool>, Query, description = "`true`: every revision, oldest first, the delete included"),
+        ("versions" = Option<bool>, Query, description = "`true`: the revisions, oldest first, the delete included, a page at a time (`limit`, `cursor`, `Link`)"),
         ("from" = Option<String>, Query, pattern = "^([0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2}))?$", description = "With `versions=true`: revisions committed at or after this RFC 3339 time"),
         ("to" = Option<String>, Query, pattern = "^([0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2}))?$", description = "With `versions=true`: revisions committed at or before this RFC 3339 time"),
+        ("limit" = Option<u32>, Query, description = "With `versions=true`: revisions per page, 1–1000 (default 100)", minimum = 1, maximum = 1000),
+        ("cursor" = Option<String>, Query, description = "With `versions=true`: the `cursor` of the previous page's `Link` header (opaque); empty: absent", pattern = "^[0-9]{0,20}$"),
         ("asOf" = Option<String>, Query, pattern = "^([0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2}))?$", description = "The ad as it was at this RFC 3339 time"),
         ("If-None-Match" = Option<String>, Header, description = "`\"V\"`: 304 if the ad is still at version V"),
     ),
     responses(
         (status = 200, description = "The ad (current or `asOf`), or with `versions=true` an array of revisions", content(
             (crate::wire_schema::AdOrRevisions = "application/json"),
-        ), headers(("ETag" = String, description = "`\"V\"`: the current version (not with `versions` or `asOf`)"))),
+        ), headers(
+            ("ETag" = String, description = "`\"V\"`: the current version (not with `versions` or `asOf`)"),
+            ("Link" = String, description = "With `versions=true`: `</publisher/{p}/ad/{adId}?versions=true&limit=N&cursor=C>; rel=\"next\"` (with `from`/`to` when given) when more revisions follow"),
+        )),
         (status = 304, description = "Not modified: the ad is at the version of `If-None-Match`", headers(("ETag" = String))),
-        (status = 400, description = "a malformed, unknown or repeated query parameter (`from`/`to` without `versions=true`, `asOf` with it, a time that is not RFC 3339)", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "a malformed, unknown or repeated query parameter (`from`/`to`/`limit`/`cursor` without `versions=true`, `asOf` with it, a time that is not RFC 3339)", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
         (status = 404, description = "Unknown ad, another publisher's ad, or `asOf` before the ad existed", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
         (status = 410, description = "The ad was deleted (by `asOf`)", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
     ),
@@ -195,8 +200,23 @@ pub async fn get(
     query: RawPairs,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let params = QueryParams::parse(query, &["versions", "asOf", "from", "to"])?;
+    let params = QueryParams::parse(
+        query,
+        &["versions", "asOf", "from", "to", "limit", "cursor"],
+    )?;
     let versions = params.flag("versions")?;
+    if !versions
+        && let Some(name) = ["limit", "cursor"]
+            .into_iter()
+            .find(|n| params.get(n).is_some())
+    {
+        return Err(ApiError::invalid_parameter(
+            name,
+            format!("`{name}` pages a history; use it with versions=true"),
+        ));
+    }
+    let limit = params.integer("limit", 1, MAX_LIST_LIMIT, DEFAULT_LIST_LIMIT)?;
+    let cursor = version_cursor(params.get("cursor"))?;
     let as_of = params.time("asOf")?;
     let range = TimeRange {
         from: params.time("from")?,
@@ -219,9 +239,20 @@ pub async fn get(
     let engine = |e| ApiError::from_engine(e, false);
 
     if versions {
-        let revisions = state.ledger.history(&key, range).await.map_err(engine)?;
-        let views: Vec<RevisionView> = revisions.into_iter().map(RevisionView::from).collect();
-        return Ok(Json(views).into_response());
+        let page = state
+            .ledger
+            .history_page(&key, range, cursor, limit)
+            .await
+            .map_err(engine)?;
+        let next = page.revisions.last().map(|r| r.version());
+        let views: Vec<RevisionView> = page.revisions.into_iter().map(RevisionView::from).collect();
+        let mut response = Json(views).into_response();
+        if let (true, Some(next)) = (page.more, next) {
+            let link = HeaderValue::try_from(versions_link(&key, range, limit, next))
+                .map_err(|_| ApiError::internal())?;
+            response.headers_mut().insert(header::LINK, link);
+        }
+        return Ok(response);
     }
     if let Some(at) = as_of {
         let revision = state.ledger.as_of(&key, at).await.map_err(engine)?;
@@ -369,11 +400,44 @@ async fn execute(
         .map_err(|e| ApiError::from_engine(e, if_match.given()))
 }
 
+/// The `cursor` of a history page: the last version of the previous page.
+fn version_cursor(cursor: Option<&str>) -> Result<Option<u64>, ApiError> {
+    cursor
+        .map(|c| {
+            c.parse::<u64>().map_err(|_| {
+                ApiError::invalid_parameter(
+                    "cursor",
+                    format!(
+                        "`cursor` must be the value from the previous page's Link header, got {c:?}"
+                    ),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// The `Link` target of the next history page: the same query, after version `last`.
+/// Times are written in UTC with every digit they have, so the range is exactly the same.
+fn versions_link(key: &AdKey, range: TimeRange, limit: usize, last: u64) -> String {
+    let mut target = format!(
+        "/publisher/{}/ad/{}?versions=true&limit={limit}&cursor={last}",
+        key.publisher_id, key.ad_id
+    );
+    for (name, time) in [("from", range.from), ("to", range.to)] {
+        if let Some(t) = time {
+            let text = t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+            target.push_str(&format!("&{name}={text}"));
+        }
+    }
+    format!("<{target}>; rel=\"next\"")
+}
+
 /// The ad a write left behind, with the commit time of its version.
 ///
 /// A write that appended a revision carries its time. A create answered from its
-/// idempotency record, or an update that changed nothing, appended nothing: the time of
-/// the version it answers with is read from the ad's history.
+/// idempotency record, or an update that changed nothing, appended nothing: the
+/// revision it answers with is read from its block (one block read, whatever the
+/// ad's history).
 async fn written_view(ledger: &Ledger, outcome: Outcome) -> Result<AdView, ApiError> {
     let Some(ad) = outcome.ad else {
         tracing::error!("a write that keeps the ad returned no ad");
@@ -382,18 +446,13 @@ async fn written_view(ledger: &Ledger, outcome: Outcome) -> Result<AdView, ApiEr
     let updated_at = match outcome.revision {
         Some(revision) => revision.body.metadata.tx_time,
         None => {
-            let history = ledger
-                .history(&ad.key(), TimeRange::default())
+            ledger
+                .revision(&ad.key(), outcome.version, outcome.sequence)
                 .await
-                .map_err(|e| ApiError::from_engine(e, false))?;
-            let revision = history
-                .into_iter()
-                .find(|r| r.version() == outcome.version)
-                .ok_or_else(|| {
-                    tracing::error!(version = outcome.version, "version missing from history");
-                    ApiError::internal()
-                })?;
-            revision.body.metadata.tx_time
+                .map_err(|e| ApiError::from_engine(e, false))?
+                .body
+                .metadata
+                .tx_time
         }
     };
     Ok(AdView::new(ad, outcome.version, &updated_at))
