@@ -47,5 +47,6 @@ mod openapi;
 mod opensearch;
 mod power_loss;
 mod seed_flows;
+mod subscriptions;
 mod support;
 mod verify;
