@@ -125,32 +125,30 @@ impl SubscriptionStore for SledSubscriptionStore {
 
     async fn replace(&self, new: &Subscription) -> Result<Subscription> {
         let new = new.clone();
-        let outcome = self
-            .run(move |db| {
-                let key = new.name.as_bytes();
-                let Some(old) = db.get(key).map_err(sled)? else {
-                    return Ok(Err(Error::NotFound {
-                        what: format!("subscription {:?}", new.name),
-                    }));
-                };
-                let stored = decode(key, &old)?;
-                if let Err(refused) = check_replace(&stored, &new) {
-                    return Ok(Err(refused));
-                }
-                let mut next = new.clone();
-                next.revision += 1;
-                if swap(db, key, Some(&old), Some(encode(&next)?))? {
-                    Ok(Ok(next))
-                } else {
-                    // Written between our read and our swap: the revision moved on.
-                    Ok(Err(Error::Conflict {
-                        expected: adledger_engine::VersionExpectation::Version(new.revision),
-                        actual: adledger_engine::VersionExpectation::Version(new.revision + 1),
-                    }))
-                }
-            })
-            .await?;
-        outcome
+        self.run(move |db| {
+            let key = new.name.as_bytes();
+            let Some(old) = db.get(key).map_err(sled)? else {
+                return Ok(Err(Error::NotFound {
+                    what: format!("subscription {:?}", new.name),
+                }));
+            };
+            let stored = decode(key, &old)?;
+            if let Err(refused) = check_replace(&stored, &new) {
+                return Ok(Err(refused));
+            }
+            let mut next = new.clone();
+            next.revision += 1;
+            if swap(db, key, Some(&old), Some(encode(&next)?))? {
+                Ok(Ok(next))
+            } else {
+                // Written between our read and our swap: the revision moved on.
+                Ok(Err(Error::Conflict {
+                    expected: adledger_engine::VersionExpectation::Version(new.revision),
+                    actual: adledger_engine::VersionExpectation::Version(new.revision + 1),
+                }))
+            }
+        })
+        .await?
     }
 
     async fn delete(&self, name: &str) -> Result<bool> {

@@ -35,28 +35,38 @@ pub fn sample_subscription(name: &str) -> Subscription {
 /// Create, get, list (by name), a taken name refused, delete.
 pub async fn subscriptions_create_get_list_delete(open: &dyn Fn() -> Arc<dyn SubscriptionStore>) {
     let store = open();
-    assert!(store.list().await.unwrap().is_empty());
-    assert!(store.create(&sample_subscription("b")).await.unwrap());
-    assert!(store.create(&sample_subscription("a")).await.unwrap());
+    assert!(store.list().await.expect("store").is_empty());
+    assert!(
+        store
+            .create(&sample_subscription("b"))
+            .await
+            .expect("store")
+    );
+    assert!(
+        store
+            .create(&sample_subscription("a"))
+            .await
+            .expect("store")
+    );
     let mut other = sample_subscription("a");
     other.types.clear();
     assert!(
-        !store.create(&other).await.unwrap(),
+        !store.create(&other).await.expect("store"),
         "a taken name is refused"
     );
-    let got = store.get("a").await.unwrap().unwrap();
+    let got = store.get("a").await.expect("store").expect("store");
     assert_eq!(got, sample_subscription("a"), "the first create stays");
     let names: Vec<String> = store
         .list()
         .await
-        .unwrap()
+        .expect("store")
         .into_iter()
         .map(|s| s.name)
         .collect();
     assert_eq!(names, ["a", "b"]);
-    assert!(store.delete("a").await.unwrap());
-    assert!(!store.delete("a").await.unwrap());
-    assert!(store.get("a").await.unwrap().is_none());
+    assert!(store.delete("a").await.expect("store"));
+    assert!(!store.delete("a").await.expect("store"));
+    assert!(store.get("a").await.expect("store").is_none());
     assert!(matches!(
         store.replace(&sample_subscription("a")).await,
         Err(Error::NotFound { .. })
@@ -69,10 +79,13 @@ pub async fn subscriptions_checkpoint_never_moves_backwards(
     open: &dyn Fn() -> Arc<dyn SubscriptionStore>,
 ) {
     let store = open();
-    store.create(&sample_subscription("s")).await.unwrap();
-    let mut sub = store.get("s").await.unwrap().unwrap();
+    store
+        .create(&sample_subscription("s"))
+        .await
+        .expect("store");
+    let mut sub = store.get("s").await.expect("store").expect("store");
     sub.checkpoint = Position { block: 5, index: 1 };
-    let stored = store.replace(&sub).await.unwrap();
+    let stored = store.replace(&sub).await.expect("store");
     assert_eq!(stored.revision, 1);
     // A stale revision is a conflict.
     let mut stale = sub.clone();
@@ -89,43 +102,46 @@ pub async fn subscriptions_checkpoint_never_moves_backwards(
         Err(Error::Invalid { field, .. }) if field == "checkpoint"
     ));
     assert_eq!(
-        store.get("s").await.unwrap().unwrap(),
+        store.get("s").await.expect("store").expect("store"),
         stored,
         "nothing written"
     );
     // The same checkpoint (a state change) is fine.
     let mut paused = stored.clone();
     paused.state = SubscriptionState::Paused;
-    let paused = store.replace(&paused).await.unwrap();
+    let paused = store.replace(&paused).await.expect("store");
     // A seek raises the epoch and may rewind.
     let mut seek = paused.clone();
     seek.epoch += 1;
     seek.checkpoint = Position::START;
-    let sought = store.replace(&seek).await.unwrap();
+    let sought = store.replace(&seek).await.expect("store");
     assert_eq!(sought.checkpoint, Position::START);
     // A writer of the old epoch cannot undo the seek.
     let mut old = sought.clone();
     old.epoch -= 1;
     old.checkpoint = Position { block: 7, index: 0 };
     assert!(store.replace(&old).await.is_err());
-    assert_eq!(store.get("s").await.unwrap().unwrap(), sought);
+    assert_eq!(store.get("s").await.expect("store").expect("store"), sought);
 }
 
 /// What was written is there after the store is opened again.
 pub async fn subscriptions_survive_reopen(open: &dyn Fn() -> Arc<dyn SubscriptionStore>) {
     let expected = {
         let store = open();
-        store.create(&sample_subscription("kept")).await.unwrap();
-        let mut sub = store.get("kept").await.unwrap().unwrap();
+        store
+            .create(&sample_subscription("kept"))
+            .await
+            .expect("store");
+        let mut sub = store.get("kept").await.expect("store").expect("store");
         sub.checkpoint = Position {
             block: 42,
             index: 3,
         };
         sub.dead_letter(["00000000000000000001-0000".to_string()]);
-        store.replace(&sub).await.unwrap()
+        store.replace(&sub).await.expect("store")
     };
     let store = open();
-    assert_eq!(store.get("kept").await.unwrap(), Some(expected));
+    assert_eq!(store.get("kept").await.expect("store"), Some(expected));
 }
 
 /// Expands to one `#[tokio::test]` per subscription-store behaviour; `$open` builds,
