@@ -16,6 +16,9 @@
 //!
 //! The secret is never answered back: views show its first characters only.
 
+// Helpers answer the finished error `Response`: it is built once, on the rare error path.
+#![allow(clippy::result_large_err)]
+
 use adledger_engine::feed::{EVENT_TYPES, Position};
 use adledger_engine::subscription::{
     DEFAULT_BATCH_SIZE, DEFAULT_TIMEOUT_MS, FailurePolicy, RetrySchedule, Subscription,
