@@ -73,6 +73,7 @@ pub mod replay;
 pub mod revision;
 pub mod revision_view;
 pub mod snapshot;
+pub mod subscription;
 pub mod time;
 pub mod verify;
 

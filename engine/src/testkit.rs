@@ -20,6 +20,7 @@ mod fixtures;
 mod maintenance;
 mod ports;
 mod property;
+pub mod subscriptions;
 mod tamper;
 
 pub use engine::*;

@@ -79,3 +79,16 @@ impl Harness for Memory {
 }
 
 adledger_engine::conformance_tests!(Memory);
+
+mod subscriptions {
+    use std::sync::Arc;
+
+    use adledger_engine::subscription::{MemorySubscriptionStore, SubscriptionStore};
+
+    // One store per test; "opening again" hands back the same store, as a memory ledger's
+    // subscriptions live as long as its process.
+    adledger_engine::subscription_store_tests!({
+        let store: Arc<dyn SubscriptionStore> = Arc::new(MemorySubscriptionStore::default());
+        move || store.clone()
+    });
+}

@@ -91,6 +91,7 @@ pub fn app_with_limits(state: AppState, limits: &HttpLimits) -> Router {
         .route("/ledger/events", get(feed::events))
         .route("/ledger/events/stream", get(feed_stream::stream))
         .merge(crate::routes::admin::routes())
+        .merge(crate::routes::subscriptions::routes())
         .merge(crate::openapi::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -172,6 +172,28 @@ fn open_scope(config: &Config, scope: Scope) -> Result<Opened, BackendError> {
     }
 }
 
+/// Opens the configured backend's subscription store (beside the journal), or `None`
+/// where there is none yet (`aws`: the subscription routes answer 501).
+pub fn open_subscriptions(
+    config: &Config,
+) -> Result<Option<Arc<dyn adledger_engine::subscription::SubscriptionStore>>, BackendError> {
+    match config.backend {
+        BackendKind::Local => {
+            let store =
+                adledger_local::SledSubscriptionStore::open(&config.data_dir.join("subscriptions"))
+                    .map_err(|source| BackendError::Open {
+                        dir: config.data_dir.clone(),
+                        source,
+                    })?;
+            Ok(Some(Arc::new(store)))
+        }
+        BackendKind::Memory => Ok(Some(Arc::new(
+            adledger_engine::subscription::MemorySubscriptionStore::default(),
+        ))),
+        BackendKind::Aws => Ok(None),
+    }
+}
+
 /// A state store and a search index, opened together.
 pub type ReadModels = (Arc<dyn StateStore>, Arc<dyn SearchIndex>);
 

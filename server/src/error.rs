@@ -115,6 +115,27 @@ impl ApiError {
         &self.problem
     }
 
+    /// 501: the route exists but this backend cannot serve it.
+    pub fn not_implemented(detail: String) -> Self {
+        Self::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "/problems/not-implemented",
+            "Not implemented on this backend",
+            detail,
+        )
+    }
+
+    /// 409: the resource named in the request already exists.
+    pub fn already_exists(field: &str, detail: String) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "/problems/already-exists",
+            "Already exists",
+            detail,
+        )
+        .with_field(field)
+    }
+
     /// 401: no valid caller identity; `challenge` is the `WWW-Authenticate` value.
     pub fn unauthorized(detail: String, challenge: String) -> Self {
         let mut error = Self::new(

@@ -42,6 +42,7 @@ pub mod body;
 pub mod cli;
 pub mod cmd_output;
 pub mod config;
+pub mod delivery;
 pub mod dev_token_cmd;
 pub mod edge;
 pub mod error;
@@ -66,6 +67,7 @@ pub mod snapshot_store;
 pub mod state;
 pub mod verify_cmd;
 pub mod views;
+pub mod webhook;
 pub mod wire_schema;
 
 pub use app::app;

@@ -59,6 +59,9 @@ pub enum ServeError {
         /// Why.
         source: std::io::Error,
     },
+    /// The webhook client for subscriptions could not be built.
+    #[error("cannot start subscription delivery: {0}")]
+    Subscriptions(String),
     /// The listening line could not be written to stdout.
     #[error("cannot write the listening address to stdout: {0}")]
     Announce(std::io::Error),
@@ -134,8 +137,16 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
             config.snapshots.keep,
         )
     });
+    let subscriptions = match start_subscriptions(&config, &ledger) {
+        Ok(subscriptions) => subscriptions,
+        Err(error) => {
+            ledger.shutdown().await;
+            return Err(error);
+        }
+    };
     let (closing, closing_rx) = tokio::sync::watch::channel(false);
     let mut state = AppState::new(ledger.clone())
+        .with_subscriptions(subscriptions.clone())
         .with_admin(Admin::from_config(&config))
         .with_auth(auth)
         .with_feed(config.feed, closing_rx.clone());
@@ -161,6 +172,9 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         // Before the ledger stops: a snapshot in progress reads through its ports.
         schedule.stop().await;
     }
+    if let Some(subscriptions) = &subscriptions {
+        subscriptions.stop();
+    }
     tracing::info!("HTTP server stopped; committing queued writes");
     ledger.shutdown().await;
     tracing::info!("ledger stopped");
@@ -180,6 +194,20 @@ async fn bind_metrics(config: &Config) -> Result<Option<TcpListener>, ServeError
     let local = listener.local_addr().map_err(bind_error)?;
     tracing::info!("metrics listening on http://{local}/metrics");
     Ok(Some(listener))
+}
+
+/// Opens the subscription store and starts delivery (`None` where the backend has no
+/// subscription store).
+fn start_subscriptions(
+    config: &Config,
+    ledger: &Arc<Ledger>,
+) -> Result<Option<crate::delivery::Subscriptions>, ServeError> {
+    let Some(store) = backend::open_subscriptions(config)? else {
+        return Ok(None);
+    };
+    crate::delivery::Subscriptions::start(store, ledger.clone(), config.feed.options())
+        .map(Some)
+        .map_err(ServeError::Subscriptions)
 }
 
 /// Installs the signal handlers, binds, and announces the bound address.

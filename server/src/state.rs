@@ -33,6 +33,9 @@ pub struct AppState {
     pub closing: tokio::sync::watch::Receiver<bool>,
     /// The feed's `source`, read from block 0 once the journal has it.
     pub feed_source: Arc<std::sync::OnceLock<String>>,
+    /// Durable subscriptions and their delivery; `None` where the backend has no
+    /// subscription store (the routes answer 501).
+    pub subscriptions: Option<crate::delivery::Subscriptions>,
 }
 
 impl AppState {
@@ -47,6 +50,7 @@ impl AppState {
             feed: FeedConfig::default(),
             closing: tokio::sync::watch::channel(false).1,
             feed_source: Arc::default(),
+            subscriptions: None,
         }
     }
 
@@ -64,6 +68,15 @@ impl AppState {
     ) -> AppState {
         self.feed = feed;
         self.closing = closing;
+        self
+    }
+
+    /// Serves `/ledger/subscriptions` with these running subscriptions.
+    pub fn with_subscriptions(
+        mut self,
+        subscriptions: Option<crate::delivery::Subscriptions>,
+    ) -> AppState {
+        self.subscriptions = subscriptions;
         self
     }
 

@@ -49,5 +49,6 @@ mod openapi;
 mod opensearch;
 mod power_loss;
 mod seed_flows;
+mod subscriptions;
 mod support;
 mod verify;

@@ -25,6 +25,8 @@
 //! - `journal`: [`SledJournal`], the `Journal` port: conditional atomic appends, made
 //!   durable with fdatasync (sled's own flush is not).
 //! - `state`: [`SledStateStore`], the `StateStore` port.
+//! - `subscriptions`: [`SledSubscriptionStore`], the `SubscriptionStore` port, in its own
+//!   database `<dir>/subscriptions/` (opened by the server, not by [`LocalBackend`]).
 //! - [`TantivySearchIndex`], the `SearchIndex` port, comes from the `adledger-tantivy`
 //!   crate, which the AWS backend shares without compiling sled.
 //! - `error`: the backend's error type and its mapping into `adledger_engine::Error`.
@@ -34,6 +36,7 @@ mod blocking;
 mod error;
 mod journal;
 mod state;
+mod subscriptions;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -49,6 +52,7 @@ const SLED_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 pub use adledger_tantivy::TantivySearchIndex;
 pub use journal::SledJournal;
 pub use state::SledStateStore;
+pub use subscriptions::SledSubscriptionStore;
 
 use crate::error::LocalError;
 

@@ -116,3 +116,29 @@ fn tamper_sled(path: &std::path::Path, action: Tamper) -> std::result::Result<()
 }
 
 adledger_engine::conformance_tests!(Local);
+
+mod subscriptions {
+    use std::sync::Arc;
+
+    use adledger_engine::subscription::SubscriptionStore;
+    use adledger_local::SledSubscriptionStore;
+
+    // A fresh directory per test; each open retries while sled releases the previous
+    // handle's lock.
+    adledger_engine::subscription_store_tests!({
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        move || -> Arc<dyn SubscriptionStore> {
+            let mut attempt = 0;
+            loop {
+                match SledSubscriptionStore::open(dir.path()) {
+                    Ok(store) => return Arc::new(store),
+                    Err(e) if attempt >= 50 => panic!("cannot reopen: {e}"),
+                    Err(_) => {
+                        attempt += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                }
+            }
+        }
+    });
+}

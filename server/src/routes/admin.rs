@@ -45,7 +45,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// An answer given before a handler's work: boxed, as a `Response` is large.
-type Early = Box<Response>;
+pub(crate) type Early = Box<Response>;
 
 /// A problem document with a status `ApiError` has no constructor for.
 fn problem(
@@ -86,7 +86,10 @@ fn same(a: &Hash, b: &Hash) -> bool {
 /// The bearer token is compared with the break-glass admin token first (constant time);
 /// otherwise, when caller identity is configured, it must be a valid token with admin
 /// rights (scope `adledger/admin` or group `adledger-admins`).
-async fn authorize<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a Admin, Early> {
+pub(crate) async fn authorize<'a>(
+    state: &'a AppState,
+    headers: &HeaderMap,
+) -> Result<&'a Admin, Early> {
     let Some(admin) = state.admin.as_ref() else {
         return Err(ApiError::not_found(
             "the admin routes are disabled; start the server with --admin-token (or \

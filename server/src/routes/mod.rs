@@ -8,3 +8,4 @@ pub mod health;
 pub mod ledger;
 pub mod metrics;
 pub mod search;
+pub mod subscriptions;

@@ -1,0 +1,163 @@
+//! [`SledSubscriptionStore`], the `SubscriptionStore` port: one JSON record per
+//! subscription, keyed by name, in its own sled database (`<dir>/subscriptions/`).
+//!
+//! Its own database, not a tree of the journal's: the journal fsyncs its file on every
+//! append and checkpoint writes would ride along; and not the state store's, which is a
+//! read model that rebuilds may throw away. Every write is a sled compare-and-swap on
+//! the bytes that were read (so the engine's [`check_replace`] rules hold without a lock)
+//! followed by a flush, so an acknowledged write survives kill -9.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use adledger_engine::subscription::{Subscription, SubscriptionStore, check_replace};
+use adledger_engine::{Error, Result};
+use async_trait::async_trait;
+
+use crate::blocking;
+use crate::error::{LocalError, corrupt, sled_open_error};
+
+/// Subscriptions in a sled database.
+#[derive(Clone)]
+pub struct SledSubscriptionStore {
+    db: Arc<sled::Db>,
+}
+
+impl std::fmt::Debug for SledSubscriptionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledSubscriptionStore")
+            .finish_non_exhaustive()
+    }
+}
+
+fn decode(key: &[u8], bytes: &[u8]) -> Result<Subscription, LocalError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        corrupt(format!(
+            "subscription {}: {e}",
+            String::from_utf8_lossy(key)
+        ))
+    })
+}
+
+fn encode(subscription: &Subscription) -> Result<Vec<u8>, LocalError> {
+    serde_json::to_vec(subscription).map_err(|e| corrupt(format!("encoding a subscription: {e}")))
+}
+
+fn sled(e: sled::Error) -> LocalError {
+    LocalError::from(e)
+}
+
+impl SledSubscriptionStore {
+    /// Opens (creating if missing) the store in `path`; fails naming `path` if another
+    /// process holds it.
+    pub fn open(path: &Path) -> Result<SledSubscriptionStore> {
+        std::fs::create_dir_all(path).map_err(|e| LocalError::Open {
+            backend: "sled",
+            what: "subscription store",
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })?;
+        let db = sled::Config::new()
+            .path(path)
+            .open()
+            .map_err(|e| sled_open_error("subscription store", path.to_path_buf(), e))?;
+        Ok(SledSubscriptionStore { db: Arc::new(db) })
+    }
+
+    async fn run<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&sled::Db) -> Result<T, LocalError> + Send + 'static,
+    {
+        let db = self.db.clone();
+        blocking::run("sled", move || work(&db)).await
+    }
+}
+
+/// Swaps `old` for `new` under `key` and flushes; `false` if someone else wrote first.
+fn swap(
+    db: &sled::Db,
+    key: &[u8],
+    old: Option<&[u8]>,
+    new: Option<Vec<u8>>,
+) -> Result<bool, LocalError> {
+    match db.compare_and_swap(key, old, new).map_err(sled)? {
+        Ok(()) => {
+            db.flush().map_err(sled)?;
+            Ok(true)
+        }
+        Err(_) => Ok(false),
+    }
+}
+
+#[async_trait]
+impl SubscriptionStore for SledSubscriptionStore {
+    async fn create(&self, subscription: &Subscription) -> Result<bool> {
+        let mut stored = subscription.clone();
+        stored.revision = 0;
+        self.run(move |db| {
+            let bytes = encode(&stored)?;
+            swap(db, stored.name.as_bytes(), None, Some(bytes))
+        })
+        .await
+    }
+
+    async fn get(&self, name: &str) -> Result<Option<Subscription>> {
+        let name = name.to_owned();
+        self.run(move |db| match db.get(name.as_bytes()).map_err(sled)? {
+            Some(bytes) => decode(name.as_bytes(), &bytes).map(Some),
+            None => Ok(None),
+        })
+        .await
+    }
+
+    async fn list(&self) -> Result<Vec<Subscription>> {
+        self.run(|db| {
+            db.iter()
+                .map(|entry| {
+                    let (key, bytes) = entry.map_err(sled)?;
+                    decode(&key, &bytes)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn replace(&self, new: &Subscription) -> Result<Subscription> {
+        let new = new.clone();
+        self.run(move |db| {
+            let key = new.name.as_bytes();
+            let Some(old) = db.get(key).map_err(sled)? else {
+                return Ok(Err(Error::NotFound {
+                    what: format!("subscription {:?}", new.name),
+                }));
+            };
+            let stored = decode(key, &old)?;
+            if let Err(refused) = check_replace(&stored, &new) {
+                return Ok(Err(refused));
+            }
+            let mut next = new.clone();
+            next.revision += 1;
+            if swap(db, key, Some(&old), Some(encode(&next)?))? {
+                Ok(Ok(next))
+            } else {
+                // Written between our read and our swap: the revision moved on.
+                Ok(Err(Error::Conflict {
+                    expected: adledger_engine::VersionExpectation::Version(new.revision),
+                    actual: adledger_engine::VersionExpectation::Version(new.revision + 1),
+                }))
+            }
+        })
+        .await?
+    }
+
+    async fn delete(&self, name: &str) -> Result<bool> {
+        let name = name.to_owned();
+        self.run(move |db| {
+            let removed = db.remove(name.as_bytes()).map_err(sled)?.is_some();
+            db.flush().map_err(sled)?;
+            Ok(removed)
+        })
+        .await
+    }
+}

@@ -1,0 +1,28 @@
+//! Durable named subscriptions to the ledger feed: what a subscription is, and the port
+//! that keeps subscriptions beside the journal.
+//!
+//! A subscription is a reader of the feed whose position (its checkpoint) the server
+//! keeps, so delivery to its sink resumes where it stopped after a restart or a crash.
+//! The rules every store enforces are written once here ([`check_replace`]): writes are
+//! conditional on the record's `revision`, and the checkpoint never moves backwards
+//! except through an explicit seek, which raises the `epoch`.
+//!
+//! # Layout
+//!
+//! - `model`: [`Subscription`], its sink, state and failure policy.
+//! - `store`: the [`SubscriptionStore`] port and its contract.
+//! - `memory`: `MemorySubscriptionStore`, for tests and the `memory` backend.
+
+#[cfg(any(test, feature = "memory"))]
+mod memory;
+mod model;
+mod store;
+
+pub use model::{
+    DEFAULT_ATTEMPTS, DEFAULT_BATCH_SIZE, DEFAULT_TIMEOUT_MS, FailurePolicy, MAX_DEAD_LETTERS,
+    RetrySchedule, Subscription, SubscriptionState, WebhookSink, valid_name,
+};
+pub use store::{SubscriptionStore, check_replace};
+
+#[cfg(any(test, feature = "memory"))]
+pub use memory::MemorySubscriptionStore;

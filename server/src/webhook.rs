@@ -1,0 +1,245 @@
+//! Delivering feed events to a Standard Webhooks endpoint: signing, one request, and the
+//! retry schedule around it.
+//!
+//! Each request carries `webhook-id` (the event id; for a batch, the first and last
+//! ids joined by `_`), `webhook-timestamp` (Unix seconds) and `webhook-signature:
+//! v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`, keyed with the base64 bytes
+//! after the secret's `whsec_` prefix (<https://www.standardwebhooks.com/>).
+
+use std::time::Duration;
+
+use adledger_engine::feed::CloudEvent;
+use adledger_engine::subscription::{RetrySchedule, WebhookSink};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac};
+use rand_core::RngCore;
+use sha2::Sha256;
+
+/// The secret's prefix.
+pub const SECRET_PREFIX: &str = "whsec_";
+
+/// The key bytes of a `whsec_` secret, or why it is not one.
+pub fn secret_key(secret: &str) -> Result<Vec<u8>, String> {
+    let encoded = secret
+        .strip_prefix(SECRET_PREFIX)
+        .ok_or_else(|| format!("a webhook secret starts with `{SECRET_PREFIX}`"))?;
+    let key = STANDARD
+        .decode(encoded)
+        .map_err(|_| "the part after `whsec_` must be standard base64".to_string())?;
+    if !(24..=64).contains(&key.len()) {
+        return Err("the key after `whsec_` must be 24 to 64 bytes".into());
+    }
+    Ok(key)
+}
+
+/// The `webhook-signature` value (`v1,…`) of `body` sent as message `id` at `timestamp`.
+pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
+    // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
+    let mut mac = match Hmac::<Sha256>::new_from_slice(key) {
+        Ok(mac) => mac,
+        Err(_) => return String::new(),
+    };
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+}
+
+/// How a delivery ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// A 2xx answer: the events are acknowledged.
+    Acknowledged,
+    /// 410 Gone: the endpoint asks never to be called again.
+    Gone,
+    /// Every attempt failed; the last failure, in words.
+    Failed(String),
+}
+
+/// One attempt's failure.
+struct AttemptFailure {
+    detail: String,
+    retry_after: Option<Duration>,
+}
+
+/// The HTTP client webhooks go through (http and https, no redirects: a signed request
+/// goes where it was configured to go).
+pub fn client() -> Result<reqwest_tls::Client, String> {
+    // Fails only when a provider is already installed, which is what is wanted.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest_tls::Client::builder()
+        .redirect(reqwest_tls::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Delivers `events` (in order, one request) with the sink's retry schedule.
+pub async fn deliver(
+    client: &reqwest_tls::Client,
+    sink: &WebhookSink,
+    events: &[CloudEvent],
+) -> Delivery {
+    let (Some(first), Some(last)) = (events.first(), events.last()) else {
+        return Delivery::Acknowledged;
+    };
+    let key = match secret_key(&sink.secret) {
+        Ok(key) => key,
+        Err(e) => return Delivery::Failed(format!("the sink's secret is unusable: {e}")),
+    };
+    let (id, body, content_type) = if events.len() == 1 {
+        (
+            first.id.clone(),
+            serde_json::to_vec(first),
+            "application/cloudevents+json",
+        )
+    } else {
+        (
+            format!("{}_{}", first.id, last.id),
+            serde_json::to_vec(events),
+            "application/cloudevents-batch+json",
+        )
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return Delivery::Failed(format!("cannot encode the events: {e}")),
+    };
+    let attempts = sink.retry.attempts.max(1);
+    let mut last_failure = String::new();
+    for attempt in 1..=attempts {
+        match attempt_once(client, sink, &key, &id, &body, content_type).await {
+            Ok(delivery) => {
+                metrics::counter!("adledger_webhook_requests_total", "outcome" => "ok")
+                    .increment(1);
+                return delivery;
+            }
+            Err(failure) => {
+                metrics::counter!("adledger_webhook_requests_total", "outcome" => "failed")
+                    .increment(1);
+                tracing::warn!(url = %sink.url, %id, attempt, detail = %failure.detail, "webhook delivery failed");
+                last_failure = failure.detail;
+                if attempt < attempts {
+                    tokio::time::sleep(backoff(&sink.retry, attempt, failure.retry_after)).await;
+                }
+            }
+        }
+    }
+    Delivery::Failed(format!(
+        "{attempts} attempts failed; the last: {last_failure}"
+    ))
+}
+
+async fn attempt_once(
+    client: &reqwest_tls::Client,
+    sink: &WebhookSink,
+    key: &[u8],
+    id: &str,
+    body: &[u8],
+    content_type: &'static str,
+) -> Result<Delivery, AttemptFailure> {
+    let timestamp = chrono::Utc::now().timestamp();
+    let response = client
+        .post(&sink.url)
+        .timeout(Duration::from_millis(sink.timeout_ms.max(1)))
+        .header("content-type", content_type)
+        .header("webhook-id", id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", sign(key, id, timestamp, body))
+        .body(body.to_vec())
+        .send()
+        .await
+        .map_err(|e| AttemptFailure {
+            detail: if e.is_timeout() {
+                format!("no answer within {} ms", sink.timeout_ms)
+            } else {
+                format!("request failed: {e}")
+            },
+            retry_after: None,
+        })?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(Delivery::Acknowledged);
+    }
+    if status.as_u16() == 410 {
+        return Ok(Delivery::Gone);
+    }
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    Err(AttemptFailure {
+        detail: format!("the endpoint answered {status}"),
+        retry_after,
+    })
+}
+
+/// The wait after failed attempt `attempt` (from 1): exponential with jitter in
+/// `[d/2, d]`, or `Retry-After` when the sink asked for longer; never over the maximum.
+pub fn backoff(schedule: &RetrySchedule, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    let max = schedule.max_backoff_ms;
+    let exponential = schedule
+        .initial_backoff_ms
+        .saturating_mul(1u64 << attempt.saturating_sub(1).min(32))
+        .min(max);
+    let half = exponential / 2;
+    let jitter = if half == 0 {
+        0
+    } else {
+        rand_core::OsRng.next_u64() % (half + 1)
+    };
+    let mut wait = half + jitter;
+    if let Some(asked) = retry_after {
+        let asked = u64::try_from(asked.as_millis()).unwrap_or(u64::MAX);
+        wait = wait.max(asked).min(max);
+    }
+    Duration::from_millis(wait)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_matches_the_standard_webhooks_example() {
+        // The example of the Standard Webhooks specification.
+        let key = secret_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let body = br#"{"test": 2432232314}"#;
+        assert_eq!(
+            sign(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+    }
+
+    #[test]
+    fn secrets_without_prefix_or_base64_are_refused() {
+        assert!(secret_key("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_err());
+        assert!(secret_key("whsec_not base64!").is_err());
+        assert!(secret_key("whsec_AAAA").is_err(), "too short");
+    }
+
+    #[test]
+    fn backoff_grows_stays_under_the_maximum_and_honours_retry_after() {
+        let schedule = RetrySchedule {
+            attempts: 10,
+            initial_backoff_ms: 100,
+            max_backoff_ms: 1000,
+        };
+        for attempt in 1..=10 {
+            let d = backoff(&schedule, attempt, None).as_millis() as u64;
+            let full = (100u64 << (attempt - 1)).min(1000);
+            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d}");
+        }
+        assert_eq!(
+            backoff(&schedule, 1, Some(Duration::from_millis(700))),
+            Duration::from_millis(700)
+        );
+        assert_eq!(
+            backoff(&schedule, 1, Some(Duration::from_secs(60))),
+            Duration::from_millis(1000)
+        );
+    }
+}
