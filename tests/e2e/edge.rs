@@ -320,7 +320,12 @@ async fn over_the_in_flight_limit_requests_are_shed_at_once() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let resp = shed_first.expect("a request beside the slow one is shed");
+    let resp = shed_first.unwrap_or_else(|| {
+        panic!(
+            "no request beside the slow one was shed in 100 tries; server log:\n{}",
+            server.stderr_tail()
+        )
+    });
     let problem = resp.expect_problem(StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(problem["type"], "/problems/overloaded", "{problem}");
     assert_eq!(resp.header("retry-after").as_deref(), Some("1"));

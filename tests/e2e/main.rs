@@ -20,6 +20,7 @@
 //! | `crash` (kill -9, restart, check what survived) | ✓ | ✓ | |
 //! | `maintenance`, `verify` (sled and tantivy files touched directly) | ✓ | | |
 //! | `bounded_reads` (history pages, `asOf` and write answers in bounded block reads) | ✓ | | ✓ |
+//! | `subscriptions` (durable webhook delivery; on AWS: the 501 until it has a store) | ✓ | ✓ | |
 //! | `edge` (timeouts, limits, shedding, shutdown: the same on every backend) | ✓ | | |
 //! | `openapi` (the document against the routes served), `metrics` | ✓ | | |
 //! | `power_loss` (a FUSE filesystem that forgets what was not synced) | ✓ | | |
