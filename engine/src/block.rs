@@ -239,8 +239,7 @@ pub fn open(stored: &EncodedBlock) -> Result<Block> {
                 "revision {i} ({what}) hashes to {hash}, the header says {expected}"
             )));
         }
-        let mut body = codec::decode_revision(bytes).map_err(|e| broken(e.to_string()))?;
-        body.metadata.actor.clone_from(&header.actor);
+        let body = codec::decode_revision_of(bytes, &header).map_err(|e| broken(e.to_string()))?;
         revisions.push(Revision {
             block_address: address.clone(),
             hash,

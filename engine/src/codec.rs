@@ -296,6 +296,15 @@ pub fn decode_revision(bytes: &[u8]) -> Result<RevisionBody> {
     }
 }
 
+/// Decodes the stored bytes of a revision of the block whose header is `header`: the
+/// revision as readers see it, with the block's actor (recorded once, in the header) in
+/// its `metadata.actor`.
+pub fn decode_revision_of(bytes: &[u8], header: &BlockHeader) -> Result<RevisionBody> {
+    let mut body = decode_revision(bytes)?;
+    body.metadata.actor.clone_from(&header.actor);
+    Ok(body)
+}
+
 /// Decodes stored block header bytes; fast path and reference as for [`decode_revision`].
 pub fn decode_header(bytes: &[u8]) -> Result<BlockHeader> {
     match fast::header(bytes) {

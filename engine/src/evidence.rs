@@ -116,18 +116,17 @@ pub async fn revision_evidence(
     let frame = Frame::parse(&stored.bytes).map_err(|e| broken(e.to_string()))?;
     let header = codec::decode_header(frame.header).map_err(|e| broken(e.to_string()))?;
     let found = frame.revisions.iter().enumerate().find_map(|(i, bytes)| {
-        codec::decode_revision(bytes)
+        codec::decode_revision_of(bytes, &header)
             .ok()
             .filter(|body| body.key() == *key && body.metadata.version == version)
             .map(|body| (i, bytes, body))
     });
-    let Some((revision_index, bytes, mut body)) = found else {
+    let Some((revision_index, bytes, body)) = found else {
         return Err(broken(format!(
             "the block holds no revision of ad {} version {version}",
             key.ad_id
         )));
     };
-    body.metadata.actor.clone_from(&header.actor);
     let proof = inclusion_proof(journal, sequence, at + 1).await?;
     Ok(RevisionEvidence {
         revision: Revision {

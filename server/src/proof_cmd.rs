@@ -175,10 +175,8 @@ pub fn verify_bundle(
     }
 
     // 3. What the bundle shows is what was hashed.
-    let mut body = codec::decode_revision(&revision_bytes)
+    let body = codec::decode_revision_of(&revision_bytes, &header)
         .map_err(|e| BundleFailure(format!("the revision bytes do not decode: {e}")))?;
-    // The actor is recorded once per block, in the header this bundle proves.
-    body.metadata.actor.clone_from(&header.actor);
     let shown = shown_revision(&body, revision_hash, header.sequence_no)?;
     if let Some(field) = first_difference(&shown, &bundle.revision) {
         return fail(format!(

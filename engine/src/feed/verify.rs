@@ -434,10 +434,8 @@ impl FeedVerifier {
                 "revisionbytes hash to {revision_hash}, the header lists {listed}"
             )));
         }
-        let mut body = codec::decode_revision(&revision_bytes)
+        let body = codec::decode_revision_of(&revision_bytes, &header)
             .map_err(|e| altered(format!("revisionbytes do not decode: {e}")))?;
-        // The actor is recorded once per block, in the header these bytes are listed in.
-        body.metadata.actor.clone_from(&header.actor);
         let expected_type = event_type(body.event);
         let expected_subject = format!(
             "publisher/{}/ad/{}",
