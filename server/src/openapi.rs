@@ -13,7 +13,7 @@ use axum::Router;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, HeaderBuilder, RefOr, ResponseBuilder};
@@ -116,6 +116,22 @@ impl Modify for EveryOperation {
             )
             .content(PROBLEM_JSON, Content::new(Some(problem_ref())))
             .build();
+        // Every subscription route answers these the same way (see
+        // `crate::routes::subscriptions`): described once here, not on each handler.
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/ledger/subscriptions") {
+                continue;
+            }
+            for operation in operations(item) {
+                for (status, description) in SUBSCRIPTION_ANSWERS {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.into())
+                        .or_insert_with(|| problem_response(description));
+                }
+            }
+        }
         for (path, item) in openapi.paths.paths.iter_mut() {
             let public = matches!(
                 path.as_str(),
@@ -148,14 +164,7 @@ impl Modify for EveryOperation {
             .content(PROBLEM_JSON, Content::new(Some(problem_ref())))
             .build();
         for item in openapi.paths.paths.values_mut() {
-            let operations: [&mut Option<Operation>; 5] = [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.patch,
-                &mut item.delete,
-            ];
-            for operation in operations.into_iter().flatten() {
+            for operation in operations(item) {
                 operation
                     .responses
                     .responses
@@ -164,6 +173,36 @@ impl Modify for EveryOperation {
             }
         }
     }
+}
+
+/// What every `/ledger/subscriptions` route can answer besides its own statuses.
+const SUBSCRIPTION_ANSWERS: [(&str, &str); 3] = [
+    ("401", "No `Authorization: Bearer` header"),
+    ("403", "Not an admin"),
+    ("501", "This backend has no subscription store"),
+];
+
+/// The operations of a path item.
+fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.post,
+        &mut item.put,
+        &mut item.patch,
+        &mut item.delete,
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// A response with a problem document and `description`.
+fn problem_response(description: &str) -> RefOr<utoipa::openapi::Response> {
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(PROBLEM_JSON, Content::new(Some(problem_ref())))
+            .build(),
+    )
 }
 
 fn problem_ref() -> RefOr<Schema> {
@@ -413,5 +452,21 @@ mod tests {
         let problem = &doc["components"]["schemas"]["Problem"];
         assert!(problem["properties"]["type"].is_object(), "{problem}");
         assert!(problem["properties"]["requestId"].is_object(), "{problem}");
+        let mut subscription_operations = 0;
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            if !path.starts_with("/ledger/subscriptions") {
+                continue;
+            }
+            for (method, operation) in item.as_object().into_iter().flatten() {
+                subscription_operations += 1;
+                for status in ["401", "403", "501"] {
+                    assert!(
+                        operation["responses"][status]["content"][PROBLEM_JSON].is_object(),
+                        "{method} {path} does not describe its {status}"
+                    );
+                }
+            }
+        }
+        assert!(subscription_operations >= 9, "{subscription_operations}");
     }
 }

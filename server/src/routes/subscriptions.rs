@@ -212,12 +212,9 @@ fn respond(status: StatusCode, value: Value) -> Response {
     responses(
         (status = 201, description = "The subscription, with its lag", body = Object),
         (status = 400, description = "Malformed JSON or an unknown field", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No `Authorization: Bearer` header", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
         (status = 404, description = "The admin routes are disabled", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The name is taken", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field breaks a rule (named in `field`)", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
-        (status = 501, description = "This backend has no subscription store", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
@@ -289,10 +286,7 @@ async fn create_inner(
     params(("Authorization" = Option<String>, Header, description = "`Bearer <admin token>` or a token with admin rights")),
     responses(
         (status = 200, description = "`{subscriptions: [...]}`, by name, each with its lag", body = Object),
-        (status = 401, description = "No `Authorization: Bearer` header", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
         (status = 404, description = "The admin routes are disabled", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
-        (status = 501, description = "This backend has no subscription store", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -371,10 +365,7 @@ async fn answer_change(
     params(("name" = String, Path, description = "The subscription"), ("Authorization" = Option<String>, Header, description = "`Bearer <admin token>` or a token with admin rights")),
     responses(
         (status = 200, description = "The subscription, with its lag", body = Object),
-        (status = 401, description = "No `Authorization: Bearer` header", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such subscription, or the admin routes are disabled", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
-        (status = 501, description = "This backend has no subscription store", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn show(
@@ -402,10 +393,7 @@ pub async fn show(
     params(("name" = String, Path, description = "The subscription"), ("Authorization" = Option<String>, Header, description = "`Bearer <admin token>` or a token with admin rights")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No `Authorization: Bearer` header", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such subscription, or the admin routes are disabled", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
-        (status = 501, description = "This backend has no subscription store", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn remove(
@@ -433,10 +421,7 @@ pub async fn remove(
     params(("name" = String, Path, description = "The subscription"), ("Authorization" = Option<String>, Header, description = "`Bearer <admin token>` or a token with admin rights")),
     responses(
         (status = 200, description = "The subscription, now paused", body = Object),
-        (status = 401, description = "No `Authorization: Bearer` header", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such subscription, or the admin routes are disabled", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
-        (status = 501, description = "This backend has no subscription store", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn pause(
@@ -456,10 +441,7 @@ pub async fn pause(
     params(("name" = String, Path, description = "The subscription"), ("Authorization" = Option<String>, Header, description = "`Bearer <admin token>` or a token with admin rights")),
     responses(
         (status = 200, description = "The subscription, now active", body = Object),
-        (status = 401, description = "No `Authorization: Bearer` header", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such subscription, or the admin routes are disabled", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
-        (status = 501, description = "This backend has no subscription store", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn resume(
@@ -482,11 +464,8 @@ pub async fn resume(
     responses(
         (status = 200, description = "The subscription at its new checkpoint", body = Object),
         (status = 400, description = "Malformed JSON", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No `Authorization: Bearer` header", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such subscription, or the admin routes are disabled", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Not a position", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
-        (status = 501, description = "This backend has no subscription store", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn seek(
@@ -529,10 +508,7 @@ pub async fn seek(
     params(("name" = String, Path, description = "The subscription"), ("Authorization" = Option<String>, Header, description = "`Bearer <admin token>` or a token with admin rights")),
     responses(
         (status = 200, description = "`{ids: [...]}`, oldest first (read the events with `GET /ledger/events?after=`)", body = Object),
-        (status = 401, description = "No `Authorization: Bearer` header", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such subscription, or the admin routes are disabled", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
-        (status = 501, description = "This backend has no subscription store", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn dead_letters(
@@ -557,10 +533,7 @@ pub async fn dead_letters(
     params(("name" = String, Path, description = "The subscription"), ("Authorization" = Option<String>, Header, description = "`Bearer <admin token>` or a token with admin rights")),
     responses(
         (status = 200, description = "`{redelivered: [ids], failed: [ids]}`", body = Object),
-        (status = 401, description = "No `Authorization: Bearer` header", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not an admin", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such subscription, or the admin routes are disabled", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
-        (status = 501, description = "This backend has no subscription store", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn redeliver(
