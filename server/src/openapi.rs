@@ -106,16 +106,35 @@ impl Modify for EveryOperation {
                         .build(),
                 ),
             );
-        let gated_read = ResponseBuilder::new()
-            .description("With `[auth] reads = \"authenticated\"`: no valid bearer token")
-            .header(
-                "WWW-Authenticate",
-                HeaderBuilder::new()
-                    .schema(ObjectBuilder::new().schema_type(Type::String))
-                    .build(),
-            )
-            .content(PROBLEM_JSON, Content::new(Some(problem_ref())))
-            .build();
+        let gated_read =
+            challenge_response("With `[auth] reads = \"authenticated\"`: no valid bearer token");
+        // Every write under a publisher checks its caller the same way (the `Writer`
+        // extractor of `crate::auth::access`): described once here.
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/publisher/") {
+                continue;
+            }
+            for operation in [&mut item.post, &mut item.patch, &mut item.delete]
+                .into_iter()
+                .flatten()
+            {
+                let responses = &mut operation.responses.responses;
+                responses.entry("401".into()).or_insert_with(|| {
+                    RefOr::T(challenge_response(
+                        "Caller identity is required (`--auth hs256|jwks`) and the request has \
+                         no valid bearer token; `WWW-Authenticate` says `Bearer \
+                         realm=\"adledger\"`, with `error=\"invalid_token\"` and \
+                         `error_description` when a token was refused",
+                    ))
+                });
+                responses.entry("403".into()).or_insert_with(|| {
+                    problem_response(
+                        "The token does not grant this publisher (its `publishers` claim, a \
+                         `publisher:<id>` group, or admin rights)",
+                    )
+                });
+            }
+        }
         // Every subscription route answers these the same way (see
         // `crate::routes::subscriptions`): described once here, not on each handler.
         for (path, item) in openapi.paths.paths.iter_mut() {
@@ -193,6 +212,20 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
     ]
     .into_iter()
     .flatten()
+}
+
+/// A 401: a problem document with a `WWW-Authenticate` challenge.
+fn challenge_response(description: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .header(
+            "WWW-Authenticate",
+            HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(Type::String))
+                .build(),
+        )
+        .content(PROBLEM_JSON, Content::new(Some(problem_ref())))
+        .build()
 }
 
 /// A response with a problem document and `description`.
@@ -468,5 +501,20 @@ mod tests {
             }
         }
         assert!(subscription_operations >= 9, "{subscription_operations}");
+        for (path, method) in [
+            ("/publisher/{publisherId}/ad", "post"),
+            ("/publisher/{publisherId}/ad/{adId}", "patch"),
+            ("/publisher/{publisherId}/ad/{adId}", "delete"),
+        ] {
+            let responses = &doc["paths"][path][method]["responses"];
+            assert!(
+                responses["401"]["headers"]["WWW-Authenticate"].is_object(),
+                "{method} {path}: {responses}"
+            );
+            assert!(
+                responses["403"]["content"][PROBLEM_JSON].is_object(),
+                "{method} {path}"
+            );
+        }
     }
 }
