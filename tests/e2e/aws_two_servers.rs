@@ -23,12 +23,11 @@
 //! AWS only by nature; needs `ADLEDGER_TEST_DYNAMODB_ENDPOINT` (`scripts/dynamodb-local.sh`
 //! sets it) and fails loudly without it.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support::aws as dynamodb;
-use crate::support::{Resp, Server, aws_only, run_cli};
+use crate::support::aws::{self as dynamodb, KnownAd};
+use crate::support::{Resp, Server, aws_only, json_body};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -44,15 +43,6 @@ const CONTESTED: usize = 8;
 const ATTEMPTS: usize = 10;
 /// The lease lasts 10 s by default (`lease_ms`); a standby tries again at least every 2 s.
 const TAKEOVER_LIMIT: Duration = Duration::from_secs(40);
-
-/// What a client was told: an ad at a version with a title.
-#[derive(Debug, Clone, PartialEq)]
-struct Acked {
-    publisher: String,
-    ad_id: String,
-    version: u64,
-    title: String,
-}
 
 /// Outcome counts of the write phase.
 #[derive(Debug, Default)]
@@ -77,18 +67,6 @@ async fn send_retrying(
         retries += 1;
         tokio::time::sleep(Duration::from_millis(20 * retries as u64)).await;
     }
-}
-
-fn json_request(
-    server: &Server,
-    method: Method,
-    path: &str,
-    body: &Value,
-) -> reqwest::RequestBuilder {
-    server
-        .request(method, path)
-        .header("content-type", "application/json")
-        .body(serde_json::to_vec(body).expect("serialize"))
 }
 
 /// The `projectors.state` object of a server's `/healthz`.
@@ -137,7 +115,7 @@ async fn single_holder(servers: &[&Server], limit: Duration) -> usize {
 }
 
 /// One writer: creates ads through `near`, updates each through `far` with `If-Match`.
-async fn writer(near: Arc<Server>, far: Arc<Server>, id: usize) -> (Vec<Acked>, Tally) {
+async fn writer(near: Arc<Server>, far: Arc<Server>, id: usize) -> (Vec<KnownAd>, Tally) {
     let mut acked = Vec::new();
     let mut tally = Tally::default();
     let publisher = format!("pub-{}", id % 3);
@@ -148,7 +126,8 @@ async fn writer(near: Arc<Server>, far: Arc<Server>, id: usize) -> (Vec<Acked>, 
         let path = format!("/publisher/{publisher}/ad");
         let key = format!("writer-{id}-ad-{n}");
         let (created, retries) = send_retrying(&near, || {
-            json_request(&near, Method::POST, &path, &body).header("idempotency-key", key.as_str())
+            json_body(near.request(Method::POST, &path), &body)
+                .header("idempotency-key", key.as_str())
         })
         .await;
         assert_eq!(
@@ -162,7 +141,7 @@ async fn writer(near: Arc<Server>, far: Arc<Server>, id: usize) -> (Vec<Acked>, 
         let ad_id = ad["adId"].as_str().expect("adId").to_string();
         assert_eq!(ad["version"], 0);
         tally.blocks += 1;
-        acked.push(Acked {
+        acked.push(KnownAd {
             publisher: publisher.clone(),
             ad_id: ad_id.clone(),
             version: 0,
@@ -176,7 +155,7 @@ async fn writer(near: Arc<Server>, far: Arc<Server>, id: usize) -> (Vec<Acked>, 
         let path = format!("/publisher/{publisher}/ad/{ad_id}");
         let body = json!({"adTitle": new_title});
         let (updated, retries) = send_retrying(&far, || {
-            json_request(&far, Method::PATCH, &path, &body).header("if-match", "\"0\"")
+            json_body(far.request(Method::PATCH, &path), &body).header("if-match", "\"0\"")
         })
         .await;
         tally.retried += retries;
@@ -208,19 +187,9 @@ async fn two_servers_one_ledger_no_lost_write_one_projector() {
     println!("projector lease holder: server {holder}");
 
     // Concurrent writers on both servers.
-    let mut tasks = Vec::new();
-    for id in 0..WRITERS_PER_SERVER * 2 {
-        let (near, far) = if id % 2 == 0 {
-            (first.clone(), second.clone())
-        } else {
-            (second.clone(), first.clone())
-        };
-        tasks.push(tokio::spawn(writer(near, far, id)));
-    }
-    let mut acked: Vec<Acked> = Vec::new();
+    let mut acked: Vec<KnownAd> = Vec::new();
     let mut tally = Tally::default();
-    for task in tasks {
-        let (a, t) = task.await.expect("writer task");
+    for (a, t) in dynamodb::crossed_writers(&first, &second, WRITERS_PER_SERVER, writer).await {
         acked.extend(a);
         tally.blocks += t.blocks;
         tally.retried += t.retried;
@@ -237,7 +206,7 @@ async fn two_servers_one_ledger_no_lost_write_one_projector() {
         let send = |server: Arc<Server>, title: String, path: String| async move {
             let body = json!({"adTitle": title});
             let (resp, _) = send_retrying(&server, || {
-                json_request(&server, Method::PATCH, &path, &body).header("if-match", "\"1\"")
+                json_body(server.request(Method::PATCH, &path), &body).header("if-match", "\"1\"")
             })
             .await;
             (resp, title)
@@ -274,42 +243,10 @@ async fn two_servers_one_ledger_no_lost_write_one_projector() {
         "every ad was updated once, so each can be contested"
     );
 
-    // Every acknowledged write is readable, as acknowledged, through both servers.
-    let mut by_publisher: BTreeMap<&str, Vec<&Acked>> = BTreeMap::new();
-    for item in &acked {
-        by_publisher.entry(&item.publisher).or_default().push(item);
-    }
-    for server in [&first, &second] {
-        for item in &acked {
-            let resp = server
-                .get(&format!("/publisher/{}/ad/{}", item.publisher, item.ad_id))
-                .await;
-            resp.expect_status(StatusCode::OK);
-            let ad = resp.json();
-            assert_eq!(ad["version"], item.version, "{}", resp.text);
-            assert_eq!(ad["adTitle"], item.title.as_str(), "{}", resp.text);
-        }
-        for (publisher, items) in &by_publisher {
-            let listed = server.list(publisher).await;
-            let ids: Vec<&str> = listed.iter().filter_map(|a| a["adId"].as_str()).collect();
-            for item in items {
-                assert!(
-                    ids.contains(&item.ad_id.as_str()),
-                    "{} missing from the list of {publisher}",
-                    item.ad_id
-                );
-            }
-            assert_eq!(ids.len(), items.len(), "no phantom ads for {publisher}");
-        }
-    }
-
-    // One chain: both servers serve the same digest, one block per acknowledged change.
-    let digest_a = first.get("/ledger/digest").await;
-    digest_a.expect_status(StatusCode::OK);
-    let digest_b = second.get("/ledger/digest").await;
-    digest_b.expect_status(StatusCode::OK);
-    let (da, db) = (digest_a.json(), digest_b.json());
-    assert_eq!(da, db, "both servers serve the same digest");
+    // Every acknowledged write is readable, as acknowledged, through both servers; the
+    // lists converge to exactly those ads; both serve one digest.
+    let da = dynamodb::assert_servers_agree(&[&first, &second], &acked).await;
+    // One chain: one block per acknowledged change.
     let blocks = da["sequence"].as_u64().expect("sequence") + 1;
     assert_eq!(
         blocks, tally.blocks,
@@ -333,32 +270,7 @@ async fn two_servers_one_ledger_no_lost_write_one_projector() {
     assert!(transactions >= 1, "the writes went to DynamoDB");
 
     // The chain verifies, offline, against the digest the servers serve.
-    let home = tempfile::tempdir().expect("tempdir");
-    let config = home.path().join("aws.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "backend = \"aws\"\ndynamodb_endpoint = \"{endpoint}\"\ntable_prefix = \"{prefix}\"\n"
-        ),
-    )
-    .expect("write config");
-    let expect = format!("{}:{}", da["sequence"], da["root"].as_str().expect("root"));
-    let config_arg = config.to_string_lossy().into_owned();
-    let verified = run_cli(&[
-        "verify",
-        "--config",
-        &config_arg,
-        "--expect-digest",
-        &expect,
-    ])
-    .await;
-    assert!(
-        verified.status.success(),
-        "adledger verify on the AWS journal: {:?}\n{}\n{}",
-        verified.status,
-        String::from_utf8_lossy(&verified.stdout),
-        String::from_utf8_lossy(&verified.stderr)
-    );
+    dynamodb::verify_against(&endpoint, &prefix, &da).await;
 
     // Still exactly one holder after the load.
     let holder = single_holder(&[&first, &second], Duration::from_secs(30)).await;
@@ -382,10 +294,8 @@ async fn two_servers_one_ledger_no_lost_write_one_projector() {
     );
 
     let (created, _) = send_retrying(&survivor, || {
-        json_request(
-            &survivor,
-            Method::POST,
-            "/publisher/pub-0/ad",
+        json_body(
+            survivor.request(Method::POST, "/publisher/pub-0/ad"),
             &json!({"adTitle": "after the takeover"}),
         )
         .header("idempotency-key", "after-takeover")

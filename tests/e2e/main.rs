@@ -24,7 +24,7 @@
 //! | `edge` (timeouts, limits, shedding, shutdown: the same on every backend) | ✓ | | |
 //! | `openapi` (the document against the routes served), `metrics` | ✓ | | |
 //! | `power_loss` (a FUSE filesystem that forgets what was not synced) | ✓ | | |
-//! | `aws_two_servers`, `aws_health`, `opensearch` | | ✓ | |
+//! | `aws_two_servers`, `aws_faults` (a proxy injecting DynamoDB faults), `aws_health`, `opensearch` | | ✓ | |
 //! | `moves` (local → AWS → local) | ✓ | ✓ | |
 //!
 //! The binary is `target/<profile>/adledger`, next to this test executable, or the one
@@ -34,6 +34,7 @@
 mod auth;
 mod auth_jwks;
 mod auth_modes;
+mod aws_faults;
 mod aws_health;
 mod aws_two_servers;
 mod bad_input;

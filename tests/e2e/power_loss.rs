@@ -17,10 +17,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::{Rng, binary, client, fetch, json_body};
+use crate::support::{Resp, Rng, binary, client, fetch, json_body};
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -145,8 +146,26 @@ impl Proc {
     }
 }
 
+/// A client's loop ends at the first failed request once the power is cut (the server then
+/// answers 503, or not at all); before the cut every request must succeed.
+fn end_of_round(cut: &AtomicBool, what: &str, resp: &Resp) {
+    assert!(
+        cut.load(Ordering::SeqCst),
+        "{what} answered {} before the cut: {}",
+        resp.status,
+        resp.text
+    );
+}
+
 /// One client's writes until the cut, on its own ads.
-async fn client_loop(c: usize, base: String, model: Arc<Mutex<Model>>, seed: u64, round: usize) {
+async fn client_loop(
+    c: usize,
+    base: String,
+    model: Arc<Mutex<Model>>,
+    cut: Arc<AtomicBool>,
+    seed: u64,
+    round: usize,
+) {
     let http = client();
     let mut rng = Rng::new(seed ^ ((c as u64 + 1) << 32));
     for i in 0..MAX_OPS {
@@ -205,10 +224,10 @@ async fn client_loop(c: usize, base: String, model: Arc<Mutex<Model>>, seed: u64
                         },
                     );
                 }
-                Ok(resp) => panic!(
-                    "create answered {} before the cut: {}",
-                    resp.status, resp.text
-                ),
+                Ok(resp) => {
+                    end_of_round(&cut, "create", &resp);
+                    return;
+                }
                 Err(_) => return,
             }
         } else {
@@ -238,10 +257,10 @@ async fn client_loop(c: usize, base: String, model: Arc<Mutex<Model>>, seed: u64
                         ad.state = AdState::Present { version: v, title };
                         ad.pending = None;
                     }
-                    Ok(resp) => panic!(
-                        "update answered {} before the cut: {}",
-                        resp.status, resp.text
-                    ),
+                    Ok(resp) => {
+                        end_of_round(&cut, "update", &resp);
+                        return;
+                    }
                     Err(_) => return,
                 }
             } else {
@@ -260,10 +279,10 @@ async fn client_loop(c: usize, base: String, model: Arc<Mutex<Model>>, seed: u64
                         ad.state = AdState::Deleted;
                         ad.pending = None;
                     }
-                    Ok(resp) => panic!(
-                        "delete answered {} before the cut: {}",
-                        resp.status, resp.text
-                    ),
+                    Ok(resp) => {
+                        end_of_round(&cut, "delete", &resp);
+                        return;
+                    }
                     Err(_) => return,
                 }
             }
@@ -623,6 +642,7 @@ async fn run_cuts(
     let model = Arc::new(Mutex::new(Model::default()));
     let mut totals = Totals::default();
     for round in 0..=cuts {
+        let cut = Arc::new(AtomicBool::new(false));
         let fs = adledger_powerfs::mount(&backing, &mnt).unwrap_or_else(|e| panic!("{e}"));
         if round > 0
             && let Err(e) = verify_offline(&data_dir).await
@@ -666,12 +686,14 @@ async fn run_cuts(
                     c,
                     server.base.clone(),
                     Arc::clone(&model),
+                    Arc::clone(&cut),
                     seed.wrapping_add(round as u64),
                     round,
                 ))
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(delay as u64)).await;
+        cut.store(true, Ordering::SeqCst);
         fs.cut();
         server.kill().await;
         for task in clients {

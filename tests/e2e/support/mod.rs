@@ -18,6 +18,7 @@
 #![allow(dead_code)]
 
 pub mod aws;
+pub mod fault_proxy;
 pub mod identity;
 pub mod script;
 
