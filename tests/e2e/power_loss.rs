@@ -667,6 +667,9 @@ async fn run_cuts(
                 let tail = log.len().saturating_sub(2000);
                 problems.push(format!("--- server stderr (tail) ---\n{}", &log[tail..]));
                 drop(fs);
+                if let Some(dest) = keep_evidence(&backing, seed) {
+                    problems.push(format!("what survived the cut is kept in {dest}"));
+                }
                 return Err((round, problems));
             }
         }
@@ -709,6 +712,20 @@ async fn run_cuts(
         totals.fs_unsynced_writes += report.unsynced_writes;
     }
     Ok(totals)
+}
+
+/// Keeps a copy of the data directory a failed check ran on, for a post-mortem, when
+/// `ADLEDGER_POWER_KEEP` names a directory to put it in.
+fn keep_evidence(backing: &Path, seed: u64) -> Option<String> {
+    let dir = std::env::var_os("ADLEDGER_POWER_KEEP")?;
+    let dest = Path::new(&dir).join(format!("power-{seed}"));
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(backing)
+        .arg(&dest)
+        .status()
+        .ok()?;
+    copied.success().then(|| dest.display().to_string())
 }
 
 fn seed() -> u64 {

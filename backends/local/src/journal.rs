@@ -12,7 +12,7 @@
 //! otherwise a projection could apply a block that a power loss then takes back, leaving
 //! a read model ahead of the journal.
 
-mod durability;
+pub(crate) mod durability;
 mod keys;
 
 use std::collections::HashSet;

@@ -132,6 +132,7 @@ impl SledStateStore {
             .cache_capacity(crate::SLED_CACHE_BYTES)
             .open()
             .map_err(|e| sled_open_error("state store", path.to_path_buf(), e))?;
+        crate::journal::durability::sync_after_open(path, &db)?;
         Ok(SledStateStore {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),

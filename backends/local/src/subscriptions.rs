@@ -61,6 +61,7 @@ impl SledSubscriptionStore {
             .path(path)
             .open()
             .map_err(|e| sled_open_error("subscription store", path.to_path_buf(), e))?;
+        crate::journal::durability::sync_after_open(path, &db)?;
         Ok(SledSubscriptionStore { db: Arc::new(db) })
     }
 

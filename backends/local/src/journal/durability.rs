@@ -53,6 +53,20 @@ pub(super) struct Durability {
     poisoned: Option<String>,
 }
 
+/// Makes a freshly opened sled database's files and directory entries durable.
+///
+/// Why every sled database this crate opens needs it, not only the journal: sled 0.34
+/// writes a new snapshot of its page table at every open and renames it into place
+/// without syncing the directory. After a power cut the directory can come back with the
+/// *previous* snapshot, whose view of the log no longer matches the segments sled has
+/// reused since — pages come back stale. The power-loss test found exactly that in the
+/// state store: a publisher's newest ads missing from its list while the store's
+/// checkpoint was past them. The journal always synced at open; the read models and the
+/// subscription store did not.
+pub(crate) fn sync_after_open(dir: &Path, db: &sled::Db) -> Result<(), LocalError> {
+    Durability::open(dir)?.sync(db)
+}
+
 impl Durability {
     /// Syncs everything sled created or left unsynced in `dir`, and keeps the db file open.
     pub(super) fn open(dir: &Path) -> Result<Durability, LocalError> {
