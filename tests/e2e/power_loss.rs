@@ -4,8 +4,11 @@
 //! creates, updates and deletes (some with an `Idempotency-Key`); after each, the test
 //! "reboots" on what survived, runs `adledger verify`, starts the server and checks that
 //! every acknowledged write is there at its acknowledged version, that an unacknowledged
-//! write is either wholly there or absent, that the lists (read models) equal the journal
-//! (`?versions=true`), and that retried keyed creates are answered from the journal.
+//! write is either wholly there or absent, that the lists and the search index (read
+//! models) equal the journal (`?versions=true`), and that retried keyed creates are
+//! answered from the journal. The server takes a snapshot every second, so cuts also land
+//! in snapshots and tantivy commits; every third reboot restores the newest snapshot that
+//! survived (`adledger snapshot restore` checks it against the journal) before starting.
 //!
 //! The second test proves the first can fail: with the journal's fsync switched off
 //! (`ADLEDGER_UNSAFE_SKIP_FDATASYNC=1`), lost acknowledged writes must be detected.
@@ -21,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::{Resp, Rng, binary, client, fetch, json_body};
+use crate::support::{Resp, Rng, binary, client, fetch, json_body, run_cli};
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -79,6 +82,7 @@ struct Totals {
     ads_checked: usize,
     keyed_retries: usize,
     unacked_found_whole: usize,
+    snapshots_restored: usize,
     unacked_absent: usize,
     fs_files_reverted: usize,
     fs_entries_reverted: usize,
@@ -98,12 +102,20 @@ struct Proc {
 
 async fn start_server(data_dir: &Path, log: &Path, unsafe_skip: bool) -> Result<Proc, String> {
     let mut cmd = Command::new(binary());
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).map_err(|e| e.to_string())?)
-        .kill_on_drop(true);
+    // Snapshots every second, so some cuts land in the middle of one.
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--snapshot-schedule",
+        "every 1s",
+    ])
+    .arg("--data-dir")
+    .arg(data_dir)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(std::fs::File::create(log).map_err(|e| e.to_string())?)
+    .kill_on_drop(true);
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("ADLEDGER_") {
             cmd.env_remove(&key);
@@ -556,7 +568,99 @@ async fn check_after_cut(
     .collect()
     .await;
     problems.extend(journal.into_iter().flatten());
+    // 6. The search index agrees too: each publisher's hits are exactly its present ads,
+    // at their versions (a tantivy commit cut short must not leave it behind or ahead).
+    for p in 0..PUBLISHERS {
+        let publisher = format!("pl{p}");
+        match search_all(&http, base, &publisher).await {
+            Ok(found) => {
+                let want: BTreeMap<String, u64> = model
+                    .ads
+                    .iter()
+                    .filter(|(_, ad)| ad.publisher == publisher)
+                    .filter_map(|(id, ad)| match &ad.state {
+                        AdState::Present { version, .. } => Some((id.clone(), *version)),
+                        AdState::Deleted => None,
+                    })
+                    .collect();
+                if found != want {
+                    let extra: Vec<_> = found.iter().filter(|e| !want.contains_key(e.0)).collect();
+                    let missing: Vec<_> = want
+                        .iter()
+                        .filter(|e| found.get(e.0) != Some(e.1))
+                        .collect();
+                    problems.push(format!(
+                        "search {publisher}: the index differs from the journal: not as in the \
+                         journal {missing:?}, not in the journal {extra:?}"
+                    ));
+                }
+            }
+            Err(e) => problems.push(format!("search {publisher}: {e}")),
+        }
+    }
     problems
+}
+
+/// Every hit of `GET /search?publisherId=…`, page by page: adId → version.
+async fn search_all(
+    http: &reqwest::Client,
+    base: &str,
+    publisher: &str,
+) -> Result<BTreeMap<String, u64>, String> {
+    let mut found = BTreeMap::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100 {
+        let mut url = format!("{base}/search?publisherId={publisher}&limit=100");
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let resp = fetch(http.get(url)).await.map_err(|e| e.to_string())?;
+        if resp.status != StatusCode::OK {
+            return Err(format!("{} {}", resp.status, resp.text));
+        }
+        let page = resp.json();
+        for item in page["items"].as_array().cloned().unwrap_or_default() {
+            let id = item["adId"].as_str().unwrap_or("").to_string();
+            found.insert(id, item["version"].as_u64().unwrap_or(u64::MAX));
+        }
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => return Ok(found),
+        }
+    }
+    Err("more than 100 pages of hits".to_string())
+}
+
+/// `adledger snapshot restore` of the newest snapshot in `data_dir`, if there is one: a
+/// snapshot that a cut interrupted must be absent or whole, never listed and broken.
+async fn restore_newest_snapshot(data_dir: &Path, totals: &mut Totals) -> Result<(), String> {
+    let dir = data_dir.to_string_lossy().into_owned();
+    let listed = run_cli(&["snapshot", "list", "--json", "--data-dir", &dir]).await;
+    let text = String::from_utf8_lossy(&listed.stdout).into_owned();
+    if !listed.status.success() {
+        return Err(format!(
+            "snapshot list after the cut: {text}{}",
+            String::from_utf8_lossy(&listed.stderr)
+        ));
+    }
+    let listing: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
+    let Some(newest) = listing["snapshots"]
+        .as_array()
+        .and_then(|s| s.last())
+        .and_then(|s| s["id"].as_str())
+    else {
+        return Ok(());
+    };
+    let restored = run_cli(&["snapshot", "restore", newest, "--data-dir", &dir]).await;
+    if !restored.status.success() {
+        return Err(format!(
+            "snapshot restore {newest} after the cut: {}{}",
+            String::from_utf8_lossy(&restored.stdout),
+            String::from_utf8_lossy(&restored.stderr)
+        ));
+    }
+    totals.snapshots_restored += 1;
+    Ok(())
 }
 
 async fn verify_offline(data_dir: &Path) -> Result<(), String> {
@@ -646,6 +750,14 @@ async fn run_cuts(
         let fs = adledger_powerfs::mount(&backing, &mnt).unwrap_or_else(|e| panic!("{e}"));
         if round > 0
             && let Err(e) = verify_offline(&data_dir).await
+        {
+            return Err((round, vec![e]));
+        }
+        // Every third reboot, the operator restores the newest snapshot that survived
+        // (each snapshot is checked against the journal by `restore`).
+        if round > 0
+            && round % 3 == 0
+            && let Err(e) = restore_newest_snapshot(&data_dir, &mut totals).await
         {
             return Err((round, vec![e]));
         }
@@ -748,8 +860,9 @@ async fn acknowledged_writes_survive_power_cuts() {
             println!(
                 "power loss: {} cuts survived in {:.1} s; {} acknowledged writes, {} ad checks \
                  ({} keyed retries answered from the journal), unacknowledged writes: {} \
-                 found whole, {} absent; the file system discarded {} unsynced writes, \
-                 reverted {} files and {} directory entries; acknowledged bytes lost: 0",
+                 found whole, {} absent; {} snapshots restored after a cut; the file system \
+                 discarded {} unsynced writes, reverted {} files and {} directory entries; \
+                 acknowledged bytes lost: 0",
                 t.cuts,
                 started.elapsed().as_secs_f64(),
                 t.acked_writes,
@@ -757,6 +870,7 @@ async fn acknowledged_writes_survive_power_cuts() {
                 t.keyed_retries,
                 t.unacked_found_whole,
                 t.unacked_absent,
+                t.snapshots_restored,
                 t.fs_unsynced_writes,
                 t.fs_files_reverted,
                 t.fs_entries_reverted
