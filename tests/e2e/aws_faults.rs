@@ -212,6 +212,22 @@ async fn faults_lose_no_write_and_duplicate_no_block() {
         tally.applied_unacknowledged += t.applied_unacknowledged;
     }
     let injected = proxy.counts().injected();
+    // The SDK's retries are visible to an operator: `adledger_dynamodb_retries_total`.
+    let mut retries = 0.0;
+    for server in [&first, &second] {
+        let text = server.get("/metrics").await.text;
+        retries += text
+            .lines()
+            .filter(|l| l.starts_with("adledger_dynamodb_retries_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    println!("DynamoDB retries reported by the two servers' /metrics: {retries}");
+    assert!(
+        retries > 0.0,
+        "faults were injected ({}) but /metrics counts no DynamoDB retry",
+        proxy.counts().summary()
+    );
     println!("{}", proxy.counts().summary());
     proxy.set_enabled(false);
     assert!(

@@ -7,6 +7,9 @@
 //! interceptor that runs before each request is sent (retries included: each attempt is
 //! a request DynamoDB bills and answers). The counts are per process, by operation, and
 //! each request is also a `trace`-level event on the `adledger_aws::requests` target.
+//! Attempts after the first (the SDK retrying a throttle, a 5xx or a lost connection) are
+//! also counted as `adledger_dynamodb_retries_total`, by operation: a rising rate says
+//! DynamoDB or the network is struggling before any request fails.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
@@ -16,6 +19,7 @@ use aws_sdk_dynamodb::config::interceptors::{
 };
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
+use aws_smithy_runtime_api::client::retries::RequestAttempts;
 
 /// Requests sent by this process, by DynamoDB operation name.
 static COUNTS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
@@ -42,7 +46,7 @@ impl Intercept for CountRequests {
         &self,
         context: &BeforeTransmitInterceptorContextRef<'_>,
         _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         // DynamoDB's JSON protocol names the operation in `X-Amz-Target`
         // (`DynamoDB_20120810.TransactWriteItems`).
@@ -55,6 +59,15 @@ impl Intercept for CountRequests {
         tracing::trace!(target: "adledger_aws::requests", operation, "DynamoDB request");
         metrics::counter!("adledger_dynamodb_requests_total", "operation" => operation.to_string())
             .increment(1);
+        // The orchestrator numbers each attempt of one operation call from 1.
+        let attempt = cfg
+            .load::<RequestAttempts>()
+            .map_or(1, RequestAttempts::attempts);
+        if attempt > 1 {
+            tracing::debug!(target: "adledger_aws::requests", operation, attempt, "DynamoDB retry");
+            metrics::counter!("adledger_dynamodb_retries_total", "operation" => operation.to_string())
+                .increment(1);
+        }
         *COUNTS
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
