@@ -463,20 +463,16 @@ async fn check_after_cut(
     // that committed without an acknowledgement — whole (their title and version 0).
     for p in 0..PUBLISHERS {
         let publisher = format!("pl{p}");
-        let resp =
-            match fetch(http.get(format!("{base}/publisher/{publisher}/ad?limit=1000"))).await {
-                Ok(resp) if resp.status == StatusCode::OK => resp,
-                Ok(resp) => {
-                    problems.push(format!("list {publisher}: {} {}", resp.status, resp.text));
-                    continue;
-                }
-                Err(e) => {
-                    problems.push(format!("list {publisher}: {e}"));
-                    continue;
-                }
-            };
-        let listed = resp.json();
-        let listed = listed.as_array().cloned().unwrap_or_default();
+        // Every page: a list answers at most 1,000 ads, and a publisher here passes that
+        // after a few dozen rounds (the first version of this check read one page and
+        // reported the newest ads "missing").
+        let listed = match list_all(&http, base, &publisher).await {
+            Ok(listed) => listed,
+            Err(e) => {
+                problems.push(format!("list {publisher}: {e}"));
+                continue;
+            }
+        };
         let mut listed_ids = BTreeSet::new();
         for item in &listed {
             let id = item["adId"].as_str().unwrap_or("").to_string();
@@ -599,6 +595,37 @@ async fn check_after_cut(
         }
     }
     problems
+}
+
+/// Every ad of `GET /publisher/{p}/ad`, following the `Link` header page by page.
+async fn list_all(
+    http: &reqwest::Client,
+    base: &str,
+    publisher: &str,
+) -> Result<Vec<Value>, String> {
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..1000 {
+        let mut url = format!("{base}/publisher/{publisher}/ad?limit=1000");
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let resp = fetch(http.get(url)).await.map_err(|e| e.to_string())?;
+        if resp.status != StatusCode::OK {
+            return Err(format!("{} {}", resp.status, resp.text));
+        }
+        let page = resp.json().as_array().cloned().unwrap_or_default();
+        let more = resp.headers.contains_key("link");
+        cursor = page
+            .last()
+            .and_then(|a| a["adId"].as_str())
+            .map(str::to_string);
+        all.extend(page);
+        if !more || cursor.is_none() {
+            return Ok(all);
+        }
+    }
+    Err("more than 1,000 pages".to_string())
 }
 
 /// Every hit of `GET /search?publisherId=…`, page by page: adId → version.

@@ -13,9 +13,10 @@
 //! Publisher ids contain no `00` byte, so one publisher's ads are exactly the keys under
 //! `A` publisher `00`, in ad-id order (ULIDs sort by bytes).
 //!
-//! Nothing here is fsynced: the store is rebuilt from the journal after a loss, and
-//! `apply` writes ads and checkpoint in one batch, so after a crash the store is at some
-//! earlier checkpoint with exactly that checkpoint's ads. A `put` with a checkpoint
+//! Nothing here is fsynced per write (sled's own flusher syncs about twice a second; the
+//! directory is synced at open, see `journal::durability::sync_after_open`): `apply` writes
+//! ads and checkpoint in one batch, so after a crash or a power cut the store is at some
+//! earlier checkpoint with exactly that checkpoint's ads, and catches up from the journal. A `put` with a checkpoint
 //! (rebuild, restore) is flushed to the OS, so it survives a process kill.
 
 use std::collections::HashMap;
