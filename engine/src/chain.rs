@@ -7,7 +7,8 @@
 //! 1. The block is the one expected next (no gap, no reordering).
 //! 2. Its stored bytes split into a header and revisions ([`Frame::parse`]).
 //! 3. The header decodes and its `sequenceNo` is the block's position.
-//! 4. Its `previousHash` is the hash of the previous block's stored header bytes.
+//! 4. Its `previousHash` is the hash of the previous block's stored header bytes, and
+//!    its `txTime` is not earlier than the previous block's.
 //! 5. It lists as many revision hashes as it holds revisions, and each revision's bytes
 //!    hash to the hash listed for it.
 //! 6. When the caller keeps the Merkle tree, the block hash is pushed into it, and the
@@ -26,6 +27,7 @@
 //! the async threads so that other futures (the read of the next batch, a read-model
 //! write) keep running.
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::block::{EncodedBlock, Frame};
@@ -48,7 +50,7 @@ pub struct VerifyFailure {
     /// That revision's version.
     pub version: Option<u64>,
     /// The header field or stored item that does not match: `frame`, `header`,
-    /// `sequenceNo`, `previousHash`, `revisionHashes`, `revisionHashes[i]`,
+    /// `sequenceNo`, `previousHash`, `txTime`, `revisionHashes`, `revisionHashes[i]`,
     /// `merkleNode(level L, index I)`, `merkleRoot`, `digest`; `None` for a missing block.
     pub field: Option<String>,
     /// A sentence saying what was found and what was expected.
@@ -88,6 +90,8 @@ pub(crate) struct Standalone {
     pub(crate) hash: Hash,
     /// The header's `previousHash`.
     pub(crate) previous_hash: Hash,
+    /// The header's `txTime`.
+    pub(crate) tx_time: DateTime<Utc>,
     /// How many revision hashes the header lists.
     pub(crate) listed: usize,
     /// How many revisions the block holds.
@@ -152,6 +156,7 @@ pub(crate) fn standalone(
     Ok(Standalone {
         hash: frame.block_hash(),
         previous_hash: header.previous_hash,
+        tx_time: header.tx_time,
         listed: header.revision_hashes.len(),
         revisions: frame.revisions.len(),
         bad_revision,
@@ -237,6 +242,8 @@ where
 pub(crate) struct Chain {
     /// The hash of the last block linked ([`Hash::ZERO`] before the first).
     previous_hash: Hash,
+    /// The `txTime` of the last block linked (`None` before the first, or when resumed).
+    previous_time: Option<DateTime<Utc>>,
     /// The tree over the blocks linked so far, when the caller checks it.
     frontier: Option<Frontier>,
     /// The Merkle nodes the last block completed (a buffer reused across blocks).
@@ -250,6 +257,7 @@ impl Chain {
     pub(crate) fn new() -> Chain {
         Chain {
             previous_hash: Hash::ZERO,
+            previous_time: None,
             frontier: Some(Frontier::new()),
             completed: Vec::new(),
             revisions: 0,
@@ -309,6 +317,7 @@ impl Chain {
         let Standalone {
             hash,
             previous_hash,
+            tx_time,
             listed,
             revisions,
             bad_revision,
@@ -322,6 +331,25 @@ impl Chain {
                 sequence,
                 Some("previousHash".into()),
                 format!("the header's previousHash is {previous_hash}, but {before}"),
+            ));
+        }
+        // The committer never stamps a block earlier than the one before (it holds the
+        // time when the wall clock steps back), and `asOf` reads and export time ranges
+        // find blocks by binary search on this order: a journal where time goes back was
+        // not written by adledger, and would answer those reads wrongly.
+        if let Some(before) = self.previous_time
+            && tx_time < before
+        {
+            return Err(failure(
+                sequence,
+                Some("txTime".into()),
+                format!(
+                    "the block's txTime {} is earlier than block {}'s {}: block times never \
+                     go back in a journal adledger wrote",
+                    tx_time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    sequence.saturating_sub(1),
+                    before.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                ),
             ));
         }
         if listed != revisions {
@@ -356,6 +384,7 @@ impl Chain {
             frontier.push_into(&hash, &mut self.completed);
         }
         self.previous_hash = hash;
+        self.previous_time = Some(tx_time);
         self.revisions += revisions as u64;
         self.bytes += stored.bytes.len() as u64;
         Ok(())

@@ -571,9 +571,12 @@ mod tests {
     /// one batch; blocks from `fork_at` on carry different titles (a consistently
     /// rewritten journal). `edit` changes the Merkle nodes before they are stored, as an
     /// operator who altered the stored tree would have (the port never overwrites a node).
+    /// `n` sealed blocks one second apart, rewritten from `fork_at` on, with the clock
+    /// stepped back by 2 s at block `back_at` (`u64::MAX`: never).
     fn journal_with(
         n: u64,
         fork_at: u64,
+        back_at: u64,
         edit: impl FnOnce(&mut Vec<MerkleNode>),
     ) -> (MemoryJournal, Vec<Hash>) {
         let mut frontier = Frontier::new();
@@ -588,8 +591,9 @@ mod tests {
                 ""
             };
             let tx_id = format!("tx-{sequence:06}");
+            let back = if sequence >= back_at { 2_000 } else { 0 };
             let tx_time = Utc
-                .timestamp_millis_opt(1_700_000_000_000 + sequence as i64 * 1_000)
+                .timestamp_millis_opt(1_700_000_000_000 + sequence as i64 * 1_000 - back)
                 .single()
                 .expect("valid time");
             let (sealed, encoded) =
@@ -618,7 +622,7 @@ mod tests {
     }
 
     fn journal_forked(n: u64, fork_at: u64) -> (MemoryJournal, Vec<Hash>) {
-        journal_with(n, fork_at, |_| {})
+        journal_with(n, fork_at, u64::MAX, |_| {})
     }
 
     fn sealed(n: u64) -> (MemoryJournal, Vec<Hash>) {
@@ -629,7 +633,7 @@ mod tests {
     /// removed when `hash` is `None`.
     fn sealed_with_node(n: u64, level: u8, index: u64, hash: Option<Hash>) -> MemoryJournal {
         let mut found = false;
-        let (journal, _) = journal_with(n, u64::MAX, |nodes| {
+        let (journal, _) = journal_with(n, u64::MAX, u64::MAX, |nodes| {
             nodes.retain_mut(|node| {
                 if (node.level, node.index) != (level, index) {
                     return true;
@@ -731,6 +735,15 @@ mod tests {
     }
 
     // -- Intact journals --
+
+    #[test]
+    fn a_block_earlier_than_the_one_before_fails_on_txtime() {
+        let (journal, _) = journal_with(20, u64::MAX, 12, |_| {});
+        let failure = fails(&journal);
+        assert_eq!(failure.sequence, 12, "{failure:?}");
+        assert_eq!(failure.field.as_deref(), Some("txTime"), "{failure:?}");
+        assert!(failure.detail.contains("never go back"), "{failure:?}");
+    }
 
     #[test]
     fn an_intact_journal_verifies_with_any_batch_size() {
@@ -977,7 +990,7 @@ mod tests {
 
     #[test]
     fn a_truncation_that_also_removed_the_nodes_fails_only_against_a_digest() {
-        let (journal, hashes) = journal_with(50, u64::MAX, |nodes| {
+        let (journal, hashes) = journal_with(50, u64::MAX, u64::MAX, |nodes| {
             let removed: Vec<(u8, u64)> = (40..50).flat_map(completed_ids).collect();
             nodes.retain(|node| !removed.contains(&(node.level, node.index)));
         });
@@ -1096,7 +1109,7 @@ mod tests {
             mask in 1u8..,
         ) {
             let mut picked = None;
-            let (journal, _) = journal_with(20, u64::MAX, |nodes| {
+            let (journal, _) = journal_with(20, u64::MAX, u64::MAX, |nodes| {
                 nodes.sort_by_key(|node| (node.level, node.index));
                 let i = pick.index(nodes.len());
                 let node = &mut nodes[i];
