@@ -428,6 +428,11 @@ pub struct Health {
     #[serde(rename = "dynamodbRequests")]
     #[schema(required = false)]
     dynamodb_requests: std::collections::BTreeMap<String, u64>,
+    /// AWS backend only: capacity units this process's requests consumed, by operation
+    /// (`{"read": RCU, "write": WCU}`), as DynamoDB reported them.
+    #[serde(rename = "dynamodbCapacity")]
+    #[schema(required = false)]
+    dynamodb_capacity: std::collections::BTreeMap<String, CapacityUnits>,
     /// AWS backend only: the journal tip and state checkpoint this process last learned,
     /// with their age (`/healthz` sends no DynamoDB request for them).
     #[schema(required = false)]
@@ -435,6 +440,16 @@ pub struct Health {
 }
 
 /// What a process last learned from the shared stores.
+/// Capacity units consumed by one kind of DynamoDB operation.
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code, reason = "described, never built")]
+pub struct CapacityUnits {
+    /// Read capacity units (on demand: read request units).
+    read: f64,
+    /// Write capacity units (on demand: write request units).
+    write: f64,
+}
+
 #[derive(ToSchema, Serialize)]
 #[serde(rename_all = "camelCase")]
 #[allow(dead_code, reason = "described, never built")]

@@ -1,7 +1,8 @@
 //! The AWS backend's request economy (issue 14): `/healthz` answers from
 //! memory (no DynamoDB request per call), `/readyz` reads DynamoDB at most once a second,
 //! and an idle process, lease holder or standby, sends at most one DynamoDB request a
-//! second with the default settings, and a search page's hits cost one `BatchGetItem`.
+//! second with the default settings, and a search page's hits cost one `BatchGetItem`;
+//! `/healthz` reports the capacity units DynamoDB says the requests consumed.
 //! AWS only: the local backend sends no DynamoDB requests at all.
 
 use std::time::Duration;
@@ -55,6 +56,39 @@ async fn healthz_sends_no_dynamodb_request() {
         health["projections"]["state"], health["journal"]["blocks"],
         "{health}"
     );
+}
+
+/// Writes consume write units and reads read units, as DynamoDB reports them
+/// (`ReturnConsumedCapacity`), and `/healthz` adds them up by operation.
+async fn consumed_capacity_is_reported() {
+    let server = Server::start(Backend::Aws).await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let ad = server
+            .create_ad("acme", &serde_json::json!({"adTitle": format!("ad {n}")}))
+            .await;
+        ids.push(ad["adId"].as_str().expect("adId").to_string());
+    }
+    for id in &ids {
+        server
+            .get(&format!("/publisher/acme/ad/{id}"))
+            .await
+            .expect_status(StatusCode::OK);
+    }
+    let (_, health) = requests(&server).await;
+    let capacity = &health["dynamodbCapacity"];
+    let writes = capacity["TransactWriteItems"]["write"]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!(
+        writes >= 5.0,
+        "5 creates are at least 5 transactional write units: {health}"
+    );
+    let reads: f64 = capacity
+        .as_object()
+        .map(|ops| ops.values().filter_map(|u| u["read"].as_f64()).sum())
+        .unwrap_or(0.0);
+    assert!(reads > 0.0, "the reads consumed read units: {health}");
 }
 
 /// `/readyz` reads the stores, but calls within a second share one check.
@@ -163,6 +197,7 @@ async fn search_hits_are_read_with_one_batch_get() {
 aws_only!(
     search_hits_are_read_with_one_batch_get,
     healthz_sends_no_dynamodb_request,
+    consumed_capacity_is_reported,
     readyz_reads_dynamodb_at_most_once_a_second,
     idle_process_costs_at_most_one_request_a_second,
     idle_standby_costs_at_most_one_request_a_second,

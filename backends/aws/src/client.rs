@@ -11,6 +11,7 @@ use aws_config::BehaviorVersion;
 use aws_sdk_dynamodb::config::{Credentials, Region, SharedHttpClient};
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
+use crate::capacity::ConsumedCapacity;
 use crate::metrics::CountRequests;
 
 /// Where DynamoDB is and how to reach it.
@@ -44,7 +45,9 @@ pub async fn connect(settings: &DynamoSettings) -> aws_sdk_dynamodb::Client {
     if let Some(endpoint) = &settings.endpoint {
         config = config.endpoint_url(endpoint);
     }
-    config = config.interceptor(CountRequests);
+    config = config
+        .interceptor(CountRequests)
+        .interceptor(ConsumedCapacity);
     aws_sdk_dynamodb::Client::from_conf(config.build())
 }
 
@@ -64,6 +67,7 @@ pub fn connect_static(endpoint: &str, region: &str) -> aws_sdk_dynamodb::Client 
         .endpoint_url(endpoint)
         .http_client(http_client())
         .interceptor(CountRequests)
+        .interceptor(ConsumedCapacity)
         .build();
     aws_sdk_dynamodb::Client::from_conf(config)
 }

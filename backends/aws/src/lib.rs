@@ -61,6 +61,7 @@
 //! otherwise.
 
 mod attributes;
+pub mod capacity;
 pub mod client;
 mod error;
 mod journal;

@@ -42,6 +42,13 @@ struct Health {
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     dynamodb_requests: BTreeMap<String, u64>,
+    /// DynamoDB capacity units this process's requests consumed, by operation, as
+    /// DynamoDB reported them (absent when none), so a workload can be priced from a run.
+    #[serde(
+        rename = "dynamodbCapacity",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    dynamodb_capacity: BTreeMap<&'static str, CapacityUnits>,
     /// Values learned from the shared stores, with their age (absent on a backend whose
     /// stores are this process's own).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -178,6 +185,7 @@ pub async fn healthz(State(state): State<AppState>, query: RawPairs) -> Result<R
             search: state.ledger.search_projector().into(),
         },
         dynamodb_requests: dynamodb_requests(),
+        dynamodb_capacity: dynamodb_capacity(),
         observed,
     })
     .into_response())
@@ -280,5 +288,33 @@ fn dynamodb_requests() -> BTreeMap<String, u64> {
 
 #[cfg(not(feature = "aws"))]
 fn dynamodb_requests() -> BTreeMap<String, u64> {
+    BTreeMap::new()
+}
+
+/// Read and write capacity units consumed by one kind of DynamoDB operation.
+#[derive(Debug, Serialize)]
+struct CapacityUnits {
+    read: f64,
+    write: f64,
+}
+
+#[cfg(feature = "aws")]
+fn dynamodb_capacity() -> BTreeMap<&'static str, CapacityUnits> {
+    adledger_aws::capacity::consumed()
+        .into_iter()
+        .map(|(op, u)| {
+            (
+                op,
+                CapacityUnits {
+                    read: u.read,
+                    write: u.write,
+                },
+            )
+        })
+        .collect()
+}
+
+#[cfg(not(feature = "aws"))]
+fn dynamodb_capacity() -> BTreeMap<&'static str, CapacityUnits> {
     BTreeMap::new()
 }
