@@ -104,9 +104,12 @@ def main():
     subprocess.run([args.bin, "aws", "init", "--dynamodb-endpoint", args.endpoint,
                     "--table-prefix", prefix], check=True, stdout=subprocess.DEVNULL)
     log = tempfile.NamedTemporaryFile(prefix="aws-cost-", suffix=".log", delete=False)
+    # The search index (tantivy, beside the server) in a fresh directory of its own.
+    data_dir = tempfile.mkdtemp(prefix="aws-cost-data-")
     server = subprocess.Popen(
         [args.bin, "serve", "--backend", "aws", "--auth", "none", "--listen", "127.0.0.1:0",
-         "--dynamodb-endpoint", args.endpoint, "--table-prefix", prefix],
+         "--dynamodb-endpoint", args.endpoint, "--table-prefix", prefix,
+         "--data-dir", data_dir],
         stdout=subprocess.PIPE, stderr=log, text=True)
     try:
         line = server.stdout.readline()
@@ -131,9 +134,12 @@ def main():
             status, _ = call(base, "GET", f"/publisher/{publisher}/ad/{ad_id}")
             assert status == 200, status
 
+        hits = []
+
         def search(i):
-            status, _ = call(base, "GET", f"/search?q={WORDS[i % len(WORDS)]}&limit=20")
+            status, page = call(base, "GET", f"/search?q={WORDS[i % len(WORDS)]}&limit=20")
             assert status == 200, status
+            hits.append(len(page["items"]))
 
         rows = []
         before = health(base)
@@ -153,6 +159,9 @@ def main():
     finally:
         server.terminate()
         server.wait(timeout=30)
+    if not hits or min(hits) == 0:
+        sys.exit(f"a search found nothing (hits per search: {sorted(set(hits))}): the "
+                 f"figures would not be a search's")
 
     monthly = {"creates": args.monthly_creates, "gets": args.monthly_gets,
                "searches": args.monthly_searches}
@@ -172,6 +181,7 @@ def main():
     for r in rows:
         print(f"{r['phase']:<10}{r['operations']:>8}{r['requests_per_1000']:>16.1f}"
               f"{r['read_units_per_1000']:>12.1f}{r['write_units_per_1000']:>12.1f}")
+    print(f"searches returned {sum(hits) / len(hits):.1f} hits on average")
     print(f"monthly: {monthly['creates']:,.0f} creates, {monthly['gets']:,.0f} gets, "
           f"{monthly['searches']:,.0f} searches -> ${usd:,.2f} in DynamoDB request units "
           f"(on demand, us-east-1, prices of {PRICE_DATE}; storage and OpenSearch extra)")
