@@ -7,6 +7,15 @@
 //!   saying the same; an export shorter than what was seen is refused by `import`, and
 //!   the full export restores the ledger with its digest.
 //!
+//! - A journal whose files sled cannot open (cut with its snapshot pointing past the
+//!   cut) or that opens empty (garbled): `serve` refuses, naming the journal and `adledger
+//!   verify`, whatever the rebuild setting; `verify` exits 1.
+//! - A state store cut short: `serve` refuses, naming it and `adledger rebuild`; with
+//!   `--rebuild-damaged-read-models` it rebuilds it from the journal and says so.
+//! - A missing tantivy segment file, a garbled `search/meta.json`: refused, naming the
+//!   index (and the file) and `adledger rebuild`, which repairs it.
+//! - A directory of unrelated files as `--data-dir`: refused, nothing created in it.
+//!
 //! Local backend only: the damage is done to sled and tantivy files. (The same check on
 //! every backend, DynamoDB included, is the conformance test
 //! `ledger_refuses_a_journal_behind_its_read_models`.)
@@ -143,6 +152,11 @@ async fn stopped_ledger() -> (Server, Value) {
     assert_eq!(server.list("acme").await.len(), ADS);
     let digest = server.get("/ledger/digest").await.json();
     server.stop().await;
+    // An export opens every store once more, and sled writes its snapshot file (an
+    // index of its log) when it opens a database: the files are then as any ledger's
+    // that was restarted once.
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    export(&server.data_dir.to_string_lossy(), &scratch.path().join("x.ion")).await;
     (server, digest)
 }
 
@@ -202,4 +216,166 @@ async fn a_journal_cut_short_is_refused_until_restored() {
     server.stop().await;
 }
 
-local_only!(a_journal_cut_short_is_refused_until_restored);
+/// Flips every 997th byte of `file` from offset 1000 on, as bad sectors would.
+fn garble(file: &Path) {
+    let mut bytes = std::fs::read(file).expect("read the file to garble");
+    for at in (1000..bytes.len()).step_by(997) {
+        bytes[at] ^= 0xff;
+    }
+    std::fs::write(file, bytes).expect("write the garbled file");
+}
+
+/// The one file in `dir` whose name starts with `prefix` (a sled snapshot, a tantivy
+/// segment file); the test's precondition, so it fails loudly if the layout changed.
+fn file_starting_with(dir: &Path, prefix: &str, suffix: &str) -> std::path::PathBuf {
+    std::fs::read_dir(dir)
+        .expect("list the directory")
+        .map(|e| e.expect("entry").path())
+        .find(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+            name.is_some_and(|n| n.starts_with(prefix) && n.ends_with(suffix))
+        })
+        .unwrap_or_else(|| panic!("no {prefix}*{suffix} in {}", dir.display()))
+}
+
+/// The ledger's ads are all listed and all found by search: the read models are whole.
+async fn assert_whole(server: &Server) {
+    assert_eq!(
+        server.list("acme").await.len(),
+        ADS,
+        "{}",
+        server.stderr_tail()
+    );
+    let found = server.get("/search?q=Ad&limit=100").await.json();
+    assert_eq!(found["total"], ADS, "{found}");
+}
+
+/// The journal's `db` file cut with sled's snapshot still pointing past the cut (sled
+/// refuses it), then garbled (sled recovers nothing): `serve` refuses, naming the
+/// journal and `adledger verify`; `verify` exits 1 naming the journal.
+async fn a_damaged_journal_is_refused() {
+    let (_server, _) = stopped_ledger().await;
+    let dir = _server.data_dir.clone();
+    let journal = dir.join("journal");
+    file_starting_with(&journal, "snap.", "");
+    let backup = std::fs::read(journal.join("db")).expect("keep the db file");
+
+    cut_in_half(&journal.join("db"));
+    let err = serve_refused(&dir, &[]).await;
+    assert!(
+        err.contains(&journal.display().to_string()) && err.contains("adledger verify"),
+        "the refusal names the journal and the command that locates the damage:\n{err}"
+    );
+    let out = run_cli(&["verify", "--data-dir", &dir.to_string_lossy()]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("cannot be opened"),
+        "{}",
+        text(&out)
+    );
+
+    std::fs::write(journal.join("db"), &backup).expect("put the db file back");
+    garble(&journal.join("db"));
+    let err = serve_refused(&dir, &["--rebuild-damaged-read-models"]).await;
+    assert!(
+        err.contains("journal"),
+        "a garbled journal is never served, whatever the setting:\n{err}"
+    );
+    let out = run_cli(&["verify", "--data-dir", &dir.to_string_lossy()]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+}
+
+/// The state store's `db` cut short (sled refuses it): `serve` refuses, naming the state
+/// directory and `adledger rebuild`; with `--rebuild-damaged-read-models` it starts,
+/// says so in its log, and serves every ad.
+async fn a_damaged_state_store_is_refused_or_rebuilt_when_allowed() {
+    let (mut server, digest) = stopped_ledger().await;
+    let dir = server.data_dir.clone();
+    let state = dir.join("state");
+    file_starting_with(&state, "snap.", "");
+    cut_in_half(&state.join("db"));
+
+    let err = serve_refused(&dir, &[]).await;
+    assert!(
+        err.contains(&state.display().to_string())
+            && err.contains("adledger rebuild")
+            && err.contains("--rebuild-damaged-read-models"),
+        "the refusal names the state store and the repairs:\n{err}"
+    );
+
+    let mut rebuilt =
+        Server::start_with(Some(dir.clone()), &["--rebuild-damaged-read-models".into()]).await;
+    assert_whole(&rebuilt).await;
+    assert_eq!(rebuilt.get("/ledger/digest").await.json(), digest);
+    assert!(
+        rebuilt
+            .stderr_tail()
+            .contains("rebuilding it from the journal"),
+        "a log line says the read model was rebuilt:\n{}",
+        rebuilt.stderr_tail()
+    );
+    rebuilt.stop().await;
+    server.restart().await;
+    assert_whole(&server).await;
+    server.stop().await;
+}
+
+/// A tantivy segment file deleted, then `search/meta.json` garbled: `serve` refuses,
+/// naming the search index and `adledger rebuild`; `adledger rebuild` repairs it.
+async fn a_damaged_search_index_is_refused_until_rebuilt() {
+    let (mut server, _) = stopped_ledger().await;
+    let dir = server.data_dir.clone();
+    let search = dir.join("search");
+
+    std::fs::remove_file(file_starting_with(&search, "", ".store")).expect("delete a segment file");
+    let err = serve_refused(&dir, &[]).await;
+    assert!(
+        err.contains(&search.display().to_string()) && err.contains("adledger rebuild"),
+        "the refusal names the index and the repair:\n{err}"
+    );
+    let out = run_cli(&["rebuild", "--data-dir", &dir.to_string_lossy()]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    server.restart().await;
+    assert_whole(&server).await;
+    server.stop().await;
+
+    std::fs::write(search.join("meta.json"), b"{\"segments\": [garbage").expect("garble meta.json");
+    let err = serve_refused(&dir, &[]).await;
+    assert!(
+        err.contains("meta.json") && err.contains("adledger rebuild"),
+        "the refusal names the file and the repair:\n{err}"
+    );
+    let out = run_cli(&["rebuild", "--data-dir", &dir.to_string_lossy()]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    server.restart().await;
+    assert_whole(&server).await;
+    server.stop().await;
+}
+
+/// A directory of someone else's files as `--data-dir`: `serve` refuses, naming what it
+/// found, and creates nothing in it.
+async fn a_foreign_directory_is_refused() {
+    let home = tempfile::tempdir().expect("dir");
+    let dir = home.path().join("photos");
+    std::fs::create_dir_all(dir.join("2024")).expect("a subdirectory");
+    std::fs::write(dir.join("notes.txt"), b"not a ledger").expect("a file");
+    let err = serve_refused(&dir, &[]).await;
+    assert!(
+        err.contains("not an adledger data directory") && err.contains("notes.txt"),
+        "{err}"
+    );
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["2024", "notes.txt"], "nothing was created");
+}
+
+local_only!(
+    a_journal_cut_short_is_refused_until_restored,
+    a_damaged_journal_is_refused,
+    a_damaged_state_store_is_refused_or_rebuilt_when_allowed,
+    a_damaged_search_index_is_refused_until_rebuilt,
+    a_foreign_directory_is_refused,
+);

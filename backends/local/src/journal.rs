@@ -131,11 +131,23 @@ impl SledJournal {
 
 /// Opens the sled database in `path`, checks its format and makes it durable as found.
 fn open_store(path: &Path) -> Result<Open, LocalError> {
+    // A journal's `db` file that holds bytes but opens as an empty database was damaged
+    // (sled recovers a log up to its first unreadable record, which can be none): it
+    // must not be stamped and served as a new, empty journal.
+    let existing = std::fs::metadata(path.join("db")).map_or(0, |m| m.len());
     let db = sled::Config::new()
         .path(path)
         .cache_capacity(crate::SLED_CACHE_BYTES)
         .open()
         .map_err(|e| sled_open_error("journal", path.to_path_buf(), e))?;
+    if existing > 0 && db.is_empty() {
+        return Err(corrupt(format!(
+            "{} holds {existing} bytes but no readable journal record: the file is \
+             damaged (or the first start of a new ledger was interrupted: then delete \
+             the directory)",
+            path.join("db").display()
+        )));
+    }
     check_format(&db, path)?;
     let mut durability = Durability::open(path)?;
     durability.sync(&db)?;
