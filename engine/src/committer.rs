@@ -247,10 +247,19 @@ impl Committer {
             Err(error) => {
                 tracing::error!(%error, commands = requests.len(), "journal write failed");
                 let conflict = matches!(error, Error::Conflict { .. });
+                let full = matches!(error, Error::StorageFull(_));
                 for request in requests {
                     let err = if conflict {
                         Error::Unavailable(
                             "the journal is under heavy concurrent writing; retry the request"
+                                .into(),
+                        )
+                    } else if full {
+                        // The backend's text names paths: it is logged above, not sent.
+                        Error::StorageFull(
+                            "the disk holding the journal is full, so this write was not \
+                             acknowledged; the server continues on its own once the operator \
+                             frees space"
                                 .into(),
                         )
                     } else {

@@ -57,6 +57,28 @@ pub enum Error {
         detail: String,
     },
 
+    /// The journal holds fewer blocks than a durable record kept outside it has seen (a
+    /// read model's checkpoint, see [`crate::high_water`]): acknowledged blocks are lost.
+    /// Found at startup, before anything is served or appended; HTTP 500 if ever met on a
+    /// request.
+    #[error(
+        "the journal holds {blocks} blocks but {record} has seen {seen}: blocks {blocks} to {last_seen} were acknowledged and are missing (a journal file \
+         cut short or damaged, or an older copy restored). Refusing to serve or append: new \
+         writes would reuse those sequence numbers with other content. Recover by restoring \
+         the journal from a backup, or from an export that holds them (`adledger import` into \
+         an empty journal). `adledger rebuild` is not a repair: it would make the read models \
+         forget blocks {blocks} to {last_seen} too",
+        last_seen = seen - 1
+    )]
+    JournalBehind {
+        /// Blocks the journal holds (its next sequence number).
+        blocks: u64,
+        /// Blocks the record has seen.
+        seen: u64,
+        /// What kept the record.
+        record: String,
+    },
+
     /// A single command or batch exceeds what the backend can write atomically. HTTP 413.
     #[error("too large: {0}")]
     TooLarge(String),
@@ -64,6 +86,11 @@ pub enum Error {
     /// The ledger is shutting down or a projection did not catch up in time. HTTP 503.
     #[error("unavailable: {0}")]
     Unavailable(String),
+
+    /// The storage has no space left for the write (a full disk). Nothing of the write was
+    /// acknowledged; it may be retried once space is freed. HTTP 507.
+    #[error("no space left for the write: {0}")]
+    StorageFull(String),
 
     /// The storage backend failed. HTTP 500 (the text is logged, never sent to clients).
     #[error("{backend} backend error: {source}")]

@@ -40,6 +40,7 @@ use crate::digest::{Digest, digest_at};
 use crate::error::{Error, Result};
 use crate::export::{EXPORT_FORMAT, EXPORT_FORMAT_VERSION, ExportFormat};
 use crate::hash::Hash;
+use crate::high_water::HighWater;
 use crate::merkle::Frontier;
 use crate::ports::{AppendBatch, Journal};
 use crate::revision::EventKind;
@@ -54,6 +55,11 @@ pub struct ImportOptions {
     pub batch_blocks: usize,
     /// Most frame bytes per `append` (the AWS backend bounds one transaction's size).
     pub batch_bytes: usize,
+    /// Durable records of how far the ledger's journal once reached (its read models'
+    /// checkpoints, [`crate::high_water::read_model_marks`]): an export holding fewer
+    /// blocks is refused before anything is written, since importing it would leave a
+    /// journal behind its own read models.
+    pub must_reach: Vec<HighWater>,
 }
 
 impl Default for ImportOptions {
@@ -61,6 +67,7 @@ impl Default for ImportOptions {
         ImportOptions {
             batch_blocks: 16_384,
             batch_bytes: 32 << 20,
+            must_reach: Vec::new(),
         }
     }
 }
@@ -669,6 +676,28 @@ pub async fn import(
         ));
     }
     let summary = verify_export(path, progress)?;
+    if let Some(mark) = options
+        .must_reach
+        .iter()
+        .filter(|mark| mark.blocks > summary.blocks)
+        .max_by_key(|mark| mark.blocks)
+    {
+        return Err(Error::invalid(
+            "file",
+            format!(
+                "this export holds {} blocks but {} has seen {}: importing it would leave \
+                 a journal without acknowledged blocks {} to {}. Import a newer export or \
+                 restore a backup that holds them; only if no copy does and the loss is \
+                 accepted, run `adledger rebuild` first (it resets the read models to the \
+                 empty journal) and import again",
+                summary.blocks,
+                mark.record,
+                mark.blocks,
+                summary.blocks,
+                mark.blocks - 1
+            ),
+        ));
+    }
     let options = &ImportOptions {
         batch_blocks: options
             .batch_blocks

@@ -85,7 +85,11 @@ impl Ledger {
     /// Opens the ledger: loads the journal tip and starts the committer and the two
     /// projectors on the current Tokio runtime (and, when other processes share the
     /// journal, the task that polls its tip).
+    ///
+    /// Fails with [`Error::JournalBehind`] before anything starts if the journal holds fewer
+    /// blocks than its read models have seen ([`crate::high_water`]).
     pub async fn open(ports: Ports, options: LedgerOptions) -> Result<Ledger> {
+        crate::high_water::check_ports(&ports).await?;
         let committer = Committer::load(
             ports.journal.clone(),
             ports.clock.clone(),

@@ -24,6 +24,8 @@
 //!   is `head_cache`) — the single writer that batches commands into one durable
 //!   append (group commit).
 //! - Read path: [`projection`] — catch-up projections into the read models.
+//! - Startup integrity: [`high_water`] — the journal must still reach what its read models
+//!   have seen (a shorter journal lost acknowledged blocks).
 //! - Front door: [`ledger`] — commands, reads with read-your-writes, history, digests;
 //!   [`history`] — one ad's history in bounded pieces (pages, the revision at a time).
 //! - Maintenance, all through the ports so they work on every backend: [`replay`] (one
@@ -57,6 +59,7 @@ pub mod export;
 pub mod feed;
 pub mod hash;
 mod head_cache;
+pub mod high_water;
 pub mod history;
 pub mod ids;
 pub mod import;

@@ -17,6 +17,7 @@ use crate::ports::{Journal, Ports, SearchIndex, StateStore};
 
 mod engine;
 mod fixtures;
+mod high_water;
 mod maintenance;
 mod ports;
 mod property;
@@ -49,6 +50,7 @@ impl RunAsTester for Ledger {
     }
 }
 pub use fixtures::*;
+pub use high_water::*;
 pub use maintenance::*;
 pub use ports::*;
 pub use property::*;
@@ -157,6 +159,7 @@ macro_rules! conformance_tests {
             ledger_actors_are_recorded_in_headers,
             ledger_rebuild_equals_live_read_models,
             ledger_group_commit_batches_concurrent_creates,
+            ledger_refuses_a_journal_behind_its_read_models,
             state_scan_orders_by_key_and_keeps_tombstones,
             state_put_overwrites_and_sets_checkpoint,
             search_put_overrides_versions_and_tombstones,

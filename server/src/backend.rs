@@ -4,7 +4,7 @@
 //! A backend that is not compiled into this build is a clear startup error, never a
 //! panic or a silent fallback to another store.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use adledger_engine::clock::{LogicalClock, SystemClock};
@@ -52,6 +52,57 @@ pub enum BackendError {
         prefix: String,
         /// The backend's error.
         source: adledger_engine::Error,
+    },
+    /// The local journal's files cannot be read (not: another process holds them).
+    #[error(
+        "cannot open the journal at {}: {source}. The journal is the ledger's history and \
+         is never rebuilt: run `adledger verify --data-dir {}` to see what it finds, and if \
+         its files are damaged, restore the journal directory from a backup, or move it \
+         away and `adledger import` an export into an empty one",
+        path.display(),
+        dir.display()
+    )]
+    DamagedJournal {
+        /// The journal's directory.
+        path: PathBuf,
+        /// The data directory.
+        dir: PathBuf,
+        /// The backend's error.
+        source: adledger_engine::Error,
+    },
+    /// A local read model's files cannot be read (not: another process holds them).
+    #[error(
+        "cannot open the {what} at {}: {source}. It is a read model, rebuilt from the \
+         journal: run `adledger rebuild --data-dir {}`, or start the server with \
+         `--rebuild-damaged-read-models` (ADLEDGER_REBUILD_DAMAGED_READ_MODELS=true) to \
+         rebuild it at startup",
+        path.display(),
+        dir.display()
+    )]
+    DamagedReadModel {
+        /// "state read model" or "search index".
+        what: &'static str,
+        /// The read model's directory.
+        path: PathBuf,
+        /// The data directory.
+        dir: PathBuf,
+        /// The backend's error.
+        source: adledger_engine::Error,
+    },
+    /// The data directory holds files, none of them adledger's: probably a wrong path.
+    /// Nothing is created in it.
+    #[error(
+        "{} is not an adledger data directory: it holds {} but no journal, state or \
+         search directory. Give --data-dir an empty or new directory to start a new \
+         ledger, or the directory an adledger server ran with",
+        dir.display(),
+        found.join(", ")
+    )]
+    Foreign {
+        /// The directory.
+        dir: PathBuf,
+        /// A few of the names found in it.
+        found: Vec<String>,
     },
     /// The configured backend cannot do what was asked (yet).
     #[error("{0}")]
@@ -135,12 +186,22 @@ fn open_scope(config: &Config, scope: Scope) -> Result<Opened, BackendError> {
             if !path.is_dir() {
                 return Err(BackendError::NoJournal { dir: dir.clone() });
             }
-            let journal = SledJournal::open(&path).map_err(open_error)?;
+            let journal = SledJournal::open(&path).map_err(|source| {
+                if adledger_local::is_in_use(&source) {
+                    open_error(source)
+                } else {
+                    BackendError::DamagedJournal {
+                        path: path.clone(),
+                        dir: dir.clone(),
+                        source,
+                    }
+                }
+            })?;
             Ok(Opened::Journal(Arc::new(journal)))
         }
         BackendKind::Local => {
             let (clock, ids) = clock_and_ids(config.deterministic);
-            let local = LocalBackend::open(dir).map_err(open_error)?;
+            let local = open_local(config)?;
             Ok(Opened::Ports(Ports {
                 journal: local.journal,
                 state: local.state,
@@ -169,6 +230,120 @@ fn open_scope(config: &Config, scope: Scope) -> Result<Opened, BackendError> {
         BackendKind::Aws => aws::open(config, scope),
         #[cfg(not(feature = "aws"))]
         BackendKind::Aws => Err(BackendError::NotCompiled(BackendKind::Aws.as_str())),
+    }
+}
+
+/// What a local data directory holds (besides dot files and `lost+found`): a
+/// directory with none of these and something else is someone else's.
+const LOCAL_ENTRIES: [&str; 6] = [
+    LOCAL_JOURNAL_DIR,
+    "state",
+    "search",
+    "subscriptions",
+    "snapshots",
+    "rebuild.in-progress",
+];
+
+/// Refuses a non-empty directory that holds nothing of adledger's (a wrong
+/// `--data-dir`), before anything is created in it.
+fn check_data_dir(dir: &Path) -> Result<(), BackendError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        // Missing: created. Unreadable: the open that follows names the error.
+        Err(_) => return Ok(()),
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if LOCAL_ENTRIES.contains(&name.as_str()) || name.starts_with("shadow-") {
+            return Ok(());
+        }
+        if !name.starts_with('.') && name != "lost+found" {
+            found.push(name);
+        }
+    }
+    if found.is_empty() {
+        return Ok(());
+    }
+    found.sort();
+    if found.len() > 3 {
+        let more = found.len() - 3;
+        found.truncate(3);
+        found.push(format!("{more} more"));
+    }
+    Err(BackendError::Foreign {
+        dir: dir.to_path_buf(),
+        found,
+    })
+}
+
+/// Opens the local stores one by one, so a failure names the store, its directory and
+/// the command that repairs it; with `rebuild_damaged_read_models`, an unreadable read
+/// model is deleted and rebuilt from the journal instead.
+fn open_local(config: &Config) -> Result<LocalBackend, BackendError> {
+    let dir = &config.data_dir;
+    check_data_dir(dir)?;
+    let journal_path = dir.join(LOCAL_JOURNAL_DIR);
+    let journal = SledJournal::open(&journal_path).map_err(|source| {
+        if adledger_local::is_in_use(&source) {
+            BackendError::Open {
+                dir: dir.clone(),
+                source,
+            }
+        } else {
+            BackendError::DamagedJournal {
+                path: journal_path.clone(),
+                dir: dir.clone(),
+                source,
+            }
+        }
+    })?;
+    let state = open_read_model(config, "state", "state read model", |path| {
+        SledStateStore::open(path)
+    })?;
+    let search = open_read_model(config, "search", "search index", |path| {
+        TantivySearchIndex::open(path)
+    })?;
+    Ok(LocalBackend {
+        journal: Arc::new(journal),
+        state: Arc::new(state),
+        search: Arc::new(search),
+    })
+}
+
+/// Opens the read model in `<data_dir>/<name>` with `open`; see [`open_local`].
+fn open_read_model<T>(
+    config: &Config,
+    name: &str,
+    what: &'static str,
+    open: impl Fn(&Path) -> adledger_engine::Result<T>,
+) -> Result<T, BackendError> {
+    let dir = &config.data_dir;
+    let path = dir.join(name);
+    let open_error = |source| BackendError::Open {
+        dir: dir.clone(),
+        source,
+    };
+    match open(&path) {
+        Ok(store) => Ok(store),
+        Err(source) if adledger_local::is_in_use(&source) => Err(open_error(source)),
+        Err(source) if config.rebuild_damaged_read_models => {
+            tracing::warn!(
+                path = %path.display(),
+                error = %source,
+                "the {what} cannot be opened; rebuild_damaged_read_models is set: deleting \
+                 it and rebuilding it from the journal"
+            );
+            std::fs::remove_dir_all(&path)
+                .map_err(|e| open_error(adledger_engine::Error::backend("filesystem", e)))?;
+            open(&path).map_err(open_error)
+        }
+        Err(source) => Err(BackendError::DamagedReadModel {
+            what,
+            path,
+            dir: dir.clone(),
+            source,
+        }),
     }
 }
 
@@ -209,6 +384,35 @@ pub fn open_read_models(config: &Config, name: &str) -> Result<ReadModels, Backe
     let state = SledStateStore::open(&dir.join("state")).map_err(open_error)?;
     let search = TantivySearchIndex::open(&dir.join("search")).map_err(open_error)?;
     Ok((Arc::new(state), Arc::new(search)))
+}
+
+/// Opens the live read models of an existing ledger for an offline tool that compares
+/// them with the journal (`adledger verify`); `None` where there are none to compare
+/// (a local data directory without them, the memory backend). Call after opening the
+/// journal, so a directory in use by a server is refused by the journal's lock first.
+pub fn open_live_read_models(config: &Config) -> Result<Option<ReadModels>, BackendError> {
+    match config.backend {
+        BackendKind::Local => {
+            let dir = &config.data_dir;
+            let (state_dir, search_dir) = (dir.join("state"), dir.join("search"));
+            // Never create them: an offline tool leaves a directory as it found it.
+            if !state_dir.is_dir() || !search_dir.join("meta.json").is_file() {
+                return Ok(None);
+            }
+            let open_error = |source| BackendError::Open {
+                dir: dir.clone(),
+                source,
+            };
+            let state = SledStateStore::open(&state_dir).map_err(open_error)?;
+            let search = TantivySearchIndex::open(&search_dir).map_err(open_error)?;
+            Ok(Some((Arc::new(state), Arc::new(search))))
+        }
+        BackendKind::Memory => Ok(None),
+        BackendKind::Aws => {
+            let ports = open(config)?;
+            Ok(Some((ports.state, ports.search)))
+        }
+    }
 }
 
 /// Where [`open_read_models`] keeps the read models named `name` (local backend), so a

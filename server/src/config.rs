@@ -8,7 +8,9 @@
 //! `deterministic` and `admin_token`, for the AWS backend `dynamodb_endpoint`,
 //! `table_prefix` and `search`, and with `search = "opensearch"` `opensearch_url`,
 //! `opensearch_auth` and `opensearch_username`, and `journal_poll_ms` and `lease_ms`
-//! (how often an AWS process reads the journal's tip, how long a projector lease lasts);
+//! (how often an AWS process reads the journal's tip, how long a projector lease lasts),
+//! and `rebuild_damaged_read_models` (rebuild an unreadable read model from the journal
+//! at startup instead of refusing to start);
 //! any other key is an error that names it,
 //! so a typo never silently falls back to a default. The OpenSearch username and
 //! password have no flag (`ADLEDGER_OPENSEARCH_USERNAME`, `ADLEDGER_OPENSEARCH_PASSWORD`);
@@ -215,6 +217,11 @@ pub struct Config {
     /// AWS backend: how long a projector lease lasts, in milliseconds.
     #[serde(deserialize_with = "file_lease_ms")]
     pub lease_ms: u64,
+    /// Local backend: when a read model's files cannot be opened at startup (damaged),
+    /// delete them and rebuild it from the journal, with a warning in the log, instead of
+    /// refusing to start. Never applies to the journal, nor to a journal shorter than its
+    /// read models (that is lost history, not a damaged read model).
+    pub rebuild_damaged_read_models: bool,
 }
 
 /// The admin routes' bearer token. A secret: `Debug` never shows it, and an empty or
@@ -277,6 +284,7 @@ impl Default for Config {
             opensearch_password: None,
             journal_poll_ms: DEFAULT_JOURNAL_POLL_MS,
             lease_ms: DEFAULT_LEASE_MS,
+            rebuild_damaged_read_models: false,
         }
     }
 }
@@ -465,6 +473,17 @@ pub struct ServeArgs {
     /// AWS backend: how long a projector lease lasts, in ms (1000..=600000) [default: 10000]
     #[arg(long, value_name = "MS", env = "ADLEDGER_LEASE_MS", value_parser = millis_in(LEASE_MS))]
     pub lease_ms: Option<u64>,
+
+    /// Local backend: rebuild a read model (state store, search index) from the journal
+    /// at startup when its files are damaged, instead of refusing to start [default: false]
+    #[arg(
+        long,
+        value_name = "BOOL",
+        env = "ADLEDGER_REBUILD_DAMAGED_READ_MODELS",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub rebuild_damaged_read_models: Option<bool>,
     /// The ledger feed carries a digest event every N blocks; every server of one ledger
     /// must use the same N [default: 100]
     #[arg(long, value_name = "N", env = "ADLEDGER_FEED_DIGEST_EVERY")]
@@ -490,6 +509,7 @@ impl ServeArgs {
             metrics_listen: self.metrics_listen.clone(),
             journal_poll_ms: self.journal_poll_ms,
             lease_ms: self.lease_ms,
+            rebuild_damaged_read_models: self.rebuild_damaged_read_models,
             feed_digest_every: self.feed_digest_every,
             ..self.storage.overrides()
         }
@@ -538,6 +558,8 @@ pub struct Overrides {
     pub journal_poll_ms: Option<u64>,
     /// `--lease-ms` / `ADLEDGER_LEASE_MS`.
     pub lease_ms: Option<u64>,
+    /// `--rebuild-damaged-read-models` / `ADLEDGER_REBUILD_DAMAGED_READ_MODELS`.
+    pub rebuild_damaged_read_models: Option<bool>,
     /// `--feed-digest-every` / `ADLEDGER_FEED_DIGEST_EVERY`.
     pub feed_digest_every: Option<std::num::NonZeroU64>,
     /// `--dynamodb-endpoint` / `ADLEDGER_DYNAMODB_ENDPOINT`.
@@ -645,6 +667,9 @@ impl Overrides {
         }
         if let Some(ms) = self.lease_ms {
             config.lease_ms = ms;
+        }
+        if let Some(rebuild) = self.rebuild_damaged_read_models {
+            config.rebuild_damaged_read_models = rebuild;
         }
         if let Some(endpoint) = &self.dynamodb_endpoint {
             config.dynamodb_endpoint = Some(endpoint.clone());
@@ -940,6 +965,19 @@ mod tests {
         let err = Config::from_toml("lease_ms = 999\n", Path::new("a.toml"))
             .expect_err("below the range in the file");
         assert!(err.to_string().contains("999"), "{err}");
+    }
+
+    #[test]
+    fn rebuilding_damaged_read_models_is_off_unless_asked() {
+        assert!(!Config::default().rebuild_damaged_read_models);
+        let from_file = file("rebuild_damaged_read_models = true\n");
+        let config = Config::resolve(Some(from_file.clone()), &Overrides::default());
+        assert!(config.rebuild_damaged_read_models, "the file says so");
+        let layer = flags(&["--rebuild-damaged-read-models", "false"]).expect("valid flags");
+        let config = Config::resolve(Some(from_file), &layer);
+        assert!(!config.rebuild_damaged_read_models, "flag beats file");
+        let layer = flags(&["--rebuild-damaged-read-models"]).expect("a bare flag");
+        assert!(Config::resolve(None, &layer).rebuild_damaged_read_models);
     }
 
     #[test]

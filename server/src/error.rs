@@ -363,6 +363,16 @@ impl ApiError {
                 "Too large",
                 format!("{what}; send less in one request"),
             ),
+            Error::StorageFull(reason) => {
+                let mut err = Self::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "/problems/storage-full",
+                    "Insufficient storage",
+                    format!("{reason}; retry after the delay in Retry-After"),
+                );
+                err.retry_after = Some(RETRY_AFTER_SECS);
+                err
+            }
             Error::Unavailable(reason) => {
                 let mut err = Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,

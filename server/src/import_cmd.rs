@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use adledger_engine::high_water::read_model_marks;
 use adledger_engine::import::{ImportOptions, ImportProgress, import};
 use clap::Args;
 use serde_json::json;
@@ -56,13 +57,13 @@ fn run_import(args: &ImportArgs) -> Outcome {
             });
             bar.set_position(p.bytes);
         };
-        let summary = import(
-            ports.journal.as_ref(),
-            &args.file,
-            &ImportOptions::default(),
-            &mut progress,
-        )
-        .await;
+        // The read models may remember a longer journal than the one lost: an export
+        // shorter than that is refused before anything is written.
+        let options = ImportOptions {
+            must_reach: read_model_marks(ports.state.as_ref(), ports.search.as_ref()).await?,
+            ..ImportOptions::default()
+        };
+        let summary = import(ports.journal.as_ref(), &args.file, &options, &mut progress).await;
         bar.finish_and_clear();
         let summary = summary?;
         let seconds = started.elapsed().as_secs_f64();

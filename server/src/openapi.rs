@@ -133,6 +133,13 @@ impl Modify for EveryOperation {
                          `publisher:<id>` group, or admin rights)",
                     )
                 });
+                responses.entry("507".into()).or_insert_with(|| {
+                    problem_response(
+                        "The disk holding the journal is full (`/problems/storage-full`): \
+                         the write was not acknowledged; retry after `Retry-After` seconds, \
+                         writes resume once space is freed",
+                    )
+                });
             }
         }
         // Every subscription route answers these the same way (see
@@ -514,6 +521,10 @@ mod tests {
             assert!(
                 responses["403"]["content"][PROBLEM_JSON].is_object(),
                 "{method} {path}"
+            );
+            assert!(
+                responses["507"]["content"][PROBLEM_JSON].is_object(),
+                "{method} {path}: a full disk"
             );
         }
     }

@@ -104,7 +104,10 @@ pub fn rebuild_command(args: &RebuildArgs) -> ExitCode {
 }
 
 fn run_rebuild(args: &RebuildArgs) -> Outcome {
-    let config = args.storage.load()?;
+    let mut config = args.storage.load()?;
+    // A rebuild replaces the read models: ones whose files cannot even be opened are
+    // deleted and started empty rather than stopping the repair meant for them.
+    config.rebuild_damaged_read_models = true;
     let ports = backend::open_existing(&config)?;
     let options = RebuildOptions {
         batch_blocks: args.batch.max(1),

@@ -12,6 +12,9 @@
 //!   throughput and the root.
 //! - `1`: it does not. One line on stdout naming the first bad sequence number and, where
 //!   the stored bytes still say, the ad, its version and the field that no longer matches.
+//!   A journal that verifies but holds fewer blocks than its read models' checkpoints
+//!   have seen has lost acknowledged blocks (cut short, or recovered to an older prefix
+//!   after damage): also `1`, naming where the journal ends and what was lost.
 //! - `2`: verification could not run (bad configuration, no journal, the directory is in
 //!   use by a running server, a storage error). One line on stderr.
 //!
@@ -24,6 +27,7 @@ use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use adledger_engine::high_water::{check_journal_reaches, read_model_marks};
 use adledger_engine::verify::{VerifyFailure, VerifyReport, verify_journal};
 use adledger_engine::{Error, Hash};
 use clap::Args;
@@ -161,7 +165,40 @@ pub fn verify_command(args: &VerifyArgs) -> ExitCode {
 /// with the outcome, for the throughput figures.
 fn run(args: &VerifyArgs) -> Result<(Outcome, Duration), VerifyError> {
     let config = args.storage.load()?;
-    let journal = backend::open_journal(&config)?;
+    let journal = match backend::open_journal(&config) {
+        Ok(journal) => journal,
+        // Files that sled cannot even open are a finding, not a failure to run.
+        Err(BackendError::DamagedJournal { path, source, .. }) => {
+            let detail = format!(
+                "the journal at {} cannot be opened, its files are damaged ({source}): \
+                 restore the journal directory from a backup, or move it away and \
+                 `adledger import` an export into an empty one",
+                path.display()
+            );
+            let finding = Finding {
+                sequence: None,
+                ad_id: None,
+                version: None,
+                field: None,
+                detail,
+            };
+            return Ok((Outcome::Failed(finding), Duration::ZERO));
+        }
+        Err(other) => return Err(other.into()),
+    };
+    // Opened after the journal, whose lock tells a running server apart; `None` where
+    // the ledger has no read models to compare with.
+    let read_models = match backend::open_live_read_models(&config) {
+        Ok(read_models) => read_models,
+        Err(error) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "note: the read models could not be opened, so the journal's length is not \
+                 compared with their checkpoints: {error}"
+            );
+            None
+        }
+    };
     // Verification is one long CPU loop (SHA-256 over every stored byte) between storage
     // reads, which the backend runs on tokio's blocking pool. Nothing else shares this
     // runtime, so a current-thread runtime cannot starve anything: the hashing runs on
@@ -172,6 +209,13 @@ fn run(args: &VerifyArgs) -> Result<(Outcome, Duration), VerifyError> {
         .build()
         .map_err(VerifyError::Runtime)?;
     runtime.block_on(async {
+        // Before the journal's tip is read: see `adledger_engine::high_water`.
+        let marks = match &read_models {
+            Some((state, search)) => read_model_marks(state.as_ref(), search.as_ref())
+                .await
+                .map_err(VerifyError::Read)?,
+            None => Vec::new(),
+        };
         let total = journal
             .last_sequence()
             .await
@@ -185,7 +229,17 @@ fn run(args: &VerifyArgs) -> Result<(Outcome, Duration), VerifyError> {
         let took = started.elapsed();
         bar.finish_and_clear();
         let outcome = match result {
-            Ok(Ok(report)) => Outcome::Verified(report),
+            Ok(Ok(report)) => match check_journal_reaches(journal.as_ref(), &marks).await {
+                Ok(_) => Outcome::Verified(report),
+                Err(error @ Error::JournalBehind { blocks, .. }) => Outcome::Failed(Finding {
+                    sequence: Some(blocks),
+                    ad_id: None,
+                    version: None,
+                    field: None,
+                    detail: error.to_string(),
+                }),
+                Err(other) => return Err(VerifyError::Read(other)),
+            },
             Ok(Err(failure)) => Outcome::Failed(failure.into()),
             // A backend reports some tampering while reading, before the verifier sees
             // the block: a block missing below the tip, or a record that does not decode.

@@ -19,6 +19,8 @@
 //! | `seed_flows`, `bad_input`, `concurrency`, `deterministic`, `feed` | ✓ | ✓ | ✓ |
 //! | `crash` (kill -9, restart, check what survived) | ✓ | ✓ | |
 //! | `maintenance`, `verify` (sled and tantivy files touched directly) | ✓ | | |
+//! | `damaged_files` (files cut short, garbled or foreign at startup) | ✓ | | |
+//! | `full_disk` (a tmpfs filled up while serving, then freed; needs root) | ✓ | | |
 //! | `bounded_reads` (history pages, `asOf` and write answers in bounded block reads) | ✓ | | ✓ |
 //! | `subscriptions` (durable webhook delivery; on AWS: the 501 until it has a store) | ✓ | ✓ | |
 //! | `edge` (timeouts, limits, shedding, shutdown: the same on every backend) | ✓ | | |
@@ -41,9 +43,11 @@ mod bad_input;
 mod bounded_reads;
 mod concurrency;
 mod crash;
+mod damaged_files;
 mod deterministic;
 mod edge;
 mod feed;
+mod full_disk;
 mod maintenance;
 mod metrics;
 mod moves;

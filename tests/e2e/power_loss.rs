@@ -725,18 +725,7 @@ async fn verify_offline(data_dir: &Path) -> Result<(), String> {
 }
 
 fn require_fuse() {
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(str::to_string)
-        })
-        .unwrap_or_default();
-    assert!(
-        uid.split_whitespace().nth(1) == Some("0"),
-        "the power-loss tests mount a FUSE file system and must run as root ({uid})"
-    );
+    crate::support::require_root("the power-loss tests mount a FUSE file system");
     assert!(
         Path::new("/dev/fuse").exists(),
         "the power-loss tests need /dev/fuse (the fuse kernel module), which is absent"

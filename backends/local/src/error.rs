@@ -43,13 +43,14 @@ pub(crate) enum LocalError {
         source: std::io::Error,
     },
 
-    /// An earlier fsync failed, so what the kernel holds for the journal is unknown; see
-    /// `journal::Durability::poisoned`.
+    /// A store was closed after a failed write and cannot be opened again yet (see
+    /// `reopen`); `full`: because its file system has no space left.
     #[error(
-        "the journal refuses writes because an earlier fsync failed ({0}); restart the \
-         process so it re-reads the journal from disk"
+        "the {store} was closed after a failed write and cannot be opened again yet{}; \
+         the next request tries again",
+        if *full { " (no space left on its file system)" } else { "" }
     )]
-    Poisoned(String),
+    Closed { store: &'static str, full: bool },
 
     #[error(transparent)]
     Sled(#[from] sled::Error),
@@ -89,12 +90,35 @@ impl LocalError {
             | LocalError::Open { backend, .. }
             | LocalError::Task { backend, .. } => backend,
             LocalError::Sync { .. }
-            | LocalError::Poisoned(_)
+            | LocalError::Closed { .. }
             | LocalError::Sled(_)
             | LocalError::BadBatch(_)
             | LocalError::Conflict { .. }
             | LocalError::MissingBlock { .. }
             | LocalError::Corrupt(_) => "sled",
+        }
+    }
+}
+
+impl LocalError {
+    /// Whether the file system had no space left for a write (ENOSPC, or a quota).
+    pub(crate) fn is_storage_full(&self) -> bool {
+        let full = |io: &std::io::Error| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            )
+        };
+        let sled_full = |e: &sled::Error| matches!(e, sled::Error::Io(io) if full(io));
+        match self {
+            LocalError::Sync { source, .. } => full(source),
+            LocalError::Sled(e) => sled_full(e),
+            LocalError::Closed { full, .. } => *full,
+            LocalError::Open { source, .. } | LocalError::InUse { source, .. } => {
+                source.downcast_ref::<sled::Error>().is_some_and(sled_full)
+                    || source.downcast_ref::<std::io::Error>().is_some_and(full)
+            }
+            _ => false,
         }
     }
 }
@@ -108,6 +132,11 @@ impl From<LocalError> for Error {
                 sequence,
                 detail: "the block is missing below the journal's last sequence".into(),
             },
+            closed @ LocalError::Closed { full: true, .. } => {
+                Error::StorageFull(closed.to_string())
+            }
+            closed @ LocalError::Closed { .. } => Error::Unavailable(closed.to_string()),
+            other if other.is_storage_full() => Error::StorageFull(other.to_string()),
             other => Error::backend(other.backend(), other),
         }
     }
@@ -140,4 +169,17 @@ pub(crate) fn sled_open_error(what: &'static str, path: PathBuf, error: sled::Er
             source: Box::new(error),
         }
     }
+}
+
+/// Whether `error`, from opening a store of this crate (or its search index), says
+/// another process holds it rather than that its files cannot be read: a caller that
+/// would rebuild an unreadable read model must never delete one in use.
+pub fn is_in_use(error: &Error) -> bool {
+    let ours = match error {
+        Error::Backend { source, .. } => source
+            .downcast_ref::<LocalError>()
+            .is_some_and(|e| matches!(e, LocalError::InUse { .. })),
+        _ => false,
+    };
+    ours || adledger_tantivy::is_in_use(error)
 }

@@ -17,7 +17,7 @@ mod keys;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock, TryLockError};
+use std::sync::Arc;
 
 use adledger_engine::block::EncodedBlock;
 use adledger_engine::ports::{AdHead, AppendBatch, IdempotencyRecord, Journal, RevisionRef};
@@ -27,6 +27,7 @@ use async_trait::async_trait;
 use self::durability::Durability;
 use crate::blocking;
 use crate::error::{LocalError, corrupt, sled_open_error};
+use crate::reopen::Reopenable;
 
 /// The hash-chained journal, stored in a sled database of its own.
 ///
@@ -38,9 +39,15 @@ pub struct SledJournal {
 
 struct Inner {
     path: PathBuf,
+    /// Write side: one append (or a reopen after a failed one). Read side: every read.
+    /// See the module docs, and `reopen` for what a failed append does.
+    store: Reopenable<Open>,
+}
+
+/// The open database and what makes it durable.
+struct Open {
     db: sled::Db,
-    /// Write side: one append. Read side: every read. See the module docs.
-    gate: RwLock<Durability>,
+    durability: Durability,
 }
 
 impl std::fmt::Debug for SledJournal {
@@ -69,19 +76,12 @@ impl SledJournal {
             path: path.to_path_buf(),
             source: Box::new(e),
         })?;
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(crate::SLED_CACHE_BYTES)
-            .open()
-            .map_err(|e| sled_open_error("journal", path.to_path_buf(), e))?;
-        check_format(&db, path)?;
-        let mut durability = Durability::open(path)?;
-        durability.sync(&db)?;
+        let at = path.to_path_buf();
+        let store = Reopenable::new("journal", move || open_store(&at))?;
         Ok(SledJournal {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
-                db,
-                gate: RwLock::new(durability),
+                store,
             }),
         })
     }
@@ -92,13 +92,7 @@ impl SledJournal {
         F: FnOnce(&sled::Db) -> Result<T, LocalError> + Send + 'static,
     {
         let inner = self.inner.clone();
-        blocking::run("sled", move || {
-            // A panic elsewhere cannot leave a half-applied batch (apply_batch is atomic),
-            // so a poisoned gate is still safe to read through.
-            let _gate = inner.gate.read().unwrap_or_else(PoisonError::into_inner);
-            work(&inner.db)
-        })
-        .await
+        blocking::run("sled", move || inner.store.read(|open| work(&open.db))).await
     }
 
     /// A read of a few keys: done right here when no append holds the gate, on the
@@ -120,19 +114,44 @@ impl SledJournal {
         }
     }
 
-    /// Runs `work` now if the gate is free; hands it back if an append holds it.
+    /// Runs `work` now if the gate is free and the journal open; hands it back otherwise.
     fn read_if_open<T, F>(&self, work: F) -> std::result::Result<Result<T>, F>
     where
         F: FnOnce(&sled::Db) -> Result<T, LocalError>,
     {
-        let _gate = match self.inner.gate.try_read() {
-            Ok(gate) => gate,
-            // As in `read`: a panic cannot leave a half-applied batch behind.
-            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(TryLockError::WouldBlock) => return Err(work),
+        let Some(gate) = self.inner.store.try_read_now() else {
+            return Err(work);
         };
-        Ok(work(&self.inner.db).map_err(Into::into))
+        match gate.as_ref() {
+            Some(open) => Ok(work(&open.db).map_err(Into::into)),
+            None => Err(work),
+        }
     }
+}
+
+/// Opens the sled database in `path`, checks its format and makes it durable as found.
+fn open_store(path: &Path) -> Result<Open, LocalError> {
+    // A journal's `db` file that holds bytes but opens as an empty database was damaged
+    // (sled recovers a log up to its first unreadable record, which can be none): it
+    // must not be stamped and served as a new, empty journal.
+    let existing = std::fs::metadata(path.join("db")).map_or(0, |m| m.len());
+    let db = sled::Config::new()
+        .path(path)
+        .cache_capacity(crate::SLED_CACHE_BYTES)
+        .open()
+        .map_err(|e| sled_open_error("journal", path.to_path_buf(), e))?;
+    if existing > 0 && db.is_empty() {
+        return Err(corrupt(format!(
+            "{} holds {existing} bytes but no readable journal record: the file is \
+             damaged (or the first start of a new ledger was interrupted: then delete \
+             the directory)",
+            path.join("db").display()
+        )));
+    }
+    check_format(&db, path)?;
+    let mut durability = Durability::open(path)?;
+    durability.sync(&db)?;
+    Ok(Open { db, durability })
 }
 
 /// Largest `read_blocks` / `merkle_nodes` request served as a point read.
@@ -368,13 +387,16 @@ fn plan_write(db: &sled::Db, batch: &AppendBatch) -> Result<sled::Batch, LocalEr
 
 fn append_blocking(inner: &Inner, batch: &AppendBatch) -> Result<(), LocalError> {
     // A panic while holding the gate happened either before `apply_batch` (nothing
-    // written) or after it, and then the next append's sync covers it; or the durability
-    // state records a failed sync. Either way it is safe to continue.
-    let mut durability = inner.gate.write().unwrap_or_else(PoisonError::into_inner);
-    durability.check()?;
-    let write = plan_write(&inner.db, batch)?;
-    inner.db.apply_batch(write)?;
-    durability.sync(&inner.db)
+    // written) or after it, and then the next append's sync covers it. A failed write or
+    // sync closes the journal before the gate is released: the batch may be in sled's
+    // memory without being on disk, and no read may see it (see `reopen`).
+    inner.store.write(|open| {
+        let write = plan_write(&open.db, batch).map_err(|e| (e, false))?;
+        open.db
+            .apply_batch(write)
+            .map_err(|e| (LocalError::from(e), true))?;
+        open.durability.sync(&open.db).map_err(|e| (e, true))
+    })
 }
 
 fn read_blocks_blocking(

@@ -30,11 +30,14 @@
 //! - [`TantivySearchIndex`], the `SearchIndex` port, comes from the `adledger-tantivy`
 //!   crate, which the AWS backend shares without compiling sled.
 //! - `error`: the backend's error type and its mapping into `adledger_engine::Error`.
+//! - `reopen`: a sled database closed after a failed write (a full disk) and opened
+//!   again from disk by the next call, so the server continues once space is freed.
 //! - `blocking`: runs sled calls on tokio's blocking pool.
 
 mod blocking;
 mod error;
 mod journal;
+mod reopen;
 mod state;
 mod subscriptions;
 
@@ -50,6 +53,7 @@ use std::sync::Arc;
 const SLED_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 
 pub use adledger_tantivy::TantivySearchIndex;
+pub use error::is_in_use;
 pub use journal::SledJournal;
 pub use state::SledStateStore;
 pub use subscriptions::SledSubscriptionStore;

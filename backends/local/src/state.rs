@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::blocking;
 use crate::error::{LocalError, corrupt, sled_open_error};
+use crate::reopen::Reopenable;
 
 const AD: u8 = b'A';
 const CHECKPOINT_KEY: &[u8] = b"C";
@@ -46,7 +47,8 @@ pub struct SledStateStore {
 
 struct Inner {
     path: PathBuf,
-    db: sled::Db,
+    /// Closed after a failed write (a full disk) and reopened from disk (`reopen`).
+    store: Reopenable<sled::Db>,
     /// Held across "read the stored version, then write", so two concurrent `apply` calls
     /// cannot both decide their revision is the newer one.
     writer: Mutex<()>,
@@ -128,33 +130,50 @@ impl SledStateStore {
             path: path.to_path_buf(),
             source: Box::new(e),
         })?;
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(crate::SLED_CACHE_BYTES)
-            .open()
-            .map_err(|e| sled_open_error("state store", path.to_path_buf(), e))?;
-        crate::journal::durability::sync_after_open(path, &db)?;
+        let at = path.to_path_buf();
+        let store = Reopenable::new("state store", move || {
+            sled::Config::new()
+                .path(&at)
+                .cache_capacity(crate::SLED_CACHE_BYTES)
+                .open()
+                .map_err(|e| sled_open_error("state store", at.clone(), e))
+                .and_then(|db| {
+                    crate::journal::durability::sync_after_open(&at, &db)?;
+                    Ok(db)
+                })
+        })?;
         Ok(SledStateStore {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
-                db,
+                store,
                 writer: Mutex::new(()),
             }),
         })
     }
 
+    /// Runs `work` on the blocking pool. A sled error closes the store, which is opened
+    /// again from disk: sled refuses every write after a failed flush (a full disk) until
+    /// it is reopened, and a store at an older checkpoint is caught up by its projector.
     async fn run<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Inner) -> Result<T, LocalError> + Send + 'static,
+        F: FnOnce(&Inner, &sled::Db) -> Result<T, LocalError> + Send + 'static,
     {
         let inner = self.inner.clone();
-        blocking::run("sled", move || work(&inner)).await
+        blocking::run("sled", move || {
+            let result = inner.store.read(|db| work(&inner, db));
+            if let Err(LocalError::Sled(_)) = &result {
+                inner.store.close();
+            }
+            result
+        })
+        .await
     }
 }
 
 fn apply_blocking(
     inner: &Inner,
+    db: &sled::Db,
     revisions: &[Revision],
     checkpoint: u64,
 ) -> Result<(), LocalError> {
@@ -167,7 +186,7 @@ fn apply_blocking(
         let key = ad_key(&revision.key());
         let current = match pending.get(&key) {
             Some(&version) => Some(version),
-            None => match inner.db.get(&key)? {
+            None => match db.get(&key)? {
                 Some(bytes) => Some(decode(&key, &bytes)?.version),
                 None => None,
             },
@@ -191,7 +210,7 @@ fn apply_blocking(
         pending.insert(key, revision.version());
     }
     batch.insert(CHECKPOINT_KEY, &checkpoint.to_be_bytes()[..]);
-    inner.db.apply_batch(batch)?;
+    db.apply_batch(batch)?;
     Ok(())
 }
 
@@ -280,6 +299,7 @@ fn scan_blocking(
 
 fn put_blocking(
     inner: &Inner,
+    db: &sled::Db,
     states: &[AdState],
     checkpoint: Option<u64>,
 ) -> Result<(), LocalError> {
@@ -302,14 +322,14 @@ fn put_blocking(
     // Under the writer lock, so a concurrent `apply` cannot decide on a version this
     // batch is about to replace.
     let _writer = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
-    inner.db.apply_batch(batch)?;
+    db.apply_batch(batch)?;
     if checkpoint.is_some() {
         // sled keeps recent writes in its own buffers for up to half a second; a killed
         // process loses them. A checkpointed bulk write (a rebuild batch, a restore)
         // hands them to the OS now, so a checkpoint a rebuild reported survives a kill
         // -9 and the rerun resumes from there. One flush per batch of thousands of
         // states; not an fsync: read models need not survive a power loss.
-        inner.db.flush()?;
+        db.flush()?;
     }
     Ok(())
 }
@@ -323,13 +343,13 @@ fn checkpoint_blocking(db: &sled::Db) -> Result<u64, LocalError> {
     }
 }
 
-fn clear_blocking(inner: &Inner) -> Result<(), LocalError> {
+fn clear_blocking(inner: &Inner, db: &sled::Db) -> Result<(), LocalError> {
     let _writer = inner.writer.lock().unwrap_or_else(PoisonError::into_inner);
     // Checkpoint first: `clear` removes keys one by one, and a crash half-way must leave
     // a store that replays from 0 (leftover ads are then re-applied or superseded), never
     // one whose checkpoint claims ads that are gone.
-    inner.db.remove(CHECKPOINT_KEY)?;
-    inner.db.clear()?;
+    db.remove(CHECKPOINT_KEY)?;
+    db.clear()?;
     Ok(())
 }
 
@@ -337,7 +357,7 @@ fn clear_blocking(inner: &Inner) -> Result<(), LocalError> {
 impl StateStore for SledStateStore {
     async fn apply(&self, revisions: &[Revision], checkpoint: u64) -> Result<()> {
         let revisions = revisions.to_vec();
-        self.run(move |inner| apply_blocking(inner, &revisions, checkpoint))
+        self.run(move |inner, db| apply_blocking(inner, db, &revisions, checkpoint))
             .await
     }
 
@@ -346,14 +366,28 @@ impl StateStore for SledStateStore {
     /// pool and back, and a search page does one per hit. (No lock to wait for: the
     /// writer's mutex only orders writers.)
     async fn get(&self, key: &AdKey) -> Result<Option<AdState>> {
-        let read = || -> Result<Option<AdState>, LocalError> {
+        let read = |db: &sled::Db| -> Result<Option<AdState>, LocalError> {
             let sled_key = ad_key(key);
-            match self.inner.db.get(&sled_key)? {
+            match db.get(&sled_key)? {
                 Some(bytes) => Ok(Some(into_state(key.clone(), decode(&sled_key, &bytes)?))),
                 None => Ok(None),
             }
         };
-        read().map_err(Into::into)
+        if let Some(gate) = self.inner.store.try_read_now()
+            && let Some(db) = gate.as_ref()
+        {
+            return read(db).map_err(Into::into);
+        }
+        // Being reopened after a failed write: wait for it on the pool.
+        let key = key.clone();
+        self.run(move |_, db| {
+            let sled_key = ad_key(&key);
+            match db.get(&sled_key)? {
+                Some(bytes) => Ok(Some(into_state(key.clone(), decode(&sled_key, &bytes)?))),
+                None => Ok(None),
+            }
+        })
+        .await
     }
 
     async fn get_many(&self, keys: &[AdKey]) -> Result<Vec<Option<AdState>>> {
@@ -373,12 +407,12 @@ impl StateStore for SledStateStore {
     ) -> Result<Vec<AdState>> {
         let publisher_id = publisher_id.to_string();
         let after = after.map(str::to_string);
-        self.run(move |inner| list_blocking(&inner.db, &publisher_id, after.as_deref(), limit))
+        self.run(move |_, db| list_blocking(db, &publisher_id, after.as_deref(), limit))
             .await
     }
 
     async fn checkpoint(&self) -> Result<u64> {
-        self.run(|inner| checkpoint_blocking(&inner.db)).await
+        self.run(|_, db| checkpoint_blocking(db)).await
     }
 
     async fn clear(&self) -> Result<()> {
@@ -387,13 +421,13 @@ impl StateStore for SledStateStore {
 
     async fn scan(&self, after: Option<&AdKey>, limit: usize) -> Result<Vec<AdState>> {
         let after = after.cloned();
-        self.run(move |inner| scan_blocking(&inner.db, after.as_ref(), limit))
+        self.run(move |_, db| scan_blocking(db, after.as_ref(), limit))
             .await
     }
 
     async fn put(&self, states: &[AdState], checkpoint: Option<u64>) -> Result<()> {
         let states = states.to_vec();
-        self.run(move |inner| put_blocking(inner, &states, checkpoint))
+        self.run(move |inner, db| put_blocking(inner, db, &states, checkpoint))
             .await
     }
 }

@@ -56,3 +56,15 @@ impl From<IndexError> for Error {
 pub(crate) fn corrupt(what: impl std::fmt::Display) -> IndexError {
     IndexError::Corrupt(what.to_string())
 }
+
+/// Whether `error`, from opening a [`crate::TantivySearchIndex`], says another process
+/// holds the index rather than that its files cannot be read: a caller that would
+/// rebuild an unreadable index must never delete one in use.
+pub fn is_in_use(error: &Error) -> bool {
+    match error {
+        Error::Backend { source, .. } => source
+            .downcast_ref::<IndexError>()
+            .is_some_and(|e| matches!(e, IndexError::InUse { .. })),
+        _ => false,
+    }
+}

@@ -32,4 +32,5 @@ mod order;
 mod query;
 mod schema;
 
+pub use error::is_in_use;
 pub use index::TantivySearchIndex;

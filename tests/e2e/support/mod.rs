@@ -88,6 +88,23 @@ pub fn binary() -> &'static Path {
     })
 }
 
+/// Fails the test, saying why, unless it runs as root: `needs` says what for ("the
+/// power-loss tests mount a FUSE file system"). Never a silent skip.
+pub fn require_root(needs: &str) {
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    assert!(
+        uid.split_whitespace().nth(1) == Some("0"),
+        "{needs} and must run as root ({uid})"
+    );
+}
+
 /// The `fixtures/` directory at the workspace root.
 pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

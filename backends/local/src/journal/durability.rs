@@ -47,10 +47,6 @@ pub(super) struct Durability {
     synced_blobs: HashSet<OsString>,
     /// `ADLEDGER_UNSAFE_SKIP_FDATASYNC` was set: acknowledge without syncing (tests only).
     unsafe_skip_sync: bool,
-    /// Set when a sync failed. After a failed fsync the kernel may have dropped the dirty
-    /// pages and cleared the error, so a later fsync can succeed without the data being on
-    /// disk: the only safe answer is to refuse writes until a restart re-reads the disk.
-    poisoned: Option<String>,
 }
 
 /// Makes a freshly opened sled database's files and directory entries durable.
@@ -85,7 +81,6 @@ impl Durability {
             blobs_dir: dir.join("blobs"),
             synced_blobs: HashSet::new(),
             unsafe_skip_sync: unsafe_skip_fdatasync(),
-            poisoned: None,
         };
         durability.sync_new_blobs()?;
         sync_path(&dir.join("conf"))?;
@@ -108,22 +103,16 @@ impl Durability {
         Ok(durability)
     }
 
-    /// Fails if an earlier sync failed (see `poisoned`).
-    pub(super) fn check(&self) -> Result<(), LocalError> {
-        match &self.poisoned {
-            Some(reason) => Err(LocalError::Poisoned(reason.clone())),
-            None => Ok(()),
-        }
-    }
-
     /// Makes everything written to `db` so far durable.
+    ///
+    /// After a failure the journal must not be written through this `Db` again: the
+    /// kernel may have dropped the dirty pages and cleared the error, so a later fsync
+    /// could succeed without the data being on disk. The journal closes its database and
+    /// opens it again from disk (`crate::reopen`), with a new `Durability`.
     pub(super) fn sync(&mut self, db: &sled::Db) -> Result<(), LocalError> {
         let started = std::time::Instant::now();
         let result = self.sync_inner(db);
         metrics::histogram!("adledger_journal_sync_seconds").record(started.elapsed());
-        if let Err(error) = &result {
-            self.poisoned = Some(error.to_string());
-        }
         result
     }
 
