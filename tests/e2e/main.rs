@@ -19,6 +19,7 @@
 //! | `seed_flows`, `bad_input`, `concurrency`, `deterministic`, `feed` | ✓ | ✓ | ✓ |
 //! | `crash` (kill -9, restart, check what survived) | ✓ | ✓ | |
 //! | `maintenance`, `verify` (sled and tantivy files touched directly) | ✓ | | |
+//! | `maintenance_kill` (import, restore, swap killed at random moments) | ✓ | | |
 //! | `bounded_reads` (history pages, `asOf` and write answers in bounded block reads) | ✓ | | ✓ |
 //! | `subscriptions` (durable webhook delivery; on AWS: the 501 until it has a store) | ✓ | ✓ | |
 //! | `edge` (timeouts, limits, shedding, shutdown: the same on every backend) | ✓ | | |
@@ -44,6 +45,7 @@ mod deterministic;
 mod edge;
 mod feed;
 mod maintenance;
+mod maintenance_kill;
 mod metrics;
 mod moves;
 mod openapi;

@@ -43,6 +43,15 @@ pub(crate) enum LocalError {
         source: std::io::Error,
     },
 
+    /// A maintenance step on the data directory's files (staging, promoting) failed.
+    #[error("cannot {action} {path}: {source}")]
+    Files {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// An earlier fsync failed, so what the kernel holds for the journal is unknown; see
     /// `journal::Durability::poisoned`.
     #[error(
@@ -88,6 +97,7 @@ impl LocalError {
             LocalError::InUse { backend, .. }
             | LocalError::Open { backend, .. }
             | LocalError::Task { backend, .. } => backend,
+            LocalError::Files { .. } => "local",
             LocalError::Sync { .. }
             | LocalError::Poisoned(_)
             | LocalError::Sled(_)
