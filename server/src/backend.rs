@@ -160,6 +160,12 @@ pub fn open_existing(config: &Config) -> Result<Ports, BackendError> {
     if config.backend == BackendKind::Memory {
         return Err(BackendError::NothingStored);
     }
+    if config.backend == BackendKind::Local {
+        adledger_local::finish_pending(&config.data_dir).map_err(|source| BackendError::Open {
+            dir: config.data_dir.clone(),
+            source,
+        })?;
+    }
     if config.backend == BackendKind::Local && !config.data_dir.join(LOCAL_JOURNAL_DIR).is_dir() {
         return Err(BackendError::NoJournal {
             dir: config.data_dir.clone(),
@@ -182,6 +188,9 @@ fn open_scope(config: &Config, scope: Scope) -> Result<Opened, BackendError> {
     };
     match config.backend {
         BackendKind::Local if scope == Scope::ExistingJournal => {
+            // A promotion (import) that a crash interrupted after its commit point is
+            // finished first, so a tool never reads the journal it replaces.
+            adledger_local::finish_pending(dir).map_err(open_error)?;
             let path = dir.join(LOCAL_JOURNAL_DIR);
             if !path.is_dir() {
                 return Err(BackendError::NoJournal { dir: dir.clone() });

@@ -8,9 +8,10 @@
 //!
 //! With `--shadow` it builds into fresh read models (`shadow-rebuild/` in the data
 //! directory), which always resume from their own checkpoint, then prints how the live
-//! state store differs (ads missing, extra, or different by field). `--swap` then copies
-//! the shadow read models over the live ones ([`copy_read_models`]: an interrupted swap
-//! is finished by running the same command again) and deletes the shadow.
+//! state store differs (ads missing, extra, or different by field). `--swap` then makes
+//! the shadow read models the live ones in one promotion ([`Staging::promote`]): a kill
+//! leaves the old read models or the rebuilt ones, never a mix, and a rerun gives the
+//! same result as an uninterrupted run.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -19,9 +20,10 @@ use std::time::Instant;
 
 use adledger_engine::diff::{StateDiff, diff_states};
 use adledger_engine::rebuild::{
-    RebuildOptions, RebuildProgress, RebuildReport, clear_read_models, copy_read_models, rebuild,
+    RebuildOptions, RebuildProgress, RebuildReport, clear_read_models, rebuild,
 };
 use adledger_engine::{Ports, SearchIndex, StateStore};
+use adledger_local::Staging;
 use clap::Args;
 use serde_json::json;
 
@@ -113,7 +115,7 @@ fn run_rebuild(args: &RebuildArgs) -> Outcome {
         batch_blocks: args.batch.max(1),
         ..RebuildOptions::default()
     };
-    runtime()?.block_on(async {
+    let outcome: Outcome = runtime()?.block_on(async {
         if !args.shadow {
             let marker = RebuildMarker::in_data_dir(&config.data_dir);
             let resuming = marker.exists();
@@ -137,24 +139,25 @@ fn run_rebuild(args: &RebuildArgs) -> Outcome {
         let report = rebuild_with_bar(&ports, state.as_ref(), search.as_ref(), &options, args.output).await?;
         let diff = diff_states(ports.state.as_ref(), state.as_ref(), 20).await?;
         let mut text = format!("shadow rebuild: {}\n{}", report_line(&report), diff_text(&diff));
-        let mut swapped = false;
-        if args.swap {
-            copy_read_models(state.as_ref(), ports.state.as_ref(), ports.search.as_ref()).await?;
-            swapped = true;
-            text.push_str("\nswapped: the live read models now hold the rebuilt ones");
-        } else if !diff.is_empty() {
+        if !args.swap && !diff.is_empty() {
             text.push_str("\nthe live read models are unchanged; run again with --swap to replace them");
         }
-        drop((state, search));
-        if swapped {
-            let dir = backend::read_models_dir(&config, SHADOW)?;
-            // The shadow is only a copy now; failing to delete it loses nothing.
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                text.push_str(&format!("\n(could not delete {}: {e})", dir.display()));
-            }
-        }
-        Ok((text, json!({"ok": true, "mode": "shadow", "report": report, "diff": diff, "swapped": swapped})))
-    })
+        Ok((text, json!({"ok": true, "mode": "shadow", "report": report, "diff": diff, "swapped": args.swap})))
+    });
+    let (mut text, value) = outcome?;
+    if args.swap {
+        // Every store is closed (`ports` and the shadow's were dropped with the runtime's
+        // task): the shadow's directories replace the live ones in one promotion, so a
+        // kill leaves the old read models or the rebuilt ones, and a rerun redoes it.
+        drop(ports);
+        let dir = backend::read_models_dir(&config, SHADOW)?;
+        let name = dir.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+            CommandError::Refused(format!("no shadow directory {}", dir.display()))
+        })?;
+        Staging::resume(&config.data_dir, name)?.promote(&["state", "search"])?;
+        text.push_str("\nswapped: the live read models now hold the rebuilt ones");
+    }
+    Ok((text, value))
 }
 
 async fn rebuild_with_bar(

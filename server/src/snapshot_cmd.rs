@@ -6,12 +6,17 @@ use std::process::ExitCode;
 
 use adledger_engine::rebuild::{RebuildOptions, RebuildProgress};
 use adledger_engine::snapshot::{self, SnapshotHeader};
+use adledger_engine::{SearchIndex, StateStore};
+use adledger_local::{SledStateStore, Staging, TantivySearchIndex};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
 use crate::backend;
 use crate::cmd_output::{Outcome, OutputArgs, bar, finish, report_line, runtime};
-use crate::config::StorageArgs;
+use crate::config::{BackendKind, StorageArgs};
+
+/// Where a local restore builds its read models (see `adledger_local::Staging`).
+const RESTORE_STAGING: &str = "restore-staging";
 use crate::snapshot_store::SnapshotStore;
 
 /// `adledger snapshot …`.
@@ -113,7 +118,23 @@ fn run_snapshot(args: &SnapshotArgs) -> Outcome {
         SnapshotAction::Restore { id } => {
             let path = store.path_of(id)?;
             let ports = backend::open_existing(&config)?;
-            runtime()?.block_on(async {
+            // Local: restored into staged read models, made live only when complete, so
+            // a kill leaves the old read models or the restored ones (module docs of
+            // `adledger_local::Staging`).
+            let staged = if config.backend == BackendKind::Local {
+                let staging = Staging::fresh(&config.data_dir, RESTORE_STAGING)?;
+                let state = SledStateStore::open(&staging.dir().join("state"))?;
+                let search = TantivySearchIndex::open(&staging.dir().join("search"))?;
+                Some((staging, state, search))
+            } else {
+                None
+            };
+            let runtime = runtime()?;
+            let outcome = runtime.block_on(async {
+                let (state, search): (&dyn StateStore, &dyn SearchIndex) = match &staged {
+                    Some((_, state, search)) => (state, search),
+                    None => (ports.state.as_ref(), ports.search.as_ref()),
+                };
                 let total = ports.journal.last_sequence().await?.map_or(0, |l| l + 1);
                 let bar = bar(total, "blocks", args.output);
                 bar.set_message("replaying the tail");
@@ -123,8 +144,8 @@ fn run_snapshot(args: &SnapshotArgs) -> Outcome {
                 };
                 let report = snapshot::restore(
                     ports.journal.as_ref(),
-                    ports.state.as_ref(),
-                    ports.search.as_ref(),
+                    state,
+                    search,
                     &path,
                     &RebuildOptions::default(),
                     &mut progress,
@@ -142,7 +163,17 @@ fn run_snapshot(args: &SnapshotArgs) -> Outcome {
                     ),
                     json!({"ok": true, "report": report}),
                 ))
-            })
+            });
+            drop(runtime);
+            drop(ports);
+            if let Some((staging, state, search)) = staged {
+                drop((state, search));
+                match &outcome {
+                    Ok(_) => staging.promote(&["state", "search"])?,
+                    Err(_) => staging.abandon(),
+                }
+            }
+            outcome
         }
     }
 }

@@ -21,6 +21,7 @@
 //! | `maintenance`, `verify` (sled and tantivy files touched directly) | ✓ | | |
 //! | `damaged_files` (files cut short, garbled or foreign at startup) | ✓ | | |
 //! | `full_disk` (a tmpfs filled up while serving, then freed; needs root) | ✓ | | |
+//! | `maintenance_kill` (import, restore, swap killed at random moments) | ✓ | | |
 //! | `bounded_reads` (history pages, `asOf` and write answers in bounded block reads) | ✓ | | ✓ |
 //! | `subscriptions` (durable webhook delivery; on AWS: the 501 until it has a store) | ✓ | ✓ | |
 //! | `edge` (timeouts, limits, shedding, shutdown: the same on every backend) | ✓ | | |
@@ -49,6 +50,7 @@ mod edge;
 mod feed;
 mod full_disk;
 mod maintenance;
+mod maintenance_kill;
 mod metrics;
 mod moves;
 mod openapi;

@@ -81,11 +81,11 @@ async fn view(server: &Server) -> Vec<Value> {
     out
 }
 
-fn dir_arg(dir: &Path) -> String {
+pub(crate) fn dir_arg(dir: &Path) -> String {
     dir.display().to_string()
 }
 
-async fn cli_ok(args: &[&str]) -> String {
+pub(crate) async fn cli_ok(args: &[&str]) -> String {
     let out = run_cli(args).await;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -98,7 +98,7 @@ async fn cli_ok(args: &[&str]) -> String {
     stdout
 }
 
-async fn cli_fails(args: &[&str]) -> String {
+pub(crate) async fn cli_fails(args: &[&str]) -> String {
     let out = run_cli(args).await;
     assert_eq!(
         out.status.code(),
@@ -379,7 +379,7 @@ async fn admin_routes_need_the_token_and_run_jobs_while_serving() {
 /// Writes a journal of `revisions` revisions (one per block; a quarter of them creates,
 /// the rest updates) straight into `dir`, as the benchmark does: enough blocks for a
 /// rebuild to take seconds, without minutes of HTTP. The read models stay empty.
-async fn write_journal(dir: &Path, revisions: u64) {
+pub(crate) async fn write_journal(dir: &Path, revisions: u64) {
     let backend = LocalBackend::open(dir).expect("open a fresh data directory");
     let journal = backend.journal.clone();
     let ads = (revisions / 4).max(1);
@@ -405,7 +405,7 @@ async fn write_journal(dir: &Path, revisions: u64) {
 }
 
 /// Copies a directory tree (a stopped sled journal is plain files).
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("create the copy");
     for entry in std::fs::read_dir(from).expect("list") {
         let entry = entry.expect("entry");

@@ -43,6 +43,15 @@ pub(crate) enum LocalError {
         source: std::io::Error,
     },
 
+    /// A maintenance step on the data directory's files (staging, promoting) failed.
+    #[error("cannot {action} {path}: {source}")]
+    Files {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// A store was closed after a failed write and cannot be opened again yet (see
     /// `reopen`); `full`: because its file system has no space left.
     #[error(
@@ -89,6 +98,7 @@ impl LocalError {
             LocalError::InUse { backend, .. }
             | LocalError::Open { backend, .. }
             | LocalError::Task { backend, .. } => backend,
+            LocalError::Files { .. } => "local",
             LocalError::Sync { .. }
             | LocalError::Closed { .. }
             | LocalError::Sled(_)

@@ -12,6 +12,9 @@
 //! <dir>/state/     sled database: each ad's latest state, and the projection checkpoint
 //! <dir>/search/    tantivy index (the `adledger-tantivy` crate); the checkpoint is in
 //!                  the commit payload
+//! <dir>/*-staging/ while `import`, `snapshot restore` or `rebuild --shadow --swap`
+//!                  runs: the stores it builds, made live by `promote.pending` (module
+//!                  `staging`)
 //! ```
 //!
 //! The journal and the state store are separate sled databases because every append
@@ -32,12 +35,15 @@
 //! - `error`: the backend's error type and its mapping into `adledger_engine::Error`.
 //! - `reopen`: a sled database closed after a failed write (a full disk) and opened
 //!   again from disk by the next call, so the server continues once space is freed.
+//! - `staging`: [`Staging`], stores built beside the live ones (import, restore, swap)
+//!   and made live at once; [`finish_pending`] completes a promotion a crash interrupted.
 //! - `blocking`: runs sled calls on tokio's blocking pool.
 
 mod blocking;
 mod error;
 mod journal;
 mod reopen;
+mod staging;
 mod state;
 mod subscriptions;
 
@@ -55,6 +61,7 @@ const SLED_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 pub use adledger_tantivy::TantivySearchIndex;
 pub use error::is_in_use;
 pub use journal::SledJournal;
+pub use staging::{PROMOTE_MARKER, Staging, finish_pending};
 pub use state::SledStateStore;
 pub use subscriptions::SledSubscriptionStore;
 
@@ -82,6 +89,7 @@ impl LocalBackend {
             path: data_dir.to_path_buf(),
             source: Box::new(e),
         })?;
+        staging::finish_pending(data_dir)?;
         Ok(LocalBackend {
             journal: Arc::new(SledJournal::open(&data_dir.join("journal"))?),
             state: Arc::new(SledStateStore::open(&data_dir.join("state"))?),
