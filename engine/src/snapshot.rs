@@ -224,7 +224,22 @@ pub async fn create(
     Ok(header)
 }
 
-/// Writes header + body to a side file, syncs it, and renames it to `path`.
+/// Makes `path`'s directory entry durable (a rename is in the directory, not the file):
+/// without it a power cut can take back a snapshot that was reported taken. Also syncs
+/// the directory's own parent, for a snapshot directory created just now.
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    File::open(dir)?.sync_all()?;
+    if let Some(up) = dir.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(up)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Writes header + body to a side file, syncs it, renames it to `path`, and syncs the
+/// directory so the rename survives a power cut.
 fn assemble(path: &Path, body_path: &Path, header: &SnapshotHeader) -> Result<()> {
     let partial = side_path(path, ".partial");
     let result = (|| {
@@ -233,7 +248,8 @@ fn assemble(path: &Path, body_path: &Path, header: &SnapshotHeader) -> Result<()
         out.write_all(b"\n")?;
         std::io::copy(&mut File::open(body_path)?, &mut out)?;
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        std::fs::rename(&partial, path)
+        std::fs::rename(&partial, path)?;
+        sync_parent(path)
     })();
     result.map_err(|e| {
         let _ = std::fs::remove_file(&partial);

@@ -807,8 +807,11 @@ async fn run_cuts(
             break;
         }
         // Writes, then the power cut at a random moment (sometimes right at start-up).
-        let delay = match rng.below(4) {
+        // One round in five runs past the first scheduled snapshot (1 s after start), so
+        // some cuts land in a snapshot.
+        let delay = match rng.below(5) {
             0 => rng.below(60),
+            1 => 1_000 + rng.below(1_500),
             _ => 100 + rng.below(900),
         };
         let clients: Vec<_> = (0..CLIENTS)
