@@ -941,9 +941,6 @@ async fn missing_fdatasync_is_caught() {
 /// The suite, on the local backend (a FUSE filesystem under sled and tantivy).
 mod local {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "intermittent: one 120-cut run reported 15 problems after cut 31 that the same \
-                seed did not reproduce; not yet explained (adledger or the FUSE model), so \
-                not in CI until it is: run with --ignored"]
     async fn acknowledged_writes_survive_power_cuts() {
         super::acknowledged_writes_survive_power_cuts().await
     }
