@@ -26,7 +26,7 @@
 //! | `subscriptions` (durable webhook delivery; on AWS: the 501 until it has a store) | ✓ | ✓ | |
 //! | `edge` (timeouts, limits, shedding, shutdown: the same on every backend) | ✓ | | |
 //! | `openapi` (the document against the routes served), `metrics` | ✓ | | |
-//! | `power_loss` (a FUSE filesystem that forgets what was not synced) | ✓ | | |
+//! | `power_loss` (a FUSE filesystem that forgets what was not synced), `power_maintenance` (import and swap cut short on it) | ✓ | | |
 //! | `aws_two_servers`, `aws_faults` (a proxy injecting DynamoDB faults), `aws_health`, `opensearch` | | ✓ | |
 //! | `moves` (local → AWS → local) | ✓ | ✓ | |
 //!
@@ -56,6 +56,7 @@ mod moves;
 mod openapi;
 mod opensearch;
 mod power_loss;
+mod power_maintenance;
 mod seed_flows;
 mod subscriptions;
 mod support;
