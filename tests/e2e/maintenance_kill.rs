@@ -92,7 +92,7 @@ async fn timed(args: &[&str]) -> Duration {
 
 /// The root `adledger verify --json` reports for the data directory; fails the test if
 /// it does not verify.
-async fn verified_root(dir: &Path) -> String {
+pub(crate) async fn verified_root(dir: &Path) -> String {
     let out = cli_ok(&["verify", "--json", "--data-dir", &dir_arg(dir)]).await;
     let report: Value = serde_json::from_str(out.trim()).expect("verify --json");
     report

@@ -18,25 +18,13 @@ use std::time::{Duration, Instant};
 
 use adledger_engine::ports::{Journal, SearchIndex, StateStore};
 use adledger_local::LocalBackend;
-use serde_json::Value;
 
 use crate::maintenance::{cli_ok, dir_arg, write_journal};
+use crate::maintenance_kill::verified_root;
 use crate::support::{Rng, Server, local_only};
 
 /// Revisions (one per block, four per ad) of the ledger imported.
 const REVISIONS: u64 = 4_000;
-
-/// The root `adledger verify --json` reports; fails the test if it does not verify.
-async fn verified_root(dir: &Path) -> String {
-    let out = cli_ok(&["verify", "--json", "--data-dir", &dir_arg(dir)]).await;
-    let report: Value = serde_json::from_str(out.trim()).expect("verify --json");
-    report
-        .pointer("/report/root")
-        .or_else(|| report.get("root"))
-        .and_then(Value::as_str)
-        .unwrap_or_else(|| panic!("no root in {report}"))
-        .to_string()
-}
 
 /// Runs `adledger ARGS` with the power cut after `delay` (unless it ended before): the
 /// file system dies first, then the process is killed, as at a real power loss. Returns
