@@ -12,7 +12,6 @@
 //! `ADLEDGER_POWER_MAINTENANCE_CUTS` (default 8) sets the number of cut pairs,
 //! `ADLEDGER_POWER_SEED` the seed (printed either way).
 
-use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
