@@ -156,7 +156,11 @@ async fn stopped_ledger() -> (Server, Value) {
     // index of its log) when it opens a database: the files are then as any ledger's
     // that was restarted once.
     let scratch = tempfile::tempdir().expect("scratch dir");
-    export(&server.data_dir.to_string_lossy(), &scratch.path().join("x.ion")).await;
+    export(
+        &server.data_dir.to_string_lossy(),
+        &scratch.path().join("x.ion"),
+    )
+    .await;
     (server, digest)
 }
 
