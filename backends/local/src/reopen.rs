@@ -113,9 +113,11 @@ impl<T> Reopenable<T> {
 
     /// Closes the store after a failed write made outside [`Reopenable::write`] (under
     /// the read lock, by a store that orders its writers itself), and reopens it from
-    /// disk at once if it can be. Writes that succeeded but were not yet flushed are
-    /// dropped with it: only a store whose contents may lag behind (a read model, which
-    /// stores its checkpoint atomically with its data) may be closed this way.
+    /// disk at once if it can be. The write lock waits for every call still running, so
+    /// a write that flushes before it returns is never dropped; writes that returned
+    /// without a flush are: only a store that flushes each write (the subscription store)
+    /// or whose contents may lag behind (a read model, which stores its checkpoint
+    /// atomically with its data) may be closed this way.
     pub(crate) fn close(&self) {
         let mut gate = self.gate.write().unwrap_or_else(PoisonError::into_inner);
         *gate = None;
