@@ -102,6 +102,8 @@ impl<T> Reopenable<T> {
             Ok(done) => Ok(done),
             Err((error, false)) => Err(error),
             Err((error, true)) => {
+                metrics::counter!("adledger_storage_closed_total", "store" => self.name)
+                    .increment(1);
                 // Dropped before the files are opened again: sled locks its file.
                 *gate = None;
                 // The disk may still be full: then the next call tries again.
@@ -119,6 +121,7 @@ impl<T> Reopenable<T> {
     /// or whose contents may lag behind (a read model, which stores its checkpoint
     /// atomically with its data) may be closed this way.
     pub(crate) fn close(&self) {
+        metrics::counter!("adledger_storage_closed_total", "store" => self.name).increment(1);
         let mut gate = self.gate.write().unwrap_or_else(PoisonError::into_inner);
         *gate = None;
         let _ = self.reopen(&mut gate);
