@@ -54,7 +54,14 @@ pub async fn read_model_marks(
 /// Returns the journal's length (its next sequence number).
 pub async fn check_journal_reaches(journal: &dyn Journal, marks: &[HighWater]) -> Result<u64> {
     let blocks = journal.last_sequence().await?.map_or(0, |last| last + 1);
-    match marks.iter().max_by_key(|mark| mark.blocks) {
+    // The first of the highest marks, so equal marks name the state read model.
+    let highest = marks
+        .iter()
+        .fold(None::<&HighWater>, |best, mark| match best {
+            Some(best) if best.blocks >= mark.blocks => Some(best),
+            _ => Some(mark),
+        });
+    match highest {
         Some(mark) if mark.blocks > blocks => Err(Error::JournalBehind {
             blocks,
             seen: mark.blocks,

@@ -6,7 +6,6 @@
 //!   seen, and the recovery (a backup or an export, `adledger import`); `verify` exits 1
 //!   saying the same; an export shorter than what was seen is refused by `import`, and
 //!   the full export restores the ledger with its digest.
-//!
 //! - A journal whose files sled cannot open (cut with its snapshot pointing past the
 //!   cut) or that opens empty (garbled): `serve` refuses, naming the journal and `adledger
 //!   verify`, whatever the rebuild setting; `verify` exits 1.
@@ -15,9 +14,12 @@
 //! - A missing tantivy segment file, a garbled `search/meta.json`: refused, naming the
 //!   index (and the file) and `adledger rebuild`, which repairs it.
 //! - A directory of unrelated files as `--data-dir`: refused, nothing created in it.
+//! - On the AWS backend (`damaged_files::aws::…`, DynamoDB Local): a data directory whose
+//!   tantivy index has seen 5 blocks, pointed at a journal table holding none: `serve`
+//!   refuses and `verify` exits 1, naming both.
 //!
-//! Local backend only: the damage is done to sled and tantivy files. (The same check on
-//! every backend, DynamoDB included, is the conformance test
+//! The rest is local only: the damage is done to sled and tantivy files. (The journal
+//! check on every backend's ports is also the conformance test
 //! `ledger_refuses_a_journal_behind_its_read_models`.)
 
 use std::path::Path;
@@ -405,6 +407,43 @@ async fn a_foreign_directory_is_refused() {
     names.sort();
     assert_eq!(names, ["2024", "notes.txt"], "nothing was created");
 }
+
+/// The AWS backend: a process's tantivy index (in its data directory) has seen 5 blocks,
+/// and the process is then pointed at a journal table holding none (as after restoring
+/// the tables from an older backup): `serve` refuses, naming both, and `verify` exits 1.
+async fn a_journal_behind_the_search_index_is_refused() {
+    let mut server = Server::start_on(Backend::Aws, &[]).await;
+    for i in 0..5 {
+        server
+            .create_ad("acme", &json!({"adTitle": format!("Ad {i}")}))
+            .await;
+    }
+    let found = server.get("/search?q=Ad").await.json();
+    assert_eq!(found["total"], 5, "{found}");
+    server.stop().await;
+
+    let older = Backend::Aws.fresh_ledger("behind").await;
+    let mut args: Vec<&str> = older.iter().map(String::as_str).collect();
+    args.extend(["--auth", "none"]);
+    let err = serve_refused(&server.data_dir, &args).await;
+    assert!(
+        err.contains("holds 0 blocks") && err.contains("search index's checkpoint has seen 5"),
+        "{err}"
+    );
+
+    let dir = server.data_dir.to_string_lossy().into_owned();
+    let mut verify = vec!["verify", "--data-dir", dir.as_str()];
+    verify.extend(older.iter().map(String::as_str));
+    let out = run_cli(&verify).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("has seen 5"),
+        "{}",
+        text(&out)
+    );
+}
+
+crate::support::aws_only!(a_journal_behind_the_search_index_is_refused);
 
 local_only!(
     a_journal_cut_short_is_refused_until_restored,

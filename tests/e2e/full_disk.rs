@@ -208,6 +208,12 @@ async fn writes_resume_once_space_is_freed() {
             "a listed ad nobody acknowledged: {ad}"
         );
     }
+    // The journal was closed and reopened from disk, not restarted.
+    let metrics = server.get("/metrics").await.text;
+    assert!(
+        metrics.contains("adledger_storage_closed_total{store=\"journal\"}"),
+        "the journal's reopen is counted:\n{metrics}"
+    );
     // The search index caught up too.
     let found = server.get("/search?q=after&limit=100").await.json();
     assert!(

@@ -19,7 +19,7 @@
 //! | `seed_flows`, `bad_input`, `concurrency`, `deterministic`, `feed` | ✓ | ✓ | ✓ |
 //! | `crash` (kill -9, restart, check what survived) | ✓ | ✓ | |
 //! | `maintenance`, `verify` (sled and tantivy files touched directly) | ✓ | | |
-//! | `damaged_files` (files cut short, garbled or foreign at startup) | ✓ | | |
+//! | `damaged_files` (files cut short, garbled or foreign at startup; on AWS a journal behind its index) | ✓ | ✓ | |
 //! | `full_disk` (a tmpfs filled up while serving, then freed; needs root) | ✓ | | |
 //! | `maintenance_kill` (import, restore, swap killed at random moments) | ✓ | | |
 //! | `bounded_reads` (history pages, `asOf` and write answers in bounded block reads) | ✓ | | ✓ |

@@ -13,7 +13,7 @@
 //! on a `Db` that is being replaced.
 
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::LocalError;
 
@@ -23,6 +23,11 @@ use crate::error::LocalError;
 const LOCK_RETRIES: u32 = 50;
 const LOCK_RETRY_PAUSE: Duration = Duration::from_millis(10);
 
+/// After a reopen failed, calls fail at once for this long instead of trying again:
+/// opening replays sled's log, which a burst of requests on a full disk must not repeat
+/// for each request.
+const REOPEN_BACKOFF: Duration = Duration::from_millis(500);
+
 /// An opened store `T`, or nothing after a failed write, with the way to open it again.
 pub(crate) struct Reopenable<T> {
     /// What the store is, for messages ("journal"); no path, as the text may reach a
@@ -31,6 +36,8 @@ pub(crate) struct Reopenable<T> {
     /// `None`: closed after a failed write; the next call reopens.
     gate: RwLock<Option<T>>,
     open: Box<dyn Fn() -> Result<T, LocalError> + Send + Sync>,
+    /// When the last reopen failed, and whether for lack of space (under the write lock).
+    failed: std::sync::Mutex<Option<(Instant, bool)>>,
 }
 
 impl<T> Reopenable<T> {
@@ -44,6 +51,7 @@ impl<T> Reopenable<T> {
             name,
             gate: RwLock::new(Some(first)),
             open: Box::new(open),
+            failed: std::sync::Mutex::new(None),
         })
     }
 
@@ -94,6 +102,8 @@ impl<T> Reopenable<T> {
             Ok(done) => Ok(done),
             Err((error, false)) => Err(error),
             Err((error, true)) => {
+                metrics::counter!("adledger_storage_closed_total", "store" => self.name)
+                    .increment(1);
                 // Dropped before the files are opened again: sled locks its file.
                 *gate = None;
                 // The disk may still be full: then the next call tries again.
@@ -105,10 +115,13 @@ impl<T> Reopenable<T> {
 
     /// Closes the store after a failed write made outside [`Reopenable::write`] (under
     /// the read lock, by a store that orders its writers itself), and reopens it from
-    /// disk at once if it can be. Writes that succeeded but were not yet flushed are
-    /// dropped with it: only a store whose contents may lag behind (a read model, which
-    /// stores its checkpoint atomically with its data) may be closed this way.
+    /// disk at once if it can be. The write lock waits for every call still running, so
+    /// a write that flushes before it returns is never dropped; writes that returned
+    /// without a flush are: only a store that flushes each write (the subscription store)
+    /// or whose contents may lag behind (a read model, which stores its checkpoint
+    /// atomically with its data) may be closed this way.
     pub(crate) fn close(&self) {
+        metrics::counter!("adledger_storage_closed_total", "store" => self.name).increment(1);
         let mut gate = self.gate.write().unwrap_or_else(PoisonError::into_inner);
         *gate = None;
         let _ = self.reopen(&mut gate);
@@ -124,11 +137,21 @@ impl<T> Reopenable<T> {
     }
 
     fn reopen(&self, gate: &mut Option<T>) -> Result<(), LocalError> {
+        let mut failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, full)) = *failed
+            && at.elapsed() < REOPEN_BACKOFF
+        {
+            return Err(LocalError::Closed {
+                store: self.name,
+                full,
+            });
+        }
         let mut attempt = 0;
         loop {
             match (self.open)() {
                 Ok(store) => {
                     *gate = Some(store);
+                    *failed = None;
                     return Ok(());
                 }
                 Err(LocalError::InUse { .. }) if attempt < LOCK_RETRIES => {
@@ -136,9 +159,11 @@ impl<T> Reopenable<T> {
                     std::thread::sleep(LOCK_RETRY_PAUSE);
                 }
                 Err(error) => {
+                    let full = error.is_storage_full();
+                    *failed = Some((Instant::now(), full));
                     return Err(LocalError::Closed {
                         store: self.name,
-                        full: error.is_storage_full(),
+                        full,
                     });
                 }
             }
@@ -151,5 +176,66 @@ impl<T> Reopenable<T> {
             store: self.name,
             full: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
+
+    use super::*;
+
+    /// A store whose "instance" is the count of opens, and whose opening can be made to
+    /// fail as on a full disk.
+    fn counting_store() -> (Reopenable<u32>, Arc<AtomicBool>) {
+        let opens = Arc::new(AtomicU32::new(0));
+        let full = Arc::new(AtomicBool::new(false));
+        let disk_full = full.clone();
+        let store = Reopenable::new("test store", move || {
+            if disk_full.load(SeqCst) {
+                return Err(LocalError::Sync {
+                    path: "db".into(),
+                    source: std::io::ErrorKind::StorageFull.into(),
+                });
+            }
+            Ok(opens.fetch_add(1, SeqCst) + 1)
+        })
+        .expect("first open");
+        (store, full)
+    }
+
+    fn failed_write(store: &Reopenable<u32>) -> LocalError {
+        store
+            .write(|_| Err::<(), _>((LocalError::BadBatch("flush failed".into()), true)))
+            .expect_err("the write fails")
+    }
+
+    #[test]
+    fn a_failed_write_reopens_from_disk_and_a_full_disk_keeps_it_closed_until_freed() {
+        let (store, full) = counting_store();
+        assert_eq!(store.read(|n| Ok(*n)).expect("read"), 1);
+        // Refused without touching the store: nothing to reopen.
+        let refused = store.write(|_| Err::<(), _>((LocalError::BadBatch("no".into()), false)));
+        assert!(refused.is_err());
+        assert_eq!(store.read(|n| Ok(*n)).expect("read"), 1);
+
+        assert!(matches!(failed_write(&store), LocalError::BadBatch(_)));
+        assert_eq!(store.read(|n| Ok(*n)).expect("read"), 2, "a new instance");
+
+        full.store(true, SeqCst);
+        failed_write(&store);
+        assert!(
+            store.try_read_now().is_none(),
+            "closed: no read on the old instance"
+        );
+        let err = store.read(|n| Ok(*n)).expect_err("still full");
+        assert!(
+            matches!(err, LocalError::Closed { full: true, .. }) && err.is_storage_full(),
+            "{err}"
+        );
+        full.store(false, SeqCst);
+        std::thread::sleep(REOPEN_BACKOFF);
+        assert_eq!(store.read(|n| Ok(*n)).expect("space freed"), 3);
     }
 }

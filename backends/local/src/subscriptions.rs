@@ -16,11 +16,13 @@ use async_trait::async_trait;
 
 use crate::blocking;
 use crate::error::{LocalError, corrupt, sled_open_error};
+use crate::reopen::Reopenable;
 
 /// Subscriptions in a sled database.
 #[derive(Clone)]
 pub struct SledSubscriptionStore {
-    db: Arc<sled::Db>,
+    /// Closed after a failed write (a full disk) and reopened from disk (`reopen`).
+    store: Arc<Reopenable<sled::Db>>,
 }
 
 impl std::fmt::Debug for SledSubscriptionStore {
@@ -57,21 +59,39 @@ impl SledSubscriptionStore {
             path: path.to_path_buf(),
             source: Box::new(e),
         })?;
-        let db = sled::Config::new()
-            .path(path)
-            .open()
-            .map_err(|e| sled_open_error("subscription store", path.to_path_buf(), e))?;
-        crate::journal::durability::sync_after_open(path, &db)?;
-        Ok(SledSubscriptionStore { db: Arc::new(db) })
+        let at = path.to_path_buf();
+        let store = Reopenable::new("subscription store", move || {
+            sled::Config::new()
+                .path(&at)
+                .open()
+                .map_err(|e| sled_open_error("subscription store", at.clone(), e))
+                .and_then(|db| {
+                    crate::journal::durability::sync_after_open(&at, &db)?;
+                    Ok(db)
+                })
+        })?;
+        Ok(SledSubscriptionStore {
+            store: Arc::new(store),
+        })
     }
 
+    /// Runs `work` on the blocking pool. A sled error closes the database, which is
+    /// opened again from disk: a write whose flush failed (a full disk) must not stay
+    /// visible, and sled refuses every later write until it is reopened.
     async fn run<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&sled::Db) -> Result<T, LocalError> + Send + 'static,
     {
-        let db = self.db.clone();
-        blocking::run("sled", move || work(&db)).await
+        let store = self.store.clone();
+        blocking::run("sled", move || {
+            let result = store.read(work);
+            if let Err(LocalError::Sled(_)) = &result {
+                store.close();
+            }
+            result
+        })
+        .await
     }
 }
 
