@@ -7,18 +7,6 @@
 //! while a write is in flight form the next batch, so throughput grows with concurrency
 //! while each write still costs one durable flush.
 //!
-//! # Pipelining
-//!
-//! The next batch is planned (checked, sealed, hashed, encoded) *while* the previous
-//! one's append — mostly its `fdatasync` — runs, against the state that append will
-//! leave: planning is CPU and the flush is I/O, so they overlap instead of taking turns.
-//! Nothing of the planned batch is visible before it is durable: its append starts only
-//! after the previous one succeeded, the watermark readers and projections follow
-//! (`committed`) moves only when an append has returned, and every caller is answered
-//! only then. If the append in flight fails, the batch planned on top of it is thrown
-//! away and planned again from the journal. Idempotency keys of the batch in flight are
-//! kept aside so a retry of the same key in the next batch is answered as a replay.
-//!
 //! Several processes may share one journal (the AWS backend): a batch that loses the race
 //! gets [`Error::Conflict`] from the journal, and the committer reloads the tip and heads
 //! and re-plans the same commands, with backoff.
@@ -111,8 +99,6 @@ pub(crate) struct Committer {
     committed: watch::Sender<u64>,
     /// Set when a write failed in a way that leaves the journal's state unknown.
     stale: bool,
-    /// The idempotency keys of the batch in flight (not yet readable from the journal).
-    in_flight_keys: IdempotentAnswers,
 }
 
 /// Everything one planning pass produced.
@@ -126,27 +112,6 @@ struct Plan {
     heads: batch::HeadIndex,
     /// The caller of the command being planned: its blocks' actor.
     actor: Option<Actor>,
-    /// Idempotency keys used by creates in this plan, with their answer as a replay.
-    keys: IdempotentAnswers,
-}
-
-/// Creates planned in a batch, by `(publisherId, Idempotency-Key)`: the request's
-/// fingerprint and the answer a retry gets.
-type IdempotentAnswers = HashMap<(String, String), (Hash, Outcome)>;
-
-/// Commands being planned while the previous batch is written.
-struct Staged {
-    requests: Vec<Request>,
-    plan: Plan,
-}
-
-/// A batch whose append is running; its callers wait for the journal's answer.
-struct InFlight {
-    requests: Vec<Request>,
-    results: Vec<Result<Outcome>>,
-    /// The watermark once the batch is durable: the sequence after its last block.
-    next: u64,
-    append: tokio::task::JoinHandle<Result<()>>,
 }
 
 impl Committer {
@@ -168,7 +133,6 @@ impl Committer {
             heads: HeadCache::new(HEAD_CACHE_LIMIT, HEAD_CACHE_BYTES),
             committed,
             stale: true,
-            in_flight_keys: HashMap::new(),
         };
         committer.reload().await?;
         Ok(committer)
@@ -213,153 +177,11 @@ impl Committer {
     }
 
     /// Runs until every sender is dropped; commits whatever is queued before returning.
-    ///
-    /// Pipelined (see the module docs): at most one batch is being appended while the
-    /// commands arriving meanwhile are planned into the next.
     pub(crate) async fn run(mut self, mut requests: mpsc::Receiver<Request>) {
-        let mut buffer = Vec::with_capacity(self.max_batch);
-        let mut in_flight: Option<InFlight> = None;
-        let mut staged: Option<Staged> = None;
-        let mut open = true;
-        loop {
-            if in_flight.is_none()
-                && let Some(next) = staged.take()
-            {
-                in_flight = self.start(next);
-            }
-            if !open && in_flight.is_none() && staged.is_none() {
-                break;
-            }
-            let room = self
-                .max_batch
-                .saturating_sub(staged.as_ref().map_or(0, |s| s.requests.len()));
-            tokio::select! {
-                biased;
-                joined = wait_for(&mut in_flight), if in_flight.is_some() => {
-                    let Some(flight) = in_flight.take() else { continue };
-                    if !self.finish(flight, joined).await
-                        && let Some(stale) = staged.take()
-                    {
-                        // Planned on top of the batch that failed: plan it again.
-                        self.commit(stale.requests).await;
-                    }
-                }
-                received = requests.recv_many(&mut buffer, room), if open && room > 0 => {
-                    if received == 0 {
-                        open = false;
-                        continue;
-                    }
-                    if self.stale
-                        && let Err(error) = self.reload().await
-                    {
-                        fail(std::mem::take(&mut buffer), &error);
-                        continue;
-                    }
-                    let next = match staged.take() {
-                        Some(next) => next,
-                        None => Staged { requests: Vec::new(), plan: self.new_plan() },
-                    };
-                    staged = Some(self.stage(next, std::mem::take(&mut buffer)).await);
-                }
-            }
-        }
-    }
-
-    /// Plans `requests` into `staged`.
-    async fn stage(&mut self, mut staged: Staged, requests: Vec<Request>) -> Staged {
-        for request in &requests {
-            let result = self
-                .plan_command(&mut staged.plan, &request.command, request.actor.as_ref())
-                .await;
-            staged.plan.results.push(result.unwrap_or_else(|error| {
-                tracing::error!(%error, "cannot plan a command: the journal could not be read");
-                Err(Error::Unavailable(
-                    "the journal could not be read; retry later".into(),
-                ))
-            }));
-        }
-        staged.requests.extend(requests);
-        staged
-    }
-
-    /// Starts appending `staged` (answering at once if it writes nothing), and moves the
-    /// committer's idea of the journal to the state after it, for planning the next.
-    fn start(&mut self, staged: Staged) -> Option<InFlight> {
-        let Staged { requests, plan } = staged;
-        if plan.batch.blocks.is_empty() {
-            // Nothing is in flight, so every answer is about durable state.
-            for (request, result) in requests.into_iter().zip(plan.results) {
-                let _ = request.reply.send(result);
-            }
-            return None;
-        }
-        let next = plan.tip.map_or(0, |t| t.sequence + 1);
-        self.tip = plan.tip;
-        self.frontier = plan.frontier;
-        for (key, touched) in plan.touched {
-            self.heads.insert(key, touched.now);
-        }
-        self.in_flight_keys = plan.keys;
-        let journal = self.journal.clone();
-        let batch = plan.batch;
-        let commands = requests.len();
-        let append = tokio::spawn(async move {
-            let blocks = batch.blocks.len();
-            let started = std::time::Instant::now();
-            let appended = journal.append(batch).await;
-            metrics::histogram!("adledger_commit_duration_seconds").record(started.elapsed());
-            metrics::histogram!("adledger_commit_batch_blocks").record(blocks as f64);
-            tracing::debug!(
-                commands,
-                blocks,
-                append_ms = started.elapsed().as_secs_f64() * 1e3,
-                "group commit"
-            );
-            appended
-        });
-        Some(InFlight {
-            requests,
-            results: plan.results,
-            next,
-            append,
-        })
-    }
-
-    /// Answers the callers of a finished append; `false` if it failed (the committer
-    /// then reloads before planning again).
-    async fn finish(
-        &mut self,
-        flight: InFlight,
-        joined: std::result::Result<Result<()>, tokio::task::JoinError>,
-    ) -> bool {
-        self.in_flight_keys.clear();
-        let appended = joined.unwrap_or_else(|e| {
-            Err(Error::Unavailable(format!(
-                "the journal append task failed: {e}"
-            )))
-        });
-        match appended {
-            Ok(()) => {
-                self.committed.send_replace(flight.next);
-                for (request, result) in flight.requests.into_iter().zip(flight.results) {
-                    // A client that went away no longer wants its answer.
-                    let _ = request.reply.send(result);
-                }
-                true
-            }
-            Err(Error::Conflict { .. }) => {
-                // Another writer won the race: plan these commands again, with retries.
-                metrics::counter!("adledger_commit_races_total").increment(1);
-                self.stale = true;
-                self.commit(flight.requests).await;
-                false
-            }
-            Err(error) => {
-                self.stale = true;
-                tracing::error!(%error, commands = flight.requests.len(), "journal write failed");
-                fail(flight.requests, &error);
-                false
-            }
+        let mut pending = Vec::with_capacity(self.max_batch);
+        while requests.recv_many(&mut pending, self.max_batch).await > 0 {
+            let batch = std::mem::take(&mut pending);
+            self.commit(batch).await;
         }
     }
 
@@ -424,7 +246,18 @@ impl Committer {
             }
             Err(error) => {
                 tracing::error!(%error, commands = requests.len(), "journal write failed");
-                fail(requests, &error);
+                let conflict = matches!(error, Error::Conflict { .. });
+                for request in requests {
+                    let err = if conflict {
+                        Error::Unavailable(
+                            "the journal is under heavy concurrent writing; retry the request"
+                                .into(),
+                        )
+                    } else {
+                        Error::Unavailable("the journal could not be written; retry later".into())
+                    };
+                    let _ = request.reply.send(Err(err));
+                }
             }
         }
     }
@@ -446,154 +279,138 @@ impl Committer {
         Ok(Some(head))
     }
 
-    /// An empty plan on top of the committer's idea of the journal.
-    fn new_plan(&self) -> Plan {
-        Plan {
+    async fn plan(&mut self, commands: &[(&Command, Option<&Actor>)]) -> Result<Plan> {
+        let mut plan = Plan {
             batch: AppendBatch {
                 expected_last: self.tip.map(|t| t.sequence),
                 ..AppendBatch::default()
             },
-            results: Vec::new(),
+            results: Vec::with_capacity(commands.len()),
             tip: self.tip,
             frontier: self.frontier.clone(),
             touched: HashMap::new(),
             heads: batch::HeadIndex::default(),
             actor: None,
-            keys: HashMap::new(),
-        }
-    }
-
-    async fn plan(&mut self, commands: &[(&Command, Option<&Actor>)]) -> Result<Plan> {
-        let mut plan = self.new_plan();
-        plan.results.reserve(commands.len());
+        };
+        let mut keys_in_batch: HashMap<(String, String), (Hash, Outcome)> = HashMap::new();
         for &(command, actor) in commands {
-            let result = self.plan_command(&mut plan, command, actor).await?;
-            plan.results.push(result);
-        }
-        Ok(plan)
-    }
-
-    /// Adds one command to `plan`. The outer `Result` is a storage failure (the plan is
-    /// then unchanged), the inner one the command's own answer.
-    async fn plan_command(
-        &mut self,
-        plan: &mut Plan,
-        command: &Command,
-        actor: Option<&Actor>,
-    ) -> Result<Result<Outcome>> {
-        plan.actor = actor.cloned();
-        let result = match command {
-            Command::CreateAd {
-                publisher_id,
-                draft,
-                idempotency_key,
-            } => {
-                let fingerprint = Command::create_fingerprint(publisher_id, draft);
-                let earlier = match idempotency_key {
-                    Some(key) => {
-                        self.find_idempotent(&plan.keys, publisher_id, key, fingerprint)
-                            .await?
-                    }
-                    None => None,
-                };
-                match earlier {
-                    Some(answer) => answer,
-                    None => {
-                        let tx_time = self.next_time(plan);
-                        let ad_id = self.ids.next_id(tx_time);
-                        let ad = draft.clone().into_ad(publisher_id, &ad_id);
-                        let tag = idempotency_key.as_ref().map(|key| IdempotencyTag {
-                            key: key.clone(),
-                            request_hash: fingerprint,
-                        });
-                        let outcome = self.append_revision(
-                            plan,
-                            tx_time,
-                            None,
-                            0,
-                            Some(ad),
-                            EventKind::AdCreated,
-                            AdKey::new(publisher_id, &ad_id),
-                            tag,
-                        )?;
-                        if let Some(key) = idempotency_key {
-                            plan.batch.idempotency.push(IdempotencyRecord {
-                                publisher_id: publisher_id.clone(),
+            plan.actor = actor.cloned();
+            let result = match command {
+                Command::CreateAd {
+                    publisher_id,
+                    draft,
+                    idempotency_key,
+                } => {
+                    let fingerprint = Command::create_fingerprint(publisher_id, draft);
+                    let earlier = match idempotency_key {
+                        Some(key) => {
+                            self.find_idempotent(&keys_in_batch, publisher_id, key, fingerprint)
+                                .await?
+                        }
+                        None => None,
+                    };
+                    match earlier {
+                        Some(answer) => answer,
+                        None => {
+                            let tx_time = self.next_time(&plan);
+                            let ad_id = self.ids.next_id(tx_time);
+                            let ad = draft.clone().into_ad(publisher_id, &ad_id);
+                            let tag = idempotency_key.as_ref().map(|key| IdempotencyTag {
                                 key: key.clone(),
                                 request_hash: fingerprint,
-                                ad_id: ad_id.clone(),
-                                sequence: outcome.sequence,
                             });
-                            let replay = Outcome {
-                                revision: None,
-                                replayed: true,
-                                ..outcome.clone()
-                            };
-                            plan.keys
-                                .insert((publisher_id.clone(), key.clone()), (fingerprint, replay));
+                            let outcome = self.append_revision(
+                                &mut plan,
+                                tx_time,
+                                None,
+                                0,
+                                Some(ad),
+                                EventKind::AdCreated,
+                                AdKey::new(publisher_id, &ad_id),
+                                tag,
+                            )?;
+                            if let Some(key) = idempotency_key {
+                                plan.batch.idempotency.push(IdempotencyRecord {
+                                    publisher_id: publisher_id.clone(),
+                                    key: key.clone(),
+                                    request_hash: fingerprint,
+                                    ad_id: ad_id.clone(),
+                                    sequence: outcome.sequence,
+                                });
+                                let replay = Outcome {
+                                    revision: None,
+                                    replayed: true,
+                                    ..outcome.clone()
+                                };
+                                keys_in_batch.insert(
+                                    (publisher_id.clone(), key.clone()),
+                                    (fingerprint, replay),
+                                );
+                            }
+                            Ok(outcome)
                         }
-                        Ok(outcome)
                     }
                 }
-            }
-            Command::UpdateAd {
-                key,
-                patch,
-                expected_version,
-            } => match self
-                .checked_head(&plan, key, *expected_version, Some(patch))
-                .await?
-            {
-                Err(e) => Err(e),
-                Ok((before, head, current)) => {
-                    let next = patch.apply_to(&current);
-                    if next == current {
-                        Ok(Outcome {
-                            ad: Some(current),
-                            version: head.version,
-                            revision: None,
-                            sequence: head.sequence,
-                            replayed: false,
-                        })
-                    } else {
-                        let tx_time = self.next_time(plan);
+                Command::UpdateAd {
+                    key,
+                    patch,
+                    expected_version,
+                } => match self
+                    .checked_head(&plan, key, *expected_version, Some(patch))
+                    .await?
+                {
+                    Err(e) => Err(e),
+                    Ok((before, head, current)) => {
+                        let next = patch.apply_to(&current);
+                        if next == current {
+                            Ok(Outcome {
+                                ad: Some(current),
+                                version: head.version,
+                                revision: None,
+                                sequence: head.sequence,
+                                replayed: false,
+                            })
+                        } else {
+                            let tx_time = self.next_time(&plan);
+                            self.append_revision(
+                                &mut plan,
+                                tx_time,
+                                before,
+                                head.version + 1,
+                                Some(next),
+                                EventKind::AdUpdated,
+                                key.clone(),
+                                None,
+                            )
+                        }
+                    }
+                },
+                Command::DeleteAd {
+                    key,
+                    expected_version,
+                } => match self
+                    .checked_head(&plan, key, *expected_version, None)
+                    .await?
+                {
+                    Err(e) => Err(e),
+                    Ok((before, head, _)) => {
+                        let tx_time = self.next_time(&plan);
                         self.append_revision(
-                            plan,
+                            &mut plan,
                             tx_time,
                             before,
                             head.version + 1,
-                            Some(next),
-                            EventKind::AdUpdated,
+                            None,
+                            EventKind::AdDeleted,
                             key.clone(),
                             None,
                         )
                     }
-                }
-            },
-            Command::DeleteAd {
-                key,
-                expected_version,
-            } => match self
-                .checked_head(&plan, key, *expected_version, None)
-                .await?
-            {
-                Err(e) => Err(e),
-                Ok((before, head, _)) => {
-                    let tx_time = self.next_time(plan);
-                    self.append_revision(
-                        plan,
-                        tx_time,
-                        before,
-                        head.version + 1,
-                        None,
-                        EventKind::AdDeleted,
-                        key.clone(),
-                        None,
-                    )
-                }
-            },
-        };
-        Ok(result)
+                },
+            };
+            plan.results.push(result);
+        }
+        Ok(plan)
     }
 
     /// Answers a create from an idempotency record made earlier (in this batch or in the
@@ -613,11 +430,7 @@ impl Committer {
                 ),
             ))
         };
-        let wanted = (publisher_id.to_string(), key.to_string());
-        if let Some((hash, outcome)) = in_batch
-            .get(&wanted)
-            .or_else(|| self.in_flight_keys.get(&wanted))
-        {
+        if let Some((hash, outcome)) = in_batch.get(&(publisher_id.to_string(), key.to_string())) {
             return Ok(Some(if *hash == fingerprint {
                 Ok(outcome.clone())
             } else {
@@ -796,30 +609,5 @@ impl Committer {
             sequence,
             replayed: false,
         })
-    }
-}
-
-/// Waits for the append in flight (never called without one).
-async fn wait_for(
-    in_flight: &mut Option<InFlight>,
-) -> std::result::Result<Result<()>, tokio::task::JoinError> {
-    match in_flight {
-        Some(flight) => (&mut flight.append).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Answers every request with the error a failed write gives.
-fn fail(requests: Vec<Request>, error: &Error) {
-    let conflict = matches!(error, Error::Conflict { .. });
-    for request in requests {
-        let err = if conflict {
-            Error::Unavailable(
-                "the journal is under heavy concurrent writing; retry the request".into(),
-            )
-        } else {
-            Error::Unavailable("the journal could not be written; retry later".into())
-        };
-        let _ = request.reply.send(Err(err));
     }
 }
