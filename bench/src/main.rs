@@ -366,11 +366,6 @@ async fn drive(
         measure(&mut report, "root-q-1", root, &single(n)).await;
     }
 
-    let server_rss = match pid {
-        Some(pid) => rss::of(pid).ok_or_else(|| "the server's /proc status is gone".to_string()),
-        None => Err("the bench did not start the server (--url)".to_string()),
-    };
-
     if cli.soak > 0 {
         match pid {
             Some(pid) => {
@@ -396,6 +391,11 @@ async fn drive(
                 .push("soak skipped: it needs a server the bench started (not --url)".into()),
         }
     }
+    // After the soak, so the peak covers it.
+    let server_rss = match pid {
+        Some(pid) => rss::of(pid).ok_or_else(|| "the server's /proc status is gone".to_string()),
+        None => Err("the bench did not start the server (--url)".to_string()),
+    };
     let measured = HttpMeasured {
         postgres,
         server_rss,
