@@ -55,6 +55,38 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub preload: u64,
 
+    /// Ads in the search index before the searches: the creates plus a preload of the
+    /// rest (e.g. --ads 1000000 for the search rows of issue 13); instead of --preload
+    #[arg(long, value_name = "N", conflicts_with = "preload")]
+    pub ads: Option<u64>,
+
+    /// Requests of each of the `search` (GET /search?q=WORD) and `root-q` (GET /?q=WORD)
+    /// phases, at --clients clients
+    #[arg(long, value_name = "N", default_value_t = 2_000)]
+    pub word_searches: u64,
+
+    /// Requests of each one-client phase (`healthz-1`, `search-1`, `root-q-1`)
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    pub single_client: u64,
+
+    /// Skip the PostgreSQL peer of the creates (its row then says so)
+    #[arg(long)]
+    pub no_postgres: bool,
+
+    /// Directory of the PostgreSQL programs (initdb, pg_ctl, psql, pgbench)
+    /// [default: the newest /usr/lib/postgresql/N/bin, else PATH]
+    #[arg(long, value_name = "DIR")]
+    pub pg_bin: Option<PathBuf>,
+
+    /// Skip the bulk rows (export, verify, import, rebuild, disk) after the server stops
+    #[arg(long)]
+    pub no_bulk: bool,
+
+    /// After the phases, run the default mix for SECS seconds, sampling the server's RSS
+    /// after every slice of 4,200 requests, and print the curve
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    pub soak: u64,
+
     /// Safety cap on each phase's duration, in seconds; a phase stopped by it fails
     #[arg(long, value_name = "SECS", default_value_t = 300,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
@@ -111,6 +143,18 @@ Phases, each with --clients concurrent tasks sharing one keep-alive connection p
   gets      GET /publisher/{p}/ad/{adId} over the created ads in random order
   preload   (--preload N > 0) more creates, to grow the search index
   searches  GET /search?q=WORD&limit=20, a quarter with category, a quarter with minPrice
+  search    GET /search?q=WORD (--word-searches)
+  root-q    GET /?q=WORD, the seed's search (--word-searches)
+  healthz-1, search-1, root-q-1
+            the same with one client (--single-client)
+
+Right after the creates, the PostgreSQL peer: a private cluster (initdb in a temporary \
+directory, unix socket only, fsync and synchronous_commit on) where pgbench makes as many \
+durable appends with --clients clients (--no-postgres skips it). After the server stops: \
+the bulk rows, `adledger export`, `verify`, `import` and `rebuild` on the ledger the \
+bench made, timed with their peak RSS, next to their baselines (export; reading and \
+SHA-256-hashing the same bytes; tantivy alone indexing the same ads). The last table is \
+the rows of issue 13, each with its baseline, ratio and target.
 
 With --url, the server is neither started nor stopped, and its existing ads stay in \
 the index. Every response is checked: a non-2xx status, a transport error or an unusable body is \
@@ -133,6 +177,14 @@ impl Cli {
     /// Requests of the baseline phase.
     pub fn healthz_requests(&self) -> u64 {
         self.healthz.unwrap_or(self.gets)
+    }
+
+    /// Ads created before the searches only to grow the index.
+    pub fn preload_requests(&self) -> u64 {
+        match self.ads {
+            Some(ads) => ads.saturating_sub(self.creates),
+            None => self.preload,
+        }
     }
 }
 
@@ -157,7 +209,12 @@ mod tests {
         assert_eq!(cli.preload, 0);
         assert_eq!(cli.duration_limit, 300);
         assert_eq!(cli.healthz_requests(), 20_000);
+        assert_eq!(cli.preload_requests(), 0);
+        assert_eq!(cli.soak, 0);
         assert!(!cli.json);
+        let big = Cli::try_parse_from(["adledger-bench", "--ads", "1000000"]).expect("ads");
+        assert_eq!(big.preload_requests(), 980_000);
+        assert!(Cli::try_parse_from(["adledger-bench", "--ads", "5", "--preload", "5"]).is_err());
     }
 
     #[test]

@@ -11,18 +11,34 @@
 //! - [`operations`]: the request of each phase and how its answer is checked.
 //! - [`phase`]: running a phase with concurrent clients, bounded in count and time.
 //! - [`report`]: the table and the JSON object.
+//! - [`postgres`]: the PostgreSQL peer of the creates (pgbench on a private cluster).
+//! - [`bulk`] and [`child`]: the `adledger` maintenance commands, timed with their peak
+//!   memory; [`sha_alone`] and [`tantivy_alone`]: the baselines of verify and rebuild.
+//! - [`rss`] and [`soak`]: the server's memory, and its curve over a long mixed run.
+//! - [`limits`]: the rows of issue 13 (each measurement, its baseline, ratio and target).
 //!
-//! The run: baseline (`/healthz`), creates, gets, optional preload, searches. Every loop
+//! The run: baseline (`/healthz`), creates, the PostgreSQL peer, gets, optional preload,
+//! searches (filtered, `?q=WORD`, the seed's `/?q=`), the one-client phases, an optional
+//! soak; then, with the server stopped, the bulk commands and their baselines. Every loop
 //! is bounded by a request count and a per-phase time limit, so the bench always stops
 //! by itself. It is meant to be cheap: one runtime thread by default, since the server
 //! runs on the same (small) machine.
 
+mod bulk;
+mod child;
 mod cli;
+mod limits;
 mod operations;
 mod phase;
+mod postgres;
 mod report;
 mod rng;
+mod rss;
+
 mod server;
+mod sha_alone;
+mod soak;
+mod tantivy_alone;
 mod target;
 mod workload;
 
@@ -73,22 +89,40 @@ fn main() -> ExitCode {
     }
 }
 
-/// Finds or starts the server, runs the phases, stops the server it started.
+/// Finds or starts the server, runs the phases, stops the server it started, then runs
+/// the bulk commands on its ledger and fills in the rows of issue 13.
 async fn run(cli: &Cli) -> Result<Report, String> {
     match &cli.url {
         Some(raw) => {
             let addr = target::resolve(&target::parse(raw)?).await?;
             let url = target::base_url(addr);
-            drive(cli, &url, "external server".into()).await
+            let (mut report, measured) = drive(cli, &url, "external server".into(), None).await?;
+            let external = "the bench did not start the server (--url)";
+            fill_limits(
+                &mut report,
+                measured,
+                Err(external.into()),
+                Err(external.into()),
+                Err(external.into()),
+            );
+            Ok(report)
         }
         None => {
             let binary = match &cli.server_bin {
                 Some(path) => path.clone(),
                 None => server::default_binary()?,
             };
+            let scratch = tempfile::Builder::new()
+                .prefix("adledger-bench-run-")
+                .tempdir()
+                .map_err(|e| format!("cannot create a scratch directory: {e}"))?;
+            let data_dir = match &cli.data_dir {
+                Some(dir) => dir.clone(),
+                None => scratch.path().join("data"),
+            };
             let started = ServerProcess::start(
                 &binary,
-                cli.data_dir.as_deref(),
+                Some(&data_dir),
                 Duration::from_secs(cli.startup_timeout),
             )
             .await?;
@@ -99,13 +133,29 @@ async fn run(cli: &Cli) -> Result<Report, String> {
                 started.data_dir().display()
             );
             progress(&format!("server started: {url}"));
-            match drive(cli, &url, description).await {
-                Ok(mut report) => {
+            match drive(cli, &url, description, Some(started.pid())).await {
+                Ok((mut report, measured)) => {
                     progress("stopping the server (SIGTERM)");
                     let timeout = Duration::from_secs(cli.shutdown_timeout);
                     if let Err(e) = started.stop(timeout).await {
                         report.failures.push(e);
                     }
+                    let (bulk, sha, tantivy) = if cli.no_bulk {
+                        let skipped = "skipped (--no-bulk)";
+                        (
+                            Err(skipped.into()),
+                            Err(skipped.into()),
+                            Err(skipped.into()),
+                        )
+                    } else {
+                        bulk_rows(cli, &binary, &data_dir, scratch.path()).await
+                    };
+                    if let Err(e) = &bulk
+                        && !cli.no_bulk
+                    {
+                        report.failures.push(format!("bulk: {e}"));
+                    }
+                    fill_limits(&mut report, measured, bulk, sha, tantivy);
                     Ok(report)
                 }
                 Err(e) => {
@@ -118,9 +168,89 @@ async fn run(cli: &Cli) -> Result<Report, String> {
     }
 }
 
+/// What the HTTP part of the run measured besides its phases.
+struct HttpMeasured {
+    postgres: limits::Measured<postgres::Appends>,
+    server_rss: limits::Measured<rss::Rss>,
+    ads: u64,
+}
+
+/// The bulk commands on the stopped ledger, then their baselines.
+async fn bulk_rows(
+    cli: &Cli,
+    binary: &std::path::Path,
+    data_dir: &std::path::Path,
+    scratch: &std::path::Path,
+) -> (
+    limits::Measured<bulk::Bulk>,
+    limits::Measured<sha_alone::Hashed>,
+    limits::Measured<tantivy_alone::Indexed>,
+) {
+    let (binary, data_dir, scratch) = (
+        binary.to_path_buf(),
+        data_dir.to_path_buf(),
+        scratch.to_path_buf(),
+    );
+    let ads = tantivy_alone::Ads {
+        seed: cli.seed,
+        streams: [
+            (operations::CREATED_STREAMS[0], cli.creates),
+            (operations::CREATED_STREAMS[1], cli.preload_requests()),
+        ],
+    };
+    let joined = tokio::task::spawn_blocking(move || {
+        let bulk = bulk::run(&binary, &data_dir, &scratch);
+        let sha = match &bulk {
+            Ok(b) => {
+                progress("bulk: read + SHA-256 of the export (verify's baseline)");
+                let piece = usize::try_from(b.block_bytes / b.blocks.max(1)).unwrap_or(1024);
+                sha_alone::read_and_hash(&b.export_path, piece)
+            }
+            Err(_) => Err("no export to hash".to_string()),
+        };
+        progress("bulk: tantivy alone indexing the same ads (rebuild's baseline)");
+        let tantivy = tantivy_alone::index(ads);
+        (bulk, sha, tantivy)
+    })
+    .await;
+    match joined {
+        Ok(results) => results,
+        Err(e) => {
+            let failed = format!("the bulk task failed: {e}");
+            (Err(failed.clone()), Err(failed.clone()), Err(failed))
+        }
+    }
+}
+
+/// Builds the rows of issue 13 into `report`.
+fn fill_limits(
+    report: &mut Report,
+    measured: HttpMeasured,
+    bulk: limits::Measured<bulk::Bulk>,
+    sha: limits::Measured<sha_alone::Hashed>,
+    tantivy: limits::Measured<tantivy_alone::Indexed>,
+) {
+    let rows = limits::rows(&limits::Measurements {
+        phases: &report.phases,
+        postgres: measured.postgres,
+        bulk,
+        sha,
+        tantivy,
+        server_rss: measured.server_rss,
+        soak: report.soak.as_ref(),
+        ads: measured.ads,
+    });
+    report.limits = rows;
+}
+
 /// Checks the server answers and warms up the connections, then runs the phases
-/// against `url`.
-async fn drive(cli: &Cli, url: &str, server: String) -> Result<Report, String> {
+/// against `url` (process `pid` when the bench started it).
+async fn drive(
+    cli: &Cli,
+    url: &str,
+    server: String,
+    pid: Option<u32>,
+) -> Result<(Report, HttpMeasured), String> {
     let client = phase::client(cli.clients as usize)?;
     preflight(&client, url).await?;
     let plan = |requests| Plan {
@@ -128,6 +258,10 @@ async fn drive(cli: &Cli, url: &str, server: String) -> Result<Report, String> {
         clients: cli.clients as usize,
         requests,
         time_limit: Duration::from_secs(cli.duration_limit),
+    };
+    let single = |requests| Plan {
+        clients: 1,
+        ..plan(requests)
     };
     warm_up(url, &plan(cli.clients * 4)).await?;
     let mut report = Report {
@@ -138,6 +272,8 @@ async fn drive(cli: &Cli, url: &str, server: String) -> Result<Report, String> {
         phases: Vec::new(),
         notes: Vec::new(),
         failures: Vec::new(),
+        limits: Vec::new(),
+        soak: None,
     };
 
     if cli.healthz_requests() > 0 {
@@ -156,6 +292,28 @@ async fn drive(cli: &Cli, url: &str, server: String) -> Result<Report, String> {
         let create = Arc::new(Create::measured(url, cli.seed));
         created = measure(&mut report, "creates", create, &plan(cli.creates)).await;
     }
+
+    let postgres = if cli.no_postgres {
+        Err("skipped (--no-postgres)".to_string())
+    } else {
+        progress(&format!(
+            "postgres: {} durable appends by {} pgbench clients on a private cluster",
+            cli.creates.max(1),
+            cli.clients
+        ));
+        let (bin, clients, transactions) = (cli.pg_bin.clone(), cli.clients, cli.creates.max(1));
+        let ad = workload::postgres_ad_json(cli.seed);
+        let result = tokio::task::spawn_blocking(move || {
+            postgres::appends(bin.as_deref(), clients, transactions, &ad)
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("the pgbench task failed: {e}")));
+        match &result {
+            Ok(a) => progress(&format!("postgres: {:.1} appends/s", a.tps)),
+            Err(e) => progress(&format!("postgres: not measured: {e}")),
+        }
+        result
+    };
 
     if cli.gets > 0 && cli.settle {
         let waited = settle(&client, url, Duration::from_secs(cli.duration_limit)).await?;
@@ -176,18 +334,74 @@ async fn drive(cli: &Cli, url: &str, server: String) -> Result<Report, String> {
                 .push("gets skipped: no ads were created to get".into()),
         }
     }
-    drop(created);
 
-    if cli.preload > 0 {
-        let preload = Arc::new(Create::preload(url, cli.seed));
-        measure(&mut report, "preload", preload, &plan(cli.preload)).await;
+    let preload = cli.preload_requests();
+    if preload > 0 {
+        let preload_op = Arc::new(Create::preload(url, cli.seed));
+        measure(&mut report, "preload", preload_op, &plan(preload)).await;
     }
 
     if cli.searches > 0 {
         let search = Arc::new(Search::new(url, cli.seed)?);
         measure(&mut report, "searches", search, &plan(cli.searches)).await;
     }
-    Ok(report)
+    if cli.word_searches > 0 {
+        let search = Arc::new(Search::word(url, cli.seed)?);
+        measure(&mut report, "search", search, &plan(cli.word_searches)).await;
+        let root = Arc::new(Search::root(url, cli.seed)?);
+        measure(&mut report, "root-q", root, &plan(cli.word_searches)).await;
+    }
+    if cli.single_client > 0 {
+        let n = cli.single_client;
+        measure(
+            &mut report,
+            "healthz-1",
+            Arc::new(Healthz::new(url)),
+            &single(n),
+        )
+        .await;
+        let search = Arc::new(Search::word(url, cli.seed)?);
+        measure(&mut report, "search-1", search, &single(n)).await;
+        let root = Arc::new(Search::root(url, cli.seed)?);
+        measure(&mut report, "root-q-1", root, &single(n)).await;
+    }
+
+    if cli.soak > 0 {
+        match pid {
+            Some(pid) => {
+                let curve = soak::run(
+                    url,
+                    pid,
+                    cli.seed,
+                    &created,
+                    Duration::from_secs(cli.soak),
+                    &plan(0),
+                )
+                .await?;
+                let errors: u64 = curve.samples.iter().map(|s| s.errors).sum();
+                if errors > 0 {
+                    report
+                        .failures
+                        .push(format!("soak: {errors} requests failed"));
+                }
+                report.soak = Some(curve);
+            }
+            None => report
+                .notes
+                .push("soak skipped: it needs a server the bench started (not --url)".into()),
+        }
+    }
+    // After the soak, so the peak covers it.
+    let server_rss = match pid {
+        Some(pid) => rss::of(pid).ok_or_else(|| "the server's /proc status is gone".to_string()),
+        None => Err("the bench did not start the server (--url)".to_string()),
+    };
+    let measured = HttpMeasured {
+        postgres,
+        server_rss,
+        ads: cli.creates + preload,
+    };
+    Ok((report, measured))
 }
 
 /// Runs one phase, reports its progress and problems on stderr, adds it to `report`,
@@ -310,6 +524,6 @@ async fn warm_up(url: &str, plan: &Plan) -> Result<(), String> {
 }
 
 /// A progress line on stderr (stdout carries only the results).
-fn progress(message: &str) {
+pub(crate) fn progress(message: &str) {
     eprintln!("adledger-bench: {message}");
 }

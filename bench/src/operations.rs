@@ -11,6 +11,11 @@ use crate::workload;
 const CREATE_STREAM: u64 = 1;
 const PRELOAD_STREAM: u64 = 2;
 const SEARCH_STREAM: u64 = 3;
+const SOAK_STREAM: u64 = 4;
+const ROOT_SEARCH_STREAM: u64 = 5;
+
+/// The streams of the ads a run creates, for the tantivy baseline that indexes them again.
+pub(crate) const CREATED_STREAMS: [u64; 2] = [CREATE_STREAM, PRELOAD_STREAM];
 
 /// `GET /healthz`: the baseline, the cheapest request the server answers.
 #[derive(Debug)]
@@ -72,6 +77,15 @@ impl Create {
             base: base.to_string(),
             seed,
             stream: PRELOAD_STREAM,
+        }
+    }
+
+    /// The soak's creates.
+    pub fn soak(base: &str, seed: u64) -> Create {
+        Create {
+            base: base.to_string(),
+            seed,
+            stream: SOAK_STREAM,
         }
     }
 }
@@ -149,19 +163,46 @@ impl Operation for Get {
     }
 }
 
-/// `GET /search?q=WORD&limit=20`, sometimes with `category` or `minPrice`.
+/// `GET /search?q=WORD&limit=20`, sometimes with `category` or `minPrice`; or, as the
+/// rows of issue 13 ask, only `GET /search?q=WORD` or the seed's `GET /?q=WORD`.
 #[derive(Debug)]
 pub struct Search {
     url: Url,
     seed: u64,
+    kind: SearchKind,
+}
+
+/// Which search requests a [`Search`] makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SearchKind {
+    /// `/search` with `limit=20` and now and then a filter.
+    Filtered,
+    /// `/search?q=WORD`.
+    Word,
+    /// `/?q=WORD` (the seed's search: a JSON array of up to 25 ads).
+    Root,
 }
 
 impl Search {
-    /// Against the server at `base`.
+    /// `/search` with filters, against the server at `base`.
     pub fn new(base: &str, seed: u64) -> Result<Search, String> {
-        let url = Url::parse(&format!("{base}/search"))
+        Search::of_kind(base, "/search", seed, SearchKind::Filtered)
+    }
+
+    /// `/search?q=WORD` only.
+    pub fn word(base: &str, seed: u64) -> Result<Search, String> {
+        Search::of_kind(base, "/search", seed, SearchKind::Word)
+    }
+
+    /// The seed's `/?q=WORD`.
+    pub fn root(base: &str, seed: u64) -> Result<Search, String> {
+        Search::of_kind(base, "/", seed, SearchKind::Root)
+    }
+
+    fn of_kind(base: &str, path: &str, seed: u64, kind: SearchKind) -> Result<Search, String> {
+        let url = Url::parse(&format!("{base}{path}"))
             .map_err(|e| format!("bad search URL from {base:?}: {e}"))?;
-        Ok(Search { url, seed })
+        Ok(Search { url, seed, kind })
     }
 }
 
@@ -170,13 +211,26 @@ impl Operation for Search {
 
     fn request(&self, client: &Client, index: u64) -> RequestBuilder {
         let mut url = self.url.clone();
-        let params =
-            workload::search_params(&mut Rng::for_request(self.seed, SEARCH_STREAM, index));
+        let stream = match self.kind {
+            SearchKind::Root => ROOT_SEARCH_STREAM,
+            _ => SEARCH_STREAM,
+        };
+        let mut params = workload::search_params(&mut Rng::for_request(self.seed, stream, index));
+        if self.kind != SearchKind::Filtered {
+            params.truncate(1);
+        }
         url.query_pairs_mut().extend_pairs(params);
         client.get(url)
     }
 
     fn accept(&self, _index: u64, body: &[u8]) -> Result<(), String> {
+        if self.kind == SearchKind::Root {
+            return if body.first() == Some(&b'[') {
+                Ok(())
+            } else {
+                Err("the body is not a JSON array".into())
+            };
+        }
         // `{total, items, nextCursor}`: a cheap look for the field rather than a parse.
         if body.windows(7).any(|w| w == b"\"items\"") {
             Ok(())
@@ -241,5 +295,18 @@ mod tests {
                 .is_ok()
         );
         assert!(search.accept(0, b"[]").is_err());
+
+        let root = Search::root("http://127.0.0.1:1", 1).expect("root");
+        let request = root.request(&client, 5).build().expect("request");
+        assert_eq!(request.url().path(), "/");
+        let pairs: Vec<(String, String)> = request.url().query_pairs().into_owned().collect();
+        assert_eq!(pairs.len(), 1, "{pairs:?}");
+        assert_eq!(pairs[0].0, "q");
+        assert!(root.accept(0, b"[]").is_ok());
+        assert!(root.accept(0, b"{}").is_err());
+        let word = Search::word("http://127.0.0.1:1", 1).expect("word");
+        let request = word.request(&client, 5).build().expect("request");
+        assert_eq!(request.url().path(), "/search");
+        assert_eq!(request.url().query_pairs().count(), 1);
     }
 }

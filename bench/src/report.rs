@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use crate::limits::{self, Row};
 use crate::phase::PhaseStats;
+use crate::soak::Curve;
 
 /// Everything a run measured, and what went wrong.
 #[derive(Debug, Clone)]
@@ -24,6 +26,10 @@ pub struct Report {
     pub notes: Vec<String>,
     /// Why the run failed (empty when it did not).
     pub failures: Vec<String>,
+    /// The rows of issue 13 (empty until the run is over).
+    pub limits: Vec<Row>,
+    /// The RSS curve of `--soak`.
+    pub soak: Option<Curve>,
 }
 
 impl Report {
@@ -78,6 +84,12 @@ impl Report {
         for note in &self.notes {
             let _ = writeln!(out, "note: {note}");
         }
+        if let Some(soak) = &self.soak {
+            out.push_str(&soak.table());
+        }
+        if !self.limits.is_empty() {
+            out.push_str(&limits::table(&self.limits));
+        }
         if self.ok() {
             let _ = writeln!(out, "result: OK");
         } else {
@@ -118,6 +130,13 @@ impl Report {
             "clientThreads": self.client_threads,
             "phases": phases,
             "notes": self.notes,
+            "limits": limits::json(&self.limits),
+            "soak": self.soak.as_ref().map(|c| c.samples.iter().map(|s| json!({
+                "atSecs": s.at,
+                "rssBytes": s.rss,
+                "throughput": s.throughput,
+                "errors": s.errors,
+            })).collect::<Vec<_>>()),
             "ok": self.ok(),
             "failures": self.failures,
         })
@@ -163,6 +182,8 @@ mod tests {
             phases: vec![phase("healthz", 1000, 1), phase("creates", 500, 2)],
             notes: vec![],
             failures: vec![],
+            limits: vec![],
+            soak: None,
         };
         let json = report.json();
         assert_eq!(json["phases"][0]["vsHealthz"], json!(1.0));
@@ -185,6 +206,8 @@ mod tests {
             phases: vec![phase("creates", 10, 1)],
             notes: vec![],
             failures: vec!["creates: 3 errors".into()],
+            limits: vec![],
+            soak: None,
         };
         assert!(!report.ok());
         assert!(report.table().contains("FAILED: creates: 3 errors"));

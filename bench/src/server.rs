@@ -145,6 +145,11 @@ impl ServerProcess {
         self.addr
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// The data directory the server was given.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir

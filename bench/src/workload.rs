@@ -254,6 +254,40 @@ pub fn search_params(rng: &mut Rng) -> Vec<(&'static str, String)> {
     params
 }
 
+/// The ad every PostgreSQL append stores: a generated ad as adledger answers it (with
+/// its `adId`, `publisherId`, `version` and revision metadata), its description lengthened
+/// with remarks until the JSON is about 1 KB, the size of a stored revision. It holds no
+/// `null`, `true` or `false`: pgbench would read `:null` as one of its variables.
+pub fn postgres_ad_json(seed: u64) -> String {
+    let mut rng = Rng::new(seed);
+    let mut ad = ad_body(&mut rng);
+    if let Some(object) = ad.as_object_mut() {
+        object.insert(
+            "adId".into(),
+            Value::String("01JDZ8R3WQ7V4KX2M9PA5BN6CT".into()),
+        );
+        object.insert("publisherId".into(), Value::String(publisher_of(0).into()));
+        object.insert("version".into(), Value::from(0));
+        object.insert(
+            "metadata".into(),
+            serde_json::json!({
+                "txId": "01JDZ8R3WQ9YHF0T6S2GD4KMXE",
+                "txTime": "2026-11-29T14:00:00.000Z",
+            }),
+        );
+    }
+    let mut index = 0;
+    while ad.to_string().len() < 1_000 {
+        let remark = REMARKS[index % REMARKS.len()];
+        index += 1;
+        if let Some(Value::String(description)) = ad.get_mut("adDescription") {
+            description.push(' ');
+            description.push_str(remark);
+        }
+    }
+    ad.to_string()
+}
+
 /// A decimal price in `range`, ending in realistic cents (`19.99`, `250.50`, `45`).
 fn price(rng: &mut Rng, range: (u64, u64)) -> Value {
     let units = rng.between(range.0, range.1);
@@ -361,6 +395,18 @@ mod tests {
             assert!(!params[0].1.is_empty());
             assert!(params.contains(&("limit", "20".to_string())));
         }
+    }
+
+    #[test]
+    fn the_postgres_ad_is_about_a_kilobyte() {
+        let json = postgres_ad_json(1);
+        assert!((1_000..1_200).contains(&json.len()), "{}", json.len());
+        let ad: Value = serde_json::from_str(&json).expect("JSON");
+        assert!(ad["adTitle"].is_string());
+        for word in [":null", ":true", ":false"] {
+            assert!(!json.contains(word), "pgbench would substitute {word}");
+        }
+        assert_eq!(postgres_ad_json(1), json);
     }
 
     #[test]
