@@ -67,9 +67,10 @@ pub const DEFAULT_BATCH_BLOCKS: usize = 1 << 20;
 ///
 /// The bigger, the more updates of one ad collapse into one write; the price is memory:
 /// at most two batches exist (one written, one being built) and the write hands each
-/// read model a copy, so a rebuild peaks near four times this (about 1 GB) on a journal
-/// with more distinct ads than fit. 256 MB holds about 450,000 small ads.
-pub const DEFAULT_BATCH_BYTES: usize = 256 << 20;
+/// read model a copy, so a rebuild peaks near four times this on a journal with more
+/// distinct ads than fit. 64 MB holds about 110,000 small ads and keeps a rebuild's
+/// whole process under 512 MB (with 256 MB it peaked at 990 MB on 200,000 revisions).
+pub const DEFAULT_BATCH_BYTES: usize = 64 << 20;
 
 /// Blocks per `read_blocks` call: the frames of one chunk are in memory at a time.
 pub(crate) const READ_CHUNK: usize = 16_384;
