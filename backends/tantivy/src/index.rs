@@ -10,6 +10,14 @@
 //! into the commit's payload (`meta.json`), so it is stored atomically with the documents
 //! it covers. After the commit the reader is reloaded by hand (`ReloadPolicy::Manual`):
 //! when `apply` returns, searches see its writes.
+//!
+//! # Searches
+//!
+//! A search costs what its page needs, not what the index holds: the total comes from
+//! the count query of `query.rs` (one posting list per word; a term's document frequency
+//! when its segment has no deleted documents), and the page from the ranking collector
+//! of `order.rs`, which lets block-max WAND skip the documents that cannot make the
+//! page. Hits are read from the stored `ad` field of their documents.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,11 +28,12 @@ use adledger_engine::revision::RevisionMetadata;
 use adledger_engine::{Result, Revision};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use tantivy::collector::{Count, TopDocs};
+use tantivy::collector::TopDocs;
 use tantivy::directory::MmapDirectory;
 use tantivy::directory::error::LockError;
-use tantivy::query::{QueryParser, TermQuery};
+use tantivy::query::{Query as _, TermQuery};
 use tantivy::schema::IndexRecordOption;
+use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{
     DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument,
     TantivyError, Term,
@@ -52,7 +61,8 @@ struct Inner {
     index: Index,
     reader: IndexReader,
     schema: AdSchema,
-    parser: QueryParser,
+    /// The text fields' analyzer, cloned by each search to split its words into terms.
+    analyzer: TextAnalyzer,
     /// tantivy allows one writer per index; the lock also serialises `apply` and `clear`.
     writer: Mutex<IndexWriter>,
 }
@@ -124,22 +134,13 @@ impl TantivySearchIndex {
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
-        let parser = QueryParser::for_index(
-            &index,
-            vec![
-                schema.title,
-                schema.description,
-                schema.category,
-                schema.tags,
-            ],
-        );
         Ok(TantivySearchIndex {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
                 index,
                 reader,
                 schema,
-                parser,
+                analyzer: AdSchema::analyzer(),
                 writer: Mutex::new(writer),
             }),
         })
@@ -297,8 +298,11 @@ impl Inner {
 
     fn search(&self, search: &SearchQuery) -> Result<SearchPage, IndexError> {
         let searcher = self.reader.searcher();
-        let built = query::build(&self.schema, &self.parser, search);
-        let total = searcher.search(&built.query, &Count)?;
+        let mut analyzer = self.analyzer.clone();
+        let built = query::build(&self.schema, &mut analyzer, search);
+        // Counted without scores; a single term in a segment without deleted documents
+        // is counted from its document frequency alone.
+        let total = built.count.count(&searcher)?;
         // Checked against the total first: the collector keeps up to `offset + limit`
         // hits per segment, and both come from the client.
         let remaining = total.saturating_sub(search.offset);

@@ -19,7 +19,8 @@
 //! - `index`: [`TantivySearchIndex`], the `SearchIndex` port: one commit per `apply`,
 //!   idempotent by version, tombstones for deleted ads.
 //! - `schema`: how an ad maps to a document and back.
-//! - `query`: a `SearchQuery` as a tantivy query (lenient user text, exact filters).
+//! - `query`: a `SearchQuery` as a tantivy query (lenient user text, exact filters), and
+//!   a cheaper query that matches the same documents, for the count.
 //! - `order`: the collector that ranks hits by score (or age), then by ad id, so that
 //!   equal hits come back in the same order whatever the index's history.
 //! - `error`: the crate's error type and its mapping into `adledger_engine::Error`.

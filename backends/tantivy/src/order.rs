@@ -13,14 +13,20 @@
 //!
 //! Within a segment the `adId` fast field's term ordinals sort as the ids do (its
 //! dictionary is sorted), so a segment keeps its best `offset + limit` hits comparing
-//! integers and reads the id strings of those only; the merge compares strings across
-//! segments, whose ordinals are unrelated.
+//! integers. Across segments ordinals are unrelated: the merge reads id strings, but only
+//! of hits that tie with another segment's on the primary key (each read decodes a
+//! block of the id dictionary; reading every kept hit's id was a fifth of a search).
+//!
+//! By score, the collector asks the query for documents scoring above just below its
+//! worst kept hit (tantivy's block-max WAND for a union of terms skips whole blocks under
+//! it), so a document tying with the worst kept hit still arrives and can win on its id.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Column, StrColumn};
+use tantivy::query::Weight;
 use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader, TantivyError};
 
 use crate::schema::{AD_ID, CREATED_MS};
@@ -52,12 +58,54 @@ impl Ranked {
     }
 }
 
-/// A hit as a segment reports it: its id is a string, comparable across segments.
-#[derive(Debug)]
-pub(crate) struct Hit {
-    primary: u64,
-    ad_id: String,
-    address: DocAddress,
+/// One segment's best hits, best first, and the column that turns their term ordinals
+/// into ids (ordinals of different segments are unrelated).
+pub(crate) struct SegmentHits {
+    segment_ord: SegmentOrdinal,
+    ids: StrColumn,
+    descending_ids: bool,
+    hits: Vec<SegmentHit>,
+}
+
+impl SegmentHits {
+    /// The ad id of `hit`; empty if the lookup fails (every document carries an id, so
+    /// the hit then still ranks by its primary key and address).
+    fn ad_id(&self, hit: &SegmentHit) -> String {
+        let ord = if self.descending_ids {
+            !hit.tie
+        } else {
+            hit.tie
+        };
+        let mut ad_id = String::new();
+        if !matches!(self.ids.ord_to_str(ord, &mut ad_id), Ok(true)) {
+            ad_id.clear();
+        }
+        ad_id
+    }
+}
+
+/// A segment's next hit in the merge, with its id once a comparison needed it.
+struct Head {
+    fruit: usize,
+    position: usize,
+    ad_id: Option<String>,
+}
+
+impl Head {
+    fn hit<'a>(&self, fruits: &'a [SegmentHits]) -> &'a SegmentHit {
+        &fruits[self.fruit].hits[self.position]
+    }
+
+    fn address(&self, fruits: &[SegmentHits]) -> DocAddress {
+        DocAddress::new(fruits[self.fruit].segment_ord, self.hit(fruits).doc)
+    }
+
+    fn read_id(&mut self, fruits: &[SegmentHits]) {
+        if self.ad_id.is_none() {
+            let fruit = &fruits[self.fruit];
+            self.ad_id = Some(fruit.ad_id(&fruit.hits[self.position]));
+        }
+    }
 }
 
 impl Collector for Ranked {
@@ -90,26 +138,85 @@ impl Collector for Ranked {
         self.ranking == Ranking::Score
     }
 
-    fn merge_fruits(&self, fruits: Vec<Vec<Hit>>) -> tantivy::Result<Vec<DocAddress>> {
-        let mut hits: Vec<Hit> = fruits.into_iter().flatten().collect();
+    /// By score, the weight only reports documents that score above the worst kept hit
+    /// (block-max WAND for a union of terms skips whole blocks that cannot); by age,
+    /// every match, as tantivy's default does.
+    fn collect_segment(
+        &self,
+        weight: &dyn Weight,
+        segment_ord: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<SegmentHits> {
+        let mut segment = self.for_segment(segment_ord, reader)?;
+        let alive = reader.alive_bitset();
+        match self.ranking {
+            Ranking::Score => {
+                weight.for_each_pruning(Score::MIN, reader, &mut |doc, score| {
+                    if alive.is_none_or(|alive| alive.is_alive(doc)) {
+                        segment.collect(doc, score);
+                    }
+                    segment.threshold()
+                })?;
+            }
+            Ranking::Newest => {
+                weight.for_each_no_score(reader, &mut |docs| {
+                    for &doc in docs {
+                        if alive.is_none_or(|alive| alive.is_alive(doc)) {
+                            segment.collect(doc, 0.0);
+                        }
+                    }
+                })?;
+            }
+        }
+        Ok(segment.harvest())
+    }
+
+    /// A k-way merge of the segments' lists, which are each in final order already
+    /// (equal primary keys by term ordinal, which sorts as the ids do). A head's id is
+    /// read only when it ties with another segment's head on the primary key, so a page
+    /// reads about `offset + limit` ids, not every segment's best.
+    fn merge_fruits(&self, fruits: Vec<SegmentHits>) -> tantivy::Result<Vec<DocAddress>> {
+        let want = self.offset.saturating_add(self.limit);
         let descending_ids = self.ranking == Ranking::Newest;
-        hits.sort_unstable_by(|a, b| {
-            let ids = if descending_ids {
-                b.ad_id.cmp(&a.ad_id)
-            } else {
-                a.ad_id.cmp(&b.ad_id)
-            };
-            b.primary
-                .cmp(&a.primary)
-                .then(ids)
-                .then(a.address.cmp(&b.address))
-        });
-        Ok(hits
-            .into_iter()
-            .skip(self.offset)
-            .take(self.limit)
-            .map(|hit| hit.address)
-            .collect())
+        let mut heads: Vec<Head> = (0..fruits.len())
+            .filter(|&fruit| !fruits[fruit].hits.is_empty())
+            .map(|fruit| Head {
+                fruit,
+                position: 0,
+                ad_id: None,
+            })
+            .collect();
+        let mut merged = Vec::with_capacity(want.min(1024));
+        while merged.len() < want && !heads.is_empty() {
+            let mut best = 0;
+            for i in 1..heads.len() {
+                let mut order = heads[i]
+                    .hit(&fruits)
+                    .primary
+                    .cmp(&heads[best].hit(&fruits).primary);
+                if order == std::cmp::Ordering::Equal {
+                    heads[i].read_id(&fruits);
+                    heads[best].read_id(&fruits);
+                    let (a, b) = (
+                        heads[i].ad_id.as_deref().unwrap_or_default(),
+                        heads[best].ad_id.as_deref().unwrap_or_default(),
+                    );
+                    order = if descending_ids { b.cmp(a) } else { a.cmp(b) }
+                        .then_with(|| heads[i].address(&fruits).cmp(&heads[best].address(&fruits)));
+                }
+                if order == std::cmp::Ordering::Less {
+                    best = i;
+                }
+            }
+            merged.push(heads[best].address(&fruits));
+            let head = &mut heads[best];
+            head.position += 1;
+            head.ad_id = None;
+            if head.position == fruits[head.fruit].hits.len() {
+                heads.swap_remove(best);
+            }
+        }
+        Ok(merged.into_iter().skip(self.offset).collect())
     }
 }
 
@@ -133,8 +240,22 @@ struct SegmentHit {
     doc: DocId,
 }
 
+impl SegmentRanked {
+    /// The score a document must exceed to be worth reporting: just below the worst
+    /// kept hit's once `keep` hits are kept, so that a document that ties with it still
+    /// comes (it may win on its id); any score before.
+    fn threshold(&self) -> Score {
+        match self.best.peek() {
+            Some(worst) if self.best.len() >= self.keep => {
+                score_of_key(worst.primary.0).next_down()
+            }
+            _ => Score::MIN,
+        }
+    }
+}
+
 impl SegmentCollector for SegmentRanked {
-    type Fruit = Vec<Hit>;
+    type Fruit = SegmentHits;
 
     fn collect(&mut self, doc: DocId, score: Score) {
         if self.keep == 0 {
@@ -166,30 +287,15 @@ impl SegmentCollector for SegmentRanked {
         }
     }
 
-    fn harvest(self) -> Vec<Hit> {
-        let mut ad_id = String::new();
-        self.best
-            .into_vec()
-            .into_iter()
-            .map(|hit| {
-                let ord = if self.descending_ids {
-                    !hit.tie
-                } else {
-                    hit.tie
-                };
-                ad_id.clear();
-                // A failed lookup leaves the id empty: the hit still ranks by its
-                // primary key and address, and every document carries an id.
-                if !matches!(self.ids.ord_to_str(ord, &mut ad_id), Ok(true)) {
-                    ad_id.clear();
-                }
-                Hit {
-                    primary: hit.primary.0,
-                    ad_id: ad_id.clone(),
-                    address: DocAddress::new(self.segment_ord, hit.doc),
-                }
-            })
-            .collect()
+    fn harvest(self) -> SegmentHits {
+        let mut hits = self.best.into_vec();
+        hits.sort_unstable();
+        SegmentHits {
+            segment_ord: self.segment_ord,
+            ids: self.ids,
+            descending_ids: self.descending_ids,
+            hits,
+        }
     }
 }
 
@@ -206,9 +312,20 @@ fn score_key(score: Score) -> u64 {
     })
 }
 
+/// The score whose [`score_key`] is `key`.
+fn score_of_key(key: u64) -> Score {
+    // Keys come from `score_key`, which fills the low 32 bits only.
+    let bits = u32::try_from(key).unwrap_or(u32::MAX);
+    Score::from_bits(if bits & 0x8000_0000 != 0 {
+        bits & 0x7fff_ffff
+    } else {
+        !bits
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::score_key;
+    use super::{score_key, score_of_key};
 
     #[test]
     fn score_keys_keep_the_order_of_scores() {
@@ -217,5 +334,8 @@ mod tests {
             assert!(score_key(pair[0]) < score_key(pair[1]), "{pair:?}");
         }
         assert_eq!(score_key(-0.0), score_key(0.0));
+        for score in scores {
+            assert_eq!(score_of_key(score_key(score)), score);
+        }
     }
 }
