@@ -417,10 +417,10 @@ pub fn open_live_read_models(config: &Config) -> Result<Option<ReadModels>, Back
             Ok(Some((Arc::new(state), Arc::new(search))))
         }
         BackendKind::Memory => Ok(None),
-        BackendKind::Aws => {
-            let ports = open(config)?;
-            Ok(Some((ports.state, ports.search)))
-        }
+        #[cfg(feature = "aws")]
+        BackendKind::Aws => aws::open_live_read_models(config).map(Some),
+        #[cfg(not(feature = "aws"))]
+        BackendKind::Aws => Err(BackendError::NotCompiled(BackendKind::Aws.as_str())),
     }
 }
 
@@ -581,6 +581,33 @@ mod aws {
             prefix: config.table_prefix.clone(),
             source,
         })
+    }
+
+    /// The live read models for `verify`: the state table, and the search index — but a
+    /// tantivy index only if this machine has one. `verify` runs wherever the operator
+    /// is, and must not leave an empty index behind in a working directory (one that a
+    /// later `serve` there would take for this ledger's); a machine without an index has
+    /// no search mark to compare, which an empty stand-in (checkpoint 0) says.
+    pub(super) fn open_live_read_models(
+        config: &Config,
+    ) -> Result<super::ReadModels, BackendError> {
+        let local_index = config.data_dir.join("search");
+        if config.search == SearchKind::Tantivy && !local_index.join("meta.json").is_file() {
+            let tables = TableNames::with_prefix(&config.table_prefix);
+            let settings = super::dynamo_settings(config);
+            let state = run(async move {
+                let client = adledger_aws::connect(&settings).await;
+                adledger_aws::DynamoStateStore::open(client, &tables.state).await
+            })
+            .map_err(|source| BackendError::Aws {
+                prefix: config.table_prefix.clone(),
+                source,
+            })?;
+            let none = adledger_engine::memory::MemoryBackend::new();
+            return Ok((Arc::new(state), none.search));
+        }
+        let ports = super::open(config)?;
+        Ok((ports.state, ports.search))
     }
 
     /// Runs the async opening from this synchronous function: on the caller's runtime if
