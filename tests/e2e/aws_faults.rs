@@ -186,15 +186,7 @@ async fn faults_lose_no_write_and_duplicate_no_block() {
     let endpoint = dynamodb::endpoint();
     let prefix = dynamodb::unique_prefix("faults");
     dynamodb::init(&endpoint, &prefix).await;
-    let seed = std::env::var("ADLEDGER_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        });
-    println!("fault seed: {seed} (rerun with ADLEDGER_FAULT_SEED={seed})");
+    let seed = crate::support::seed_from_env("ADLEDGER_FAULT_SEED", "fault");
     let proxy = FaultProxy::start(&endpoint, FAULTS, seed).await;
     // The servers start on a quiet network (start-up is not what is tested here).
     proxy.set_enabled(false);

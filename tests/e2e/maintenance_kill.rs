@@ -36,16 +36,7 @@ struct Rng(u64);
 impl Rng {
     /// The seed from `ADLEDGER_TEST_SEED`, or from the clock; printed either way.
     fn from_env(test: &str) -> Rng {
-        let seed = std::env::var("ADLEDGER_TEST_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(1, |d| d.as_nanos() as u64)
-            });
-        println!("{test}: seed {seed} (replay with ADLEDGER_TEST_SEED={seed})");
-        Rng(seed)
+        Rng(crate::support::seed_from_env("ADLEDGER_TEST_SEED", test))
     }
 
     fn next(&mut self) -> u64 {
@@ -81,6 +72,37 @@ async fn run_and_kill(args: &[&str], delay: Duration) -> bool {
         .expect("adledger did not end within 30 s of SIGKILL")
         .expect("wait");
     killed && !status.success()
+}
+
+/// What an interrupted `adledger import FILE` left in `target`, as the next open sees it:
+/// an empty journal (then `interrupted` must be true, and a rerun imports the file) or
+/// all `revisions` blocks (then a rerun is refused: the journal is not empty). Returns
+/// whether it was empty; fails the test on a part.
+pub(crate) async fn import_outcome(
+    target: &Path,
+    file: &str,
+    revisions: u64,
+    interrupted: bool,
+    what: &str,
+) -> bool {
+    let t = dir_arg(target);
+    let last = {
+        let live = LocalBackend::open(target).expect("open after the interruption");
+        live.journal.last_sequence().await.expect("tip")
+    };
+    match last {
+        None => {
+            assert!(interrupted, "{what}: an import that ended imported nothing");
+            cli_ok(&["import", file, "--data-dir", &t]).await;
+            true
+        }
+        Some(last) => {
+            assert_eq!(last + 1, revisions, "{what}: a part of the import is live");
+            let err = cli_fails(&["import", file, "--data-dir", &t]).await;
+            assert!(err.contains("empty journal"), "{what}: {err}");
+            false
+        }
+    }
 }
 
 /// Runs `adledger ARGS` to the end and returns how long it took.
@@ -198,29 +220,10 @@ async fn an_import_killed_at_random_moments_leaves_no_journal_or_all_of_it() {
         let delay = rng.delay(full);
         let killed = run_and_kill(&["import", &f, "--data-dir", &t], delay).await;
 
-        let last = {
-            let live = LocalBackend::open(&target).expect("open after the kill");
-            live.journal.last_sequence().await.expect("tip")
-        };
-        match last {
-            None => {
-                outcomes.0 += 1;
-                assert!(
-                    killed,
-                    "trial {trial}: an import that ended imported nothing"
-                );
-                cli_ok(&["import", &f, "--data-dir", &t]).await;
-            }
-            Some(last) => {
-                outcomes.1 += 1;
-                assert_eq!(
-                    last + 1,
-                    REVISIONS,
-                    "trial {trial}: a part of the import is live"
-                );
-                let err = cli_fails(&["import", &f, "--data-dir", &t]).await;
-                assert!(err.contains("empty journal"), "trial {trial}: {err}");
-            }
+        if import_outcome(&target, &f, REVISIONS, killed, &format!("trial {trial}")).await {
+            outcomes.0 += 1;
+        } else {
+            outcomes.1 += 1;
         }
         assert_eq!(
             verified_root(&target).await,

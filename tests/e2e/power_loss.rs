@@ -860,14 +860,7 @@ fn keep_evidence(backing: &Path, seed: u64) -> Option<String> {
 }
 
 fn seed() -> u64 {
-    let seed = env_number(
-        "ADLEDGER_POWER_SEED",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64),
-    );
-    println!("power-loss seed: {seed} (rerun with ADLEDGER_POWER_SEED={seed})");
-    seed
+    crate::support::seed_from_env("ADLEDGER_POWER_SEED", "power-loss")
 }
 
 async fn acknowledged_writes_survive_power_cuts() {

@@ -15,11 +15,11 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use adledger_engine::ports::{Journal, SearchIndex, StateStore};
+use adledger_engine::ports::{SearchIndex, StateStore};
 use adledger_local::LocalBackend;
 
 use crate::maintenance::{cli_ok, dir_arg, write_journal};
-use crate::maintenance_kill::verified_root;
+use crate::maintenance_kill::{import_outcome, verified_root};
 use crate::support::{Rng, Server, local_only};
 
 /// Revisions (one per block, four per ad) of the ledger imported.
@@ -49,27 +49,16 @@ async fn run_and_cut(
     (!ended, report)
 }
 
-/// The seed, as `power_loss` takes it.
-fn seed() -> u64 {
-    let seed = std::env::var("ADLEDGER_POWER_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        });
-    println!("power-cut seed: {seed} (rerun with ADLEDGER_POWER_SEED={seed})");
-    seed
-}
-
 async fn import_and_swap_survive_power_cuts() {
     crate::support::require_root("the power-cut tests mount a FUSE file system");
     let cuts = std::env::var("ADLEDGER_POWER_MAINTENANCE_CUTS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(8usize);
-    let mut rng = Rng::new(seed());
+    let mut rng = Rng::new(crate::support::seed_from_env(
+        "ADLEDGER_POWER_SEED",
+        "power-cut",
+    ));
     let home = tempfile::tempdir().expect("tempdir");
     let source = home.path().join("source");
     write_journal(&source, REVISIONS).await;
@@ -128,27 +117,11 @@ async fn import_and_swap_survive_power_cuts() {
         discarded += report.unsynced_writes;
 
         let fs = adledger_powerfs::mount(&backing, &mnt).unwrap_or_else(|e| panic!("{e}"));
-        let last = {
-            let live = LocalBackend::open(&data).expect("open after the cut");
-            live.journal.last_sequence().await.expect("tip")
-        };
-        match last {
-            None => {
-                outcomes.0 += 1;
-                assert!(
-                    cut_early,
-                    "trial {trial}: an import that ended left nothing"
-                );
-                cli_ok(&["import", &f, "--data-dir", &d]).await;
-            }
-            Some(last) => {
-                outcomes.1 += 1;
-                assert_eq!(
-                    last + 1,
-                    REVISIONS,
-                    "trial {trial} (cut after {delay:?}): a part of the import is live"
-                );
-            }
+        let what = format!("trial {trial} (cut after {delay:?})");
+        if import_outcome(&data, &f, REVISIONS, cut_early, &what).await {
+            outcomes.0 += 1;
+        } else {
+            outcomes.1 += 1;
         }
         assert_eq!(verified_root(&data).await, root, "trial {trial}");
         assert!(!data.join("import-staging").exists(), "trial {trial}");

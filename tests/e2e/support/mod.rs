@@ -894,3 +894,18 @@ pub const SEED_UPDATE_BODY: &str = r#"{
 pub fn seed_create_body() -> Value {
     serde_json::from_str(SEED_CREATE_BODY).expect("seed create body")
 }
+
+/// A run's seed: the number in the environment variable `var`, or one from the clock.
+/// Printed either way with the line that replays it, so a failure seen once can be rerun.
+pub fn seed_from_env(var: &str, what: &str) -> u64 {
+    let seed = std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+    println!("{what} seed: {seed} (rerun with {var}={seed})");
+    seed
+}
