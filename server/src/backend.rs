@@ -104,6 +104,23 @@ pub enum BackendError {
         /// A few of the names found in it.
         found: Vec<String>,
     },
+    /// AWS backend with a tantivy index: the index in the data directory was built for
+    /// another ledger (other tables), so serving from it would mix two ledgers' ads.
+    #[error(
+        "the search index in {} was built for the DynamoDB ledger {built_for}, and this \
+         server uses {used_for}: give each ledger a --data-dir of its own, or delete {} \
+         (the index is rebuilt from the journal)",
+        dir.display(),
+        dir.display()
+    )]
+    IndexOfAnotherLedger {
+        /// The index directory.
+        dir: PathBuf,
+        /// The ledger the index says it belongs to.
+        built_for: String,
+        /// The ledger this server was configured with.
+        used_for: String,
+    },
     /// The configured backend cannot do what was asked (yet).
     #[error("{0}")]
     Unsupported(String),
@@ -525,8 +542,69 @@ mod aws {
     use super::{BackendError, Opened, Scope, clock_and_ids};
     use crate::config::{Config, SearchKind};
 
+    /// The file in a tantivy index directory that names the ledger the index belongs to.
+    const INDEX_OWNER: &str = "adledger-ledger.txt";
+
+    /// The ledger a configuration names: its DynamoDB endpoint (or the account's) and
+    /// table prefix.
+    fn ledger_name(config: &Config) -> String {
+        let endpoint = config
+            .dynamodb_endpoint
+            .clone()
+            .unwrap_or_else(|| "the AWS account's DynamoDB".to_string());
+        format!("{endpoint}, table prefix {:?}", config.table_prefix)
+    }
+
+    /// Binds a tantivy index directory to the ledger that fills it: a fresh (or older,
+    /// unnamed) index is named now; an index named for another ledger is refused, or, with
+    /// `rebuild_damaged_read_models`, deleted so it is rebuilt for this one. Without it, a
+    /// `--data-dir` reused across ledgers (the default `./adledger-data`, say) serves
+    /// one ledger's ads from another's index — or, when the other was longer, is refused
+    /// as a journal that lost blocks, which it did not.
+    fn bind_index(config: &Config, dir: &std::path::Path) -> Result<(), BackendError> {
+        let owner = dir.join(INDEX_OWNER);
+        let used_for = ledger_name(config);
+        match std::fs::read_to_string(&owner) {
+            Ok(built_for) if built_for.trim() == used_for => return Ok(()),
+            Ok(built_for) if !config.rebuild_damaged_read_models => {
+                return Err(BackendError::IndexOfAnotherLedger {
+                    dir: dir.to_path_buf(),
+                    built_for: built_for.trim().to_string(),
+                    used_for,
+                });
+            }
+            Ok(built_for) => {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    built_for = built_for.trim(),
+                    used_for,
+                    "the search index belongs to another ledger; rebuild_damaged_read_models \
+                     is set: deleting it, it is rebuilt from the journal"
+                );
+                std::fs::remove_dir_all(dir).map_err(|e| {
+                    BackendError::Unsupported(format!(
+                        "cannot delete the search index {}: {e}",
+                        dir.display()
+                    ))
+                })?;
+            }
+            Err(_) => {}
+        }
+        std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&owner, format!("{used_for}\n")))
+            .map_err(|e| {
+                BackendError::Unsupported(format!(
+                    "cannot write {} (which ledger the search index belongs to): {e}",
+                    owner.display()
+                ))
+            })
+    }
+
     pub(super) fn open(config: &Config, scope: Scope) -> Result<Opened, BackendError> {
         let tables = TableNames::with_prefix(&config.table_prefix);
+        if scope == Scope::Everything && config.search == SearchKind::Tantivy {
+            bind_index(config, &config.data_dir.join("search"))?;
+        }
         let settings = super::dynamo_settings(config);
         let search = match config.search {
             SearchKind::Tantivy => SearchSettings::Tantivy {
@@ -584,7 +662,7 @@ mod aws {
     }
 
     /// The live read models for `verify`: the state table, and the search index — but a
-    /// tantivy index only if this machine has one. `verify` runs wherever the operator
+    /// tantivy index only if this machine has one, named for this ledger. `verify` runs wherever the operator
     /// is, and must not leave an empty index behind in a working directory (one that a
     /// later `serve` there would take for this ledger's); a machine without an index has
     /// no search mark to compare, which an empty stand-in (checkpoint 0) says.
@@ -592,7 +670,12 @@ mod aws {
         config: &Config,
     ) -> Result<super::ReadModels, BackendError> {
         let local_index = config.data_dir.join("search");
-        if config.search == SearchKind::Tantivy && !local_index.join("meta.json").is_file() {
+        // Only an index named for this ledger is compared (and nothing is written here).
+        let ours = std::fs::read_to_string(local_index.join(INDEX_OWNER))
+            .is_ok_and(|owner| owner.trim() == ledger_name(config));
+        if config.search == SearchKind::Tantivy
+            && !(ours && local_index.join("meta.json").is_file())
+        {
             let tables = TableNames::with_prefix(&config.table_prefix);
             let settings = super::dynamo_settings(config);
             let state = run(async move {

@@ -174,11 +174,16 @@ async fn a_journal_cut_short_is_refused_until_restored() {
     let full_export = scratch.path().join("full.ion");
     export(&dir_arg, &full_export).await;
 
-    cut_in_half(&dir.join("journal").join("db"));
     // sled's snapshot file caches the log's index; a snapshot that points past the cut
     // makes sled refuse to open (that case: `a_damaged_journal_is_refused`). Without it
-    // sled recovers the log up to the cut, silently: the case this test is about.
-    remove_sled_snapshots(&dir.join("journal"));
+    // sled recovers the log up to the cut, silently: the case this test is about. sled
+    // allocates ahead of its data, so a cut can miss every block: halve until one is lost.
+    damage_until_verify_fails(&dir, |round| {
+        cut_in_half(&dir.join("journal").join("db"));
+        remove_sled_snapshots(&dir.join("journal"));
+        round < 8
+    })
+    .await;
 
     let err = serve_refused(&dir, &[]).await;
     assert!(
@@ -425,6 +430,9 @@ async fn a_journal_behind_the_search_index_is_refused() {
     let older = Backend::Aws.fresh_ledger("behind").await;
     let mut args: Vec<&str> = older.iter().map(String::as_str).collect();
     args.extend(["--auth", "none"]);
+    // The tables are other tables here; as if this ledger's were restored from an older
+    // backup, the index says it is this ledger's (else it is refused as another's, below).
+    rename_index_owner(&server.data_dir, &older);
     let err = serve_refused(&server.data_dir, &args).await;
     assert!(
         err.contains("holds 0 blocks") && err.contains("search index's checkpoint has seen 5"),
@@ -443,7 +451,56 @@ async fn a_journal_behind_the_search_index_is_refused() {
     );
 }
 
-crate::support::aws_only!(a_journal_behind_the_search_index_is_refused);
+/// Points the index's owner file (`search/adledger-ledger.txt`) at the table prefix that
+/// `ledger_args` name.
+fn rename_index_owner(data_dir: &Path, ledger_args: &[String]) {
+    let owner = data_dir.join("search").join("adledger-ledger.txt");
+    let text = std::fs::read_to_string(&owner).expect("the index names its ledger");
+    let prefix = ledger_args
+        .iter()
+        .skip_while(|a| *a != "--table-prefix")
+        .nth(1)
+        .expect("--table-prefix");
+    let at = text.find("table prefix \"").expect("a table prefix") + "table prefix ".len();
+    std::fs::write(&owner, format!("{}{prefix:?}\n", &text[..at])).expect("rename the owner");
+}
+
+/// The AWS backend with a tantivy index: a `--data-dir` whose index was filled from one
+/// ledger's tables, given to a server of another ledger, is refused naming both (it would
+/// serve the first ledger's ads); with `--rebuild-damaged-read-models` the index is
+/// deleted and rebuilt for the new ledger.
+async fn a_search_index_of_another_ledger_is_refused() {
+    let mut server = Server::start_on(Backend::Aws, &[]).await;
+    for i in 0..3 {
+        server
+            .create_ad("acme", &json!({"adTitle": format!("Ad {i}")}))
+            .await;
+    }
+    server.stop().await;
+
+    let other = Backend::Aws.fresh_ledger("other").await;
+    let mut args: Vec<&str> = other.iter().map(String::as_str).collect();
+    args.extend(["--auth", "none"]);
+    let err = serve_refused(&server.data_dir, &args).await;
+    let index = server.data_dir.join("search");
+    assert!(
+        err.contains("was built for the DynamoDB ledger")
+            && err.contains(&index.display().to_string())
+            && err.contains("--data-dir of its own"),
+        "{err}"
+    );
+
+    let mut rebuilt: Vec<String> = other.clone();
+    rebuilt.push("--rebuild-damaged-read-models".into());
+    let fresh = Server::start_with(Some(server.data_dir.clone()), &rebuilt).await;
+    let found = fresh.get("/search?q=Ad").await.json();
+    assert_eq!(found["total"], 0, "none of the other ledger's ads: {found}");
+}
+
+crate::support::aws_only!(
+    a_journal_behind_the_search_index_is_refused,
+    a_search_index_of_another_ledger_is_refused,
+);
 
 local_only!(
     a_journal_cut_short_is_refused_until_restored,
