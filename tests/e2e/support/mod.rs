@@ -231,6 +231,10 @@ pub fn client() -> reqwest::Client {
         .timeout(REQUEST_TIMEOUT)
         .connect_timeout(Duration::from_secs(5))
         .pool_max_idle_per_host(64)
+        // The server closes a keep-alive connection that sends nothing for its header-read
+        // timeout (10 s by default); a request sent on it just then is lost in the race
+        // (a test idling 10 s saw "error sending request"). Never reuse one that old.
+        .pool_idle_timeout(Duration::from_secs(5))
         .build()
         .expect("build the HTTP client")
 }
