@@ -76,6 +76,8 @@ struct Observed {
 }
 
 impl Observed {
+    /// Only the AWS backend learns values from shared stores.
+    #[cfg(feature = "aws")]
     fn at(value: u64, at: Instant) -> Observed {
         Observed {
             value,
