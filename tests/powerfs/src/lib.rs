@@ -78,7 +78,14 @@ struct State {
     next_fh: u64,
     /// Set by the power cut: the disk is gone.
     dead: bool,
+    /// Renames between two directories not yet durable: (inode, from, to). A journaling
+    /// file system commits such a rename as one transaction, so syncing *either*
+    /// directory makes it durable in both — never a directory under two names or none.
+    moves: Vec<Move>,
 }
+
+/// A rename between two directories: the inode, and its (directory, name) before and after.
+type Move = (u64, (u64, OsString), (u64, OsString));
 
 impl State {
     /// Scans `backing`; everything in it counts as durable (it is what the disk held when
@@ -93,6 +100,7 @@ impl State {
             next_ino: ROOT + 1,
             next_fh: 1,
             dead: false,
+            moves: Vec::new(),
         };
         state.nodes.insert(ROOT, new_node(Kind::Dir, None));
         state.scan_dir(ROOT, backing)?;
@@ -499,6 +507,13 @@ impl Filesystem for PowerFs {
             if let Some(node) = state.nodes.get_mut(&ino) {
                 node.at = Some((newparent.0, newname.to_os_string()));
             }
+            if parent.0 != newparent.0 {
+                state.moves.push((
+                    ino,
+                    (parent.0, name.to_os_string()),
+                    (newparent.0, newname.to_os_string()),
+                ));
+            }
             Ok(())
         })();
         reply_empty(reply, result);
@@ -666,6 +681,22 @@ impl Filesystem for PowerFs {
             let mut state = self.live()?;
             let entries = state.entries.get(&ino.0).cloned().ok_or(Errno::ENOTDIR)?;
             state.durable_entries.insert(ino.0, entries);
+            // Renames between this directory and another become durable on both sides.
+            let (done, pending): (Vec<_>, Vec<_>) = std::mem::take(&mut state.moves)
+                .into_iter()
+                .partition(|(_, from, to)| from.0 == ino.0 || to.0 == ino.0);
+            state.moves = pending;
+            for (moved, from, to) in done {
+                let durable_from = state.durable_entries.entry(from.0).or_default();
+                if durable_from.get(&from.1) == Some(&moved) {
+                    durable_from.remove(&from.1);
+                }
+                state
+                    .durable_entries
+                    .entry(to.0)
+                    .or_default()
+                    .insert(to.1, moved);
+            }
             Ok(())
         })();
         reply_empty(reply, result);
