@@ -46,7 +46,19 @@ impl<T> Reopenable<T> {
         name: &'static str,
         open: impl Fn() -> Result<T, LocalError> + Send + Sync + 'static,
     ) -> Result<Reopenable<T>, LocalError> {
-        let first = open()?;
+        // The same store dropped a moment ago in this process (a tool that closes and
+        // opens again, a test) may still hold sled's file lock: wait for it briefly, as a
+        // reopen does. Another process's lock still fails, half a second later.
+        let mut attempt = 0;
+        let first = loop {
+            match open() {
+                Err(LocalError::InUse { .. }) if attempt < LOCK_RETRIES => {
+                    attempt += 1;
+                    std::thread::sleep(LOCK_RETRY_PAUSE);
+                }
+                other => break other?,
+            }
+        };
         Ok(Reopenable {
             name,
             gate: RwLock::new(Some(first)),

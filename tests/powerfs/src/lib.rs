@@ -10,7 +10,9 @@
 //! with the file's own fsync): a new file's name survives only once its directory was
 //! synced, and its bytes only once the file was. A file whose name is durable but whose
 //! content never was comes back empty. Why strict: a program that is durable only on
-//! the most forgiving file system is not durable.
+//! the most forgiving file system is not durable. One exception, because no real file
+//! system does otherwise: a rename between two directories is one change, durable in
+//! both once either directory is synced — never a file or directory under two names.
 //!
 //! The durable image is kept in this process's memory (the test's), not in a second
 //! directory: a power cut here is a call, not a crash of this process, and memory makes
