@@ -213,6 +213,11 @@ impl Journal for CountingJournal {
     async fn append(&self, batch: crate::ports::AppendBatch) -> Result<()> {
         self.appends
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // A durable append takes time (an fsync, a round trip); an instant one lets a busy
+        // scheduler run each of many concurrent writers alone, and then nothing shows
+        // whether the committer would batch them (the memory conformance run's group
+        // commit test failed once that way on a loaded machine).
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         self.inner.append(batch).await
     }
     async fn last_sequence(&self) -> Result<Option<u64>> {
