@@ -31,8 +31,8 @@
 //! see [`crate::auth::settings`].
 //!
 //! The connection and request limits are the `[http]` table (`header_read_timeout`,
-//! `body_read_timeout`, `request_timeout`, `max_connections`, `max_in_flight`,
-//! `shutdown_grace`), with a flag and an `ADLEDGER_*` variable each
+//! `keep_alive_timeout`, `body_read_timeout`, `request_timeout`, `max_connections`,
+//! `max_in_flight`, `shutdown_grace`), with a flag and an `ADLEDGER_*` variable each
 //! (`--header-read-timeout` / `ADLEDGER_HEADER_READ_TIMEOUT`, …); see [`crate::edge`].
 
 use std::num::NonZeroUsize;
@@ -437,10 +437,15 @@ pub struct ServeArgs {
     )]
     pub snapshot_keep: Option<usize>,
 
-    /// Close a connection that has not sent a complete request head within this; also
-    /// the idle keep-alive timeout [default: 10s]
+    /// Close a connection that has not sent a complete request head within this (from
+    /// its accept, or from the first byte of a later request) [default: 10s]
     #[arg(long, value_name = "DURATION", env = "ADLEDGER_HEADER_READ_TIMEOUT")]
     pub header_read_timeout: Option<DurationSetting>,
+
+    /// Close a connection with no request in progress after this (at least the
+    /// header-read timeout); keep it above a load balancer's idle timeout [default: 75s]
+    #[arg(long, value_name = "DURATION", env = "ADLEDGER_KEEP_ALIVE_TIMEOUT")]
+    pub keep_alive_timeout: Option<DurationSetting>,
 
     /// Answer 408 to a request whose body is not complete within this of its head
     /// [default: 30s]
@@ -500,6 +505,7 @@ impl ServeArgs {
             snapshot_schedule: self.snapshot_schedule,
             snapshot_keep: self.snapshot_keep,
             header_read_timeout: self.header_read_timeout,
+            keep_alive_timeout: self.keep_alive_timeout,
             body_read_timeout: self.body_read_timeout,
             request_timeout: self.request_timeout,
             max_connections: self.max_connections,
@@ -544,6 +550,8 @@ pub struct Overrides {
     pub snapshot_keep: Option<usize>,
     /// `--header-read-timeout` / `ADLEDGER_HEADER_READ_TIMEOUT`.
     pub header_read_timeout: Option<DurationSetting>,
+    /// `--keep-alive-timeout` / `ADLEDGER_KEEP_ALIVE_TIMEOUT`.
+    pub keep_alive_timeout: Option<DurationSetting>,
     /// `--body-read-timeout` / `ADLEDGER_BODY_READ_TIMEOUT`.
     pub body_read_timeout: Option<DurationSetting>,
     /// `--request-timeout` / `ADLEDGER_REQUEST_TIMEOUT`.
@@ -646,6 +654,9 @@ impl Overrides {
         let http = &mut config.http;
         if let Some(timeout) = self.header_read_timeout {
             http.header_read_timeout = timeout;
+        }
+        if let Some(timeout) = self.keep_alive_timeout {
+            http.keep_alive_timeout = timeout;
         }
         if let Some(timeout) = self.body_read_timeout {
             http.body_read_timeout = timeout;
@@ -1058,11 +1069,23 @@ mod tests {
         assert_eq!(http.body_read_timeout.get(), Duration::from_millis(1500));
         assert_eq!(http.max_connections.get(), 9);
         assert_eq!(http.request_timeout.get(), Duration::from_secs(7));
-        let layer =
-            flags(&["--shutdown-grace", "2s", "--header-read-timeout", "1s"]).expect("valid flags");
+        assert_eq!(
+            http.keep_alive_timeout,
+            crate::edge::DEFAULT_KEEP_ALIVE_TIMEOUT
+        );
+        let layer = flags(&[
+            "--shutdown-grace",
+            "2s",
+            "--header-read-timeout",
+            "1s",
+            "--keep-alive-timeout",
+            "2m",
+        ])
+        .expect("valid flags");
         let http = Config::resolve(None, &layer).http;
         assert_eq!(http.shutdown_grace.get(), Duration::from_secs(2));
         assert_eq!(http.header_read_timeout.get(), Duration::from_secs(1));
+        assert_eq!(http.keep_alive_timeout.get(), Duration::from_secs(120));
         let err = flags(&["--max-in-flight", "0"]).expect_err("zero");
         assert!(err.to_string().contains("--max-in-flight"), "{err}");
         let err = flags(&["--shutdown-grace", "soon"]).expect_err("not a duration");

@@ -6,9 +6,13 @@
 //! pattern of axum's `serve-with-hyper` example (hyper's HTTP/1 connection builder,
 //! hyper-util's `TokioIo`, `TowerToHyperService` and `GracefulShutdown`), which adds:
 //!
-//! - a header-read timeout (hyper's, driven by `TokioTimer`): a connection that has not
-//!   sent a complete request head within it is closed without an answer. hyper arms it
-//!   whenever it waits for a request head, so it is also the idle keep-alive timeout;
+//! - a header-read timeout ([`crate::head_deadline`]): a connection that has not sent a
+//!   complete request head within it (from its accept, or from the first byte of a later
+//!   request) is closed without an answer;
+//! - an idle keep-alive timeout (hyper's header-read timer, driven by `TokioTimer`, which
+//!   runs from the end of a response to the end of the next head): longer than a load
+//!   balancer's own idle timeout, so the balancer never reuses a connection the server
+//!   is closing;
 //! - a cap on open connections: at the cap the loop stops calling `accept`, so new
 //!   connections wait in the kernel's listen backlog (and, once that is full, the kernel
 //!   refuses or drops them) until a connection closes — none is accepted only to be shut;
@@ -47,6 +51,7 @@ use tokio::time::Sleep;
 use tower::BoxError;
 
 use crate::error::ApiError;
+use crate::head_deadline::{ConnectionActivity, HeadDeadlineIo, track_requests};
 
 /// A duration setting: `10s`, `500ms`, `1m 30s` (humantime syntax); never zero.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -98,6 +103,9 @@ impl<'de> Deserialize<'de> for DurationSetting {
 
 /// Default of [`HttpLimits::header_read_timeout`].
 pub const DEFAULT_HEADER_READ_TIMEOUT: DurationSetting = DurationSetting::from_secs(10);
+/// Default of [`HttpLimits::keep_alive_timeout`]: above the 60 s an AWS load balancer
+/// keeps idle backend connections by default (nginx's default is the same 75 s).
+pub const DEFAULT_KEEP_ALIVE_TIMEOUT: DurationSetting = DurationSetting::from_secs(75);
 /// Default of [`HttpLimits::body_read_timeout`].
 pub const DEFAULT_BODY_READ_TIMEOUT: DurationSetting = DurationSetting::from_secs(30);
 /// Default of [`HttpLimits::request_timeout`].
@@ -114,9 +122,12 @@ pub const DEFAULT_MAX_IN_FLIGHT: NonZeroUsize = NonZeroUsize::new(1024).expect("
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpLimits {
-    /// A connection must send a complete request head within this, or it is closed;
-    /// also how long an idle keep-alive connection stays open.
+    /// A connection must send a complete request head within this (from its accept, or
+    /// from the first byte of a later request), or it is closed.
     pub header_read_timeout: DurationSetting,
+    /// How long a connection with no request in progress stays open (at least
+    /// `header_read_timeout`); keep it above the idle timeout of a load balancer in front.
+    pub keep_alive_timeout: DurationSetting,
     /// A request body must arrive completely within this after its head (408).
     pub body_read_timeout: DurationSetting,
     /// A request must be answered within this after its head (503 with `Retry-After`).
@@ -133,6 +144,7 @@ impl Default for HttpLimits {
     fn default() -> Self {
         HttpLimits {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            keep_alive_timeout: DEFAULT_KEEP_ALIVE_TIMEOUT,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -158,10 +170,14 @@ pub async fn serve(
     limits: &HttpLimits,
     shutdown: impl Future<Output = ()>,
 ) {
+    let header_read_timeout = limits.header_read_timeout.get();
     let mut builder = http1::Builder::new();
+    // hyper's header-read timer runs from the end of a response to the end of the next
+    // request head: with the keep-alive timeout it bounds idle connections, and
+    // `HeadDeadlineIo` bounds the heads themselves.
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout.get());
+        .header_read_timeout(limits.keep_alive_timeout.get().max(header_read_timeout));
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     let max_connections = limits.max_connections.get();
@@ -202,8 +218,11 @@ pub async fn serve(
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
         }
+        let activity = Arc::new(ConnectionActivity::default());
+        let io = HeadDeadlineIo::new(stream, header_read_timeout, activity.clone());
+        let service = track_requests(app.clone(), activity);
         let connection =
-            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+            builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
         connections.spawn(async move {
             // Header timeouts and clients that hang up land here: routine, not warnings.

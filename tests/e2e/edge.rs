@@ -110,6 +110,40 @@ async fn wait_closed(stream: &mut TcpStream) {
     }
 }
 
+/// Sends `head` one byte every `pause` (a head never finished) until the server closes
+/// the connection; fails if it answers instead, or has not closed within [`RAW_TIMEOUT`].
+async fn trickle_until_closed(stream: &mut TcpStream, head: &[u8], pause: Duration) {
+    let (mut read, mut write) = stream.split();
+    let trickle = async {
+        for byte in head {
+            if write.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+        }
+        std::future::pending::<()>().await;
+    };
+    let mut chunk = [0u8; 256];
+    // Any read result ends the wait: EOF or a reset is the close; bytes would be an
+    // answer to a head that was never finished, which must not happen.
+    let closed = async {
+        if let Ok(n @ 1..) = read.read(&mut chunk).await {
+            panic!(
+                "a trickled head got an answer: {:?}",
+                String::from_utf8_lossy(&chunk[..n])
+            );
+        }
+    };
+    tokio::time::timeout(RAW_TIMEOUT, async {
+        tokio::select! {
+            () = trickle => {},
+            () = closed => {},
+        }
+    })
+    .await
+    .expect("a trickled head was not closed within 30 s");
+}
+
 /// Opens a connection and sends the head of a POST that announces a 100-byte JSON body,
 /// plus the first bytes of that body; the rest never comes.
 async fn stalled_post(server: &Server) -> TcpStream {
@@ -162,35 +196,7 @@ async fn slowloris_connections_are_closed_at_the_header_timeout_and_others_are_s
                 "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: {}",
                 "a".repeat(200)
             );
-            let (mut read, mut write) = stream.split();
-            let trickle = async {
-                for byte in head.as_bytes() {
-                    if write.write_all(&[*byte]).await.is_err() {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                std::future::pending::<()>().await;
-            };
-            let mut chunk = [0u8; 256];
-            // Any read result ends the wait: EOF or a reset is the close; bytes would be
-            // an answer to a head that was never finished, which must not happen.
-            let closed = async {
-                if let Ok(n @ 1..) = read.read(&mut chunk).await {
-                    panic!(
-                        "a slow client got an answer: {:?}",
-                        String::from_utf8_lossy(&chunk[..n])
-                    );
-                }
-            };
-            tokio::time::timeout(RAW_TIMEOUT, async {
-                tokio::select! {
-                    () = trickle => {},
-                    () = closed => {},
-                }
-            })
-            .await
-            .expect("a slow connection was not closed within 30 s");
+            trickle_until_closed(&mut stream, head.as_bytes(), Duration::from_secs(1)).await;
             opened.elapsed()
         });
     }
@@ -247,6 +253,101 @@ async fn slowloris_connections_are_closed_at_the_header_timeout_and_others_are_s
         closed_after[0]
     );
     server.get("/healthz").await.expect_status(StatusCode::OK);
+}
+
+/// `GET /healthz` on a raw keep-alive connection; the answer must be 200.
+async fn raw_healthz(stream: &mut TcpStream) {
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("send a request");
+    let resp = tokio::time::timeout(RAW_TIMEOUT, read_response(stream))
+        .await
+        .expect("no answer within 30 s")
+        .expect("the connection was closed instead of answered");
+    assert_eq!(resp.status, 200, "{resp:?}");
+}
+
+/// How long after `since` the server closed `stream` (bounded by [`RAW_TIMEOUT`]).
+async fn closed_after(stream: &mut TcpStream, since: Instant) -> Duration {
+    tokio::time::timeout(RAW_TIMEOUT, wait_closed(stream))
+        .await
+        .expect("the connection was not closed within 30 s");
+    since.elapsed()
+}
+
+/// The idle keep-alive timeout is its own setting, longer than the header-read timeout (a
+/// load balancer that reuses idle connections for 60 s must not race a 10 s close), while
+/// request heads stay bounded by the header-read timeout: on a fresh connection from its
+/// accept, on a reused one from the request's first byte. A slow body is the body
+/// timeout's business, not the head's.
+async fn idle_connections_live_until_the_keep_alive_timeout_and_heads_stay_bounded() {
+    const HEAD: Duration = Duration::from_secs(1);
+    const KEEP_ALIVE: Duration = Duration::from_secs(4);
+    let server = Server::start_with(
+        None,
+        &args(&["--header-read-timeout", "1s", "--keep-alive-timeout", "4s"]),
+    )
+    .await;
+    let target = addr(&server);
+
+    // Idle well past the head timeout, then reuse the connection: served.
+    let mut reused = TcpStream::connect(&target).await.expect("connect");
+    raw_healthz(&mut reused).await;
+    tokio::time::sleep(HEAD * 2 + Duration::from_millis(500)).await;
+    raw_healthz(&mut reused).await;
+    // Then idle until it is closed: at the keep-alive timeout, not before.
+    let idle_from = Instant::now();
+    let idle = closed_after(&mut reused, idle_from).await;
+    assert!(
+        idle >= KEEP_ALIVE - Duration::from_millis(300) && idle < KEEP_ALIVE * 3,
+        "an idle connection was closed after {idle:?}; the keep-alive timeout is {KEEP_ALIVE:?}"
+    );
+
+    // A fresh connection that sends nothing is closed at the head timeout.
+    let opened = Instant::now();
+    let mut silent = TcpStream::connect(&target).await.expect("connect");
+    let silent_for = closed_after(&mut silent, opened).await;
+    assert!(
+        silent_for >= HEAD - Duration::from_millis(300) && silent_for < KEEP_ALIVE,
+        "a silent connection was closed after {silent_for:?}"
+    );
+
+    // A reused connection that trickles its next head is closed a head timeout after
+    // the head's first byte, although the keep-alive timeout is further away.
+    let mut trickling = TcpStream::connect(&target).await.expect("connect");
+    raw_healthz(&mut trickling).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let first_byte = Instant::now();
+    let head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    trickle_until_closed(&mut trickling, head, Duration::from_millis(200)).await;
+    let head_for = first_byte.elapsed();
+    assert!(
+        head_for >= HEAD - Duration::from_millis(300) && head_for < KEEP_ALIVE,
+        "a trickled head was closed after {head_for:?}; the header-read timeout is {HEAD:?}"
+    );
+
+    // A body trickled over twice the head timeout is read whole (the body timeout is 30 s).
+    let mut slow_body = TcpStream::connect(&target).await.expect("connect");
+    let body = serde_json::to_vec(&seed_create_body()).expect("json");
+    let head = format!(
+        "POST /publisher/slowbody/ad HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    slow_body.write_all(head.as_bytes()).await.expect("head");
+    let pause = (HEAD * 2) / u32::try_from(body.len()).expect("small body");
+    for byte in &body {
+        slow_body.write_all(&[*byte]).await.expect("body byte");
+        tokio::time::sleep(pause).await;
+    }
+    let resp = tokio::time::timeout(RAW_TIMEOUT, read_response(&mut slow_body))
+        .await
+        .expect("no answer within 30 s")
+        .expect("the slow body's connection was closed");
+    assert_eq!(resp.status, 201, "{resp:?}");
+    // And the same connection still serves the next request.
+    raw_healthz(&mut slow_body).await;
 }
 
 /// A body that stalls is answered 408 (problem JSON, connection closed) at the body-read
@@ -506,6 +607,7 @@ async fn request_ids_are_kept_only_when_short_and_visible() {
 
 local_only!(
     slowloris_connections_are_closed_at_the_header_timeout_and_others_are_served,
+    idle_connections_live_until_the_keep_alive_timeout_and_heads_stay_bounded,
     a_stalled_body_is_408,
     a_request_over_the_request_timeout_is_503_with_retry_after,
     over_the_in_flight_limit_requests_are_shed_at_once,
