@@ -140,6 +140,7 @@ macro_rules! conformance_tests {
             journal_stores_idempotency_and_merkle_nodes,
             state_apply_is_idempotent_by_version,
             state_list_pages_and_skips_tombstones,
+            state_list_skips_a_hundred_thousand_tombstones,
             state_get_many_answers_each_key_in_order,
             state_clear_resets_everything,
             search_finds_by_text_and_filters,

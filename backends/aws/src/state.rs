@@ -7,9 +7,32 @@
 //! | checkpoint | `#checkpoint` | `#checkpoint` | `checkpoint` |
 //!
 //! | publisher registry | `#publishers` | publisher | — |
+//! | live index | `#live#<publisher>` | ad id | — |
+//! | layout | `#layout` | `live-index` | — (present once the live index is complete) |
 //!
-//! Publisher ids never contain `#`, so neither the checkpoint nor the registry is in any
-//! publisher's list.
+//! Publisher ids never contain `#`, so neither the checkpoint, the registry, the live
+//! index nor the layout item is in any publisher's list.
+//!
+//! # Lists skip tombstones
+//!
+//! A deleted ad stays in its publisher's partition as a tombstone (the version guard
+//! below needs it). A list that queried that partition with a filter would read every
+//! tombstone (DynamoDB filters after reading, and bills what it read), so a publisher
+//! with 100,000 deleted ads and 10 live ones would cost dozens of requests per page. So
+//! each live ad also has a key-only item in the publisher's live-index partition, and a
+//! list is one Query of that partition plus one `BatchGetItem` per 100 ads (strongly
+//! consistent, so read-your-writes holds; a sparse GSI would not give that).
+//!
+//! The live-index item is added in the same `TransactWriteItems` as the ad's creation
+//! and removed in the same one as its deletion, both behind the ad item's version guard:
+//! DynamoDB cancels the whole transaction when the guard fails, so the index changes
+//! exactly when the ad item does, even with an overlapping stale writer. Updates, the
+//! common write, leave the index alone and cost nothing more. `put` (unconditional, used
+//! by rebuilds) writes the index changes before the ads: a crash between the two leaves
+//! an index entry whose ad is missing or a tombstone, which a list skips when it reads
+//! the ads (and the replay that follows the crash writes both again). A store written
+//! before the live index existed gets it at open (the layout item records that it is
+//! complete).
 //!
 //! # Scan
 //!
@@ -61,11 +84,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use adledger_engine::ports::{AdState, StateStore};
-use adledger_engine::{Ad, AdKey, Result, Revision};
+use adledger_engine::{Ad, AdKey, EventKind, Result, Revision};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, DeleteRequest, KeysAndAttributes, Put, PutRequest, TransactWriteItem,
+    AttributeValue, Delete, DeleteRequest, KeysAndAttributes, Put, PutRequest, TransactWriteItem,
     WriteRequest,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -85,6 +108,11 @@ const DELETED: &str = "deleted";
 const CHECKPOINT_KEY: &str = "#checkpoint";
 const CHECKPOINT: &str = "checkpoint";
 const REGISTRY_KEY: &str = "#publishers";
+/// Partition-key prefix of a publisher's live index.
+const LIVE_PREFIX: &str = "#live#";
+const LAYOUT_KEY: &str = "#layout";
+/// The layout item's sort key: the live index is complete.
+const LIVE_INDEX_LAYOUT: &str = "live-index";
 
 /// Write requests (transactions or batches) in flight at once.
 const WRITE_CONCURRENCY: usize = 8;
@@ -219,15 +247,142 @@ fn checkpoint_key() -> Item {
     ])
 }
 
+/// The key of an ad's entry in its publisher's live index.
+fn live_key(key: &AdKey) -> Item {
+    HashMap::from([
+        (
+            PUBLISHER.to_string(),
+            s(format!("{LIVE_PREFIX}{}", key.publisher_id)),
+        ),
+        (AD_ID.to_string(), s(&key.ad_id)),
+    ])
+}
+
+fn layout_key() -> Item {
+    HashMap::from([
+        (PUBLISHER.to_string(), s(LAYOUT_KEY)),
+        (AD_ID.to_string(), s(LIVE_INDEX_LAYOUT)),
+    ])
+}
+
+/// What a state write does to the live index.
+#[derive(Debug, Clone)]
+enum LiveChange {
+    /// The ad is live: its entry exists.
+    Add(Item),
+    /// The ad is deleted: its entry is gone.
+    Remove(Item),
+}
+
+impl LiveChange {
+    /// The change that makes the index agree with `state`.
+    fn for_state(state: &AdState) -> LiveChange {
+        let key = live_key(&state.key);
+        if state.ad.is_some() {
+            LiveChange::Add(key)
+        } else {
+            LiveChange::Remove(key)
+        }
+    }
+
+    /// The change as one action of a transaction (unconditional: the ad item's guard in
+    /// the same transaction decides for both).
+    fn transact_item(&self, table: &str) -> Result<TransactWriteItem, AwsError> {
+        let built = match self {
+            LiveChange::Add(item) => Put::builder()
+                .table_name(table)
+                .set_item(Some(item.clone()))
+                .build()
+                .map(|put| TransactWriteItem::builder().put(put).build()),
+            LiveChange::Remove(key) => Delete::builder()
+                .table_name(table)
+                .set_key(Some(key.clone()))
+                .build()
+                .map(|delete| TransactWriteItem::builder().delete(delete).build()),
+        };
+        built.map_err(|e| AwsError::BadBatch(e.to_string()))
+    }
+
+    /// The change as one request of a `BatchWriteItem`.
+    fn write_request(&self) -> Result<WriteRequest, AwsError> {
+        match self {
+            LiveChange::Add(item) => PutRequest::builder()
+                .set_item(Some(item.clone()))
+                .build()
+                .map(|p| WriteRequest::builder().put_request(p).build()),
+            LiveChange::Remove(key) => DeleteRequest::builder()
+                .set_key(Some(key.clone()))
+                .build()
+                .map(|d| WriteRequest::builder().delete_request(d).build()),
+        }
+        .map_err(|e| AwsError::BadBatch(e.to_string()))
+    }
+}
+
+/// An ad item to write unless a revision at least as new is stored, and the live-index
+/// change that must commit with it.
+#[derive(Debug, Clone)]
+struct GuardedWrite {
+    item: Item,
+    version: u64,
+    live: Option<LiveChange>,
+}
+
+impl GuardedWrite {
+    /// Actions this write takes in a transaction.
+    fn actions(&self) -> usize {
+        1 + usize::from(self.live.is_some())
+    }
+}
+
 impl DynamoStateStore {
     /// Opens the state store in `table`, which must exist (see [`tables::create`]).
     pub async fn open(client: aws_sdk_dynamodb::Client, table: &str) -> Result<DynamoStateStore> {
         tables::require(&client, &TableSpec::state(table)).await?;
-        Ok(DynamoStateStore {
+        let store = DynamoStateStore {
             client,
             table: table.to_string(),
             registered: Arc::new(Mutex::new(HashSet::new())),
-        })
+        };
+        store.ensure_live_index().await?;
+        Ok(store)
+    }
+
+    /// Builds the live index of a store written before it existed (see the module
+    /// docs), once: every live ad gets its entry, then the layout item says so. Two
+    /// processes doing this at once write the same entries; an entry for an ad deleted
+    /// meanwhile is skipped by lists.
+    async fn ensure_live_index(&self) -> Result<(), AwsError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(layout_key()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| request("GetItem", &self.table, e))?;
+        if output.item.is_some() {
+            return Ok(());
+        }
+        let mut after: Option<AdKey> = None;
+        let mut indexed = 0usize;
+        loop {
+            let states = self.scan_inner(after.as_ref(), 1000).await?;
+            let Some(last) = states.last() else { break };
+            after = Some(last.key.clone());
+            let adds = states
+                .iter()
+                .filter(|state| state.ad.is_some())
+                .map(|state| LiveChange::for_state(state).write_request())
+                .collect::<Result<Vec<_>, _>>()?;
+            indexed += adds.len();
+            self.batch_write_all(adds).await?;
+        }
+        if indexed > 0 {
+            tracing::info!(table = %self.table, live_ads = indexed, "built the state table's live index");
+        }
+        self.put_plain(layout_key()).await
     }
 
     /// The table name.
@@ -237,17 +392,22 @@ impl DynamoStateStore {
 
     /// Writes each ad unless its stored version is as new or newer (see the module docs):
     /// guarded Puts in transactions of up to [`TRANSACT_ITEMS`].
-    async fn put_all_if_newer(&self, writes: Vec<(Item, u64)>) -> Result<(), AwsError> {
-        let mut chunks: Vec<Vec<(Item, u64)>> = Vec::new();
-        let mut bytes = 0;
+    async fn put_all_if_newer(&self, writes: Vec<GuardedWrite>) -> Result<(), AwsError> {
+        let mut chunks: Vec<Vec<GuardedWrite>> = Vec::new();
+        let (mut actions, mut bytes) = (0, 0);
         for write in writes {
-            let size = approximate_size(&write.0);
+            let size = approximate_size(&write.item);
             match chunks.last_mut() {
-                Some(chunk) if chunk.len() < TRANSACT_ITEMS && bytes + size <= TRANSACT_BYTES => {
+                Some(chunk)
+                    if actions + write.actions() <= TRANSACT_ITEMS
+                        && bytes + size <= TRANSACT_BYTES =>
+                {
+                    actions += write.actions();
                     bytes += size;
                     chunk.push(write);
                 }
                 _ => {
+                    actions = write.actions();
                     bytes = size;
                     chunks.push(vec![write]);
                 }
@@ -263,23 +423,26 @@ impl DynamoStateStore {
     }
 
     /// One chunk of guarded Puts, until every item is written or refused by its guard.
-    async fn transact_if_newer(&self, mut writes: Vec<(Item, u64)>) -> Result<(), AwsError> {
+    async fn transact_if_newer(&self, mut writes: Vec<GuardedWrite>) -> Result<(), AwsError> {
         let mut round = 0;
         while !writes.is_empty() {
-            let actions = writes
-                .iter()
-                .map(|(item, version)| {
-                    Put::builder()
-                        .table_name(&self.table)
-                        .set_item(Some(item.clone()))
-                        .condition_expression("attribute_not_exists(#v) OR #v < :v")
-                        .expression_attribute_names("#v", VERSION)
-                        .expression_attribute_values(":v", n(*version))
-                        .build()
-                        .map(|put| TransactWriteItem::builder().put(put).build())
-                        .map_err(|e| AwsError::BadBatch(e.to_string()))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut actions = Vec::with_capacity(TRANSACT_ITEMS);
+            for write in &writes {
+                let guarded = Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(write.item.clone()))
+                    .condition_expression("attribute_not_exists(#v) OR #v < :v")
+                    .expression_attribute_names("#v", VERSION)
+                    .expression_attribute_values(":v", n(write.version))
+                    .build()
+                    .map(|put| TransactWriteItem::builder().put(put).build())
+                    .map_err(|e| AwsError::BadBatch(e.to_string()))?;
+                actions.push(guarded);
+                if let Some(live) = &write.live {
+                    actions.push(live.transact_item(&self.table)?);
+                }
+            }
+            let action_count = actions.len();
             let error = match self
                 .client
                 .transact_write_items()
@@ -296,26 +459,31 @@ impl DynamoStateStore {
                 }
                 _ => return Err(request("TransactWriteItems", &self.table, error)),
             };
-            if reasons.len() != writes.len() {
+            if reasons.len() != action_count {
                 return Err(request("TransactWriteItems", &self.table, error));
             }
             // Items refused by their guard hold a revision at least as new: drop them
-            // (exactly what a refused conditional Put means). Anything else (a conflict
-            // with another writer, throttling) is sent again after a pause.
+            // with their live-index change (exactly what a refused conditional Put
+            // means). Anything else (a conflict with another writer, throttling) is sent
+            // again after a pause. Each write's guarded Put is its first action.
             let mut retry_others = false;
-            writes = writes
-                .into_iter()
-                .zip(&reasons)
-                .filter(|(_, reason)| match reason.code() {
-                    Some("ConditionalCheckFailed") => false,
-                    None | Some("None") => true,
-                    Some(_) => {
-                        retry_others = true;
-                        true
-                    }
-                })
-                .map(|(write, _)| write)
-                .collect();
+            let mut first_action = 0;
+            let mut kept = Vec::with_capacity(writes.len());
+            for write in writes {
+                let own = &reasons[first_action..first_action + write.actions()];
+                first_action += write.actions();
+                if own[0].code() == Some("ConditionalCheckFailed") {
+                    continue;
+                }
+                if own
+                    .iter()
+                    .any(|reason| !matches!(reason.code(), None | Some("None")))
+                {
+                    retry_others = true;
+                }
+                kept.push(write);
+            }
+            writes = kept;
             if retry_others {
                 round += 1;
                 if round > UNPROCESSED_RETRIES {
@@ -328,9 +496,14 @@ impl DynamoStateStore {
     }
 
     async fn apply_inner(&self, revisions: &[Revision], checkpoint: u64) -> Result<(), AwsError> {
-        // Only the newest revision of each ad in the batch needs writing.
+        // Only the newest revision of each ad in the batch needs writing; the live
+        // index changes with the ad's creation (in this batch) and its deletion.
         let mut newest: HashMap<AdKey, &Revision> = HashMap::new();
+        let mut created: HashSet<AdKey> = HashSet::new();
         for revision in revisions {
+            if revision.body.event == EventKind::AdCreated {
+                created.insert(revision.key());
+            }
             let entry = newest.entry(revision.key()).or_insert(revision);
             if revision.version() > entry.version() {
                 *entry = revision;
@@ -339,13 +512,18 @@ impl DynamoStateStore {
         let writes = newest
             .into_values()
             .map(|revision| {
-                Ok((
-                    encode(&AdState::from_revision(revision))?,
-                    revision.version(),
-                ))
+                let state = AdState::from_revision(revision);
+                let live = (state.ad.is_none() || created.contains(&state.key))
+                    .then(|| LiveChange::for_state(&state));
+                Ok(GuardedWrite {
+                    item: encode(&state)?,
+                    version: revision.version(),
+                    live,
+                })
             })
             .collect::<Result<Vec<_>, AwsError>>()?;
-        self.register(writes.iter().map(|(item, _)| item)).await?;
+        self.register(writes.iter().map(|write| &write.item))
+            .await?;
         self.put_all_if_newer(writes).await?;
         self.set_checkpoint(checkpoint).await
     }
@@ -409,11 +587,17 @@ impl DynamoStateStore {
         for state in states {
             last.insert(&state.key, state);
         }
+        let live = last
+            .values()
+            .map(|state| LiveChange::for_state(state).write_request())
+            .collect::<Result<Vec<_>, AwsError>>()?;
         let items = last
             .into_values()
             .map(encode)
             .collect::<Result<Vec<_>, AwsError>>()?;
         self.register(items.iter()).await?;
+        // The index first: a crash before the ads leaves entries a list skips.
+        self.batch_write_all(live).await?;
         self.put_batches(items).await?;
         match checkpoint {
             Some(checkpoint) => self.set_checkpoint(checkpoint).await,
@@ -535,46 +719,35 @@ impl DynamoStateStore {
         limit: usize,
     ) -> Result<Vec<AdState>, AwsError> {
         let mut ads = Vec::with_capacity(limit.min(1024));
-        if limit == 0 {
-            return Ok(ads);
-        }
-        // The cursor is the last ad id seen: DynamoDB's LastEvaluatedKey for this table.
-        let mut start = after.map(|ad_id| {
-            HashMap::from([
-                (PUBLISHER.to_string(), s(publisher_id)),
-                (AD_ID.to_string(), s(ad_id)),
-            ])
-        });
-        // Tombstones are filtered after the page limit applies, so a page may come back
-        // short; the loop ends when the page is full or DynamoDB has no more.
-        loop {
+        let live_partition = format!("{LIVE_PREFIX}{publisher_id}");
+        let mut cursor = after.map(str::to_string);
+        // The live index names the live ads in ad-id order; their items are read with
+        // `BatchGetItem`. An entry whose ad is a tombstone or missing (left by a `put`
+        // cut short, or a concurrent delete) is skipped, so a page may need another
+        // round; each round reads only index entries, never tombstones.
+        while ads.len() < limit {
             let wanted = limit - ads.len();
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#p = :p")
-                .filter_expression("attribute_not_exists(#d)")
-                .expression_attribute_names("#p", PUBLISHER)
-                .expression_attribute_names("#d", DELETED)
-                .expression_attribute_values(":p", s(publisher_id))
-                .consistent_read(true)
-                .limit(i32::try_from(wanted).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| request("Query", &self.table, e))?;
-            for item in page.items() {
-                ads.push(decode(item)?);
-            }
-            match page.last_evaluated_key {
-                Some(key) if !key.is_empty() && ads.len() < limit => start = Some(key),
-                _ => {
-                    ads.truncate(limit);
-                    return Ok(ads);
+            let (entries, more) = self
+                .query_page(&live_partition, cursor.as_deref(), wanted, Some(AD_ID))
+                .await?;
+            let keys = entries
+                .iter()
+                .map(|entry| {
+                    get_str(entry, AD_ID, &|| "live index entry".into())
+                        .map(|ad_id| AdKey::new(publisher_id, ad_id))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            cursor = keys.last().map(|key| key.ad_id.clone());
+            for state in self.get_many_inner(&keys).await?.into_iter().flatten() {
+                if state.ad.is_some() {
+                    ads.push(state);
                 }
             }
+            if !more {
+                break;
+            }
         }
+        Ok(ads)
     }
 
     async fn checkpoint_inner(&self) -> Result<u64, AwsError> {
@@ -627,7 +800,8 @@ impl DynamoStateStore {
             }
             match page.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(()),
+                // An empty table's live index is complete.
+                _ => return self.put_plain(layout_key()).await,
             }
         }
     }
@@ -660,6 +834,12 @@ impl DynamoStateStore {
                     .map_err(|e| AwsError::BadBatch(e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        self.batch_write_all(requests).await
+    }
+
+    /// Write requests (distinct keys), [`BATCH_WRITE_ITEMS`] per `BatchWriteItem`,
+    /// [`WRITE_CONCURRENCY`] requests in flight; returns once all are durable.
+    async fn batch_write_all(&self, requests: Vec<WriteRequest>) -> Result<(), AwsError> {
         let mut chunks = Vec::new();
         let mut requests = requests.into_iter().peekable();
         while requests.peek().is_some() {
@@ -840,6 +1020,21 @@ mod tests {
         written_at_checkpoint: Option<usize>,
     }
 
+    /// What a write touches, by the ad id: `ad7` for the ad item, `live:ad7` for a live
+    /// index entry put, `unlive:ad7` for one deleted.
+    fn written_name(item: &Value, deleted: bool) -> String {
+        let ad_id = item["adId"]["S"].as_str().expect("adId");
+        let live = item["publisherId"]["S"]
+            .as_str()
+            .expect("publisherId")
+            .starts_with(LIVE_PREFIX);
+        match (live, deleted) {
+            (false, _) => ad_id.to_string(),
+            (true, false) => format!("live:{ad_id}"),
+            (true, true) => format!("unlive:{ad_id}"),
+        }
+    }
+
     async fn fake(
         seen: Arc<Mutex<Seen>>,
         headers: HeaderMap,
@@ -864,11 +1059,9 @@ mod tests {
                     .as_array()
                     .expect("a list of requests")
                     .iter()
-                    .map(|r| {
-                        r["PutRequest"]["Item"]["adId"]["S"]
-                            .as_str()
-                            .expect("adId")
-                            .to_string()
+                    .map(|r| match r.get("DeleteRequest") {
+                        Some(delete) => written_name(&delete["Key"], true),
+                        None => written_name(&r["PutRequest"]["Item"], false),
                     })
                     .collect();
                 if seen.batches.insert(ids.clone()) {
@@ -930,11 +1123,9 @@ mod tests {
             .as_array()
             .expect("a list of actions")
             .iter()
-            .map(|a| {
-                a["Put"]["Item"]["adId"]["S"]
-                    .as_str()
-                    .expect("adId")
-                    .to_string()
+            .map(|a| match a.get("Delete") {
+                Some(delete) => written_name(&delete["Key"], true),
+                None => written_name(&a["Put"]["Item"], false),
             })
             .collect();
         let first = ids.iter().all(|id| !seen.transacted.contains(id));
@@ -1027,36 +1218,63 @@ mod tests {
         assert_eq!(seen.asked.len(), 150 + 75);
     }
 
-    /// A cancelled transaction of the projector: the item refused by its guard is
-    /// dropped (a revision at least as new is stored), the throttled one and the rest are
-    /// sent again, and every chunk of 100 ends written.
-    #[tokio::test]
-    async fn apply_writes_drop_guarded_items_and_retry_throttled_ones() {
+    /// Guarded writes of `count` tombstones (with their live-index change if `live`)
+    /// through the fake: how many transactions were sent, and what was written (sorted).
+    async fn transact_tombstones(count: usize, live: bool) -> (usize, Vec<String>) {
         let (store, seen) = faked().await;
-        let writes: Vec<(Item, u64)> = (0..150)
+        let writes: Vec<GuardedWrite> = (0..count)
             .map(|i| {
                 let state = tombstone("p1", format!("ad{i:03}"));
-                (encode(&state).expect("encode"), state.version)
+                GuardedWrite {
+                    item: encode(&state).expect("encode"),
+                    version: state.version,
+                    live: live.then(|| LiveChange::for_state(&state)),
+                }
             })
             .collect();
-
         store.put_all_if_newer(writes).await.expect("written");
-
         let seen = seen.lock().expect("lock");
         let transactions = seen
             .operations
             .iter()
             .filter(|o| *o == "TransactWriteItems")
             .count();
-        // Two chunks (100 + 50), each cancelled once and then written.
-        assert_eq!(transactions, 4, "{:?}", seen.operations);
         let mut written = seen.written.clone();
         written.sort();
+        (transactions, written)
+    }
+
+    /// A cancelled transaction of the projector: the item refused by its guard is
+    /// dropped (a revision at least as new is stored), the throttled one and the rest are
+    /// sent again, and every chunk of 100 ends written.
+    #[tokio::test]
+    async fn apply_writes_drop_guarded_items_and_retry_throttled_ones() {
+        let (transactions, written) = transact_tombstones(150, false).await;
+        // Two chunks (100 + 50), each cancelled once and then written.
+        assert_eq!(transactions, 4);
         // Each chunk's first item failed its guard: not written, not retried.
         let expected: Vec<String> = (0..150)
             .filter(|i| *i != 0 && *i != 100)
             .map(|i| format!("ad{i:03}"))
             .collect();
+        assert_eq!(written, expected);
+    }
+
+    /// A live-index change travels in its ad's transaction and shares its fate: dropped
+    /// with an ad refused by its guard, written with one that is written; a write with
+    /// its change counts two of the transaction's 100 actions.
+    #[tokio::test]
+    async fn live_index_changes_commit_or_drop_with_their_ad() {
+        let (transactions, written) = transact_tombstones(60, true).await;
+        // Two chunks (50 + 10 writes, 100 + 20 actions), each cancelled once, then written.
+        assert_eq!(transactions, 4);
+        // Each chunk's first ad failed its guard: neither it nor its index change is
+        // written; every other ad is written with its change.
+        let mut expected: Vec<String> = (0..60)
+            .filter(|i| *i != 0 && *i != 50)
+            .flat_map(|i| [format!("ad{i:03}"), format!("unlive:ad{i:03}")])
+            .collect();
+        expected.sort();
         assert_eq!(written, expected);
     }
 
@@ -1070,22 +1288,38 @@ mod tests {
         store.put(&states, Some(7)).await.expect("put");
 
         let seen = seen.lock().expect("lock");
-        // The registry (1 item) and the ads (25 + 5): three batches, each sent twice.
+        // The registry (1 item), the live index (25 + 5) and the ads (25 + 5): five
+        // batches, each sent twice.
         let batch_writes = seen
             .operations
             .iter()
             .filter(|o| *o == "BatchWriteItem")
             .count();
-        assert_eq!(batch_writes, 6, "{:?}", seen.operations);
+        assert_eq!(batch_writes, 10, "{:?}", seen.operations);
+        // The index changes are durable before any ad item.
+        let first_ad = seen
+            .written
+            .iter()
+            .position(|name| name.starts_with("ad"))
+            .expect("ads written");
+        assert!(
+            seen.written[first_ad..]
+                .iter()
+                .all(|name| name.starts_with("ad")),
+            "{:?}",
+            seen.written
+        );
         let mut written = seen.written.clone();
         written.sort();
-        let mut expected: Vec<String> = (0..30).map(|i| format!("ad{i:02}")).collect();
+        let mut expected: Vec<String> = (0..30)
+            .flat_map(|i| [format!("ad{i:02}"), format!("unlive:ad{i:02}")])
+            .collect();
         expected.push("p1".into());
         expected.sort();
         assert_eq!(written, expected);
         assert_eq!(
             seen.written_at_checkpoint,
-            Some(31),
+            Some(61),
             "the checkpoint must follow every item"
         );
     }

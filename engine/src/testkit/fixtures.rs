@@ -10,7 +10,7 @@ use crate::block::{self, Block, EncodedBlock};
 use crate::error::Result;
 use crate::hash::Hash;
 use crate::merkle::Frontier;
-use crate::ports::{AdHead, AppendBatch, HeadUpdate, Journal, RevisionRef, StateStore};
+use crate::ports::{AdHead, AdState, AppendBatch, HeadUpdate, Journal, RevisionRef, StateStore};
 use crate::revision::{EventKind, Revision, RevisionBody, RevisionMetadata};
 
 /// A valid draft with the given title, price and tags.
@@ -130,6 +130,25 @@ impl ChainBuilder {
 /// An ad with a given key, built from [`draft`].
 pub fn sample_ad(key: &AdKey, title: &str) -> Ad {
     draft(title, Some("10"), "cars", &["red"]).into_ad(&key.publisher_id, &key.ad_id)
+}
+
+/// Ads `1..=count` of `publisher` as stored states: every `live_every`-th is live
+/// (version 0), the others are tombstones (version 1). A publisher whose deleted ads
+/// outnumber its live ones, for the tests of lists that must skip tombstones.
+pub fn mostly_deleted_ads(publisher: &str, count: u32, live_every: u32) -> Vec<AdState> {
+    (1..=count)
+        .map(|n| {
+            let key = AdKey::new(publisher, ad_id(n));
+            let live = n % live_every == 0;
+            AdState {
+                ad: live.then(|| sample_ad(&key, &format!("ad {n}"))),
+                version: u64::from(!live),
+                sequence: u64::from(n),
+                updated_at: DateTime::UNIX_EPOCH,
+                key,
+            }
+        })
+        .collect()
 }
 
 /// A ULID-shaped ad id numbered `n`, for hand-built batches.
