@@ -43,6 +43,7 @@ mod blocking;
 mod error;
 mod journal;
 mod reopen;
+mod sled_store;
 mod staging;
 mod state;
 mod subscriptions;

@@ -37,8 +37,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::blocking;
-use crate::error::{LocalError, corrupt, sled_open_error};
+use crate::error::{LocalError, corrupt};
 use crate::reopen::Reopenable;
+use crate::sled_store::open_reopenable;
 
 const AD: u8 = b'A';
 const LIVE: u8 = b'L';
@@ -179,25 +180,7 @@ impl SledStateStore {
     /// Fails with a backend error naming `path` if another process (or another open
     /// store in this process) holds it.
     pub fn open(path: &Path) -> Result<SledStateStore> {
-        std::fs::create_dir_all(path).map_err(|e| LocalError::Open {
-            backend: "sled",
-            what: "state store",
-            path: path.to_path_buf(),
-            source: Box::new(e),
-        })?;
-        let at = path.to_path_buf();
-        let store = Reopenable::new("state store", move || {
-            sled::Config::new()
-                .path(&at)
-                .cache_capacity(crate::SLED_CACHE_BYTES)
-                .open()
-                .map_err(|e| sled_open_error("state store", at.clone(), e))
-                .and_then(|db| {
-                    crate::journal::durability::sync_after_open(&at, &db)?;
-                    ensure_live_index(&db)?;
-                    Ok(db)
-                })
-        })?;
+        let store = open_reopenable("state store", path, ensure_live_index)?;
         Ok(SledStateStore {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),

@@ -15,8 +15,9 @@ use adledger_engine::{Error, Result};
 use async_trait::async_trait;
 
 use crate::blocking;
-use crate::error::{LocalError, corrupt, sled_open_error};
+use crate::error::{LocalError, corrupt};
 use crate::reopen::Reopenable;
+use crate::sled_store::open_reopenable;
 
 /// Subscriptions in a sled database.
 #[derive(Clone)]
@@ -53,23 +54,7 @@ impl SledSubscriptionStore {
     /// Opens (creating if missing) the store in `path`; fails naming `path` if another
     /// process holds it.
     pub fn open(path: &Path) -> Result<SledSubscriptionStore> {
-        std::fs::create_dir_all(path).map_err(|e| LocalError::Open {
-            backend: "sled",
-            what: "subscription store",
-            path: path.to_path_buf(),
-            source: Box::new(e),
-        })?;
-        let at = path.to_path_buf();
-        let store = Reopenable::new("subscription store", move || {
-            sled::Config::new()
-                .path(&at)
-                .open()
-                .map_err(|e| sled_open_error("subscription store", at.clone(), e))
-                .and_then(|db| {
-                    crate::journal::durability::sync_after_open(&at, &db)?;
-                    Ok(db)
-                })
-        })?;
+        let store = open_reopenable("subscription store", path, |_| Ok(()))?;
         Ok(SledSubscriptionStore {
             store: Arc::new(store),
         })
