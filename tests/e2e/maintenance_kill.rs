@@ -10,7 +10,6 @@
 //! directory (on AWS these commands write through the tables, see `maintenance`).
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use adledger_engine::diff::diff_states;
@@ -57,14 +56,7 @@ impl Rng {
 /// Runs `adledger ARGS`, SIGKILLs it after `delay` (unless it ended before), and says
 /// whether the kill landed.
 async fn run_and_kill(args: &[&str], delay: Duration) -> bool {
-    let mut child = tokio::process::Command::new(crate::support::binary())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn adledger");
+    let mut child = crate::support::spawn_cli_quiet(args);
     tokio::time::sleep(delay).await;
     let killed = child.start_kill().is_ok();
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())

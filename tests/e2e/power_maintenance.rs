@@ -12,7 +12,6 @@
 //! `ADLEDGER_POWER_MAINTENANCE_CUTS` (default 8) sets the number of cut pairs,
 //! `ADLEDGER_POWER_SEED` the seed (printed either way).
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use adledger_engine::ports::{SearchIndex, StateStore};
@@ -33,14 +32,7 @@ async fn run_and_cut(
     fs: adledger_powerfs::Mounted,
     delay: Duration,
 ) -> (bool, adledger_powerfs::CutReport) {
-    let mut child = tokio::process::Command::new(crate::support::binary())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn adledger");
+    let mut child = crate::support::spawn_cli_quiet(args);
     let ended = tokio::time::timeout(delay, child.wait()).await.is_ok();
     fs.cut();
     let _ = child.start_kill();

@@ -485,6 +485,19 @@ pub async fn run_cli(args: &[&str]) -> std::process::Output {
         .expect("run the adledger binary")
 }
 
+/// Starts `adledger <args>` with no input and its output discarded, for a test that
+/// interrupts it (kill -9, a power cut); killed if dropped.
+pub fn spawn_cli_quiet<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> tokio::process::Child {
+    let mut cmd = Command::new(binary());
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    scrub_env(&mut cmd);
+    cmd.spawn().expect("spawn the adledger binary")
+}
+
 /// `--auth none` for a server on the AWS backend whose arguments choose no auth mode: the
 /// AWS backend refuses to start without an explicit choice, and a loopback test rig is the
 /// case `--auth none` exists for. Suites about identity pass their own `--auth`.
