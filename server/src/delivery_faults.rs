@@ -59,18 +59,25 @@ struct Arrival {
     checkpoint: Option<Position>,
 }
 
+/// A subscription the receiver looks at: its store and name.
+type Watched = (Arc<dyn SubscriptionStore>, String);
+
 #[derive(Clone, Default)]
 struct Receiver {
     script: Arc<Mutex<VecDeque<Answer>>>,
     arrivals: Arc<Mutex<Vec<Arrival>>>,
     /// The subscription whose checkpoint each arrival records.
-    watched: Arc<Mutex<Option<(Arc<dyn SubscriptionStore>, String)>>>,
+    watched: Arc<Mutex<Option<Watched>>>,
 }
 
 impl Receiver {
     async fn start(script: &[Answer]) -> (Receiver, String) {
         let receiver = Receiver::default();
-        receiver.script.lock().unwrap().extend(script.iter().copied());
+        receiver
+            .script
+            .lock()
+            .unwrap()
+            .extend(script.iter().copied());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let accepting = receiver.clone();
@@ -135,7 +142,10 @@ impl Receiver {
             Answer::RetryAfter(code, value) => (code, format!("retry-after: {value}\r\n")),
             Answer::RetryAt(seconds) => {
                 let at = SystemTime::now() + Duration::from_secs(seconds);
-                (429, format!("retry-after: {}\r\n", httpdate::fmt_http_date(at)))
+                (
+                    429,
+                    format!("retry-after: {}\r\n", httpdate::fmt_http_date(at)),
+                )
             }
             Answer::Hang => {
                 // Until the client gives up and closes: no timer of the receiver's own.
@@ -216,9 +226,7 @@ fn event(sequence: u64) -> CloudEvent {
 
 /// The nominal backoff `d` after failed attempt `attempt` (from 1).
 fn nominal(retry: &RetrySchedule, attempt: u32) -> Duration {
-    Duration::from_millis(
-        (retry.initial_backoff_ms << (attempt - 1)).min(retry.max_backoff_ms),
-    )
+    Duration::from_millis((retry.initial_backoff_ms << (attempt - 1)).min(retry.max_backoff_ms))
 }
 
 /// Asserts `wait` is the jittered backoff after `attempt`: within `[d/2, d]`.
@@ -338,17 +346,23 @@ async fn timeouts_and_resets_are_retried() {
 
     // When they are the last attempts, the failure says what happened.
     let (_, url) = Receiver::start(&[Answer::Reset, Answer::Hang]).await;
-    let outcome =
-        webhook::deliver(&client, &sink(&url, 5 * SECOND, schedule(2, SECOND, SECOND)), &[event(1)])
-            .await;
+    let outcome = webhook::deliver(
+        &client,
+        &sink(&url, 5 * SECOND, schedule(2, SECOND, SECOND)),
+        &[event(1)],
+    )
+    .await;
     assert_eq!(
         outcome,
         Delivery::Failed("2 attempts failed; the last: no answer within 5000 ms".into())
     );
     let (_, url) = Receiver::start(&[Answer::Hang, Answer::Reset]).await;
-    let outcome =
-        webhook::deliver(&client, &sink(&url, 5 * SECOND, schedule(2, SECOND, SECOND)), &[event(1)])
-            .await;
+    let outcome = webhook::deliver(
+        &client,
+        &sink(&url, 5 * SECOND, schedule(2, SECOND, SECOND)),
+        &[event(1)],
+    )
+    .await;
     let Delivery::Failed(detail) = outcome else {
         panic!("a reset is a failure: {outcome:?}");
     };
@@ -363,7 +377,10 @@ fn retry_after_reads_seconds_and_the_three_http_date_forms() {
     assert_eq!(retry_after("Sun, 06 Nov 1994 09:49:37 GMT", now), ahead);
     assert_eq!(retry_after("Sunday, 06-Nov-94 09:49:37 GMT", now), ahead);
     assert_eq!(retry_after("Sun Nov  6 09:49:37 1994", now), ahead);
-    assert_eq!(retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now), Some(Duration::ZERO));
+    assert_eq!(
+        retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+        Some(Duration::ZERO)
+    );
     assert_eq!(retry_after("-1", now), None);
     assert_eq!(retry_after("tomorrow", now), None);
 }
@@ -419,7 +436,8 @@ async fn deliver_subscription(
         .await
         .unwrap();
     assert!(created);
-    let subscriptions = Subscriptions::start(store.clone(), ledger, FeedOptions::default()).unwrap();
+    let subscriptions =
+        Subscriptions::start(store.clone(), ledger, FeedOptions::default()).unwrap();
     let mut stored = None;
     for _ in 0..100_000 {
         let sub = store.get("faults").await.unwrap().unwrap();
@@ -438,7 +456,10 @@ async fn deliver_subscription(
         let id = EventId::parse(&arrival.webhook_id).unwrap();
         let at = arrival.checkpoint.unwrap();
         assert!(
-            at <= Position { block: id.sequence, index: id.index },
+            at <= Position {
+                block: id.sequence,
+                index: id.index
+            },
             "the checkpoint {:?} was past {} before it was answered",
             at.token(),
             arrival.webhook_id
@@ -490,7 +511,10 @@ async fn dead_letters_go_on_and_410_disables() {
     assert_eq!(sub.state, SubscriptionState::Disabled);
     assert_eq!(
         sub.checkpoint,
-        Position::after_event(EventId { sequence: 1, index: 0 })
+        Position::after_event(EventId {
+            sequence: 1,
+            index: 0
+        })
     );
     assert!(sub.last_error.unwrap_or_default().contains("410"));
 }
@@ -517,7 +541,10 @@ async fn retries_run_out_and_block_under_the_block_policy() {
     // Stopped at event 1: acknowledged event 0 is behind the checkpoint, event 1 is not.
     assert_eq!(
         sub.checkpoint,
-        Position::after_event(EventId { sequence: 0, index: 0 })
+        Position::after_event(EventId {
+            sequence: 0,
+            index: 0
+        })
     );
     assert!(
         sub.last_error
@@ -529,7 +556,10 @@ async fn retries_run_out_and_block_under_the_block_policy() {
 #[tokio::test(start_paused = true)]
 async fn the_checkpoint_follows_acknowledgements_through_retries() {
     let retry = schedule(8, 500, 300 * SECOND);
-    let done = Position::after_event(EventId { sequence: 2, index: 0 });
+    let done = Position::after_event(EventId {
+        sequence: 2,
+        index: 0,
+    });
     let (sub, arrivals) = deliver_subscription(
         FailurePolicy::Block,
         retry,
@@ -550,17 +580,33 @@ async fn the_checkpoint_follows_acknowledgements_through_retries() {
     let ids: Vec<&str> = arrivals.iter().map(|a| a.webhook_id.as_str()).collect();
     assert_eq!(
         ids,
-        [id(0), id(0), id(0), id(0), id(1), id(1), id(2), id(2), id(2)]
+        [
+            id(0),
+            id(0),
+            id(0),
+            id(0),
+            id(1),
+            id(1),
+            id(2),
+            id(2),
+            id(2)
+        ]
     );
     // Each event's first attempt sees the checkpoint right after the previous event.
     assert_eq!(arrivals[0].checkpoint, Some(Position::START));
     assert_eq!(
         arrivals[4].checkpoint,
-        Some(Position::after_event(EventId { sequence: 0, index: 0 }))
+        Some(Position::after_event(EventId {
+            sequence: 0,
+            index: 0
+        }))
     );
     assert_eq!(
         arrivals[6].checkpoint,
-        Some(Position::after_event(EventId { sequence: 1, index: 0 }))
+        Some(Position::after_event(EventId {
+            sequence: 1,
+            index: 0
+        }))
     );
     assert_eq!(arrivals[5].at - arrivals[4].at, Duration::from_secs(30));
     assert_eq!(sub.state, SubscriptionState::Active);

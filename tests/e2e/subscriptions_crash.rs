@@ -82,7 +82,8 @@ async fn receive(State(consumer): State<Shared>, headers: HeaderMap, body: Bytes
     let events = match (verified, events) {
         (true, Ok(events)) => events,
         (false, _) => {
-            c.failure.get_or_insert("a request's signature did not verify".into());
+            c.failure
+                .get_or_insert("a request's signature did not verify".into());
             return AxumStatus::UNAUTHORIZED;
         }
         (true, Err(e)) => {
@@ -237,7 +238,11 @@ async fn delivery_survives_kill_9(batch: u32, what: &str) {
         "one event per revision and the digest events: {} for {revisions}",
         expected.len()
     );
-    let index: HashMap<EventId, usize> = expected.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    let index: HashMap<EventId, usize> = expected
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (*id, i))
+        .collect();
 
     let (consumer, url) = start_receiver().await;
     let resp = server
@@ -329,20 +334,32 @@ async fn delivery_survives_kill_9(batch: u32, what: &str) {
     assert_eq!(c.failure, None, "the consumer saw something wrong");
     // The recipe applied exactly the journal's events, in order.
     assert_eq!(c.applied.len(), expected.len(), "applied every event once");
-    assert!(c.applied == expected, "applied the journal's events in order");
+    assert!(
+        c.applied == expected,
+        "applied the journal's events in order"
+    );
     let summary = c.verifier.summary();
     assert_eq!(summary.events, expected.len() as u64);
-    assert!(summary.digests > 0 && summary.blocks_under_digest > 0, "{summary:?}");
+    assert!(
+        summary.digests > 0 && summary.blocks_under_digest > 0,
+        "{summary:?}"
+    );
 
     // No gap in what arrived: each acknowledged event is the next one or a redelivery.
     let mut delivered = 0usize;
     let mut duplicates = 0usize;
     for id in &c.acked {
-        let at = *index.get(id).unwrap_or_else(|| panic!("{id} is not in the journal"));
+        let at = *index
+            .get(id)
+            .unwrap_or_else(|| panic!("{id} is not in the journal"));
         if at == delivered {
             delivered += 1;
         } else {
-            assert!(at < delivered, "gap: {id} arrived before {}", expected[delivered]);
+            assert!(
+                at < delivered,
+                "gap: {id} arrived before {}",
+                expected[delivered]
+            );
             duplicates += 1;
         }
     }
