@@ -264,6 +264,11 @@ async fn run_schedule(retry: RetrySchedule, expected_nominal: &[u64]) {
     for (n, wait) in waits.iter().enumerate() {
         assert_jittered(*wait, &retry, n as u32 + 1);
     }
+    // Jittered, not the bare schedule (all seven at `d` has odds below 1 in 10^20).
+    assert!(
+        (1..retry.attempts).any(|n| waits[n as usize - 1] != nominal(&retry, n)),
+        "{waits:?}"
+    );
     // The paused clock moved by the waits and nothing else: every attempt took no time.
     assert_eq!(arrivals[0].at, started);
     assert_eq!(elapsed, waits.iter().sum::<Duration>());
