@@ -43,6 +43,8 @@ pub mod cli;
 pub mod cmd_output;
 pub mod config;
 pub mod delivery;
+#[cfg(test)]
+mod delivery_faults;
 pub mod dev_token_cmd;
 pub mod edge;
 pub mod error;

@@ -169,12 +169,24 @@ async fn attempt_once(
         .headers()
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .and_then(|v| retry_after(v, std::time::SystemTime::now()));
     Err(AttemptFailure {
         detail: format!("the endpoint answered {status}"),
         retry_after,
     })
+}
+
+/// The wait a `Retry-After` value asks for at `now`: delay-seconds, or an HTTP-date in
+/// any of the three forms RFC 9110 §10.2.3 and §5.6.7 require recipients to accept (a
+/// date already past asks for no wait); `None` for anything else, which leaves the
+/// backoff alone.
+pub fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// The wait after failed attempt `attempt` (from 1): exponential with jitter in

@@ -24,6 +24,7 @@
 //! | `maintenance_kill` (import, restore, swap killed at random moments) | ✓ | | |
 //! | `bounded_reads` (history pages, `asOf` and write answers in bounded block reads) | ✓ | | ✓ |
 //! | `subscriptions` (durable webhook delivery; on AWS: the 501 until it has a store) | ✓ | ✓ | |
+//! | `subscriptions_crash` (webhook delivery of a large journal killed with kill -9 at random moments) | ✓ | | |
 //! | `edge` (timeouts, limits, shedding, shutdown: the same on every backend) | ✓ | | |
 //! | `openapi` (the document against the routes served), `metrics` | ✓ | | |
 //! | `power_loss` (a FUSE filesystem that forgets what was not synced), `power_maintenance` (import and swap cut short on it) | ✓ | | |
@@ -59,5 +60,6 @@ mod power_loss;
 mod power_maintenance;
 mod seed_flows;
 mod subscriptions;
+mod subscriptions_crash;
 mod support;
 mod verify;
