@@ -10,18 +10,21 @@
 //! # Layout
 //!
 //! - `model`: [`Subscription`], its sink, state and failure policy.
+//! - `sink`: [`Sink`]: a webhook or an EventBridge bus; a webhook secret being rotated.
 //! - `store`: the [`SubscriptionStore`] port and its contract.
 //! - `memory`: `MemorySubscriptionStore`, for tests and the `memory` backend.
 
 #[cfg(any(test, feature = "memory"))]
 mod memory;
 mod model;
+mod sink;
 mod store;
 
 pub use model::{
     DEFAULT_ATTEMPTS, DEFAULT_BATCH_SIZE, DEFAULT_TIMEOUT_MS, FailurePolicy, MAX_DEAD_LETTERS,
     RetrySchedule, Subscription, SubscriptionState, WebhookSink, valid_name,
 };
+pub use sink::{DEFAULT_MAX_ENTRY_BYTES, EventBridgeSink, PreviousSecret, Sink};
 pub use store::{SubscriptionStore, check_replace};
 
 #[cfg(any(test, feature = "memory"))]

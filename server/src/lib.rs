@@ -46,6 +46,7 @@ pub mod delivery;
 pub mod dev_token_cmd;
 pub mod edge;
 pub mod error;
+pub mod eventbridge;
 pub mod export_cmd;
 pub mod feed_cmd;
 pub mod feed_config;

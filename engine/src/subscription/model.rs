@@ -4,6 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::feed::{FeedFilter, Position};
 
+use super::sink::{PreviousSecret, Sink};
+
 /// Events sent in one webhook request unless the subscription says otherwise.
 pub const DEFAULT_BATCH_SIZE: u32 = 1;
 /// How long one webhook request may take unless the subscription says otherwise.
@@ -27,7 +29,7 @@ pub struct Subscription {
     #[serde(default)]
     pub publisher_id: Option<String>,
     /// Where events go.
-    pub sink: WebhookSink,
+    pub sink: Sink,
     /// Whether it delivers.
     pub state: SubscriptionState,
     /// What happens to an event whose retries ran out.
@@ -90,6 +92,9 @@ pub struct WebhookSink {
     pub timeout_ms: u64,
     /// Retries of a failed request.
     pub retry: RetrySchedule,
+    /// The secret the last rotation replaced, signing too until its grace period ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret: Option<PreviousSecret>,
 }
 
 impl std::fmt::Debug for WebhookSink {
@@ -99,6 +104,7 @@ impl std::fmt::Debug for WebhookSink {
             .field("batch_size", &self.batch_size)
             .field("timeout_ms", &self.timeout_ms)
             .field("retry", &self.retry)
+            .field("previous_secret", &self.previous_secret)
             .finish_non_exhaustive()
     }
 }
