@@ -36,6 +36,9 @@ const TOKEN: &str = "eventbridge-admin-token";
 const ENDPOINT_VAR: &str = "ADLEDGER_TEST_MOTO_ENDPOINT";
 /// Ads whose title carries this get a malformed `Detail` on the way to moto.
 const MALFORMED: &str = "MALFORMED-ON-THE-WAY";
+/// Ads whose title carries this are answered `ThrottlingException` by the proxy the
+/// first time (without reaching moto), as EventBridge does under load.
+const THROTTLED: &str = "THROTTLED-ONCE";
 /// The sink's `maxEntryBytes`: small ads fit, an ad with a 10,000-character description
 /// does not.
 const MAX_ENTRY_BYTES: u32 = 16_384;
@@ -83,6 +86,7 @@ struct Proxy {
     upstream: String,
     client: reqwest::Client,
     put_events: Arc<Mutex<Vec<Vec<Value>>>>,
+    throttled: Arc<Mutex<bool>>,
 }
 
 impl Proxy {
@@ -95,6 +99,7 @@ impl Proxy {
                 .build()
                 .expect("build the proxy's client"),
             put_events: Arc::default(),
+            throttled: Arc::default(),
         };
         let app = axum::Router::new()
             .fallback(forward)
@@ -120,6 +125,8 @@ async fn forward(
     body: Bytes,
 ) -> Response {
     let mut body = body.to_vec();
+    // The entry answered `ThrottlingException` here instead of by moto.
+    let mut throttle: Option<usize> = None;
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
@@ -127,13 +134,19 @@ async fn forward(
     if target == "AWSEvents.PutEvents" {
         let mut request: Value = serde_json::from_slice(&body).expect("PutEvents is JSON");
         let entries = request["Entries"].as_array().cloned().unwrap_or_default();
+        let first_time = !*proxy.throttled.lock().expect("proxy lock");
+        throttle = entries
+            .iter()
+            .position(|e| carries(e, THROTTLED))
+            .filter(|_| first_time);
         proxy.put_events.lock().expect("proxy lock").push(entries);
         if let Some(entries) = request["Entries"].as_array_mut() {
+            if let Some(at) = throttle {
+                entries.remove(at);
+                *proxy.throttled.lock().expect("proxy lock") = true;
+            }
             for entry in entries {
-                if entry["Detail"]
-                    .as_str()
-                    .is_some_and(|d| d.contains(MALFORMED))
-                {
+                if carries(entry, MALFORMED) {
                     entry["Detail"] = json!("{this is not JSON");
                 }
             }
@@ -161,8 +174,30 @@ async fn forward(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/x-amz-json-1.1")
         .to_string();
-    let bytes = answer.bytes().await.unwrap_or_default();
+    let mut bytes = answer.bytes().await.unwrap_or_default().to_vec();
+    if let Some(at) = throttle {
+        let mut result: Value = serde_json::from_slice(&bytes).expect("PutEvents answer is JSON");
+        if let Some(entries) = result["Entries"].as_array_mut() {
+            entries.insert(
+                at,
+                json!({"ErrorCode": "ThrottlingException", "ErrorMessage": "Rate exceeded"}),
+            );
+        }
+        let failed = result["FailedEntryCount"].as_u64().unwrap_or(0) + 1;
+        result["FailedEntryCount"] = json!(failed);
+        bytes = serde_json::to_vec(&result).expect("encode the answer");
+    }
     (status, [("content-type", content_type)], bytes).into_response()
+}
+
+/// Whether a `PutEvents` entry's `Detail` carries `marker`.
+fn carries(entry: &Value, marker: &str) -> bool {
+    entry["Detail"].as_str().is_some_and(|d| d.contains(marker))
+}
+
+/// The CloudEvent a `PutEvents` entry carries.
+fn detail(entry: &Value) -> Value {
+    serde_json::from_str(entry["Detail"].as_str().expect("a Detail")).expect("Detail is JSON")
 }
 
 /// `value` with every number as a float, for comparing JSON that went through a parser
@@ -340,6 +375,7 @@ async fn delivers_cloud_events_in_order_and_dead_letters_what_it_cannot() {
     for i in 0..12 {
         match i {
             4 => create_ad(&server, "a large ad", &"x".repeat(10_000)).await,
+            2 => create_ad(&server, &format!("ad {i} {THROTTLED}"), "").await,
             7 => create_ad(&server, &format!("ad {i} {MALFORMED}"), "").await,
             _ => create_ad(&server, &format!("ad {i}"), "").await,
         }
@@ -382,10 +418,21 @@ async fn delivers_cloud_events_in_order_and_dead_letters_what_it_cannot() {
         .iter()
         .map(|m| numbers_by_value(&m["detail"]))
         .collect();
-    let expected_by_value: Vec<Value> = expected.iter().map(|e| numbers_by_value(e)).collect();
+    // Journal order, except the throttled event: EventBridge accepted the rest of its
+    // call first, and a retry sends only what failed (no duplicates), so it arrives
+    // after them — right after event 9, the last of that call.
+    let throttled = events[2]["id"].clone();
+    let mut accepted_order: Vec<&Value> = expected
+        .iter()
+        .copied()
+        .filter(|e| e["id"] != throttled)
+        .collect();
+    accepted_order.insert(7, &events[2]);
+    let expected_by_value: Vec<Value> =
+        accepted_order.iter().map(|e| numbers_by_value(e)).collect();
     assert_eq!(
         details, expected_by_value,
-        "every delivered detail is the feed's CloudEvent, in journal order"
+        "every delivered detail is the feed's CloudEvent, in the order EventBridge accepted them"
     );
     for message in &received {
         assert_eq!(message["detail-type"], message["detail"]["type"]);
@@ -417,8 +464,9 @@ async fn delivers_cloud_events_in_order_and_dead_letters_what_it_cannot() {
     resp.expect_status(StatusCode::OK);
     assert_eq!(resp.json()["ids"], json!([large, malformed]));
 
-    // What the server sent: at most 10 entries a call, each event once (no retryable
-    // failure here), the large one never; the malformed one once, then refused.
+    // What the server sent: at most 10 entries a call; each event once, the throttled
+    // one twice (alone the second time: accepted entries are not sent again), the large
+    // one never; the malformed one once, then refused.
     let calls = proxy.calls();
     assert!(
         calls.iter().all(|c| !c.is_empty() && c.len() <= 10),
@@ -428,45 +476,52 @@ async fn delivers_cloud_events_in_order_and_dead_letters_what_it_cannot() {
         calls.len() >= 2,
         "12 events at once take two calls: {calls:?}"
     );
+    let retries = calls
+        .iter()
+        .filter(|c| c.len() == 1 && carries(&c[0], THROTTLED))
+        .count();
+    assert_eq!(
+        retries, 1,
+        "the throttled entry is sent again, alone: {calls:?}"
+    );
     let sent: Vec<Value> = calls
         .iter()
         .flatten()
-        .map(|entry| {
-            let detail: Value =
-                serde_json::from_str(entry["Detail"].as_str().expect("a Detail")).expect("JSON");
-            detail["id"].clone()
-        })
+        .map(|entry| detail(entry)["id"].clone())
         .collect();
+    let mut sent_once = sent.clone();
+    let retry_at = sent_once
+        .iter()
+        .rposition(|id| *id == throttled)
+        .expect("the throttled entry was sent");
+    sent_once.remove(retry_at);
     let all_but_large: Vec<Value> = events
         .iter()
         .map(|e| e["id"].clone())
         .filter(|id| *id != json!(large))
         .collect();
-    assert_eq!(sent, all_but_large, "each event sent once, in order");
+    assert_eq!(
+        sent_once, all_but_large,
+        "each event once, in order, and the retry"
+    );
     // Exactly the feed's CloudEvent (numbers keep their text: `arbitrary_precision`).
     let details: Vec<Value> = calls
         .iter()
         .flatten()
-        .filter(|entry| {
-            !entry["Detail"]
-                .as_str()
-                .is_some_and(|d| d.contains(MALFORMED))
-        })
-        .map(|entry| {
-            serde_json::from_str(entry["Detail"].as_str().expect("a Detail")).expect("JSON")
-        })
+        .filter(|entry| !carries(entry, MALFORMED))
+        .map(detail)
         .collect();
+    let mut expected_sent: Vec<&Value> = expected.clone();
+    expected_sent.insert(8, &events[2]); // the retry, after the rest of the first call
     assert_eq!(
         details.iter().collect::<Vec<_>>(),
-        expected,
+        expected_sent,
         "Detail = the CloudEvent"
     );
     for entry in calls.iter().flatten() {
         assert_eq!(entry["EventBusName"], json!(routing.bus));
-        let detail: Value =
-            serde_json::from_str(entry["Detail"].as_str().expect("a Detail")).expect("JSON");
-        assert_eq!(entry["DetailType"], detail["type"]);
-        assert_eq!(entry["Source"], detail["source"]);
+        assert_eq!(entry["DetailType"], detail(entry)["type"]);
+        assert_eq!(entry["Source"], detail(entry)["source"]);
     }
 
     // Redelivery of the dead letters fails again (they are still too large or malformed)
