@@ -298,7 +298,7 @@ pub async fn redeliver(clients: &Clients, sink: &EventBridgeSink, event: &CloudE
 /// Without the `aws` feature: no client, and a sink that says so.
 #[cfg(not(feature = "aws"))]
 #[derive(Debug, Clone, Default)]
-pub struct Clients;
+pub struct Clients {}
 
 #[cfg(not(feature = "aws"))]
 impl Clients {

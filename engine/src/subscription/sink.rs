@@ -1,5 +1,5 @@
-//! Where a subscription delivers: a webhook or an EventBridge bus, and a webhook secret
-//! being rotated.
+//! Where a subscription delivers: a webhook or an EventBridge bus, their retry schedule,
+//! and a webhook secret being rotated.
 //!
 //! Stored records and request bodies written before sinks had a `type` are webhooks: a
 //! sink without `type` reads as one, so existing records and clients keep working.
@@ -9,8 +9,12 @@
 
 use serde::{Deserialize, Deserializer, Serialize, de::Error as _};
 
-use super::model::{RetrySchedule, WebhookSink};
-
+/// Events sent in one webhook request unless the subscription says otherwise.
+pub const DEFAULT_BATCH_SIZE: u32 = 1;
+/// How long one webhook request may take unless the subscription says otherwise.
+pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
+/// Attempts per delivery (the first one included) unless the subscription says otherwise.
+pub const DEFAULT_ATTEMPTS: u32 = 8;
 /// EventBridge's limit on one `PutEvents` entry (256 KB), the default `maxEntryBytes`.
 pub const DEFAULT_MAX_ENTRY_BYTES: u32 = 256 * 1024;
 
@@ -53,6 +57,62 @@ impl Sink {
 impl From<WebhookSink> for Sink {
     fn from(hook: WebhookSink) -> Sink {
         Sink::Webhook(hook)
+    }
+}
+
+/// A Standard Webhooks endpoint.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookSink {
+    /// `http://` or `https://` URL events are POSTed to.
+    pub url: String,
+    /// `whsec_` followed by the base64 key; signs every request.
+    pub secret: String,
+    /// Events per request: 1 sends one CloudEvent (`application/cloudevents+json`), more
+    /// send a batch (`application/cloudevents-batch+json`).
+    pub batch_size: u32,
+    /// Request timeout in milliseconds.
+    pub timeout_ms: u64,
+    /// Retries of a failed request.
+    pub retry: RetrySchedule,
+    /// The secret the last rotation replaced, signing too until its grace period ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret: Option<PreviousSecret>,
+}
+
+impl std::fmt::Debug for WebhookSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSink")
+            .field("url", &self.url)
+            .field("batch_size", &self.batch_size)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("retry", &self.retry)
+            .field("previous_secret", &self.previous_secret)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Exponential backoff with jitter: attempt `n` (from 1) waits a random time in
+/// `[d/2, d]` with `d = min(initial * 2^(n-1), max)` before the next one, or the sink's
+/// `Retry-After` if that is longer (capped at `max`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RetrySchedule {
+    /// Attempts in all, the first one included (at least 1).
+    pub attempts: u32,
+    /// The first backoff, in milliseconds.
+    pub initial_backoff_ms: u64,
+    /// The longest backoff, in milliseconds.
+    pub max_backoff_ms: u64,
+}
+
+impl Default for RetrySchedule {
+    fn default() -> Self {
+        RetrySchedule {
+            attempts: DEFAULT_ATTEMPTS,
+            initial_backoff_ms: 500,
+            max_backoff_ms: 300_000,
+        }
     }
 }
 
