@@ -245,8 +245,20 @@ pub async fn deliver_page(
             return Ok(false);
         }
     };
+    deliver_with(store, &put, sub, sink, events, next).await
+}
+
+/// [`deliver_page`] through `put`.
+pub async fn deliver_with<P: PutEvents>(
+    store: &dyn SubscriptionStore,
+    put: &P,
+    sub: &mut Subscription,
+    sink: &EventBridgeSink,
+    events: &[CloudEvent],
+    next: Position,
+) -> Result<bool> {
     for chunk in events.chunks(MAX_ENTRIES) {
-        let outcomes = put_chunk(&put, sink, chunk).await;
+        let outcomes = put_chunk(put, sink, chunk).await;
         for (event, outcome) in chunk.iter().zip(outcomes) {
             match outcome {
                 Outcome::Accepted => {

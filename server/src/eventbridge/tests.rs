@@ -211,3 +211,104 @@ async fn nothing_to_send_makes_no_call() {
     assert!(matches!(outcomes[0], Outcome::Failed(_)));
     assert!(put.sent().is_empty());
 }
+
+mod policy {
+    //! `deliver_with`: outcomes applied in journal order to a stored subscription.
+
+    use std::sync::Arc;
+
+    use adledger_engine::feed::{EventId, Position};
+    use adledger_engine::subscription::{
+        FailurePolicy, MemorySubscriptionStore, Sink, Subscription, SubscriptionState,
+        SubscriptionStore,
+    };
+    use adledger_engine::testkit::subscriptions::sample_subscription;
+
+    use super::*;
+
+    async fn stored(policy: FailurePolicy) -> (Arc<MemorySubscriptionStore>, Subscription) {
+        let store = Arc::new(MemorySubscriptionStore::default());
+        let mut sub = sample_subscription("bus");
+        sub.sink = Sink::EventBridge(sink(1));
+        sub.on_failure = policy;
+        assert!(store.create(&sub).await.expect("create"));
+        let sub = store.get("bus").await.expect("get").expect("stored");
+        (store, sub)
+    }
+
+    fn after(event: &CloudEvent) -> Position {
+        Position::after_event(EventId::parse(&event.id).expect("an id"))
+    }
+
+    #[tokio::test]
+    async fn dead_letters_go_in_journal_order_and_the_checkpoint_passes_them() {
+        let (store, mut sub) = stored(FailurePolicy::DeadLetter).await;
+        let events: Vec<CloudEvent> = (1..=12).map(|n| event(n, "x")).collect();
+        let put = Scripted::new(vec![
+            Ok({
+                let mut answers = vec![Answer::Accepted; 10];
+                answers[6] = failed("MalformedDetail");
+                answers[2] = failed("NotAuthorizedForSourceException");
+                answers
+            }),
+            Ok(vec![Answer::Accepted, failed("InternalFailure")]),
+        ]);
+        let next = Position {
+            block: 40,
+            index: 0,
+        };
+        let going = deliver_with(store.as_ref(), &put, &mut sub, &sink(1), &events, next)
+            .await
+            .expect("deliver");
+        assert!(going);
+        let saved = store.get("bus").await.expect("get").expect("stored");
+        assert_eq!(
+            saved.dead_letters,
+            vec![
+                events[2].id.clone(),
+                events[6].id.clone(),
+                events[11].id.clone()
+            ]
+        );
+        assert_eq!(saved.checkpoint, next, "past the page, filtered blocks too");
+        assert_eq!(saved.state, SubscriptionState::Active);
+        assert_eq!(put.sent().len(), 2, "10 entries, then 2");
+    }
+
+    #[tokio::test]
+    async fn block_stops_at_the_first_failure_and_keeps_it_next() {
+        let (store, mut sub) = stored(FailurePolicy::Block).await;
+        let events: Vec<CloudEvent> = (1..=5).map(|n| event(n, "x")).collect();
+        let put = Scripted::new(vec![Ok(vec![
+            Answer::Accepted,
+            Answer::Accepted,
+            failed("MalformedDetail"),
+            Answer::Accepted,
+            failed("MalformedDetail"),
+        ])]);
+        let next = Position {
+            block: 40,
+            index: 0,
+        };
+        let going = deliver_with(store.as_ref(), &put, &mut sub, &sink(1), &events, next)
+            .await
+            .expect("deliver");
+        assert!(!going, "blocked");
+        let saved = store.get("bus").await.expect("get").expect("stored");
+        assert_eq!(saved.state, SubscriptionState::Blocked);
+        assert_eq!(
+            saved.checkpoint,
+            after(&events[1]),
+            "only past what EventBridge accepted before the failure"
+        );
+        assert!(saved.dead_letters.is_empty());
+        assert!(
+            saved
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains(&events[2].id) && e.contains("MalformedDetail")),
+            "{:?}",
+            saved.last_error
+        );
+    }
+}
