@@ -276,3 +276,94 @@ pub fn view(sink: &Sink, now_ms: i64) -> Value {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OLD: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const NEW: &str = "whsec_c2VjcmV0LXJvdGF0aW9uLW5ldy1rZXktMDEyMzQ1";
+    const NEWER: &str = "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+    /// The status and the `field` of an error answer.
+    fn field(response: Response) -> (u16, String) {
+        let field = response
+            .extensions()
+            .get::<crate::error::Problem>()
+            .and_then(|p| p.field.clone())
+            .unwrap_or_default();
+        (response.status().as_u16(), field)
+    }
+
+    #[test]
+    fn an_event_bridge_sink_needs_the_aws_build() {
+        let result = sink(json!({"type": "eventBridge", "eventBusName": "ads"}));
+        if crate::eventbridge::SUPPORTED {
+            let Ok(Sink::EventBridge(bus)) = result else {
+                panic!("an EventBridge sink");
+            };
+            assert_eq!(bus.max_entry_bytes, DEFAULT_MAX_ENTRY_BYTES);
+        } else {
+            let Err(response) = result else {
+                panic!("refused without the aws feature");
+            };
+            assert_eq!(field(response), (422, "sink.type".to_string()));
+        }
+    }
+
+    #[test]
+    fn a_sink_without_type_is_a_webhook() {
+        let Ok(Sink::Webhook(hook)) = sink(json!({"url": "http://127.0.0.1:9/", "secret": OLD}))
+        else {
+            panic!("a webhook");
+        };
+        assert_eq!(hook.batch_size, DEFAULT_BATCH_SIZE);
+        assert!(sink(json!({"type": 3})).is_err());
+    }
+
+    #[test]
+    fn rotations_keep_only_the_last_replaced_secret_for_the_grace_period() {
+        let mut sink = sink(json!({"url": "http://127.0.0.1:9/", "secret": OLD})).expect("sink");
+        let rotation = rotation(json!({"secret": NEW, "graceSeconds": 10}), 1_000).expect("ok");
+        rotation
+            .check(&sink)
+            .expect("a webhook with another secret");
+        rotation.apply(&mut sink, 1_000);
+        let hook = sink.webhook().expect("a webhook");
+        assert_eq!(hook.secret, NEW);
+        assert_eq!(hook.signing_secrets(10_999), vec![NEW, OLD]);
+        assert_eq!(hook.signing_secrets(11_000), vec![NEW]);
+        assert!(view(&sink, 5_000)["previousSecretUntil"].is_string());
+        assert!(view(&sink, 11_000)["previousSecretUntil"].is_null());
+        assert!(!view(&sink, 5_000).to_string().contains(&OLD[6..]));
+
+        // Again within the grace period: the oldest secret stops signing at once.
+        let again = rotation_at(NEWER, 0, 2_000);
+        again.apply(&mut sink, 2_000);
+        let hook = sink.webhook().expect("a webhook");
+        assert_eq!(hook.signing_secrets(2_000), vec![NEWER]);
+        assert_eq!(hook.previous_secret, None, "a grace of 0 keeps nothing");
+        assert!(
+            rotation_at(NEWER, 5, 3_000).check(&sink).is_err(),
+            "the current one again"
+        );
+    }
+
+    fn rotation_at(secret: &str, grace: u64, now_ms: i64) -> Rotation {
+        rotation(json!({"secret": secret, "graceSeconds": grace}), now_ms).expect("a rotation")
+    }
+
+    #[test]
+    fn bad_rotations_name_their_field() {
+        let refused = |body: Value| match rotation(body, 0) {
+            Err(response) => field(response),
+            Ok(_) => panic!("accepted"),
+        };
+        assert_eq!(refused(json!({"secret": "nope"})), (422, "secret".into()));
+        assert_eq!(
+            refused(json!({"secret": NEW, "graceSeconds": 604_801})),
+            (422, "graceSeconds".into())
+        );
+        assert_eq!(refused(json!({"secret": NEW, "extra": 1})).0, 400);
+    }
+}
