@@ -196,8 +196,8 @@ pub async fn put_chunk<P: PutEvents>(
         if retrying == 0 {
             break;
         }
-        tracing::warn!(bus = %sink.event_bus_name, attempt, retrying, "EventBridge entries failed; retrying");
         if attempt < attempts {
+            tracing::warn!(bus = %sink.event_bus_name, attempt, retrying, "EventBridge entries failed; retrying");
             tokio::time::sleep(webhook::backoff(&sink.retry, attempt, None)).await;
         }
     }
