@@ -2,8 +2,10 @@
 # Runs every check and every test of the project: formatting, lints, unit tests, the
 # conformance suite on each backend (the AWS backend's against AWS's DynamoDB Local,
 # installed and started by scripts/dynamodb-local.sh in a private network namespace),
-# the end-to-end tests against the real binary (tests/, on each backend), and a fuzzing
-# run of the HTTP API from its OpenAPI document (scripts/fuzz-api.sh).
+# the end-to-end tests against the real binary (tests/, on each backend; the EventBridge
+# sink's against moto, installed and started by scripts/moto-server.sh inside that
+# namespace), and a fuzzing run of the HTTP API from its OpenAPI document
+# (scripts/fuzz-api.sh).
 # This is the README's test command; .ci/run calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,9 +24,11 @@ cargo test --workspace --locked --no-run
 # The black-box suites (tests/, adledger-tests) run target/debug/adledger; the workspace
 # test build above builds it too (for the server's own tests), this says so explicitly.
 cargo build -p adledger --locked
+# moto (PyPI) for the EventBridge tests: installed here, the test run has no network.
+scripts/moto-server.sh --install
 
-echo "==> cargo test (workspace), next to DynamoDB Local"
-scripts/dynamodb-local.sh cargo test --workspace --locked --offline
+echo "==> cargo test (workspace), next to DynamoDB Local and moto"
+scripts/dynamodb-local.sh scripts/moto-server.sh cargo test --workspace --locked --offline
 
 echo "==> fuzz the HTTP API from its OpenAPI document (schemathesis, seeded and bounded)"
 ADLEDGER_BIN="${CARGO_TARGET_DIR:-target}/debug/adledger" scripts/fuzz-api.sh

@@ -10,17 +10,21 @@
 //! # Layout
 //!
 //! - `model`: [`Subscription`], its sink, state and failure policy.
+//! - `sink`: [`Sink`]: a webhook or an EventBridge bus, their retry schedule; a webhook
+//!   secret being rotated.
 //! - `store`: the [`SubscriptionStore`] port and its contract.
 //! - `memory`: `MemorySubscriptionStore`, for tests and the `memory` backend.
 
 #[cfg(any(test, feature = "memory"))]
 mod memory;
 mod model;
+mod sink;
 mod store;
 
-pub use model::{
-    DEFAULT_ATTEMPTS, DEFAULT_BATCH_SIZE, DEFAULT_TIMEOUT_MS, FailurePolicy, MAX_DEAD_LETTERS,
-    RetrySchedule, Subscription, SubscriptionState, WebhookSink, valid_name,
+pub use model::{FailurePolicy, MAX_DEAD_LETTERS, Subscription, SubscriptionState, valid_name};
+pub use sink::{
+    DEFAULT_ATTEMPTS, DEFAULT_BATCH_SIZE, DEFAULT_MAX_ENTRY_BYTES, DEFAULT_TIMEOUT_MS,
+    EventBridgeSink, PreviousSecret, RetrySchedule, Sink, WebhookSink,
 };
 pub use store::{SubscriptionStore, check_replace};
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use adledger_engine::feed::{CloudEvent, EventId, FeedOptions, Position, ledger_source, read_page};
 use adledger_engine::subscription::{
-    FailurePolicy, Subscription, SubscriptionState, SubscriptionStore,
+    FailurePolicy, Sink, Subscription, SubscriptionState, SubscriptionStore,
 };
 use adledger_engine::{Error, Ledger, Result};
 use tokio::sync::Notify;
@@ -37,6 +37,7 @@ pub struct Subscriptions {
     ledger: Arc<Ledger>,
     options: FeedOptions,
     client: reqwest_tls::Client,
+    event_bridge: crate::eventbridge::Clients,
     tasks: Arc<Mutex<HashMap<String, JoinHandle<()>>>>,
     wake: Arc<Notify>,
     stopped: Arc<AtomicBool>,
@@ -60,6 +61,7 @@ impl Subscriptions {
             ledger,
             options,
             client: webhook::client()?,
+            event_bridge: crate::eventbridge::Clients::default(),
             tasks: Arc::default(),
             wake: Arc::new(Notify::new()),
             stopped: Arc::default(),
@@ -94,6 +96,11 @@ impl Subscriptions {
     /// The webhook client (redelivery uses it too).
     pub fn client(&self) -> &reqwest_tls::Client {
         &self.client
+    }
+
+    /// The EventBridge clients (redelivery uses them too).
+    pub fn event_bridge(&self) -> &crate::eventbridge::Clients {
+        &self.event_bridge
     }
 
     /// The feed options.
@@ -174,9 +181,26 @@ impl Subscriptions {
                 tip,
             )
             .await?;
-            let batch = usize::try_from(sub.sink.batch_size.max(1)).unwrap_or(1);
+            // The one place delivery depends on the sink's kind.
+            let hook = match &sub.sink {
+                Sink::Webhook(hook) => hook.clone(),
+                Sink::EventBridge(bus) => {
+                    let bus = bus.clone();
+                    let events = &page.events;
+                    let (store, clients) = (self.store.as_ref(), &self.event_bridge);
+                    if !crate::eventbridge::deliver_page(
+                        store, clients, &mut sub, &bus, events, page.next,
+                    )
+                    .await?
+                    {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            };
+            let batch = usize::try_from(hook.batch_size.max(1)).unwrap_or(1);
             for chunk in page.events.chunks(batch) {
-                match webhook::deliver(&self.client, &sub.sink, chunk).await {
+                match webhook::deliver(&self.client, &hook, chunk).await {
                     Delivery::Acknowledged => {
                         sub.checkpoint = after(chunk)?;
                         sub.last_error = None;

@@ -48,6 +48,7 @@ mod delivery_faults;
 pub mod dev_token_cmd;
 pub mod edge;
 pub mod error;
+pub mod eventbridge;
 pub mod export_cmd;
 pub mod feed_cmd;
 pub mod feed_config;

@@ -64,6 +64,7 @@ pub const AD_ID_PATTERN: &str = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$";
         crate::routes::subscriptions::pause,
         crate::routes::subscriptions::resume,
         crate::routes::subscriptions::seek,
+        crate::routes::subscriptions::rotate_secret,
         crate::routes::subscriptions::dead_letters,
         crate::routes::subscriptions::redeliver,
         openapi_json,

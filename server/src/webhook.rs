@@ -4,7 +4,9 @@
 //! Each request carries `webhook-id` (the event id; for a batch, the first and last
 //! ids joined by `_`), `webhook-timestamp` (Unix seconds) and `webhook-signature:
 //! v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`, keyed with the base64 bytes
-//! after the secret's `whsec_` prefix (<https://www.standardwebhooks.com/>).
+//! after the secret's `whsec_` prefix (<https://www.standardwebhooks.com/>). While a
+//! rotated secret's grace period lasts, the header carries two signatures, `v1,<new>
+//! v1,<previous>`, so receivers holding either secret verify.
 
 use std::time::Duration;
 
@@ -48,6 +50,24 @@ pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
     format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
 }
 
+/// The `webhook-signature` value of a request sent at `now_ms`: one `v1,…` signature per
+/// secret signing then (the current one, and the previous one during a rotation's grace
+/// period), separated by spaces as the specification allows.
+pub fn signatures(
+    sink: &WebhookSink,
+    now_ms: i64,
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> String {
+    sink.signing_secrets(now_ms)
+        .into_iter()
+        .filter_map(|secret| secret_key(secret).ok())
+        .map(|key| sign(&key, id, timestamp, body))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// How a delivery ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
@@ -85,10 +105,9 @@ pub async fn deliver(
     let (Some(first), Some(last)) = (events.first(), events.last()) else {
         return Delivery::Acknowledged;
     };
-    let key = match secret_key(&sink.secret) {
-        Ok(key) => key,
-        Err(e) => return Delivery::Failed(format!("the sink's secret is unusable: {e}")),
-    };
+    if let Err(e) = secret_key(&sink.secret) {
+        return Delivery::Failed(format!("the sink's secret is unusable: {e}"));
+    }
     let (id, body, content_type) = if events.len() == 1 {
         (
             first.id.clone(),
@@ -109,7 +128,7 @@ pub async fn deliver(
     let attempts = sink.retry.attempts.max(1);
     let mut last_failure = String::new();
     for attempt in 1..=attempts {
-        match attempt_once(client, sink, &key, &id, &body, content_type).await {
+        match attempt_once(client, sink, &id, &body, content_type).await {
             Ok(delivery) => {
                 metrics::counter!("adledger_webhook_requests_total", "outcome" => "ok")
                     .increment(1);
@@ -134,19 +153,20 @@ pub async fn deliver(
 async fn attempt_once(
     client: &reqwest_tls::Client,
     sink: &WebhookSink,
-    key: &[u8],
     id: &str,
     body: &[u8],
     content_type: &'static str,
 ) -> Result<Delivery, AttemptFailure> {
-    let timestamp = chrono::Utc::now().timestamp();
+    let now = chrono::Utc::now();
+    let timestamp = now.timestamp();
+    let signature = signatures(sink, now.timestamp_millis(), id, timestamp, body);
     let response = client
         .post(&sink.url)
         .timeout(Duration::from_millis(sink.timeout_ms.max(1)))
         .header("content-type", content_type)
         .header("webhook-id", id)
         .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", sign(key, id, timestamp, body))
+        .header("webhook-signature", signature)
         .body(body.to_vec())
         .send()
         .await
@@ -224,6 +244,32 @@ mod tests {
             sign(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
             "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
         );
+    }
+
+    #[test]
+    fn a_rotation_signs_with_both_secrets_during_its_grace_period_only() {
+        use adledger_engine::subscription::PreviousSecret;
+        let old = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let new = "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        let mut sink = WebhookSink {
+            url: "http://127.0.0.1:9/".into(),
+            secret: new.into(),
+            batch_size: 1,
+            timeout_ms: 1000,
+            retry: RetrySchedule::default(),
+            previous_secret: Some(PreviousSecret {
+                secret: old.into(),
+                until_ms: 5000,
+            }),
+        };
+        let signed = |key: &str| sign(&secret_key(key).unwrap(), "id", 7, b"{}");
+        assert_eq!(
+            signatures(&sink, 4999, "id", 7, b"{}"),
+            format!("{} {}", signed(new), signed(old))
+        );
+        assert_eq!(signatures(&sink, 5000, "id", 7, b"{}"), signed(new));
+        sink.previous_secret = None;
+        assert_eq!(signatures(&sink, 0, "id", 7, b"{}"), signed(new));
     }
 
     #[test]

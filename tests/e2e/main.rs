@@ -10,7 +10,8 @@
 //! adledger-tests`; the memory variants only where no server is restarted). Suites about one backend
 //! run once, as `<suite>::local::<test>` or `<suite>::aws::<test>`, and say why in their
 //! module doc, so `cargo test -p adledger-tests -- ::local::` runs every test that needs
-//! no DynamoDB. `moves` (between the two backends) needs both.
+//! no DynamoDB. `moves` (between the two backends) needs both. `eventbridge::moto::*` needs
+//! moto's server (`ADLEDGER_TEST_MOTO_ENDPOINT`, set by `scripts/moto-server.sh`).
 //!
 //! | suite | local | AWS | memory |
 //! |---|---|---|---|
@@ -25,6 +26,8 @@
 //! | `bounded_reads` (history pages, `asOf` and write answers in bounded block reads) | ✓ | | ✓ |
 //! | `subscriptions` (durable webhook delivery; on AWS: the 501 until it has a store) | ✓ | ✓ | |
 //! | `subscriptions_crash` (webhook delivery of a large journal killed with kill -9 at random moments) | ✓ | | |
+//! | `secret_rotation` (a webhook's secret rotated with a grace period) | ✓ | | |
+//! | `eventbridge` (bad EventBridge sinks; against moto, as `eventbridge::moto::*`: delivery through a bus, a rule and an SQS queue) | ✓ | | |
 //! | `edge` (timeouts, limits, shedding, shutdown: the same on every backend) | ✓ | | |
 //! | `openapi` (the document against the routes served), `metrics` | ✓ | | |
 //! | `power_loss` (a FUSE filesystem that forgets what was not synced), `power_maintenance` (import and swap cut short on it) | ✓ | | |
@@ -48,6 +51,7 @@ mod crash;
 mod damaged_files;
 mod deterministic;
 mod edge;
+mod eventbridge;
 mod feed;
 mod full_disk;
 mod maintenance;
@@ -58,6 +62,7 @@ mod openapi;
 mod opensearch;
 mod power_loss;
 mod power_maintenance;
+mod secret_rotation;
 mod seed_flows;
 mod subscriptions;
 mod subscriptions_crash;

@@ -167,3 +167,29 @@ impl SubscriptionStore for SledSubscriptionStore {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use adledger_engine::subscription::Sink;
+
+    use super::*;
+
+    /// A record exactly as stores wrote it before sinks had a `type` and webhooks a
+    /// previous secret.
+    const BEFORE_SINK_TYPES: &[u8] = br#"{"name":"crm","types":["adledger.ad.created"],"publisherId":null,"sink":{"url":"https://hooks.example/ads","secret":"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw","batchSize":1,"timeoutMs":10000,"retry":{"attempts":8,"initialBackoffMs":500,"maxBackoffMs":300000}},"state":"active","onFailure":"deadLetter","checkpoint":"00000000000000000004-0001","epoch":2,"revision":7,"deadLetters":["00000000000000000001-0000"],"lastError":null}"#;
+
+    #[test]
+    fn a_record_stored_before_sink_types_loads_as_a_webhook() {
+        let sub = decode(b"crm", BEFORE_SINK_TYPES).expect("an old record loads");
+        let Sink::Webhook(hook) = &sub.sink else {
+            panic!("not a webhook: {:?}", sub.sink);
+        };
+        assert_eq!(hook.url, "https://hooks.example/ads");
+        assert_eq!(hook.previous_secret, None);
+        assert_eq!((sub.epoch, sub.revision), (2, 7));
+        // Written back, it says its type, and reads back the same.
+        let bytes = encode(&sub).expect("encode");
+        assert!(String::from_utf8_lossy(&bytes).contains(r#""type":"webhook""#));
+        assert_eq!(decode(b"crm", &bytes).expect("decode"), sub);
+    }
+}

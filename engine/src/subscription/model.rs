@@ -4,12 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::feed::{FeedFilter, Position};
 
-/// Events sent in one webhook request unless the subscription says otherwise.
-pub const DEFAULT_BATCH_SIZE: u32 = 1;
-/// How long one webhook request may take unless the subscription says otherwise.
-pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
-/// Attempts per delivery (the first one included) unless the subscription says otherwise.
-pub const DEFAULT_ATTEMPTS: u32 = 8;
+use super::sink::Sink;
+
 /// Event ids a dead-letter list keeps; older ones are dropped first (the journal still
 /// holds every payload, so a seek can replay them).
 pub const MAX_DEAD_LETTERS: usize = 10_000;
@@ -27,7 +23,7 @@ pub struct Subscription {
     #[serde(default)]
     pub publisher_id: Option<String>,
     /// Where events go.
-    pub sink: WebhookSink,
+    pub sink: Sink,
     /// Whether it delivers.
     pub state: SubscriptionState,
     /// What happens to an event whose retries ran out.
@@ -73,58 +69,6 @@ pub fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-}
-
-/// A Standard Webhooks endpoint.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WebhookSink {
-    /// `http://` or `https://` URL events are POSTed to.
-    pub url: String,
-    /// `whsec_` followed by the base64 key; signs every request.
-    pub secret: String,
-    /// Events per request: 1 sends one CloudEvent (`application/cloudevents+json`), more
-    /// send a batch (`application/cloudevents-batch+json`).
-    pub batch_size: u32,
-    /// Request timeout in milliseconds.
-    pub timeout_ms: u64,
-    /// Retries of a failed request.
-    pub retry: RetrySchedule,
-}
-
-impl std::fmt::Debug for WebhookSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookSink")
-            .field("url", &self.url)
-            .field("batch_size", &self.batch_size)
-            .field("timeout_ms", &self.timeout_ms)
-            .field("retry", &self.retry)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Exponential backoff with jitter: attempt `n` (from 1) waits a random time in
-/// `[d/2, d]` with `d = min(initial * 2^(n-1), max)` before the next one, or the sink's
-/// `Retry-After` if that is longer (capped at `max`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
-pub struct RetrySchedule {
-    /// Attempts in all, the first one included (at least 1).
-    pub attempts: u32,
-    /// The first backoff, in milliseconds.
-    pub initial_backoff_ms: u64,
-    /// The longest backoff, in milliseconds.
-    pub max_backoff_ms: u64,
-}
-
-impl Default for RetrySchedule {
-    fn default() -> Self {
-        RetrySchedule {
-            attempts: DEFAULT_ATTEMPTS,
-            initial_backoff_ms: 500,
-            max_backoff_ms: 300_000,
-        }
-    }
 }
 
 /// Whether a subscription delivers.

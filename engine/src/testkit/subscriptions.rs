@@ -6,7 +6,8 @@ use std::sync::Arc;
 use crate::error::Error;
 use crate::feed::Position;
 use crate::subscription::{
-    FailurePolicy, RetrySchedule, Subscription, SubscriptionState, SubscriptionStore, WebhookSink,
+    FailurePolicy, RetrySchedule, Sink, Subscription, SubscriptionState, SubscriptionStore,
+    WebhookSink,
 };
 
 /// A subscription named `name` at the start of the journal.
@@ -15,13 +16,14 @@ pub fn sample_subscription(name: &str) -> Subscription {
         name: name.into(),
         types: vec![crate::feed::AD_CREATED.into()],
         publisher_id: Some("acme".into()),
-        sink: WebhookSink {
+        sink: Sink::Webhook(WebhookSink {
             url: "http://127.0.0.1:9/hook".into(),
             secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
             batch_size: 1,
             timeout_ms: 1000,
             retry: RetrySchedule::default(),
-        },
+            previous_secret: None,
+        }),
         state: SubscriptionState::Active,
         on_failure: FailurePolicy::DeadLetter,
         checkpoint: Position::START,

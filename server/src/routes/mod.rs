@@ -8,4 +8,5 @@ pub mod health;
 pub mod ledger;
 pub mod metrics;
 pub mod search;
+pub mod subscription_sinks;
 pub mod subscriptions;

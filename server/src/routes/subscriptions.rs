@@ -1,5 +1,5 @@
-//! `/ledger/subscriptions`: durable named subscriptions to the feed and their webhook
-//! sinks, admin-authorized like `/admin/*` (the break-glass admin token, or a token with
+//! `/ledger/subscriptions`: durable named subscriptions to the feed and their sinks
+//! (webhooks and EventBridge buses: [`super::subscription_sinks`]), admin-authorized like `/admin/*` (the break-glass admin token, or a token with
 //! admin rights under `--auth hs256|jwks`).
 //!
 //! | route | body | does |
@@ -11,18 +11,18 @@
 //! | `POST /ledger/subscriptions/{name}/pause` | | stops delivery |
 //! | `POST /ledger/subscriptions/{name}/resume` | | delivers again (also after blocked/disabled) |
 //! | `POST /ledger/subscriptions/{name}/seek` | `{position}` | moves the checkpoint (`beginning`, `end` or a feed position) |
+//! | `POST /ledger/subscriptions/{name}/rotate-secret` | `{secret, graceSeconds?}` | a webhook's new secret; the old one signs too during the grace period |
 //! | `GET /ledger/subscriptions/{name}/dead-letters` | | the dead-lettered event ids |
 //! | `POST /ledger/subscriptions/{name}/dead-letters/redeliver` | | delivers them again, once each |
 //!
-//! The secret is never answered back: views show its first characters only.
+//! Secrets are never answered back: views show the current one's first characters only.
 
 // Helpers answer the finished error `Response`: it is built once, on the rare error path.
 #![allow(clippy::result_large_err)]
 
 use adledger_engine::feed::{EVENT_TYPES, Position};
 use adledger_engine::subscription::{
-    DEFAULT_BATCH_SIZE, DEFAULT_TIMEOUT_MS, FailurePolicy, RetrySchedule, Subscription,
-    SubscriptionState, WebhookSink, valid_name,
+    FailurePolicy, Sink, Subscription, SubscriptionState, valid_name,
 };
 use axum::Router;
 use axum::body::Body;
@@ -37,6 +37,7 @@ use crate::body::read_json;
 use crate::delivery::{Subscriptions, lag, read_event};
 use crate::error::ApiError;
 use crate::routes::admin::authorize;
+use crate::routes::subscription_sinks;
 use crate::state::AppState;
 use crate::webhook::{self, Delivery};
 
@@ -48,6 +49,10 @@ pub fn routes() -> Router<AppState> {
         .route("/ledger/subscriptions/{name}/pause", post(pause))
         .route("/ledger/subscriptions/{name}/resume", post(resume))
         .route("/ledger/subscriptions/{name}/seek", post(seek))
+        .route(
+            "/ledger/subscriptions/{name}/rotate-secret",
+            post(rotate_secret),
+        )
         .route(
             "/ledger/subscriptions/{name}/dead-letters",
             get(dead_letters),
@@ -80,19 +85,6 @@ fn not_found(name: &str) -> Response {
     ApiError::not_found(format!("no subscription named {name:?}")).into_response()
 }
 
-/// What a request's body says about a webhook sink.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct SinkRequest {
-    #[serde(rename = "type")]
-    kind: String,
-    url: String,
-    secret: String,
-    batch_size: Option<u32>,
-    timeout_ms: Option<u64>,
-    retry: Option<RetrySchedule>,
-}
-
 /// The body of `POST /ledger/subscriptions`.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -102,7 +94,7 @@ struct CreateRequest {
     types: Vec<String>,
     publisher_id: Option<String>,
     start: Option<String>,
-    sink: SinkRequest,
+    sink: Value,
     on_failure: Option<FailurePolicy>,
 }
 
@@ -135,62 +127,14 @@ async fn position(subs: &Subscriptions, field: &str, text: &str) -> Result<Posit
     }
 }
 
-fn sink(request: SinkRequest) -> Result<WebhookSink, Response> {
-    if request.kind != "webhook" {
-        return Err(invalid("sink.type", "the only sink type is `webhook`"));
-    }
-    let url = reqwest_tls::Url::parse(&request.url)
-        .map_err(|e| invalid("sink.url", format!("not a URL: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(invalid(
-            "sink.url",
-            "an http:// or https:// URL with a host",
-        ));
-    }
-    webhook::secret_key(&request.secret).map_err(|e| invalid("sink.secret", e))?;
-    let batch_size = request.batch_size.unwrap_or(DEFAULT_BATCH_SIZE);
-    if !(1..=1000).contains(&batch_size) {
-        return Err(invalid("sink.batchSize", "1 to 1000"));
-    }
-    let timeout_ms = request.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
-    if !(1..=300_000).contains(&timeout_ms) {
-        return Err(invalid("sink.timeoutMs", "1 to 300000 milliseconds"));
-    }
-    let retry = request.retry.unwrap_or_default();
-    if !(1..=100).contains(&retry.attempts) {
-        return Err(invalid("sink.retry.attempts", "1 to 100"));
-    }
-    if retry.initial_backoff_ms > retry.max_backoff_ms || retry.max_backoff_ms > 86_400_000 {
-        return Err(invalid(
-            "sink.retry",
-            "initialBackoffMs ≤ maxBackoffMs ≤ 86400000",
-        ));
-    }
-    Ok(WebhookSink {
-        url: request.url,
-        secret: request.secret,
-        batch_size,
-        timeout_ms,
-        retry,
-    })
-}
-
 /// The answer for one subscription: the record without its secret, and its lag.
 async fn view(subs: &Subscriptions, sub: &Subscription) -> Result<Value, Response> {
     let (lag_blocks, lag_seconds) = lag(subs, sub).await.map_err(engine)?;
-    let secret_hint: String = sub.sink.secret.chars().take(10).collect();
     Ok(json!({
         "name": sub.name,
         "types": sub.types,
         "publisherId": sub.publisher_id,
-        "sink": {
-            "type": "webhook",
-            "url": sub.sink.url,
-            "secret": format!("{secret_hint}…"),
-            "batchSize": sub.sink.batch_size,
-            "timeoutMs": sub.sink.timeout_ms,
-            "retry": sub.sink.retry,
-        },
+        "sink": subscription_sinks::view(&sub.sink, chrono::Utc::now().timestamp_millis()),
         "onFailure": sub.on_failure,
         "state": sub.state,
         "checkpoint": sub.checkpoint.token(),
@@ -208,7 +152,7 @@ fn respond(status: StatusCode, value: Value) -> Response {
 #[utoipa::path(
     post, path = "/ledger/subscriptions", tag = "feed",
     params(("Authorization" = Option<String>, Header, description = "`Bearer <admin token>` or a token with admin rights")),
-    request_body(content = Object, content_type = "application/json", description = "`{name, types?, publisherId?, start?: beginning|end|POSITION, sink: {type: webhook, url, secret: whsec_…, batchSize?, timeoutMs?, retry?: {attempts, initialBackoffMs, maxBackoffMs}}, onFailure?: deadLetter|block}`"),
+    request_body(content = Object, content_type = "application/json", description = "`{name, types?, publisherId?, start?: beginning|end|POSITION, sink: {type?: webhook, url, secret: whsec_…, batchSize?, timeoutMs?, retry?: {attempts, initialBackoffMs, maxBackoffMs}} | {type: eventBridge, eventBusName, source?, detailType?, maxEntryBytes?, region?, retry?}, onFailure?: deadLetter|block}` (a sink without `type` is a webhook; `eventBridge` needs a build with the `aws` feature)"),
     responses(
         (status = 201, description = "The subscription, with its lag", body = Object),
         (status = 400, description = "Malformed JSON or an unknown field", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
@@ -257,7 +201,7 @@ async fn create_inner(
         name: request.name,
         types: request.types,
         publisher_id: request.publisher_id,
-        sink: sink(request.sink)?,
+        sink: subscription_sinks::sink(request.sink)?,
         state: SubscriptionState::Active,
         on_failure: request.on_failure.unwrap_or_default(),
         checkpoint,
@@ -551,11 +495,14 @@ pub async fn redeliver(
         let mut failed = Vec::new();
         for id in &sub.dead_letters {
             let event = read_event(subs, id).await.map_err(engine)?;
-            let outcome = match &event {
-                Some(event) => {
-                    webhook::deliver(subs.client(), &sub.sink, std::slice::from_ref(event)).await
+            let outcome = match (&event, &sub.sink) {
+                (Some(event), Sink::Webhook(hook)) => {
+                    webhook::deliver(subs.client(), hook, std::slice::from_ref(event)).await
                 }
-                None => Delivery::Failed("not in the journal".into()),
+                (Some(event), Sink::EventBridge(bus)) => {
+                    crate::eventbridge::redeliver(subs.event_bridge(), bus, event).await
+                }
+                (None, _) => Delivery::Failed("not in the journal".into()),
             };
             if outcome == Delivery::Acknowledged {
                 delivered.push(id.clone());
@@ -571,6 +518,46 @@ pub async fn redeliver(
             StatusCode::OK,
             json!({ "redelivered": delivered, "failed": failed }),
         ))
+    }
+    .await;
+    match result {
+        Ok(response) | Err(response) => response,
+    }
+}
+
+/// Gives a webhook sink a new secret; the current one keeps signing beside it (two
+/// signatures per request) until the grace period ends.
+#[utoipa::path(
+    post, path = "/ledger/subscriptions/{name}/rotate-secret", tag = "feed",
+    params(("name" = String, Path, description = "The subscription"), ("Authorization" = Option<String>, Header, description = "`Bearer <admin token>` or a token with admin rights")),
+    request_body(content = Object, content_type = "application/json", description = "`{secret: whsec_…, graceSeconds?: 0..604800}` (default 86400): until then requests carry `v1,<new> v1,<previous>`, after it only the new signature"),
+    responses(
+        (status = 200, description = "The subscription, with `sink.previousSecretUntil` while both secrets sign (no secret is answered)", body = Object),
+        (status = 400, description = "Malformed JSON or an unknown field", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such subscription, or the admin routes are disabled", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a `whsec_` secret, the current secret again, a grace period out of bounds, or a sink without a secret (named in `field`)", body = crate::wire_schema::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Body,
+) -> Response {
+    let subs = match open(&state, &headers).await {
+        Ok(subs) => subs,
+        Err(response) => return response,
+    };
+    let result = async {
+        let value = read_json(&headers, body)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let rotation = subscription_sinks::rotation(value, now_ms)?;
+        rotation.check(&find(subs, &name).await?.sink)?;
+        let sub = change(subs, &name, |sub| rotation.apply(&mut sub.sink, now_ms)).await?;
+        tracing::info!(subscription = %name, "webhook secret rotated");
+        Ok::<_, Response>(respond(StatusCode::OK, view(subs, &sub).await?))
     }
     .await;
     match result {

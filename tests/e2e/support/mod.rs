@@ -256,6 +256,8 @@ pub struct Server {
     pub ledger_args: Vec<String>,
     /// Extra arguments after `serve --listen .. --data-dir ..` (e.g. `--deterministic 42`).
     extra_args: Vec<String>,
+    /// Extra environment variables of the process (e.g. an AWS endpoint for a sink).
+    env: Vec<(String, String)>,
     /// The working directory of the process (so no stray config file in the developer's
     /// current directory is picked up), and the owner of the data directory when the
     /// helper created it.
@@ -290,13 +292,23 @@ impl Server {
     /// arguments after the standard ones (which select the local backend unless they
     /// say otherwise; [`Server::backend`] then says `Local`, so prefer [`Server::start_on`]).
     pub async fn start_with(data_dir: Option<PathBuf>, extra_args: &[String]) -> Server {
+        Server::start_with_env(data_dir, extra_args, &[]).await
+    }
+
+    /// Like [`Server::start_with`], with extra environment variables for the process
+    /// (kept across [`Server::restart`]).
+    pub async fn start_with_env(
+        data_dir: Option<PathBuf>,
+        extra_args: &[String],
+        env: &[(String, String)],
+    ) -> Server {
         let home = tempfile::Builder::new()
             .prefix("adledger-e2e-")
             .tempdir()
             .expect("create a temporary directory");
         let data_dir = data_dir.unwrap_or_else(|| home.path().join("data"));
         let stderr = Arc::new(Mutex::new(Vec::new()));
-        let (child, base_url) = spawn(&data_dir, home.path(), extra_args, &stderr).await;
+        let (child, base_url) = spawn(&data_dir, home.path(), extra_args, env, &stderr).await;
         Server {
             child,
             base_url,
@@ -313,6 +325,7 @@ impl Server {
             },
             ledger_args: Vec::new(),
             extra_args: extra_args.to_vec(),
+            env: env.to_vec(),
             home,
             stderr,
         }
@@ -383,8 +396,14 @@ impl Server {
     pub async fn restart(&mut self) {
         self.kill_9().await;
         let stderr = Arc::new(Mutex::new(Vec::new()));
-        let (child, base_url) =
-            spawn(&self.data_dir, self.home.path(), &self.extra_args, &stderr).await;
+        let (child, base_url) = spawn(
+            &self.data_dir,
+            self.home.path(),
+            &self.extra_args,
+            &self.env,
+            &stderr,
+        )
+        .await;
         self.child = child;
         self.base_url = base_url;
         self.stderr = stderr;
@@ -542,6 +561,7 @@ async fn spawn(
     data_dir: &Path,
     cwd: &Path,
     extra_args: &[String],
+    env: &[(String, String)],
     stderr_buf: &Arc<Mutex<Vec<u8>>>,
 ) -> (Child, String) {
     let mut cmd = Command::new(binary());
@@ -558,6 +578,7 @@ async fn spawn(
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     scrub_env(&mut cmd);
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     let mut child = cmd.spawn().expect("spawn `adledger serve`");
 
     // Keep a bounded tail of stderr for failure messages; drain it forever so the server
