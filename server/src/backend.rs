@@ -374,7 +374,7 @@ fn open_read_model<T>(
 }
 
 /// Opens the configured backend's subscription store (beside the journal), or `None`
-/// where there is none yet (`aws`: the subscription routes answer 501).
+/// where there is none (an `aws` backend not compiled in: the routes answer 501).
 pub fn open_subscriptions(
     config: &Config,
 ) -> Result<Option<Arc<dyn adledger_engine::subscription::SubscriptionStore>>, BackendError> {
@@ -391,7 +391,23 @@ pub fn open_subscriptions(
         BackendKind::Memory => Ok(Some(Arc::new(
             adledger_engine::subscription::MemorySubscriptionStore::default(),
         ))),
+        #[cfg(feature = "aws")]
+        BackendKind::Aws => aws::open_subscriptions(config).map(Some),
+        #[cfg(not(feature = "aws"))]
         BackendKind::Aws => Ok(None),
+    }
+}
+
+/// The lease that picks the one process delivering subscriptions where several
+/// processes share the ledger (`aws`), lasting `lease_ms`; `None` where one process owns
+/// it (`local`, `memory`).
+pub fn open_delivery_lease(
+    config: &Config,
+) -> Result<Option<Arc<dyn adledger_engine::ports::ProjectionLease>>, BackendError> {
+    match config.backend {
+        #[cfg(feature = "aws")]
+        BackendKind::Aws => aws::delivery_lease(config).map(Some),
+        _ => Ok(None),
     }
 }
 
@@ -544,6 +560,8 @@ mod aws {
 
     /// The file in a tantivy index directory that names the ledger the index belongs to.
     const INDEX_OWNER: &str = "adledger-ledger.txt";
+    /// The name of the subscription delivery lease (item `lease#subscription-delivery`).
+    const DELIVERY_LEASE: &str = "subscription-delivery";
 
     /// The ledger a configuration names: its DynamoDB endpoint (or the account's) and
     /// table prefix.
@@ -659,6 +677,48 @@ mod aws {
             prefix: config.table_prefix.clone(),
             source,
         })
+    }
+
+    /// Runs `open` with a client of the configured DynamoDB and the ledger's table names.
+    fn with_client<T: Send, F: Future<Output = Result<T, Error>> + Send>(
+        config: &Config,
+        open: impl FnOnce(adledger_aws::aws_sdk_dynamodb::Client, TableNames) -> F + Send,
+    ) -> Result<T, BackendError> {
+        let tables = TableNames::with_prefix(&config.table_prefix);
+        let settings = super::dynamo_settings(config);
+        run(async move { open(adledger_aws::connect(&settings).await, tables).await }).map_err(
+            |source| BackendError::Aws {
+                prefix: config.table_prefix.clone(),
+                source,
+            },
+        )
+    }
+
+    /// The subscription store, in `<prefix>subscriptions` (which `adledger aws init`
+    /// creates).
+    pub(super) fn open_subscriptions(
+        config: &Config,
+    ) -> Result<Arc<dyn adledger_engine::subscription::SubscriptionStore>, BackendError> {
+        let store = with_client(config, |client, tables| async move {
+            adledger_aws::DynamoSubscriptionStore::open(client, &tables.subscriptions).await
+        })?;
+        Ok(Arc::new(store))
+    }
+
+    /// The subscription delivery lease: an item of the journal table, like the projector
+    /// lease, under its own name.
+    pub(super) fn delivery_lease(
+        config: &Config,
+    ) -> Result<Arc<dyn ProjectionLease>, BackendError> {
+        let duration = std::time::Duration::from_millis(config.lease_ms);
+        let lease = with_client(config, |client, tables| async move {
+            let owner = DynamoLease::process_owner();
+            Ok(
+                DynamoLease::new(client, &tables.journal, DELIVERY_LEASE, owner)
+                    .with_duration(duration),
+            )
+        })?;
+        Ok(Arc::new(lease))
     }
 
     /// The live read models for `verify`: the state table, and the search index — but a

@@ -43,6 +43,7 @@ pub mod cli;
 pub mod cmd_output;
 pub mod config;
 pub mod delivery;
+pub mod delivery_lease;
 pub mod dev_token_cmd;
 pub mod edge;
 pub mod error;

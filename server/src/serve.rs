@@ -174,6 +174,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     }
     if let Some(subscriptions) = &subscriptions {
         subscriptions.stop();
+        subscriptions.gate().release().await;
     }
     tracing::info!("HTTP server stopped; committing queued writes");
     ledger.shutdown().await;
@@ -205,7 +206,11 @@ fn start_subscriptions(
     let Some(store) = backend::open_subscriptions(config)? else {
         return Ok(None);
     };
-    crate::delivery::Subscriptions::start(store, ledger.clone(), config.feed.options())
+    let gate = match backend::open_delivery_lease(config)? {
+        Some(lease) => crate::delivery_lease::DeliveryGate::leased(lease),
+        None => crate::delivery_lease::DeliveryGate::always_open(),
+    };
+    crate::delivery::Subscriptions::start_gated(store, ledger.clone(), config.feed.options(), gate)
         .map(Some)
         .map_err(ServeError::Subscriptions)
 }
