@@ -23,7 +23,7 @@
 //! | `full_disk` (a tmpfs filled up while serving, then freed; needs root) | ✓ | | |
 //! | `maintenance_kill` (import, restore, swap killed at random moments) | ✓ | | |
 //! | `bounded_reads` (history pages, `asOf` and write answers in bounded block reads) | ✓ | | ✓ |
-//! | `subscriptions` (durable webhook delivery; on AWS: the 501 until it has a store) | ✓ | ✓ | |
+//! | `subscriptions` (durable webhook delivery; on AWS also two servers, one deliverer by lease) | ✓ | ✓ | |
 //! | `edge` (timeouts, limits, shedding, shutdown: the same on every backend) | ✓ | | |
 //! | `openapi` (the document against the routes served), `metrics` | ✓ | | |
 //! | `power_loss` (a FUSE filesystem that forgets what was not synced), `power_maintenance` (import and swap cut short on it) | ✓ | | |
