@@ -307,7 +307,7 @@ fn pack(ids: &[String]) -> Option<Vec<u8>> {
 
 /// The ids [`pack`] packed; `None` if the bytes are not a whole number of ids.
 fn unpack(bytes: &[u8]) -> Option<Vec<String>> {
-    if bytes.len() % PACKED_ID != 0 {
+    if !bytes.len().is_multiple_of(PACKED_ID) {
         return None;
     }
     bytes

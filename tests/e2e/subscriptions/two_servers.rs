@@ -106,7 +106,7 @@ async fn two_servers_deliver_once_and_take_over_after_kill_9() {
     ] {
         args.push(arg.to_string());
     }
-    let mut servers = vec![
+    let mut servers = [
         Server::start_with(None, &args).await,
         Server::start_with(None, &args).await,
     ];
