@@ -398,19 +398,6 @@ pub fn open_subscriptions(
     }
 }
 
-/// The lease that picks the one process delivering subscriptions where several
-/// processes share the ledger (`aws`), lasting `lease_ms`; `None` where one process owns
-/// it (`local`, `memory`).
-pub fn open_delivery_lease(
-    config: &Config,
-) -> Result<Option<Arc<dyn adledger_engine::ports::ProjectionLease>>, BackendError> {
-    match config.backend {
-        #[cfg(feature = "aws")]
-        BackendKind::Aws => aws::delivery_lease(config).map(Some),
-        _ => Ok(None),
-    }
-}
-
 /// A state store and a search index, opened together.
 pub type ReadModels = (Arc<dyn StateStore>, Arc<dyn SearchIndex>);
 
@@ -560,8 +547,6 @@ mod aws {
 
     /// The file in a tantivy index directory that names the ledger the index belongs to.
     const INDEX_OWNER: &str = "adledger-ledger.txt";
-    /// The name of the subscription delivery lease (item `lease#subscription-delivery`).
-    const DELIVERY_LEASE: &str = "subscription-delivery";
 
     /// The ledger a configuration names: its DynamoDB endpoint (or the account's) and
     /// table prefix.
@@ -703,22 +688,6 @@ mod aws {
             adledger_aws::DynamoSubscriptionStore::open(client, &tables.subscriptions).await
         })?;
         Ok(Arc::new(store))
-    }
-
-    /// The subscription delivery lease: an item of the journal table, like the projector
-    /// lease, under its own name.
-    pub(super) fn delivery_lease(
-        config: &Config,
-    ) -> Result<Arc<dyn ProjectionLease>, BackendError> {
-        let duration = std::time::Duration::from_millis(config.lease_ms);
-        let lease = with_client(config, |client, tables| async move {
-            let owner = DynamoLease::process_owner();
-            Ok(
-                DynamoLease::new(client, &tables.journal, DELIVERY_LEASE, owner)
-                    .with_duration(duration),
-            )
-        })?;
-        Ok(Arc::new(lease))
     }
 
     /// The live read models for `verify`: the state table, and the search index — but a

@@ -25,7 +25,9 @@ use crate::delivery_lease::DeliveryGate;
 use crate::webhook::{self, Delivery};
 
 /// How often the supervisor looks for subscriptions without a task (a task that stopped
-/// on an error is restarted this long after).
+/// on an error is restarted this long after) when one process owns the store (see
+/// `DeliveryGate::recheck_every`), and how long a caught-up task waits for a block before
+/// it reads its record again.
 const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
 /// Events read per page by a delivery task.
 const PAGE_EVENTS: usize = 256;
@@ -144,6 +146,10 @@ impl Subscriptions {
 
     async fn supervise(self) {
         loop {
+            // A process that does not deliver does not read the store (on AWS, a Query).
+            if !self.gate.is_open() {
+                self.gate.wait_until(true).await;
+            }
             match self.store.list().await {
                 Ok(all) => {
                     let mut tasks = self.lock();
@@ -151,7 +157,7 @@ impl Subscriptions {
                         return;
                     }
                     tasks.retain(|_, task| !task.is_finished());
-                    // Checked under the lock `follow_gate` takes to stop the tasks.
+                    // Checked again under the lock `follow_gate` takes to stop the tasks.
                     let all = if self.gate.is_open() { all } else { Vec::new() };
                     for sub in all {
                         if sub.state == SubscriptionState::Active && !tasks.contains_key(&sub.name)
@@ -169,7 +175,7 @@ impl Subscriptions {
                 }
                 Err(error) => tracing::warn!(%error, "cannot list subscriptions"),
             }
-            let _ = tokio::time::timeout(SUPERVISE_EVERY, self.wake.notified()).await;
+            let _ = tokio::time::timeout(self.gate.recheck_every(), self.wake.notified()).await;
         }
     }
 

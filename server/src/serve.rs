@@ -206,9 +206,18 @@ fn start_subscriptions(
     let Some(store) = backend::open_subscriptions(config)? else {
         return Ok(None);
     };
-    let gate = match backend::open_delivery_lease(config)? {
-        Some(lease) => crate::delivery_lease::DeliveryGate::leased(lease),
-        None => crate::delivery_lease::DeliveryGate::always_open(),
+    // Where processes share the state store (AWS), the holder of its projector lease
+    // delivers (see `delivery_lease`).
+    let gate = if ledger.ports().sharing.state.is_some() {
+        let ledger = ledger.clone();
+        crate::delivery_lease::DeliveryGate::following(move || {
+            matches!(
+                ledger.state_projector(),
+                adledger_engine::projection::ProjectorRole::Holder { .. }
+            )
+        })
+    } else {
+        crate::delivery_lease::DeliveryGate::always_open()
     };
     crate::delivery::Subscriptions::start_gated(store, ledger.clone(), config.feed.options(), gate)
         .map(Some)

@@ -495,7 +495,7 @@ async fn kill_9_mid_delivery_resumes_from_the_checkpoint(backend: Backend) {
     assert!(receiver.seen().iter().all(|s| s.verified));
 }
 
-// On AWS a restarted server waits for the killed one's delivery lease to lapse (10 s by
+// On AWS a restarted server waits for the killed one's projector lease to lapse (10 s by
 // default) before it delivers again: the kill -9 test's 60 s wait covers it.
 per_durable_backend!(
     webhook_delivers_in_order_through_failures,

@@ -37,7 +37,7 @@
 //! - `state`: [`DynamoStateStore`], the `StateStore` port.
 //! - `lease`: [`DynamoLease`], the `ProjectionLease` port: which of several server
 //!   processes projects into the shared state store (an item in the journal table); the
-//!   server takes a second one to choose the process that delivers subscriptions.
+//!   holder also delivers the durable subscriptions.
 //! - `subscriptions`: [`DynamoSubscriptionStore`], the `SubscriptionStore` port:
 //!   checkpoints as conditional writes on one item per subscription.
 //! - `search`: the `SearchIndex` choice (tantivy or OpenSearch).

@@ -1,5 +1,5 @@
 //! Subscriptions on two `adledger serve --backend aws` processes sharing one DynamoDB
-//! ledger: exactly one delivers (the holder of the subscription delivery lease, which
+//! ledger: exactly one delivers (the holder of the projector lease, which
 //! each says in `/metrics`), and when it is killed the other takes over.
 
 use std::time::{Duration, Instant};
@@ -10,7 +10,7 @@ use serde_json::json;
 use super::{Receiver, SECRET, TOKEN, assert_no_gap, feed_ids, retry, subscribe, subscription};
 use crate::support::{Backend, Server, aws_only, json_body};
 
-/// Whether `server` says (`/metrics`) it holds the subscription delivery lease.
+/// Whether `server` says (`/metrics`) it delivers subscriptions (holds the projector lease).
 async fn delivers(server: &Server) -> bool {
     let resp = server.get("/metrics").await;
     resp.expect_status(StatusCode::OK);
@@ -38,7 +38,7 @@ async fn single_deliverer(servers: &[&Server], limit: Duration) -> usize {
         }
         assert!(
             Instant::now() < deadline,
-            "no process took the delivery lease within {limit:?}"
+            "no process took the projector lease within {limit:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
