@@ -374,7 +374,7 @@ fn open_read_model<T>(
 }
 
 /// Opens the configured backend's subscription store (beside the journal), or `None`
-/// where there is none yet (`aws`: the subscription routes answer 501).
+/// where there is none (an `aws` backend not compiled in: the routes answer 501).
 pub fn open_subscriptions(
     config: &Config,
 ) -> Result<Option<Arc<dyn adledger_engine::subscription::SubscriptionStore>>, BackendError> {
@@ -391,6 +391,9 @@ pub fn open_subscriptions(
         BackendKind::Memory => Ok(Some(Arc::new(
             adledger_engine::subscription::MemorySubscriptionStore::default(),
         ))),
+        #[cfg(feature = "aws")]
+        BackendKind::Aws => aws::open_subscriptions(config).map(Some),
+        #[cfg(not(feature = "aws"))]
         BackendKind::Aws => Ok(None),
     }
 }
@@ -659,6 +662,32 @@ mod aws {
             prefix: config.table_prefix.clone(),
             source,
         })
+    }
+
+    /// Runs `open` with a client of the configured DynamoDB and the ledger's table names.
+    fn with_client<T: Send, F: Future<Output = Result<T, Error>> + Send>(
+        config: &Config,
+        open: impl FnOnce(adledger_aws::aws_sdk_dynamodb::Client, TableNames) -> F + Send,
+    ) -> Result<T, BackendError> {
+        let tables = TableNames::with_prefix(&config.table_prefix);
+        let settings = super::dynamo_settings(config);
+        run(async move { open(adledger_aws::connect(&settings).await, tables).await }).map_err(
+            |source| BackendError::Aws {
+                prefix: config.table_prefix.clone(),
+                source,
+            },
+        )
+    }
+
+    /// The subscription store, in `<prefix>subscriptions` (which `adledger aws init`
+    /// creates).
+    pub(super) fn open_subscriptions(
+        config: &Config,
+    ) -> Result<Arc<dyn adledger_engine::subscription::SubscriptionStore>, BackendError> {
+        let store = with_client(config, |client, tables| async move {
+            adledger_aws::DynamoSubscriptionStore::open(client, &tables.subscriptions).await
+        })?;
+        Ok(Arc::new(store))
     }
 
     /// The live read models for `verify`: the state table, and the search index — but a

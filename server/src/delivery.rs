@@ -21,10 +21,13 @@ use adledger_engine::{Error, Ledger, Result};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::delivery_lease::DeliveryGate;
 use crate::webhook::{self, Delivery};
 
 /// How often the supervisor looks for subscriptions without a task (a task that stopped
-/// on an error is restarted this long after).
+/// on an error is restarted this long after) when one process owns the store (see
+/// `DeliveryGate::recheck_every`), and how long a caught-up task waits for a block before
+/// it reads its record again.
 const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
 /// Events read per page by a delivery task.
 const PAGE_EVENTS: usize = 256;
@@ -41,6 +44,9 @@ pub struct Subscriptions {
     tasks: Arc<Mutex<HashMap<String, JoinHandle<()>>>>,
     wake: Arc<Notify>,
     stopped: Arc<AtomicBool>,
+    /// Open while this process may deliver (always, unless several processes share the
+    /// ledger: see `delivery_lease`).
+    gate: DeliveryGate,
 }
 
 impl std::fmt::Debug for Subscriptions {
@@ -56,6 +62,18 @@ impl Subscriptions {
         ledger: Arc<Ledger>,
         options: FeedOptions,
     ) -> std::result::Result<Subscriptions, String> {
+        Subscriptions::start_gated(store, ledger, options, DeliveryGate::always_open())
+    }
+
+    /// Like [`start`](Self::start), delivering only while `gate` is open: every task is
+    /// stopped when it closes, and started again from the stored checkpoints when it
+    /// opens.
+    pub fn start_gated(
+        store: Arc<dyn SubscriptionStore>,
+        ledger: Arc<Ledger>,
+        options: FeedOptions,
+        gate: DeliveryGate,
+    ) -> std::result::Result<Subscriptions, String> {
         let subscriptions = Subscriptions {
             store,
             ledger,
@@ -65,10 +83,30 @@ impl Subscriptions {
             tasks: Arc::default(),
             wake: Arc::new(Notify::new()),
             stopped: Arc::default(),
+            gate,
         };
         let supervisor = subscriptions.clone();
         tokio::spawn(async move { supervisor.supervise().await });
+        let watcher = subscriptions.clone();
+        tokio::spawn(async move { watcher.follow_gate().await });
         Ok(subscriptions)
+    }
+
+    /// The gate delivery waits behind (shutdown releases it).
+    pub fn gate(&self) -> &DeliveryGate {
+        &self.gate
+    }
+
+    /// Wakes the supervisor when the gate opens; stops every task when it closes.
+    async fn follow_gate(self) {
+        loop {
+            self.gate.wait_until(true).await;
+            self.wake.notify_one();
+            self.gate.wait_until(false).await;
+            for (_, task) in self.lock().drain() {
+                task.abort();
+            }
+        }
     }
 
     /// Stops `name`'s task (if any) and lets the supervisor start a new one from the
@@ -115,6 +153,10 @@ impl Subscriptions {
 
     async fn supervise(self) {
         loop {
+            // A process that does not deliver does not read the store (on AWS, a Query).
+            if !self.gate.is_open() {
+                self.gate.wait_until(true).await;
+            }
             match self.store.list().await {
                 Ok(all) => {
                     let mut tasks = self.lock();
@@ -122,6 +164,8 @@ impl Subscriptions {
                         return;
                     }
                     tasks.retain(|_, task| !task.is_finished());
+                    // Checked again under the lock `follow_gate` takes to stop the tasks.
+                    let all = if self.gate.is_open() { all } else { Vec::new() };
                     for sub in all {
                         if sub.state == SubscriptionState::Active && !tasks.contains_key(&sub.name)
                         {
@@ -138,7 +182,7 @@ impl Subscriptions {
                 }
                 Err(error) => tracing::warn!(%error, "cannot list subscriptions"),
             }
-            let _ = tokio::time::timeout(SUPERVISE_EVERY, self.wake.notified()).await;
+            let _ = tokio::time::timeout(self.gate.recheck_every(), self.wake.notified()).await;
         }
     }
 

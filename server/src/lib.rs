@@ -45,6 +45,7 @@ pub mod config;
 pub mod delivery;
 #[cfg(test)]
 mod delivery_faults;
+pub mod delivery_lease;
 pub mod dev_token_cmd;
 pub mod edge;
 pub mod error;

@@ -174,6 +174,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     }
     if let Some(subscriptions) = &subscriptions {
         subscriptions.stop();
+        subscriptions.gate().release().await;
     }
     tracing::info!("HTTP server stopped; committing queued writes");
     ledger.shutdown().await;
@@ -205,7 +206,20 @@ fn start_subscriptions(
     let Some(store) = backend::open_subscriptions(config)? else {
         return Ok(None);
     };
-    crate::delivery::Subscriptions::start(store, ledger.clone(), config.feed.options())
+    // Where processes share the state store (AWS), the holder of its projector lease
+    // delivers (see `delivery_lease`).
+    let gate = if ledger.ports().sharing.state.is_some() {
+        let ledger = ledger.clone();
+        crate::delivery_lease::DeliveryGate::following(move || {
+            matches!(
+                ledger.state_projector(),
+                adledger_engine::projection::ProjectorRole::Holder { .. }
+            )
+        })
+    } else {
+        crate::delivery_lease::DeliveryGate::always_open()
+    };
+    crate::delivery::Subscriptions::start_gated(store, ledger.clone(), config.feed.options(), gate)
         .map(Some)
         .map_err(ServeError::Subscriptions)
 }

@@ -34,7 +34,7 @@ pub struct AppState {
     /// The feed's `source`, read from block 0 once the journal has it.
     pub feed_source: Arc<std::sync::OnceLock<String>>,
     /// Durable subscriptions and their delivery; `None` where the backend has no
-    /// subscription store (the routes answer 501).
+    /// subscription store (an application assembled without one: the routes answer 501).
     pub subscriptions: Option<crate::delivery::Subscriptions>,
 }
 

@@ -24,7 +24,7 @@
 //! | `full_disk` (a tmpfs filled up while serving, then freed; needs root) | ✓ | | |
 //! | `maintenance_kill` (import, restore, swap killed at random moments) | ✓ | | |
 //! | `bounded_reads` (history pages, `asOf` and write answers in bounded block reads) | ✓ | | ✓ |
-//! | `subscriptions` (durable webhook delivery; on AWS: the 501 until it has a store) | ✓ | ✓ | |
+//! | `subscriptions` (durable webhook delivery; on AWS also two servers, one deliverer by lease) | ✓ | ✓ | |
 //! | `subscriptions_crash` (webhook delivery of a large journal killed with kill -9 at random moments) | ✓ | | |
 //! | `secret_rotation` (a webhook's secret rotated with a grace period) | ✓ | | |
 //! | `eventbridge` (bad EventBridge sinks; against moto, as `eventbridge::moto::*`: delivery through a bus, a rule and an SQS queue) | ✓ | | |

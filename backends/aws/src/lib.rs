@@ -8,13 +8,15 @@
 //!
 //! # Layout
 //!
-//! A ledger is two tables named by a prefix (`adledger-` by default):
+//! A ledger is three tables named by a prefix (`adledger-` by default):
 //!
 //! ```text
-//! <prefix>journal   pk (S) + sk (N): tip, blocks with their Merkle nodes, ad heads with
-//!                   revision refs, idempotency records (format in `journal/keys.rs`)
-//! <prefix>state     publisherId (S) + adId (S): each ad's latest state, and the
-//!                   projection checkpoint
+//! <prefix>journal        pk (S) + sk (N): tip, blocks with their Merkle nodes, ad heads
+//!                        with revision refs, idempotency records (format in
+//!                        `journal/keys.rs`), leases
+//! <prefix>state          publisherId (S) + adId (S): each ad's latest state, and the
+//!                        projection checkpoint
+//! <prefix>subscriptions  pk (S) + name (S): durable subscriptions and their checkpoints
 //! ```
 //!
 //! and, with `search = "opensearch"`, the OpenSearch index `<prefix>ads` (explicit
@@ -34,7 +36,10 @@
 //! - `journal`: [`DynamoJournal`], the `Journal` port.
 //! - `state`: [`DynamoStateStore`], the `StateStore` port.
 //! - `lease`: [`DynamoLease`], the `ProjectionLease` port: which of several server
-//!   processes projects into the shared state store (an item in the journal table).
+//!   processes projects into the shared state store (an item in the journal table); the
+//!   holder also delivers the durable subscriptions.
+//! - `subscriptions`: [`DynamoSubscriptionStore`], the `SubscriptionStore` port:
+//!   checkpoints as conditional writes on one item per subscription.
 //! - `search`: the `SearchIndex` choice (tantivy or OpenSearch).
 //! - `opensearch`: [`OpenSearchIndex`], the `SearchIndex` port on OpenSearch: an
 //!   explicit mapping, external versioning, bulk writes with per-item outcomes.
@@ -70,6 +75,7 @@ pub mod metrics;
 pub mod opensearch;
 pub mod search;
 mod state;
+pub mod subscriptions;
 pub mod tables;
 
 use std::sync::Arc;
@@ -83,6 +89,7 @@ pub use journal::{BLOCK_BYTES_ATTRIBUTE, DynamoJournal, MAX_BLOCKS_PER_APPEND, b
 pub use lease::DynamoLease;
 pub use search::SearchSettings;
 pub use state::DynamoStateStore;
+pub use subscriptions::DynamoSubscriptionStore;
 pub use tables::{DEFAULT_TABLE_PREFIX, TableNames};
 
 /// The stores of one ledger on AWS.

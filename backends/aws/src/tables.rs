@@ -16,7 +16,8 @@ pub const DEFAULT_TABLE_PREFIX: &str = "adledger-";
 /// How long `create` waits for a new table to become active.
 const ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The names of one ledger's tables: `<prefix>journal` and `<prefix>state`.
+/// The names of one ledger's tables: `<prefix>journal`, `<prefix>state` and
+/// `<prefix>subscriptions`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableNames {
     /// The journal: blocks, tip, ad heads and revision refs, idempotency records, Merkle
@@ -24,6 +25,8 @@ pub struct TableNames {
     pub journal: String,
     /// The state read model.
     pub state: String,
+    /// Durable subscriptions and their checkpoints (see `subscriptions`).
+    pub subscriptions: String,
 }
 
 impl TableNames {
@@ -32,6 +35,7 @@ impl TableNames {
         TableNames {
             journal: format!("{prefix}journal"),
             state: format!("{prefix}state"),
+            subscriptions: format!("{prefix}subscriptions"),
         }
     }
 
@@ -40,6 +44,7 @@ impl TableNames {
         vec![
             TableSpec::journal(&self.journal),
             TableSpec::state(&self.state),
+            TableSpec::subscriptions(&self.subscriptions),
         ]
     }
 }
@@ -71,6 +76,16 @@ impl TableSpec {
             name: name.to_string(),
             partition_key: ("publisherId", ScalarAttributeType::S),
             sort_key: ("adId", ScalarAttributeType::S),
+        }
+    }
+
+    /// The subscriptions table: `pk` (string, one value for every record) and `name`,
+    /// so listing them in name order is one Query (see `subscriptions`).
+    pub fn subscriptions(name: &str) -> TableSpec {
+        TableSpec {
+            name: name.to_string(),
+            partition_key: ("pk", ScalarAttributeType::S),
+            sort_key: ("name", ScalarAttributeType::S),
         }
     }
 }

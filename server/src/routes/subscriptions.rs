@@ -67,10 +67,11 @@ pub fn routes() -> Router<AppState> {
 async fn open<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a Subscriptions, Response> {
     authorize(state, headers).await.map_err(|early| *early)?;
     state.subscriptions.as_ref().ok_or_else(|| {
+        // Every backend has a store; only an application assembled without one (a
+        // router test) gets here.
         ApiError::not_implemented(
-            "durable subscriptions are not available on this backend yet (the `aws` backend \
-             has no subscription store); use the pull feed `GET /ledger/events` or run the \
-             `local` backend"
+            "durable subscriptions are not enabled in this server; use the pull feed \
+             `GET /ledger/events`"
                 .into(),
         )
         .into_response()
