@@ -359,10 +359,18 @@ mod tests {
         assert_eq!(decode(&item).expect("decodes"), sub, "nothing is lost");
     }
 
+    /// Gives the sample subscription's webhook a URL (a large part of a record).
+    fn set_url(sub: &mut Subscription, url: String) {
+        sub.sink.webhook_mut().expect("a webhook sink").url = url;
+    }
+
     #[test]
     fn a_full_dead_letter_list_fits_in_one_item() {
         let mut sub = sample_subscription("s");
-        sub.sink.url = format!("https://hooks.example.com/{}", "p".repeat(2000));
+        set_url(
+            &mut sub,
+            format!("https://hooks.example.com/{}", "p".repeat(2000)),
+        );
         sub.last_error = Some("e".repeat(4000));
         sub.dead_letter(
             (0..MAX_DEAD_LETTERS as u64).map(|i| format!("{:020}-{:04}", u64::MAX - i, 9999)),
@@ -376,7 +384,10 @@ mod tests {
     #[test]
     fn a_record_too_large_is_refused_whole() {
         let mut sub = sample_subscription("s");
-        sub.sink.url = format!("https://hooks.example.com/{}", "p".repeat(MAX_ITEM_BYTES));
+        set_url(
+            &mut sub,
+            format!("https://hooks.example.com/{}", "p".repeat(MAX_ITEM_BYTES)),
+        );
         assert!(matches!(stored_size(&sub), Err(Error::TooLarge(_))));
     }
 }

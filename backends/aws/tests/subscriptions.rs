@@ -115,7 +115,8 @@ async fn full_dead_letter_lists_store_whole_and_list_across_pages() {
                 .expect("create")
         );
         let mut sub = store.get(&name).await.expect("get").expect("stored");
-        sub.sink.url = format!("https://hooks.example.com/{}", "p".repeat(2000));
+        sub.sink.webhook_mut().expect("a webhook").url =
+            format!("https://hooks.example.com/{}", "p".repeat(2000));
         sub.last_error = Some("e".repeat(4000));
         sub.dead_letter(
             (0..MAX_DEAD_LETTERS as u64).map(|k| format!("{:020}-{:04}", u64::MAX - k, 9999)),
@@ -153,7 +154,8 @@ async fn a_record_too_large_is_refused_and_nothing_written() {
     let (client, names) = fresh().await;
     let store = store(&client, &names).await;
     let mut huge = sample_subscription("huge");
-    huge.sink.url = format!("https://hooks.example.com/{}", "p".repeat(MAX_ITEM_BYTES));
+    huge.sink.webhook_mut().expect("a webhook").url =
+        format!("https://hooks.example.com/{}", "p".repeat(MAX_ITEM_BYTES));
     assert!(matches!(store.create(&huge).await, Err(Error::TooLarge(_))));
     assert_eq!(store.get("huge").await.expect("get"), None);
     assert!(
@@ -164,7 +166,7 @@ async fn a_record_too_large_is_refused_and_nothing_written() {
     );
     let stored = store.get("huge").await.expect("get").expect("stored");
     let mut bigger = stored.clone();
-    bigger.sink.url = huge.sink.url.clone();
+    bigger.sink = huge.sink.clone();
     assert!(matches!(
         store.replace(&bigger).await,
         Err(Error::TooLarge(_))

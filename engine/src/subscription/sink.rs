@@ -37,6 +37,14 @@ impl Sink {
         }
     }
 
+    /// The webhook, if this sink is one, to change.
+    pub fn webhook_mut(&mut self) -> Option<&mut WebhookSink> {
+        match self {
+            Sink::Webhook(hook) => Some(hook),
+            Sink::EventBridge(_) => None,
+        }
+    }
+
     /// The sink's `type` as the API spells it.
     pub fn kind(&self) -> &'static str {
         match self {
