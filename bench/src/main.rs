@@ -16,6 +16,7 @@
 //!   memory; [`sha_alone`] and [`tantivy_alone`]: the baselines of verify and rebuild.
 //! - [`rss`] and [`soak`]: the server's memory, and its curve over a long mixed run.
 //! - [`limits`]: the rows of issue 13 (each measurement, its baseline, ratio and target).
+//! - [`feed`]: the feed phase (`--feed`), the rows of issue 12 on servers of its own.
 //!
 //! The run: baseline (`/healthz`), creates, the PostgreSQL peer, gets, optional preload,
 //! searches (filtered, `?q=WORD`, the seed's `/?q=`), the one-client phases, an optional
@@ -27,6 +28,7 @@
 mod bulk;
 mod child;
 mod cli;
+mod feed;
 mod limits;
 mod operations;
 mod phase;
@@ -92,6 +94,9 @@ fn main() -> ExitCode {
 /// Finds or starts the server, runs the phases, stops the server it started, then runs
 /// the bulk commands on its ledger and fills in the rows of issue 13.
 async fn run(cli: &Cli) -> Result<Report, String> {
+    if cli.feed_only {
+        return feed_only(cli).await;
+    }
     match &cli.url {
         Some(raw) => {
             let addr = target::resolve(&target::parse(raw)?).await?;
@@ -156,6 +161,9 @@ async fn run(cli: &Cli) -> Result<Report, String> {
                         report.failures.push(format!("bulk: {e}"));
                     }
                     fill_limits(&mut report, measured, bulk, sha, tantivy);
+                    if cli.feed {
+                        feed::run(cli, &mut report, &binary, scratch.path()).await;
+                    }
                     Ok(report)
                 }
                 Err(e) => {
@@ -166,6 +174,35 @@ async fn run(cli: &Cli) -> Result<Report, String> {
             }
         }
     }
+}
+
+/// `--feed-only`: the feed phase alone, on the servers it starts.
+async fn feed_only(cli: &Cli) -> Result<Report, String> {
+    if cli.url.is_some() {
+        return Err("--feed-only starts its own servers; it cannot drive --url".into());
+    }
+    let binary = match &cli.server_bin {
+        Some(path) => path.clone(),
+        None => server::default_binary()?,
+    };
+    let scratch = tempfile::Builder::new()
+        .prefix("adledger-bench-feed-")
+        .tempdir()
+        .map_err(|e| format!("cannot create a scratch directory: {e}"))?;
+    let mut report = Report {
+        url: "(servers of the feed phase)".into(),
+        server: format!("started {}", binary.display()),
+        clients: cli.clients,
+        client_threads: cli.client_threads,
+        phases: Vec::new(),
+        notes: Vec::new(),
+        failures: Vec::new(),
+        limits: Vec::new(),
+        soak: None,
+        feed: Vec::new(),
+    };
+    feed::run(cli, &mut report, &binary, scratch.path()).await;
+    Ok(report)
 }
 
 /// What the HTTP part of the run measured besides its phases.
@@ -274,6 +311,7 @@ async fn drive(
         failures: Vec::new(),
         limits: Vec::new(),
         soak: None,
+        feed: Vec::new(),
     };
 
     if cli.healthz_requests() > 0 {
