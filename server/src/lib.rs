@@ -49,6 +49,7 @@ pub mod error;
 pub mod export_cmd;
 pub mod feed_cmd;
 pub mod feed_config;
+pub mod feed_tail;
 pub mod headers;
 pub mod import_cmd;
 pub mod metrics;

@@ -56,6 +56,18 @@ pub struct FeedFilter {
 }
 
 impl FeedFilter {
+    /// Whether an event already built passes: its `type`, and the publisher of its ad
+    /// (`None` for a digest event) — the rule [`read_page`] applies while building them,
+    /// for readers that filter shared, prebuilt events (the server's live tail).
+    pub fn admits(&self, event_type: &str, publisher_id: Option<&str>) -> bool {
+        self.admits_type(event_type)
+            && match (&self.publisher_id, publisher_id) {
+                (None, _) => true,
+                (Some(wanted), Some(publisher)) => wanted == publisher,
+                (Some(_), None) => false,
+            }
+    }
+
     fn admits_type(&self, event_type: &str) -> bool {
         self.types.is_empty() || self.types.iter().any(|t| t == event_type)
     }
