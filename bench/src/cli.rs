@@ -119,6 +119,12 @@ pub struct Cli {
     #[arg(long)]
     pub feed_only: bool,
 
+    /// Which part of the feed phase runs: `live` (sink and SSE latency rows),
+    /// `catch-up` (the catch-up rows) or `all`
+    #[arg(long, value_name = "PART", default_value = "all",
+          value_parser = ["all", "live", "catch-up"])]
+    pub feed_part: String,
+
     /// Blocks of the generated journal the catch-up rows read (one event each, plus a
     /// digest event every 100)
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]

@@ -37,13 +37,17 @@ use crate::{progress, target};
 /// Runs both parts and adds their rows (and phases, failures) to `report`.
 pub async fn run(cli: &Cli, report: &mut Report, binary: &Path, scratch: &Path) {
     let mut rows = Vec::new();
-    match live(cli, report, binary, scratch).await {
-        Ok(mut live_rows) => rows.append(&mut live_rows),
-        Err(e) => report.failures.push(format!("feed (live part): {e}")),
+    if cli.feed_part != "catch-up" {
+        match live(cli, report, binary, scratch).await {
+            Ok(mut live_rows) => rows.append(&mut live_rows),
+            Err(e) => report.failures.push(format!("feed (live part): {e}")),
+        }
     }
-    match catch_up(cli, binary, scratch).await {
-        Ok(mut read_rows) => rows.append(&mut read_rows),
-        Err(e) => report.failures.push(format!("feed (catch-up part): {e}")),
+    if cli.feed_part != "live" {
+        match catch_up(cli, binary, scratch).await {
+            Ok(mut read_rows) => rows.append(&mut read_rows),
+            Err(e) => report.failures.push(format!("feed (catch-up part): {e}")),
+        }
     }
     report.feed = rows;
 }

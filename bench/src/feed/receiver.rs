@@ -70,14 +70,7 @@ async fn receive(State(counts): State<Arc<Counts>>, body: Bytes) -> StatusCode {
 /// CloudEvents in a body: every event starts with its `specversion` attribute, which
 /// no revision's data holds.
 pub fn count_events(body: &[u8]) -> u64 {
-    const KEY: &[u8] = b"\"specversion\":";
-    let mut count = 0;
-    let mut rest = body;
-    while let Some(at) = rest.windows(KEY.len()).position(|w| w == KEY) {
-        count += 1;
-        rest = &rest[at + KEY.len()..];
-    }
-    count
+    memchr::memmem::find_iter(body, b"\"specversion\":").count() as u64
 }
 
 #[cfg(test)]

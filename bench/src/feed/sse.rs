@@ -80,19 +80,24 @@ impl SseStream {
 
 /// The index of the first `\n\n` at or after `from`.
 fn find_blank_line(buffer: &[u8], from: usize) -> Option<usize> {
-    buffer
-        .get(from..)?
-        .windows(2)
-        .position(|w| w == b"\n\n")
-        .map(|at| at + from)
+    memchr::memmem::find(buffer.get(from..)?, b"\n\n").map(|at| at + from)
 }
 
 /// One event's lines; `None` for a block of comments only.
 fn parse(block: &[u8]) -> Option<SseEvent> {
     let mut event = SseEvent::default();
     let mut any = false;
-    for line in block.split(|&b| b == b'\n') {
-        let (field, value) = match line.iter().position(|&b| b == b':') {
+    let mut rest = block;
+    while !rest.is_empty() {
+        let line = match memchr::memchr(b'\n', rest) {
+            Some(at) => {
+                let line = &rest[..at];
+                rest = &rest[at + 1..];
+                line
+            }
+            None => std::mem::take(&mut rest),
+        };
+        let (field, value) = match memchr::memchr(b':', line) {
             Some(0) => continue,
             Some(at) => {
                 let value = &line[at + 1..];
@@ -119,7 +124,7 @@ fn parse(block: &[u8]) -> Option<SseEvent> {
 /// The `adId` in an event's `"subject":"publisher/{p}/ad/{adId}"`.
 pub fn subject_ad_id(data: &[u8]) -> Option<&str> {
     const KEY: &[u8] = b"\"subject\":\"publisher/";
-    let start = data.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let start = memchr::memmem::find(data, KEY)? + KEY.len();
     let rest = &data[start..];
     let quote = rest.iter().position(|&b| b == b'"')?;
     let subject = std::str::from_utf8(&rest[..quote]).ok()?;
