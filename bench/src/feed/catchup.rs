@@ -74,11 +74,15 @@ pub async fn pull(client: &Client, base: &str, limit: Duration) -> Result<Read, 
             break;
         }
         if position.is_none() || position == after {
-            return Err(format!("GET {url} did not advance (Feed-Position {position:?})"));
+            return Err(format!(
+                "GET {url} did not advance (Feed-Position {position:?})"
+            ));
         }
         after = position;
         if started.elapsed() > limit {
-            return Err(format!("the pull read {events} events in {limit:?} and stopped"));
+            return Err(format!(
+                "the pull read {events} events in {limit:?} and stopped"
+            ));
         }
     }
     Ok(Read {

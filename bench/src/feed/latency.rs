@@ -112,7 +112,11 @@ pub async fn measure(client: &Client, base: &str, load: Load) -> Result<Latencie
     ));
 
     let (stop_probe, probe_stopped) = watch::channel(false);
-    let probe = tokio::spawn(probe_healthz(client.clone(), base.to_string(), probe_stopped));
+    let probe = tokio::spawn(probe_healthz(
+        client.clone(),
+        base.to_string(),
+        probe_stopped,
+    ));
     let started = Instant::now();
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / load.rate.max(1) as f64));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -153,12 +157,13 @@ pub async fn measure(client: &Client, base: &str, load: Load) -> Result<Latencie
     // Every stream should see every acknowledged commit; give them a moment.
     let wanted = acks.len() as u64;
     let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline && counters.iter().any(|c| c.load(Ordering::Relaxed) < wanted)
-    {
+    while Instant::now() < deadline && counters.iter().any(|c| c.load(Ordering::Relaxed) < wanted) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _ = stop.send(true);
-    let mut healthz = probe.await.map_err(|e| format!("the /healthz probe: {e}"))?;
+    let mut healthz = probe
+        .await
+        .map_err(|e| format!("the /healthz probe: {e}"))?;
     let mut receipts = Vec::with_capacity(acks.len() * load.clients);
     let mut early = 0;
     let mut received = 0u64;

@@ -52,7 +52,12 @@ pub async fn run(cli: &Cli, report: &mut Report, binary: &Path, scratch: &Path) 
     report.feed = rows;
 }
 
-async fn start(cli: &Cli, binary: &Path, dir: &Path, args: &[&str]) -> Result<ServerProcess, String> {
+async fn start(
+    cli: &Cli,
+    binary: &Path,
+    dir: &Path,
+    args: &[&str],
+) -> Result<ServerProcess, String> {
     let server = ServerProcess::start_with(
         binary,
         Some(dir),
@@ -69,14 +74,29 @@ async fn start(cli: &Cli, binary: &Path, dir: &Path, args: &[&str]) -> Result<Se
 }
 
 /// Stops `server`, keeping the first error.
-async fn stop(cli: &Cli, server: ServerProcess, result: Result<Vec<Row>, String>) -> Result<Vec<Row>, String> {
+async fn stop(
+    cli: &Cli,
+    server: ServerProcess,
+    result: Result<Vec<Row>, String>,
+) -> Result<Vec<Row>, String> {
     let stopped = server.stop(Duration::from_secs(cli.shutdown_timeout)).await;
     let rows = result?;
     stopped.map(|()| rows)
 }
 
-async fn live(cli: &Cli, report: &mut Report, binary: &Path, scratch: &Path) -> Result<Vec<Row>, String> {
-    let server = start(cli, binary, &scratch.join("feed-live"), &["--admin-token", admin::TOKEN]).await?;
+async fn live(
+    cli: &Cli,
+    report: &mut Report,
+    binary: &Path,
+    scratch: &Path,
+) -> Result<Vec<Row>, String> {
+    let server = start(
+        cli,
+        binary,
+        &scratch.join("feed-live"),
+        &["--admin-token", admin::TOKEN],
+    )
+    .await?;
     let base = target::base_url(server.addr());
     let result = live_rows(cli, report, &base).await;
     if result.is_err() {
@@ -114,16 +134,21 @@ async fn live_rows(cli: &Cli, report: &mut Report, base: &str) -> Result<Vec<Row
         target: ">= 0.95x (cost <= 5%)".into(),
         check: Check::RatioAtLeast(0.95),
         note: Some(format!(
-            "{} creates per run, {} clients; without: {:.0} and {:.0} req/s; the sinks (batchSize {}) received {} of {} events during the run",
+            "{} creates per run, {} clients; without: {:.0} and {:.0} req/s; the sinks (batchSize {}) received {} of {} events in {} requests during the run",
             cost.creates, cli.clients, cost.without[0], cost.without[1], cli.feed_sinks_batch,
-            cost.delivered_during, 3 * cost.creates
+            cost.delivered_during, 3 * cost.creates, cost.requests_during
         )),
     });
 
     // The journal now holds 3 × creates ad events (and digest events).
     let backlog = cli.feed_webhook_events.min(3 * cli.feed_creates);
-    for (batch, target, label) in [(1u32, 3_000.0, "unbatched"), (100, 25_000.0, "batched (100)")] {
-        progress(&format!("feed: one webhook sink, {label}, {backlog} events"));
+    for (batch, target, label) in [
+        (1u32, 3_000.0, "unbatched"),
+        (100, 25_000.0, "batched (100)"),
+    ] {
+        progress(&format!(
+            "feed: one webhook sink, {label}, {backlog} events"
+        ));
         let delivered = sinks::backlog(&client, base, &hook, batch, backlog, limit).await?;
         let requests = if batch == 1 { 2_000 } else { 200 };
         let ceiling = sinks::sequential_posts(base, &hook, batch, requests).await?;
@@ -246,7 +271,12 @@ async fn catch_up(cli: &Cli, binary: &Path, scratch: &Path) -> Result<Vec<Row>, 
     stop(cli, server, result).await
 }
 
-async fn read_rows(cli: &Cli, base: &str, events: u64, export_rate: f64) -> Result<Vec<Row>, String> {
+async fn read_rows(
+    cli: &Cli,
+    base: &str,
+    events: u64,
+    export_rate: f64,
+) -> Result<Vec<Row>, String> {
     let limit = Duration::from_secs(cli.duration_limit);
     let client = crate::phase::client(1)?;
     // The server projects the imported journal when it starts; read after that, so the
@@ -265,10 +295,16 @@ async fn read_rows(cli: &Cli, base: &str, events: u64, export_rate: f64) -> Resu
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let settled = started.elapsed();
-    progress(&format!("feed: projections caught up in {:.1} s; catch-up by pull", settled.as_secs_f64()));
+    progress(&format!(
+        "feed: projections caught up in {:.1} s; catch-up by pull",
+        settled.as_secs_f64()
+    ));
     let pulled = catchup::pull(&client, base, limit).await?;
     if pulled.events != events {
-        return Err(format!("the pull read {} events, the journal holds {events}", pulled.events));
+        return Err(format!(
+            "the pull read {} events, the journal holds {events}",
+            pulled.events
+        ));
     }
     progress("feed: catch-up by SSE");
     let streamed = catchup::stream(&client, base, events, limit).await?;

@@ -25,23 +25,40 @@ struct Counts {
 }
 
 impl Receiver {
-    /// Binds `127.0.0.1:0` and serves on the bench's runtime.
+    /// Binds `127.0.0.1:0` and serves on a thread and runtime of its own, so receiving
+    /// never delays the bench's clients (its CPU is still this machine's, as the
+    /// server's is).
     pub async fn start() -> Result<Receiver, String> {
         let counts = Arc::new(Counts::default());
         let app = axum::Router::new()
             .route("/hook", axum::routing::post(receive))
             .with_state(counts.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
             .map_err(|e| format!("cannot bind the webhook receiver: {e}"))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("the webhook receiver's socket: {e}"))?;
         let addr = listener
             .local_addr()
             .map_err(|e| format!("the webhook receiver's address: {e}"))?;
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                crate::progress(&format!("the webhook receiver stopped: {e}"));
-            }
-        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("the webhook receiver's runtime: {e}"))?;
+        std::thread::Builder::new()
+            .name("webhook-receiver".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let served = match tokio::net::TcpListener::from_std(listener) {
+                        Ok(listener) => axum::serve(listener, app).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = served {
+                        crate::progress(&format!("the webhook receiver stopped: {e}"));
+                    }
+                });
+            })
+            .map_err(|e| format!("the webhook receiver's thread: {e}"))?;
         Ok(Receiver {
             url: format!("http://{addr}/hook"),
             counts,

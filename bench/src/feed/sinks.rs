@@ -25,6 +25,8 @@ pub struct SinkCost {
     pub with_three: f64,
     /// Events the receiver got during the run with three (of 3 × creates).
     pub delivered_during: u64,
+    /// Requests that carried them.
+    pub requests_during: u64,
     /// Creates per run.
     pub creates: u64,
 }
@@ -39,16 +41,29 @@ pub async fn cost(
     batch: u32,
 ) -> Result<SinkCost, String> {
     let rate = |report: &Report| report.phases.last().map_or(0.0, |p| p.throughput());
-    crate::measure(report, "sinks0-a", Arc::new(Create::measured(base, seed)), plan).await;
+    crate::measure(
+        report,
+        "sinks0-a",
+        Arc::new(Create::measured(base, seed)),
+        plan,
+    )
+    .await;
     let first = rate(report);
     let names = ["bench-sink-0", "bench-sink-1", "bench-sink-2"];
     for name in names {
         subscribe(&plan.client, base, name, &receiver.url, "end", batch).await?;
     }
-    let before = receiver.events();
-    crate::measure(report, "sinks3", Arc::new(Create::preload(base, seed)), plan).await;
+    let (before, requests_before) = (receiver.events(), receiver.requests());
+    crate::measure(
+        report,
+        "sinks3",
+        Arc::new(Create::preload(base, seed)),
+        plan,
+    )
+    .await;
     let with_three = rate(report);
     let delivered_during = receiver.events() - before;
+    let requests_during = receiver.requests() - requests_before;
     for name in names {
         unsubscribe(&plan.client, base, name).await?;
     }
@@ -58,6 +73,7 @@ pub async fn cost(
         without: [first, second],
         with_three,
         delivered_during,
+        requests_during,
         creates: plan.requests,
     })
 }
@@ -137,7 +153,8 @@ pub async fn sequential_posts(
     let (body, content_type) = if batch == 1 {
         let text = page.strip_prefix(b"[").and_then(|t| t.strip_suffix(b"]"));
         (
-            text.map(<[u8]>::to_vec).ok_or("the feed page is not an array")?,
+            text.map(<[u8]>::to_vec)
+                .ok_or("the feed page is not an array")?,
             "application/cloudevents+json",
         )
     } else {

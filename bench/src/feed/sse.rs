@@ -137,7 +137,8 @@ mod tests {
 
     #[test]
     fn events_and_comments_are_told_apart() {
-        let text = b": keep-alive\n\nid: 1-0\ndata: {\"a\":1}\n\nevent: overflow\ndata: x\ndata: y\n\n";
+        let text =
+            b": keep-alive\n\nid: 1-0\ndata: {\"a\":1}\n\nevent: overflow\ndata: x\ndata: y\n\n";
         assert_eq!(find_blank_line(text, 0), Some(12));
         assert_eq!(parse(&text[..12]), None);
         let event = parse(b"id: 1-0\ndata: {\"a\":1}").expect("event");
@@ -150,8 +151,12 @@ mod tests {
 
     #[test]
     fn the_subject_names_the_ad() {
-        let data = br#"{"specversion":"1.0","id":"x","subject":"publisher/acme/ad/01ABC","time":"t"}"#;
+        let data =
+            br#"{"specversion":"1.0","id":"x","subject":"publisher/acme/ad/01ABC","time":"t"}"#;
         assert_eq!(subject_ad_id(data), Some("01ABC"));
-        assert_eq!(subject_ad_id(b"{\"type\":\"adledger.ledger.digest\"}"), None);
+        assert_eq!(
+            subject_ad_id(b"{\"type\":\"adledger.ledger.digest\"}"),
+            None
+        );
     }
 }

@@ -318,7 +318,10 @@ mod tests {
         };
         assert!(acme.admits(AD_UPDATED, Some("acme")));
         assert!(!acme.admits(AD_UPDATED, Some("globex")));
-        assert!(!acme.admits(LEDGER_DIGEST, None), "digests belong to no publisher");
+        assert!(
+            !acme.admits(LEDGER_DIGEST, None),
+            "digests belong to no publisher"
+        );
         let deletes = FeedFilter {
             types: vec![AD_DELETED.into()],
             publisher_id: None,

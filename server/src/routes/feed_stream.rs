@@ -254,7 +254,10 @@ fn frames(
             let first = match next {
                 Some(Some(event)) => event,
                 Some(None) => {
-                    return Some((Ok(Bytes::from_static(KEEP_ALIVE)), (receiver, overflow, false)));
+                    return Some((
+                        Ok(Bytes::from_static(KEEP_ALIVE)),
+                        (receiver, overflow, false),
+                    ));
                 }
                 None => return None,
             };
