@@ -113,14 +113,8 @@ async fn run(cli: &Cli) -> Result<Report, String> {
             Ok(report)
         }
         None => {
-            let binary = match &cli.server_bin {
-                Some(path) => path.clone(),
-                None => server::default_binary()?,
-            };
-            let scratch = tempfile::Builder::new()
-                .prefix("adledger-bench-run-")
-                .tempdir()
-                .map_err(|e| format!("cannot create a scratch directory: {e}"))?;
+            let binary = server_binary(cli)?;
+            let scratch = scratch_dir("adledger-bench-run-")?;
             let data_dir = match &cli.data_dir {
                 Some(dir) => dir.clone(),
                 None => scratch.path().join("data"),
@@ -181,17 +175,35 @@ async fn feed_only(cli: &Cli) -> Result<Report, String> {
     if cli.url.is_some() {
         return Err("--feed-only starts its own servers; it cannot drive --url".into());
     }
-    let binary = match &cli.server_bin {
-        Some(path) => path.clone(),
-        None => server::default_binary()?,
-    };
-    let scratch = tempfile::Builder::new()
-        .prefix("adledger-bench-feed-")
+    let binary = server_binary(cli)?;
+    let scratch = scratch_dir("adledger-bench-feed-")?;
+    let server = format!("started {}", binary.display());
+    let mut report = empty_report(cli, "(servers of the feed phase)", server);
+    feed::run(cli, &mut report, &binary, scratch.path()).await;
+    Ok(report)
+}
+
+/// The `adledger` binary to start: `--server-bin`, or the one beside the bench.
+fn server_binary(cli: &Cli) -> Result<std::path::PathBuf, String> {
+    match &cli.server_bin {
+        Some(path) => Ok(path.clone()),
+        None => server::default_binary(),
+    }
+}
+
+/// A scratch directory, removed when dropped.
+fn scratch_dir(prefix: &str) -> Result<tempfile::TempDir, String> {
+    tempfile::Builder::new()
+        .prefix(prefix)
         .tempdir()
-        .map_err(|e| format!("cannot create a scratch directory: {e}"))?;
-    let mut report = Report {
-        url: "(servers of the feed phase)".into(),
-        server: format!("started {}", binary.display()),
+        .map_err(|e| format!("cannot create a scratch directory: {e}"))
+}
+
+/// A report of nothing yet.
+fn empty_report(cli: &Cli, url: &str, server: String) -> Report {
+    Report {
+        url: url.to_string(),
+        server,
         clients: cli.clients,
         client_threads: cli.client_threads,
         phases: Vec::new(),
@@ -200,9 +212,7 @@ async fn feed_only(cli: &Cli) -> Result<Report, String> {
         limits: Vec::new(),
         soak: None,
         feed: Vec::new(),
-    };
-    feed::run(cli, &mut report, &binary, scratch.path()).await;
-    Ok(report)
+    }
 }
 
 /// What the HTTP part of the run measured besides its phases.
@@ -301,18 +311,7 @@ async fn drive(
         ..plan(requests)
     };
     warm_up(url, &plan(cli.clients * 4)).await?;
-    let mut report = Report {
-        url: url.to_string(),
-        server,
-        clients: cli.clients,
-        client_threads: cli.client_threads,
-        phases: Vec::new(),
-        notes: Vec::new(),
-        failures: Vec::new(),
-        limits: Vec::new(),
-        soak: None,
-        feed: Vec::new(),
-    };
+    let mut report = empty_report(cli, url, server);
 
     if cli.healthz_requests() > 0 {
         let healthz = Arc::new(Healthz::new(url));
