@@ -112,7 +112,7 @@ pub fn run(binary: &Path, data_dir: &Path, scratch: &Path) -> Result<Bulk, Strin
 
 /// Runs `adledger SUBCOMMAND --json --backend local --data-dir DIR EXTRA…`, requiring
 /// exit 0 and a JSON object with `"ok": true`.
-fn command(
+pub(crate) fn command(
     binary: &Path,
     words: &[&str],
     extra: &[&OsStr],

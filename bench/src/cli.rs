@@ -109,6 +109,58 @@ pub struct Cli {
     #[arg(long)]
     pub settle: bool,
 
+    /// After everything else, the feed phase (issue 12) on servers of its own: creates/s
+    /// with 0 and 3 webhook sinks, one sink's rate unbatched and batched, commit → SSE
+    /// latency, and the catch-up of --feed-events events by pull and by SSE
+    #[arg(long)]
+    pub feed: bool,
+
+    /// Only the feed phase: no other phase, no PostgreSQL peer, no bulk rows
+    #[arg(long)]
+    pub feed_only: bool,
+
+    /// Which part of the feed phase runs: `live` (sink and SSE latency rows),
+    /// `catch-up` (the catch-up rows) or `all`
+    #[arg(long, value_name = "PART", default_value = "all",
+          value_parser = ["all", "live", "catch-up"])]
+    pub feed_part: String,
+
+    /// Blocks of the generated journal the catch-up rows read (one event each, plus a
+    /// digest event every 100)
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    pub feed_events: u64,
+
+    /// SSE clients of the latency rows
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..=2000))]
+    pub feed_sse_clients: u64,
+
+    /// Commits per second while the latency is measured
+    #[arg(long, value_name = "N", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub feed_rate: u64,
+
+    /// Seconds of commits while the latency is measured
+    #[arg(long, value_name = "SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub feed_secs: u64,
+
+    /// Creates of each of the three runs of the sink-cost row (0, 3, 0 sinks), at
+    /// --clients clients
+    #[arg(long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub feed_creates: u64,
+
+    /// Events one sink delivers for each webhook rate row (at most 3 × --feed-creates)
+    #[arg(long, value_name = "N", default_value_t = 20_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub feed_webhook_events: u64,
+
+    /// batchSize of the three sinks of the sink-cost row
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub feed_sinks_batch: u32,
+
     /// Print the results as one JSON object on stdout instead of a table
     #[arg(long)]
     pub json: bool,

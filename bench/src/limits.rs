@@ -309,11 +309,16 @@ impl Row {
 
 /// The rows as a table.
 pub fn table(rows: &[Row]) -> String {
+    titled_table(
+        "issue 13: performance at the limits (ratios within this run)",
+        rows,
+    )
+}
+
+/// The rows as a table under `title` (the feed phase's rows use it too).
+pub fn titled_table(title: &str, rows: &[Row]) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "issue 13: performance at the limits (ratios within this run)"
-    );
+    let _ = writeln!(out, "{title}");
     let _ = writeln!(
         out,
         "{:<44} {:>16} {:<46} {:>8}  {:<24} met",

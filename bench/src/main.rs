@@ -16,6 +16,7 @@
 //!   memory; [`sha_alone`] and [`tantivy_alone`]: the baselines of verify and rebuild.
 //! - [`rss`] and [`soak`]: the server's memory, and its curve over a long mixed run.
 //! - [`limits`]: the rows of issue 13 (each measurement, its baseline, ratio and target).
+//! - [`feed`]: the feed phase (`--feed`), the rows of issue 12 on servers of its own.
 //!
 //! The run: baseline (`/healthz`), creates, the PostgreSQL peer, gets, optional preload,
 //! searches (filtered, `?q=WORD`, the seed's `/?q=`), the one-client phases, an optional
@@ -27,6 +28,7 @@
 mod bulk;
 mod child;
 mod cli;
+mod feed;
 mod limits;
 mod operations;
 mod phase;
@@ -92,6 +94,9 @@ fn main() -> ExitCode {
 /// Finds or starts the server, runs the phases, stops the server it started, then runs
 /// the bulk commands on its ledger and fills in the rows of issue 13.
 async fn run(cli: &Cli) -> Result<Report, String> {
+    if cli.feed_only {
+        return feed_only(cli).await;
+    }
     match &cli.url {
         Some(raw) => {
             let addr = target::resolve(&target::parse(raw)?).await?;
@@ -108,14 +113,8 @@ async fn run(cli: &Cli) -> Result<Report, String> {
             Ok(report)
         }
         None => {
-            let binary = match &cli.server_bin {
-                Some(path) => path.clone(),
-                None => server::default_binary()?,
-            };
-            let scratch = tempfile::Builder::new()
-                .prefix("adledger-bench-run-")
-                .tempdir()
-                .map_err(|e| format!("cannot create a scratch directory: {e}"))?;
+            let binary = server_binary(cli)?;
+            let scratch = scratch_dir("adledger-bench-run-")?;
             let data_dir = match &cli.data_dir {
                 Some(dir) => dir.clone(),
                 None => scratch.path().join("data"),
@@ -156,6 +155,9 @@ async fn run(cli: &Cli) -> Result<Report, String> {
                         report.failures.push(format!("bulk: {e}"));
                     }
                     fill_limits(&mut report, measured, bulk, sha, tantivy);
+                    if cli.feed {
+                        feed::run(cli, &mut report, &binary, scratch.path()).await;
+                    }
                     Ok(report)
                 }
                 Err(e) => {
@@ -165,6 +167,51 @@ async fn run(cli: &Cli) -> Result<Report, String> {
                 }
             }
         }
+    }
+}
+
+/// `--feed-only`: the feed phase alone, on the servers it starts.
+async fn feed_only(cli: &Cli) -> Result<Report, String> {
+    if cli.url.is_some() {
+        return Err("--feed-only starts its own servers; it cannot drive --url".into());
+    }
+    let binary = server_binary(cli)?;
+    let scratch = scratch_dir("adledger-bench-feed-")?;
+    let server = format!("started {}", binary.display());
+    let mut report = empty_report(cli, "(servers of the feed phase)", server);
+    feed::run(cli, &mut report, &binary, scratch.path()).await;
+    Ok(report)
+}
+
+/// The `adledger` binary to start: `--server-bin`, or the one beside the bench.
+fn server_binary(cli: &Cli) -> Result<std::path::PathBuf, String> {
+    match &cli.server_bin {
+        Some(path) => Ok(path.clone()),
+        None => server::default_binary(),
+    }
+}
+
+/// A scratch directory, removed when dropped.
+fn scratch_dir(prefix: &str) -> Result<tempfile::TempDir, String> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|e| format!("cannot create a scratch directory: {e}"))
+}
+
+/// A report of nothing yet.
+fn empty_report(cli: &Cli, url: &str, server: String) -> Report {
+    Report {
+        url: url.to_string(),
+        server,
+        clients: cli.clients,
+        client_threads: cli.client_threads,
+        phases: Vec::new(),
+        notes: Vec::new(),
+        failures: Vec::new(),
+        limits: Vec::new(),
+        soak: None,
+        feed: Vec::new(),
     }
 }
 
@@ -264,17 +311,7 @@ async fn drive(
         ..plan(requests)
     };
     warm_up(url, &plan(cli.clients * 4)).await?;
-    let mut report = Report {
-        url: url.to_string(),
-        server,
-        clients: cli.clients,
-        client_threads: cli.client_threads,
-        phases: Vec::new(),
-        notes: Vec::new(),
-        failures: Vec::new(),
-        limits: Vec::new(),
-        soak: None,
-    };
+    let mut report = empty_report(cli, url, server);
 
     if cli.healthz_requests() > 0 {
         let healthz = Arc::new(Healthz::new(url));

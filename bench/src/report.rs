@@ -30,6 +30,8 @@ pub struct Report {
     pub limits: Vec<Row>,
     /// The RSS curve of `--soak`.
     pub soak: Option<Curve>,
+    /// The rows of issue 12 (`--feed`).
+    pub feed: Vec<Row>,
 }
 
 impl Report {
@@ -90,6 +92,12 @@ impl Report {
         if !self.limits.is_empty() {
             out.push_str(&limits::table(&self.limits));
         }
+        if !self.feed.is_empty() {
+            out.push_str(&limits::titled_table(
+                "issue 12: the ledger feed (baselines from this run)",
+                &self.feed,
+            ));
+        }
         if self.ok() {
             let _ = writeln!(out, "result: OK");
         } else {
@@ -131,6 +139,7 @@ impl Report {
             "phases": phases,
             "notes": self.notes,
             "limits": limits::json(&self.limits),
+            "feed": limits::json(&self.feed),
             "soak": self.soak.as_ref().map(|c| c.samples.iter().map(|s| json!({
                 "atSecs": s.at,
                 "rssBytes": s.rss,
@@ -184,6 +193,7 @@ mod tests {
             failures: vec![],
             limits: vec![],
             soak: None,
+            feed: vec![],
         };
         let json = report.json();
         assert_eq!(json["phases"][0]["vsHealthz"], json!(1.0));
@@ -208,6 +218,7 @@ mod tests {
             failures: vec!["creates: 3 errors".into()],
             limits: vec![],
             soak: None,
+            feed: vec![],
         };
         assert!(!report.ok());
         assert!(report.table().contains("FAILED: creates: 3 errors"));

@@ -51,6 +51,17 @@ impl ServerProcess {
         data_dir: Option<&Path>,
         startup_timeout: Duration,
     ) -> Result<ServerProcess, String> {
+        ServerProcess::start_with(binary, data_dir, startup_timeout, &[]).await
+    }
+
+    /// [`start`](ServerProcess::start) with more `serve` flags (the feed phase's admin
+    /// token).
+    pub async fn start_with(
+        binary: &Path,
+        data_dir: Option<&Path>,
+        startup_timeout: Duration,
+        extra: &[&str],
+    ) -> Result<ServerProcess, String> {
         if !binary.is_file() {
             return Err(format!(
                 "the server binary {} does not exist; build it with \
@@ -82,6 +93,7 @@ impl ServerProcess {
                 "--data-dir",
             ])
             .arg(&data_dir)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))

@@ -31,6 +31,9 @@ use crate::webhook::{self, Delivery};
 const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
 /// Events read per page by a delivery task.
 const PAGE_EVENTS: usize = 256;
+/// How long a caught-up delivery task with batches waits after a commit wakes it, so
+/// the commits of the next moments go in the same request (see `deliver`).
+const LINGER: Duration = Duration::from_millis(20);
 
 /// The subscriptions of a running server: their store, and the delivery tasks.
 #[derive(Clone)]
@@ -203,6 +206,12 @@ impl Subscriptions {
                 self.ledger
                     .wait_for_block(sub.checkpoint.block, deadline)
                     .await?;
+                // Let a burst of commits gather into fewer, fuller requests: each one
+                // costs a checkpoint write, which competes with the journal's fsyncs
+                // (an EventBridge sink sends up to 10 entries per call).
+                if sub.sink.webhook().is_none_or(|hook| hook.batch_size > 1) {
+                    tokio::time::sleep(LINGER).await;
+                }
                 continue;
             }
             let source = match &source {
@@ -243,7 +252,9 @@ impl Subscriptions {
                 }
             };
             let batch = usize::try_from(hook.batch_size.max(1)).unwrap_or(1);
-            for chunk in page.events.chunks(batch) {
+            let chunks = page.events.chunks(batch);
+            let count = chunks.len();
+            for (n, chunk) in chunks.enumerate() {
                 match webhook::deliver(&self.client, &hook, chunk).await {
                     Delivery::Acknowledged => {
                         sub.checkpoint = after(chunk)?;
@@ -272,10 +283,14 @@ impl Subscriptions {
                             .increment(chunk.len() as u64);
                     }
                 }
-                sub = self.store.replace(&sub).await?;
+                // The last chunk's checkpoint is saved below with the page's end: one
+                // write, still before anything else is sent.
+                if n + 1 < count {
+                    sub = self.store.replace(&sub).await?;
+                }
             }
-            if page.next > sub.checkpoint {
-                sub.checkpoint = page.next;
+            if page.next > sub.checkpoint || count > 0 {
+                sub.checkpoint = sub.checkpoint.max(page.next);
                 self.store.replace(&sub).await?;
             }
         }

@@ -33,6 +33,8 @@ pub struct AppState {
     pub closing: tokio::sync::watch::Receiver<bool>,
     /// The feed's `source`, read from block 0 once the journal has it.
     pub feed_source: Arc<std::sync::OnceLock<String>>,
+    /// The shared live tail of the event streams, started by the first one.
+    pub feed_tail: Arc<std::sync::OnceLock<crate::feed_tail::FeedTail>>,
     /// Durable subscriptions and their delivery; `None` where the backend has no
     /// subscription store (an application assembled without one: the routes answer 501).
     pub subscriptions: Option<crate::delivery::Subscriptions>,
@@ -50,6 +52,7 @@ impl AppState {
             feed: FeedConfig::default(),
             closing: tokio::sync::watch::channel(false).1,
             feed_source: Arc::default(),
+            feed_tail: Arc::default(),
             subscriptions: None,
         }
     }

@@ -212,9 +212,19 @@ async fn long_poll_is_woken_by_a_write(backend: Backend) {
 async fn read_stream(
     server: &Server,
     last_event_id: Option<&str>,
+    until: impl FnMut(&[CloudEvent]) -> bool,
+) -> Vec<CloudEvent> {
+    read_stream_at(server, "/ledger/events/stream", last_event_id, until).await
+}
+
+/// [`read_stream`] of `path` (the stream's path with a query).
+async fn read_stream_at(
+    server: &Server,
+    path: &str,
+    last_event_id: Option<&str>,
     mut until: impl FnMut(&[CloudEvent]) -> bool,
 ) -> Vec<CloudEvent> {
-    let mut request = server.request(reqwest::Method::GET, "/ledger/events/stream");
+    let mut request = server.request(reqwest::Method::GET, path);
     if let Some(id) = last_event_id {
         request = request.header("last-event-id", id);
     }
@@ -326,6 +336,56 @@ async fn catch_up_and_live_race_without_gap_or_duplicate(backend: Backend) {
     assert_eq!(streamed, pulled, "the stream is the feed");
 }
 
+/// Several live streams at once, each with its own filter and start, while writes go
+/// on: each gets exactly the pulled feed of its filter after its start (the shared live
+/// tail hands every stream the same blocks; filters and positions stay per stream).
+async fn live_streams_keep_their_own_filters_and_positions(backend: Backend) {
+    let server = start(backend, None).await;
+    write_some(&server, 4).await;
+    let (before, _) = pull_all(&server, "", 100).await;
+    let start = before.last().expect("events so far").id.clone();
+    let filters = [
+        "",
+        "&publisherId=acme",
+        "&type=adledger.ad.updated,adledger.ad.deleted",
+    ];
+    // The last write deletes an acme ad: every filter above keeps that event.
+    let sentinel = std::sync::OnceLock::<String>::new();
+    let done = |seen: &[CloudEvent]| {
+        sentinel.get().is_some_and(|subject| {
+            seen.iter().any(|e| {
+                e.subject.as_ref() == Some(subject) && e.event_type == "adledger.ad.deleted"
+            })
+        })
+    };
+    let paths = filters.map(|filter| format!("/ledger/events/stream?after={start}{filter}"));
+    let (a, b, c, ()) = tokio::join!(
+        read_stream_at(&server, &paths[0], None, done),
+        read_stream_at(&server, &paths[1], None, done),
+        read_stream_at(&server, &paths[2], None, done),
+        async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            write_some(&server, 12).await;
+            let ad = server
+                .create_ad("acme", &json!({"adTitle": "the last one"}))
+                .await;
+            let id = ad["adId"].as_str().expect("adId");
+            // Known before the delete, whose event may reach a stream before its answer.
+            let _ = sentinel.set(format!("publisher/acme/ad/{id}"));
+            server
+                .delete(&format!("/publisher/acme/ad/{id}"))
+                .await
+                .expect_status(StatusCode::NO_CONTENT);
+        }
+    );
+    for (streamed, filter) in [a, b, c].into_iter().zip(filters) {
+        let (pulled, _) = pull_all(&server, filter, 100).await;
+        let expected: Vec<CloudEvent> = pulled.into_iter().filter(|e| e.id > start).collect();
+        assert!(!expected.is_empty(), "filter {filter:?} keeps some events");
+        assert_eq!(streamed, expected, "the stream with filter {filter:?}");
+    }
+}
+
 /// The same deterministic commands on `backend` and on the local backend give
 /// byte-identical feed pages.
 async fn same_commands_give_byte_identical_pages(backend: Backend) {
@@ -401,6 +461,7 @@ per_backend!(
     long_poll_is_woken_by_a_write,
     stream_resumes_from_last_event_id,
     catch_up_and_live_race_without_gap_or_duplicate,
+    live_streams_keep_their_own_filters_and_positions,
     same_commands_give_byte_identical_pages,
     feed_verify_accepts_a_saved_feed_and_refuses_a_tampered_one,
 );

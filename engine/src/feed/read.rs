@@ -7,7 +7,6 @@
 
 use crate::block::{self, EncodedBlock, Frame};
 use crate::error::{Error, Result};
-use crate::hash::Hash;
 use crate::ports::Journal;
 use crate::revision::{EventKind, Revision};
 use crate::revision_view::RevisionView;
@@ -56,6 +55,18 @@ pub struct FeedFilter {
 }
 
 impl FeedFilter {
+    /// Whether an event already built passes: its `type`, and the publisher of its ad
+    /// (`None` for a digest event) — the rule [`read_page`] applies while building them,
+    /// for readers that filter shared, prebuilt events (the server's live tail).
+    pub fn admits(&self, event_type: &str, publisher_id: Option<&str>) -> bool {
+        self.admits_type(event_type)
+            && match (&self.publisher_id, publisher_id) {
+                (None, _) => true,
+                (Some(wanted), Some(publisher)) => wanted == publisher,
+                (Some(_), None) => false,
+            }
+    }
+
     fn admits_type(&self, event_type: &str) -> bool {
         self.types.is_empty() || self.types.iter().any(|t| t == event_type)
     }
@@ -199,10 +210,11 @@ async fn block_events(
     let time = format_rfc3339_millis(&block.header.tx_time);
     let links = Links {
         sequence,
-        hash: block.hash,
-        previous: block.header.previous_hash,
+        sequence_text: sequence.to_string(),
+        hash: to_hex(block.hash.as_bytes()),
+        previous: to_hex(block.header.previous_hash.as_bytes()),
     };
-    let header_hex = hex::encode(frame.header);
+    let header_hex = to_hex(frame.header);
     for ((index, revision), bytes) in (0u32..).zip(block.revisions).zip(&frame.revisions) {
         if index < from || !filter.admits_revision(&revision) {
             continue;
@@ -219,7 +231,7 @@ async fn block_events(
             Some(subject),
             &time,
             data,
-            Some((header_hex.clone(), hex::encode(bytes))),
+            Some((header_hex.clone(), to_hex(bytes))),
         ));
     }
     if is_digest_block(sequence, options.digest_every) && count >= from && filter.admits_digest() {
@@ -231,11 +243,21 @@ async fn block_events(
     Ok(())
 }
 
-/// What every event of one block carries about the block.
+/// Lower-case hex of `bytes`. (`hex::encode` goes through a `char` iterator: with the
+/// hashes it was a fifth of the time of a feed page.)
+fn to_hex(bytes: &[u8]) -> String {
+    let mut out = vec![0u8; bytes.len() * 2];
+    // Cannot fail: `out` is exactly twice as long as `bytes`, and hex digits are ASCII.
+    let _ = hex::encode_to_slice(bytes, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// What every event of one block carries about the block, as text once per block.
 struct Links {
     sequence: u64,
-    hash: Hash,
-    previous: Hash,
+    sequence_text: String,
+    hash: String,
+    previous: String,
 }
 
 impl Links {
@@ -264,11 +286,48 @@ impl Links {
             time: time.into(),
             datacontenttype: "application/json".into(),
             data,
-            blocksequence: self.sequence.to_string(),
-            blockhash: self.hash.to_string(),
-            prevblockhash: self.previous.to_string(),
+            blocksequence: self.sequence_text.clone(),
+            blockhash: self.hash.clone(),
+            prevblockhash: self.previous.clone(),
             blockheader,
             revisionbytes,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_is_lower_case_and_matches_the_hex_crate() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        assert_eq!(to_hex(&bytes), hex::encode(&bytes));
+        assert_eq!(to_hex(&[]), "");
+        assert_eq!(to_hex(&[0xAB, 0x01]), "ab01");
+    }
+
+    #[test]
+    fn prebuilt_events_are_filtered_as_pages_are() {
+        let all = FeedFilter::default();
+        assert!(all.admits(AD_CREATED, Some("acme")));
+        assert!(all.admits(LEDGER_DIGEST, None));
+        let acme = FeedFilter {
+            types: vec![],
+            publisher_id: Some("acme".into()),
+        };
+        assert!(acme.admits(AD_UPDATED, Some("acme")));
+        assert!(!acme.admits(AD_UPDATED, Some("globex")));
+        assert!(
+            !acme.admits(LEDGER_DIGEST, None),
+            "digests belong to no publisher"
+        );
+        let deletes = FeedFilter {
+            types: vec![AD_DELETED.into()],
+            publisher_id: None,
+        };
+        assert!(deletes.admits(AD_DELETED, Some("acme")));
+        assert!(!deletes.admits(AD_CREATED, Some("acme")));
+        assert!(!deletes.admits(LEDGER_DIGEST, None));
     }
 }

@@ -2,11 +2,15 @@
 //!
 //! # Catch-up and live are one loop
 //!
-//! Each client gets a reader task that reads pages from the journal after its position
-//! and, at the tip, waits for the next commit ([`Ledger::wait_for_block`]) and reads
-//! again from the same position. There is no separate live fan-out to switch to, so
-//! nothing can fall between catch-up and live, and nothing is sent twice, however writes
-//! race the switch.
+//! Each client gets a reader task that keeps one position (the next event it has not
+//! sent) and reads pages from the journal after it. At the tip it takes new blocks from
+//! the shared live tail ([`FeedTail`]: one task reads and serializes each committed
+//! block once for every stream) — but only a block that is exactly the next one at its
+//! position; a block it already sent is skipped, and anything else (a later block, a
+//! lag behind the tail's buffer, a tail that stays silent while the journal grows)
+//! sends it back to reading the journal from its position. The position alone decides
+//! what is sent, so nothing can fall between catch-up and live, and nothing is sent
+//! twice, however writes race the switch.
 //!
 //! # Bounded memory
 //!
@@ -17,28 +21,33 @@
 //! last id it received), and the stream ends.
 //!
 //! Each event is `id: <event id>` and `data: <the CloudEvent>`; the id is what the
-//! browser sends back as `Last-Event-ID` when it reconnects.
+//! browser sends back as `Last-Event-ID` when it reconnects. Frames are serialized once
+//! ([`Prepared`]) and written as they are, several at a time when several are ready.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use adledger_engine::feed::{CloudEvent, FeedFilter, Position};
+use adledger_engine::feed::{FeedFilter, Position};
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
 use futures::Stream;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
 
 use crate::error::ApiError;
+use crate::feed_tail::{FeedTail, Prepared};
 use crate::params::{QueryParams, RawPairs};
 use crate::routes::feed::{FeedRequest, parse_position, past_the_end, read};
 use crate::state::AppState;
 
 /// Events read from the journal per page while catching up.
 const PAGE: usize = 256;
+/// How long a caught-up stream waits for the tail before checking the journal itself.
+const TAIL_SILENCE: Duration = Duration::from_secs(1);
 
 /// `GET /ledger/events/stream[?after=POSITION][&type=T,…][&publisherId=P]`, resuming
 /// from `Last-Event-ID` when the client sends one (it wins over `after`).
@@ -92,9 +101,14 @@ pub async fn stream(
         state.feed.slow_client_timeout.get(),
         state.closing.clone(),
     ));
-    let keep_alive = KeepAlive::new().interval(state.feed.keep_alive.get());
-    Ok(Sse::new(events(receiver, overflow))
-        .keep_alive(keep_alive)
+    let body = Body::from_stream(frames(receiver, overflow, state.feed.keep_alive.get()));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
         .into_response())
 }
 
@@ -113,12 +127,28 @@ async fn reader(
     options: adledger_engine::feed::FeedOptions,
     filter: FeedFilter,
     mut after: Position,
-    sender: mpsc::Sender<CloudEvent>,
+    sender: mpsc::Sender<Arc<Prepared>>,
     overflow: Arc<Overflow>,
     slow: Duration,
     mut closing: watch::Receiver<bool>,
 ) {
     let ledger = &state.ledger;
+    // Subscribed before the first read, so every block committed after it is offered.
+    let mut live = FeedTail::of(&state).subscribe();
+    let forward = |event: Arc<Prepared>| {
+        let (sender, overflow) = (&sender, &overflow);
+        async move {
+            match sender.send_timeout(event, slow).await {
+                Ok(()) => true,
+                Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
+                    overflow.happened.store(true, Ordering::SeqCst);
+                    overflow.notify.notify_one();
+                    false
+                }
+                Err(mpsc::error::SendTimeoutError::Closed(_)) => false,
+            }
+        }
+    };
     loop {
         if *closing.borrow_and_update() {
             return;
@@ -137,61 +167,119 @@ async fn reader(
                 return;
             }
         };
-        for event in page.events.iter().cloned() {
-            match sender.send_timeout(event, slow).await {
-                Ok(()) => {}
-                Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
-                    overflow.happened.store(true, Ordering::SeqCst);
-                    overflow.notify.notify_one();
-                    return;
-                }
-                Err(mpsc::error::SendTimeoutError::Closed(_)) => return,
+        let at_tip = page.at_tip();
+        for event in &page.events {
+            let Some(prepared) = Prepared::new(event) else {
+                tracing::warn!(id = %event.id, "event stream: cannot serialize an event; closing");
+                return;
+            };
+            if !forward(Arc::new(prepared)).await {
+                return;
             }
         }
         after = page.next;
-        if page.at_tip() {
-            // Wake on the next commit, on shutdown, or when the client goes away; a
-            // periodic wake also notices a client gone while idle.
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-            tokio::select! {
-                woke = ledger.wait_for_block(tip, deadline) => if woke.is_err() { return },
+        if !at_tip {
+            continue;
+        }
+        // Caught up: take blocks from the tail while each is the next one.
+        loop {
+            let received = tokio::select! {
+                received = tokio::time::timeout(TAIL_SILENCE, live.recv()) => received,
                 _ = closing.changed() => return,
                 _ = sender.closed() => return,
+            };
+            match received {
+                Ok(Ok(block)) if block.sequence < after.block => {}
+                Ok(Ok(block)) if block.sequence == after.block => {
+                    for event in &block.events {
+                        if event.index >= after.index
+                            && event.admitted_by(&filter)
+                            && !forward(event.clone()).await
+                        {
+                            return;
+                        }
+                    }
+                    after = Position::after_block(block.sequence);
+                }
+                // A later block, or blocks lost to lag: read the journal from `after`.
+                Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => break,
+                Ok(Err(broadcast::error::RecvError::Closed)) => return,
+                // The tail is silent: if the journal moved anyway, read it.
+                Err(_) => match ledger.read_point().await {
+                    Ok(tip) if tip > after.block => break,
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "event stream: cannot read the journal tip; closing");
+                        return;
+                    }
+                },
             }
         }
     }
 }
 
-/// The SSE events: each feed event as it arrives; after an overflow, one final notice.
-fn events(
-    receiver: mpsc::Receiver<CloudEvent>,
+/// The notice a client too slow to keep up gets before its stream ends.
+const OVERFLOW_NOTICE: &[u8] = b"event: overflow\ndata: {\"detail\":\"this client fell too far behind the feed and was disconnected; resume with GET /ledger/events?after=<the last event id you received>\"}\n\n";
+/// A keep-alive comment.
+const KEEP_ALIVE: &[u8] = b":\n\n";
+/// Most events written to the connection in one piece.
+const FRAMES_PER_WRITE: usize = 64;
+
+/// The response body: each feed event's prepared frame as it arrives (the frames ready
+/// at once in one piece), a keep-alive comment after `keep_alive` of silence, and after
+/// an overflow one final notice.
+fn frames(
+    receiver: mpsc::Receiver<Arc<Prepared>>,
     overflow: Arc<Overflow>,
-) -> impl Stream<Item = Result<Event, Infallible>> {
+    keep_alive: Duration,
+) -> impl Stream<Item = Result<Bytes, Infallible>> {
     futures::stream::unfold(
         (receiver, overflow, false),
-        |(mut receiver, overflow, done)| async move {
+        move |(mut receiver, overflow, done)| async move {
             if done {
                 return None;
             }
             let next = tokio::select! {
                 biased;
                 _ = overflow.notify.notified() => None,
-                next = receiver.recv() => next,
+                next = receiver.recv() => next.map(Some),
+                _ = tokio::time::sleep(keep_alive) => Some(None),
             };
-            match next {
-                Some(event) if !overflow.happened.load(Ordering::SeqCst) => {
-                    let data = serde_json::to_string(&event).unwrap_or_default();
-                    let sse = Event::default().id(event.id.clone()).data(data);
-                    Some((Ok(sse), (receiver, overflow, false)))
-                }
-                _ if overflow.happened.load(Ordering::SeqCst) => {
-                    let notice = Event::default().event("overflow").data(
-                        r#"{"detail":"this client fell too far behind the feed and was disconnected; resume with GET /ledger/events?after=<the last event id you received>"}"#,
-                    );
-                    Some((Ok(notice), (receiver, overflow, true)))
-                }
-                _ => None,
+            if overflow.happened.load(Ordering::SeqCst) {
+                return Some((
+                    Ok(Bytes::from_static(OVERFLOW_NOTICE)),
+                    (receiver, overflow, true),
+                ));
             }
+            let first = match next {
+                Some(Some(event)) => event,
+                Some(None) => {
+                    return Some((
+                        Ok(Bytes::from_static(KEEP_ALIVE)),
+                        (receiver, overflow, false),
+                    ));
+                }
+                None => return None,
+            };
+            let mut ready = Vec::new();
+            while ready.len() + 1 < FRAMES_PER_WRITE {
+                match receiver.try_recv() {
+                    Ok(event) => ready.push(event),
+                    Err(_) => break,
+                }
+            }
+            let bytes = if ready.is_empty() {
+                first.frame.clone()
+            } else {
+                let size = first.frame.len() + ready.iter().map(|e| e.frame.len()).sum::<usize>();
+                let mut joined = BytesMut::with_capacity(size);
+                joined.extend_from_slice(&first.frame);
+                for event in &ready {
+                    joined.extend_from_slice(&event.frame);
+                }
+                joined.freeze()
+            };
+            Some((Ok(bytes), (receiver, overflow, false)))
         },
     )
 }
