@@ -104,11 +104,7 @@ impl Proxy {
         let app = axum::Router::new()
             .fallback(forward)
             .with_state(proxy.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the proxy");
-        let url = format!("http://{}", listener.local_addr().expect("proxy address"));
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let url = crate::support::serve_loopback(app).await;
         (proxy, url)
     }
 

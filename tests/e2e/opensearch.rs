@@ -42,14 +42,7 @@ async fn start_fake() -> (String, Shared) {
     let app = axum::Router::new()
         .fallback(answer)
         .with_state(cluster.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
-    let address = listener.local_addr().expect("address");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (format!("http://{address}"), cluster)
+    (crate::support::serve_loopback(app).await, cluster)
 }
 
 fn error(status: StatusCode, kind: &str, reason: &str) -> (StatusCode, String) {

@@ -123,14 +123,7 @@ async fn start_receiver() -> (Shared, String) {
     let app = axum::Router::new()
         .route("/hook", axum::routing::post(receive))
         .with_state(consumer.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind the receiver");
-    let url = format!(
-        "http://{}/hook",
-        listener.local_addr().expect("receiver address")
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = format!("{}/hook", crate::support::serve_loopback(app).await);
     (consumer, url)
 }
 

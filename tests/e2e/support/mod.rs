@@ -504,6 +504,20 @@ pub async fn run_cli(args: &[&str]) -> std::process::Output {
         .expect("run the adledger binary")
 }
 
+/// Serves `app` on a fresh loopback port for the rest of the test (a webhook receiver,
+/// say); answers its base URL, `http://127.0.0.1:PORT`.
+pub async fn serve_loopback(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a loopback port");
+    let url = format!(
+        "http://{}",
+        listener.local_addr().expect("the bound address")
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
 /// Starts `adledger <args>` with no input and its output discarded, for a test that
 /// interrupts it (kill -9, a power cut); killed if dropped.
 pub fn spawn_cli_quiet<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> tokio::process::Child {
