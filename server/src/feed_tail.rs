@@ -19,8 +19,10 @@ use adledger_engine::feed::{CloudEvent, EventId, FeedFilter, FeedPage};
 use bytes::Bytes;
 use tokio::sync::broadcast;
 
-use crate::routes::feed::read;
-use crate::state::AppState;
+use adledger_engine::Ledger;
+use adledger_engine::feed::FeedOptions;
+
+use crate::feed_pages::read;
 
 /// Blocks the broadcast buffer holds; a stream further behind reads the journal.
 const BUFFER_BLOCKS: usize = 4096;
@@ -88,16 +90,23 @@ pub struct FeedTail {
 }
 
 impl FeedTail {
-    /// The tail of `state`'s ledger, started by the first caller.
-    pub fn of(state: &AppState) -> FeedTail {
-        state
-            .feed_tail
-            .get_or_init(|| {
-                let (sender, _) = broadcast::channel(BUFFER_BLOCKS);
-                tokio::spawn(run(state.clone(), sender.clone()));
-                FeedTail { sender }
-            })
-            .clone()
+    /// Starts the tail of `ledger`'s feed (pages read with `options`, the ledger's
+    /// source kept in `source`); it ends when `closing` becomes `true`.
+    pub fn start(
+        ledger: Arc<Ledger>,
+        source: Arc<std::sync::OnceLock<String>>,
+        options: FeedOptions,
+        closing: tokio::sync::watch::Receiver<bool>,
+    ) -> FeedTail {
+        let (sender, _) = broadcast::channel(BUFFER_BLOCKS);
+        let tail = Tail {
+            ledger,
+            source,
+            options,
+            closing,
+        };
+        tokio::spawn(run(tail, sender.clone()));
+        FeedTail { sender }
     }
 
     /// Blocks committed from now on (possibly some before: streams skip them).
@@ -106,12 +115,24 @@ impl FeedTail {
     }
 }
 
+/// What the tail reads, and when it ends.
+struct Tail {
+    ledger: Arc<Ledger>,
+    source: Arc<std::sync::OnceLock<String>>,
+    options: FeedOptions,
+    closing: tokio::sync::watch::Receiver<bool>,
+}
+
 /// Reads every block once as it is committed and broadcasts its events, until shutdown.
-async fn run(state: AppState, sender: broadcast::Sender<Arc<TailBlock>>) {
-    let mut closing = state.closing.clone();
-    let options = state.feed.options();
+async fn run(tail: Tail, sender: broadcast::Sender<Arc<TailBlock>>) {
+    let Tail {
+        ledger,
+        source,
+        options,
+        mut closing,
+    } = tail;
     let unfiltered = FeedFilter::default();
-    let mut next = match state.ledger.read_point().await {
+    let mut next = match ledger.read_point().await {
         Ok(tip) => tip,
         Err(error) => {
             tracing::warn!(%error, "feed tail: cannot read the journal tip; streams read the journal themselves");
@@ -124,7 +145,7 @@ async fn run(state: AppState, sender: broadcast::Sender<Arc<TailBlock>>) {
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         let tip = tokio::select! {
-            tip = state.ledger.wait_for_block(next, deadline) => match tip {
+            tip = ledger.wait_for_block(next, deadline) => match tip {
                 Ok(tip) => tip,
                 Err(_) => return,
             },
@@ -143,7 +164,7 @@ async fn run(state: AppState, sender: broadcast::Sender<Arc<TailBlock>>) {
                 block: next,
                 index: 0,
             };
-            let page = match read(&state, &options, &unfiltered, after, PAGE, tip).await {
+            let page = match read(&ledger, &source, &options, &unfiltered, after, PAGE, tip).await {
                 Ok(page) => page,
                 Err(error) => {
                     // Streams notice the gap and read the journal themselves.

@@ -53,6 +53,7 @@ pub mod eventbridge;
 pub mod export_cmd;
 pub mod feed_cmd;
 pub mod feed_config;
+pub mod feed_pages;
 pub mod feed_tail;
 pub mod head_deadline;
 pub mod headers;

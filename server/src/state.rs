@@ -41,6 +41,20 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The shared live tail of the feed, started by the first event stream.
+    pub fn feed_tail(&self) -> crate::feed_tail::FeedTail {
+        self.feed_tail
+            .get_or_init(|| {
+                crate::feed_tail::FeedTail::start(
+                    self.ledger.clone(),
+                    self.feed_source.clone(),
+                    self.feed.options(),
+                    self.closing.clone(),
+                )
+            })
+            .clone()
+    }
+
     /// Wraps a running ledger (admin routes disabled).
     pub fn new(ledger: Arc<Ledger>) -> AppState {
         AppState {

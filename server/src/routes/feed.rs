@@ -18,9 +18,7 @@ use std::time::Duration;
 
 use adledger_engine::Result as EngineResult;
 use adledger_engine::ad::validate_publisher_id;
-use adledger_engine::feed::{
-    EVENT_TYPES, FeedFilter, FeedOptions, FeedPage, Position, ledger_source, read_page,
-};
+use adledger_engine::feed::{EVENT_TYPES, FeedFilter, FeedOptions, FeedPage, Position};
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -170,27 +168,16 @@ pub async fn read(
     limit: usize,
     tip: u64,
 ) -> EngineResult<FeedPage> {
-    let journal = state.ledger.ports().journal.as_ref();
-    // Block 0 never changes, so neither does the source once the journal has it.
-    let source = match (state.feed_source.get(), tip) {
-        (Some(source), _) => Some(source.clone()),
-        (None, 0) => None,
-        (None, _) => {
-            let source = ledger_source(journal).await?;
-            if let Some(source) = &source {
-                let _ = state.feed_source.set(source.clone());
-            }
-            source
-        }
-    };
-    match source {
-        Some(source) => read_page(journal, &source, options, filter, after, limit, tip).await,
-        None => Ok(FeedPage {
-            events: Vec::new(),
-            next: after,
-            tip,
-        }),
-    }
+    crate::feed_pages::read(
+        &state.ledger,
+        &state.feed_source,
+        options,
+        filter,
+        after,
+        limit,
+        tip,
+    )
+    .await
 }
 
 /// A 400 for a position the journal has not reached.

@@ -4,8 +4,8 @@
 //!
 //! Each client gets a reader task that keeps one position (the next event it has not
 //! sent) and reads pages from the journal after it. At the tip it takes new blocks from
-//! the shared live tail ([`FeedTail`]: one task reads and serializes each committed
-//! block once for every stream) — but only a block that is exactly the next one at its
+//! the shared live tail ([`FeedTail`](crate::feed_tail::FeedTail): one task reads and
+//! serializes each committed block once for every stream) — but only a block that is exactly the next one at its
 //! position; a block it already sent is skipped, and anything else (a later block, a
 //! lag behind the tail's buffer, a tail that stays silent while the journal grows)
 //! sends it back to reading the journal from its position. The position alone decides
@@ -39,7 +39,7 @@ use futures::Stream;
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 
 use crate::error::ApiError;
-use crate::feed_tail::{FeedTail, Prepared};
+use crate::feed_tail::Prepared;
 use crate::params::{QueryParams, RawPairs};
 use crate::routes::feed::{FeedRequest, parse_position, past_the_end, read};
 use crate::state::AppState;
@@ -134,7 +134,7 @@ async fn reader(
 ) {
     let ledger = &state.ledger;
     // Subscribed before the first read, so every block committed after it is offered.
-    let mut live = FeedTail::of(&state).subscribe();
+    let mut live = state.feed_tail().subscribe();
     let forward = |event: Arc<Prepared>| {
         let (sender, overflow) = (&sender, &overflow);
         async move {
