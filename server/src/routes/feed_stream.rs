@@ -5,10 +5,11 @@
 //! Each client gets a reader task that keeps one position (the next event it has not
 //! sent) and reads pages from the journal after it. At the tip it takes new blocks from
 //! the shared live tail ([`FeedTail`](crate::feed_tail::FeedTail): one task reads and
-//! serializes each committed block once for every stream) — but only a block that is exactly the next one at its
-//! position; a block it already sent is skipped, and anything else (a later block, a
-//! lag behind the tail's buffer, a tail that stays silent while the journal grows)
-//! sends it back to reading the journal from its position. The position alone decides
+//! serializes each committed block once for every stream) — but only a block that is
+//! exactly the next one at its position; a block it already sent is skipped, and
+//! anything else (a later block, a lag behind the tail's buffer, a tail that stays
+//! silent while the journal grows) sends it back to reading the journal from its
+//! position. The position alone decides
 //! what is sent, so nothing can fall between catch-up and live, and nothing is sent
 //! twice, however writes race the switch.
 //!
