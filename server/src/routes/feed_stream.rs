@@ -9,9 +9,8 @@
 //! exactly the next one at its position; a block it already sent is skipped, and
 //! anything else (a later block, a lag behind the tail's buffer, a tail that stays
 //! silent while the journal grows) sends it back to reading the journal from its
-//! position. The position alone decides
-//! what is sent, so nothing can fall between catch-up and live, and nothing is sent
-//! twice, however writes race the switch.
+//! position. The position alone decides what is sent, so nothing can fall between
+//! catch-up and live, and nothing is sent twice, however writes race the switch.
 //!
 //! # Bounded memory
 //!
