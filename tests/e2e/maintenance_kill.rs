@@ -66,6 +66,17 @@ async fn run_and_kill(args: &[&str], delay: Duration) -> bool {
     killed && !status.success()
 }
 
+/// Writes a journal of `revisions` revisions in `home/source` and exports it to
+/// `home/ledger.ion`: its verified root, and the export's path as an argument.
+pub(crate) async fn exported_journal(home: &Path, revisions: u64) -> (String, String) {
+    let source = home.join("source");
+    write_journal(&source, revisions).await;
+    let root = verified_root(&source).await;
+    let file = dir_arg(&home.join("ledger.ion"));
+    cli_ok(&["export", "--data-dir", &dir_arg(&source), "--out", &file]).await;
+    (root, file)
+}
+
 /// What an interrupted `adledger import FILE` left in `target`, as the next open sees it:
 /// an empty journal (then `interrupted` must be true, and a rerun imports the file) or
 /// all `revisions` blocks (then a rerun is refused: the journal is not empty). Returns
@@ -189,12 +200,7 @@ async fn served(dir: &Path) -> (String, usize) {
 async fn an_import_killed_at_random_moments_leaves_no_journal_or_all_of_it() {
     let mut rng = Rng::from_env("import");
     let home = tempfile::tempdir().expect("tempdir");
-    let source = home.path().join("source");
-    write_journal(&source, REVISIONS).await;
-    let root = verified_root(&source).await;
-    let file = home.path().join("ledger.ion");
-    let f = dir_arg(&file);
-    cli_ok(&["export", "--data-dir", &dir_arg(&source), "--out", &f]).await;
+    let (root, f) = exported_journal(home.path(), REVISIONS).await;
     let full = timed(&[
         "import",
         &f,

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use adledger_engine::ports::{SearchIndex, StateStore};
 use adledger_local::LocalBackend;
 
-use crate::maintenance::{cli_ok, dir_arg, write_journal};
-use crate::maintenance_kill::{import_outcome, verified_root};
+use crate::maintenance::{cli_ok, dir_arg};
+use crate::maintenance_kill::{exported_journal, import_outcome, verified_root};
 use crate::support::{Rng, Server, local_only};
 
 /// Revisions (one per block, four per ad) of the ledger imported.
@@ -52,12 +52,7 @@ async fn import_and_swap_survive_power_cuts() {
         "power-cut",
     ));
     let home = tempfile::tempdir().expect("tempdir");
-    let source = home.path().join("source");
-    write_journal(&source, REVISIONS).await;
-    let root = verified_root(&source).await;
-    let file = home.path().join("ledger.ion");
-    let f = dir_arg(&file);
-    cli_ok(&["export", "--data-dir", &dir_arg(&source), "--out", &f]).await;
+    let (root, f) = exported_journal(home.path(), REVISIONS).await;
 
     // How long an uninterrupted import and swap take on this file system.
     let (import_time, swap_time) = {

@@ -244,31 +244,6 @@ async fn create_ads(server: &Server, n: usize) {
     }
 }
 
-/// Asserts `acked` covers `expected` in order, never skipping: every step goes to the next
-/// event or back to one already delivered (a redelivery); answers the redeliveries.
-fn assert_no_gap(acked: &[String], expected: &[String]) -> usize {
-    let mut delivered = 0usize; // the prefix of `expected` delivered so far
-    let mut duplicates = 0;
-    for id in acked {
-        let at = expected
-            .iter()
-            .position(|e| e == id)
-            .unwrap_or_else(|| panic!("unexpected event {id}"));
-        if at == delivered {
-            delivered += 1;
-        } else {
-            assert!(
-                at < delivered,
-                "gap: {id} arrived before {}",
-                expected[delivered]
-            );
-            duplicates += 1;
-        }
-    }
-    assert_eq!(delivered, expected.len(), "not every event was delivered");
-    duplicates
-}
-
 fn retry(attempts: u32) -> Value {
     json!({"attempts": attempts, "initialBackoffMs": 20, "maxBackoffMs": 3000})
 }
@@ -328,7 +303,7 @@ async fn webhook_delivers_in_order_through_failures(backend: Backend) {
     assert_eq!(seen[hung + 1].event_ids, seen[hung].event_ids);
     // Order and no gap; every duplicate is a retry of a failed attempt.
     let all: Vec<String> = seen.iter().flat_map(|s| s.event_ids.clone()).collect();
-    let duplicates = assert_no_gap(&receiver.acknowledged(), &expected);
+    let duplicates = crate::support::assert_no_gap(&receiver.acknowledged(), &expected);
     assert_eq!(duplicates, 0, "nothing acknowledged twice");
     assert_eq!(
         all.len() - expected.len(),
@@ -476,7 +451,7 @@ async fn kill_9_mid_delivery_resumes_from_the_checkpoint(backend: Backend) {
         .wait_for_acks(expected.len(), Duration::from_secs(60))
         .await;
     let acked = receiver.acknowledged();
-    let duplicates = assert_no_gap(&acked, &expected);
+    let duplicates = crate::support::assert_no_gap(&acked, &expected);
     // The checkpoint is saved after each acknowledgement: at most the request in flight
     // at the kill is delivered again.
     assert!(

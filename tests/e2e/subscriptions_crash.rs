@@ -344,24 +344,7 @@ async fn delivery_survives_kill_9(batch: u32, what: &str) {
     );
 
     // No gap in what arrived: each acknowledged event is the next one or a redelivery.
-    let mut delivered = 0usize;
-    let mut duplicates = 0usize;
-    for id in &c.acked {
-        let at = *index
-            .get(id)
-            .unwrap_or_else(|| panic!("{id} is not in the journal"));
-        if at == delivered {
-            delivered += 1;
-        } else {
-            assert!(
-                at < delivered,
-                "gap: {id} arrived before {}",
-                expected[delivered]
-            );
-            duplicates += 1;
-        }
-    }
-    assert_eq!(delivered, total);
+    let duplicates = crate::support::assert_no_gap(&c.acked, &expected);
 
     // Duplicates only since the checkpoint saved before each kill: the next process
     // resumes at or after the last checkpoint `GET` showed, and at most one request

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use super::{Receiver, SECRET, TOKEN, assert_no_gap, feed_ids, retry, subscribe, subscription};
+use super::{Receiver, SECRET, TOKEN, feed_ids, retry, subscribe, subscription};
+use crate::support::assert_no_gap;
 use crate::support::{Backend, Server, aws_only, json_body};
 
 /// Whether `server` says (`/metrics`) it delivers subscriptions (holds the projector lease).

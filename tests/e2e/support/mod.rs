@@ -504,6 +504,36 @@ pub async fn run_cli(args: &[&str]) -> std::process::Output {
         .expect("run the adledger binary")
 }
 
+/// Asserts that `acked` (event ids in arrival order) covers `expected` in order without
+/// ever skipping: each arrival is the next expected event or one already delivered (a
+/// redelivery). Answers how many redeliveries there were.
+pub fn assert_no_gap<T>(acked: &[T], expected: &[T]) -> usize
+where
+    T: Eq + std::hash::Hash + std::fmt::Debug,
+{
+    let index: std::collections::HashMap<&T, usize> =
+        expected.iter().enumerate().map(|(i, id)| (id, i)).collect();
+    let mut delivered = 0usize; // the prefix of `expected` delivered so far
+    let mut duplicates = 0usize;
+    for id in acked {
+        let at = *index
+            .get(id)
+            .unwrap_or_else(|| panic!("unexpected event {id:?}"));
+        if at == delivered {
+            delivered += 1;
+        } else {
+            assert!(
+                at < delivered,
+                "gap: {id:?} arrived before {:?}",
+                expected[delivered]
+            );
+            duplicates += 1;
+        }
+    }
+    assert_eq!(delivered, expected.len(), "not every event was delivered");
+    duplicates
+}
+
 /// Serves `app` on a fresh loopback port for the rest of the test (a webhook receiver,
 /// say); answers its base URL, `http://127.0.0.1:PORT`.
 pub async fn serve_loopback(app: axum::Router) -> String {
