@@ -119,13 +119,26 @@ fn text(out: &Output) -> String {
 /// Cuts `file` to half its length, as a failed copy or a damaged disk would.
 fn cut_in_half(file: &Path) -> u64 {
     let len = std::fs::metadata(file).expect("stat").len();
+    cut_to(file, len / 2);
+    len / 2
+}
+
+/// Cuts `file` to `len` bytes.
+fn cut_to(file: &Path, len: u64) {
     let f = std::fs::OpenOptions::new()
         .write(true)
         .open(file)
         .expect("open for truncation");
-    f.set_len(len / 2).expect("truncate");
+    f.set_len(len).expect("truncate");
     f.sync_all().expect("sync");
-    len / 2
+}
+
+/// The length of `file`'s cut in damage round `round` (0, 1, …): half of `whole`, then a
+/// quarter, and so on. Relative to the undamaged length, not the current one: sled
+/// extends its segment back to full length when it opens a cut file, so halving the
+/// current length would cut the same place every round.
+fn shrinking_cut(whole: u64, round: usize) -> u64 {
+    whole >> (round + 1).min(63)
 }
 
 /// Removes sled's snapshot files (`snap.*`) from a sled database directory.
@@ -177,11 +190,14 @@ async fn a_journal_cut_short_is_refused_until_restored() {
     // sled's snapshot file caches the log's index; a snapshot that points past the cut
     // makes sled refuse to open (that case: `a_damaged_journal_is_refused`). Without it
     // sled recovers the log up to the cut, silently: the case this test is about. sled
-    // allocates ahead of its data, so a cut can miss every block: halve until one is lost.
+    // allocates ahead of its data, so a cut can miss every block: cut shorter until one is
+    // lost.
+    let db = dir.join("journal").join("db");
+    let whole = std::fs::metadata(&db).expect("stat the journal").len();
     damage_until_verify_fails(&dir, |round| {
-        cut_in_half(&dir.join("journal").join("db"));
+        cut_to(&db, shrinking_cut(whole, round));
         remove_sled_snapshots(&dir.join("journal"));
-        round < 8
+        shrinking_cut(whole, round) > 0
     })
     .await;
 
@@ -291,10 +307,13 @@ async fn a_damaged_journal_is_refused() {
     let backup = std::fs::read(journal.join("db")).expect("keep the db file");
 
     // sled allocates its file ahead of its data, so a cut may land in unused space and
-    // leave every block (then serving is right): halve again until `verify` sees damage.
+    // leave every block (then serving is right): cut shorter until `verify` sees damage.
     damage_until_verify_fails(&dir, |round| {
-        cut_in_half(&journal.join("db"));
-        round < 8
+        cut_to(
+            &journal.join("db"),
+            shrinking_cut(backup.len() as u64, round),
+        );
+        shrinking_cut(backup.len() as u64, round) > 0
     })
     .await;
     let err = serve_refused(&dir, &[]).await;
@@ -311,10 +330,13 @@ async fn a_damaged_journal_is_refused() {
     );
 
     std::fs::write(journal.join("db"), &backup).expect("put the db file back");
-    // The same for garbling: denser until it hits what sled holds.
+    // The same for garbling: denser until it hits what sled holds, each round from the
+    // undamaged file (an open of a damaged one may rewrite it).
+    const STEPS: [usize; 6] = [997, 331, 97, 31, 7, 1];
     damage_until_verify_fails(&dir, |round| {
-        garble_every(&journal.join("db"), [997, 331, 97, 31, 7][round.min(4)]);
-        round < 5
+        std::fs::write(journal.join("db"), &backup).expect("put the db file back");
+        garble_every(&journal.join("db"), STEPS[round.min(STEPS.len() - 1)]);
+        round + 1 < STEPS.len()
     })
     .await;
     let err = serve_refused(&dir, &["--rebuild-damaged-read-models"]).await;
