@@ -12,11 +12,14 @@ cost of a stated workload.
     scripts/dynamodb-local.sh python3 bench/aws-cost.py            # DynamoDB Local
     python3 bench/aws-cost.py --bin target/release/adledger --creates 2000 --json
 
-DynamoDB Local reports capacity units as DynamoDB does for the same items (item size
-rounded up to 1 KB per write unit, 4 KB per read unit; transactions cost double), which
-is what on-demand billing counts. Writes refused by their condition are billed but not
-reported (see `backends/aws/src/capacity.rs`), so the figures are a floor, exact when
-writes do not race (one server, as here).
+The units in the table are billed by DynamoDB's rules from the requests on the wire:
+the server talks to DynamoDB through `dynamodb_meter.py`, a loopback proxy that sizes
+every item written and read (1 KB per write unit, 4 KB per strongly consistent read
+unit, transactions double). DynamoDB Local's own `ConsumedCapacity` answers are printed
+beside them but are not the bill: Local misreports transactions (ten 500-byte Puts in
+one `TransactWriteItems` report 4 write units; DynamoDB bills 20). `--no-meter` talks to
+the endpoint directly and reports only what it says (against real DynamoDB, that is
+the bill, except for writes refused by their condition: billed but not reported).
 """
 
 import argparse
@@ -29,6 +32,9 @@ import tempfile
 import threading
 import time
 import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dynamodb_meter  # noqa: E402  (beside this script)
 
 # DynamoDB on-demand, us-east-1, as published on AWS's pricing page after the price cut
 # effective 2024-11-01 (check the current list before relying on it).
@@ -91,6 +97,8 @@ def main():
     ap.add_argument("--searches", type=int, default=200)
     ap.add_argument("--threads", type=int, default=8)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--no-meter", action="store_true",
+                    help="no billing proxy: only the units DynamoDB reports")
     ap.add_argument("--monthly-creates", type=float, default=1e6)
     ap.add_argument("--monthly-gets", type=float, default=50e6)
     ap.add_argument("--monthly-searches", type=float, default=10e6)
@@ -100,15 +108,29 @@ def main():
     if not os.path.exists(args.bin):
         sys.exit(f"{args.bin} does not exist: cargo build --release -p adledger")
 
+    meter = None
+    endpoint = args.endpoint
+    if not args.no_meter:
+        endpoint, meter = dynamodb_meter.start(args.endpoint)
+
+    def books(base):
+        requests, read, write = health(base)
+        if meter is None:
+            return requests, read, write, read, write, {}
+        m_requests, m_read, m_write, tables = meter.totals()
+        # Per table, named without the run's prefix (journal, state, …).
+        tables = {t[len(prefix):] if t.startswith(prefix) else t: u for t, u in tables.items()}
+        return m_requests, m_read, m_write, read, write, tables
+
     prefix = f"cost-{int(time.time() * 1000)}-"
-    subprocess.run([args.bin, "aws", "init", "--dynamodb-endpoint", args.endpoint,
+    subprocess.run([args.bin, "aws", "init", "--dynamodb-endpoint", endpoint,
                     "--table-prefix", prefix], check=True, stdout=subprocess.DEVNULL)
     log = tempfile.NamedTemporaryFile(prefix="aws-cost-", suffix=".log", delete=False)
     # The search index (tantivy, beside the server) in a fresh directory of its own.
     data_dir = tempfile.mkdtemp(prefix="aws-cost-data-")
     server = subprocess.Popen(
         [args.bin, "serve", "--backend", "aws", "--auth", "none", "--listen", "127.0.0.1:0",
-         "--dynamodb-endpoint", args.endpoint, "--table-prefix", prefix,
+         "--dynamodb-endpoint", endpoint, "--table-prefix", prefix,
          "--data-dir", data_dir],
         stdout=subprocess.PIPE, stderr=log, text=True)
     try:
@@ -142,19 +164,25 @@ def main():
             hits.append(len(page["items"]))
 
         rows = []
-        before = health(base)
+        before = books(base)
         for name, n, work in [("creates", args.creates, create), ("gets", args.gets, get),
                               ("searches", args.searches, search)]:
             run_parallel(n, args.threads, work)
             if name == "creates":
                 # Let the projection finish its writes, so they count with the creates.
                 call(base, "GET", f"/publisher/{ids[-1][0]}/ad?limit=1")
-            after = health(base)
+            after = books(base)
             per = 1000.0 / n
             rows.append({"phase": name, "operations": n,
                          "requests_per_1000": (after[0] - before[0]) * per,
                          "read_units_per_1000": (after[1] - before[1]) * per,
-                         "write_units_per_1000": (after[2] - before[2]) * per})
+                         "write_units_per_1000": (after[2] - before[2]) * per,
+                         "reported_read_units_per_1000": (after[3] - before[3]) * per,
+                         "reported_write_units_per_1000": (after[4] - before[4]) * per,
+                         "by_table_per_1000": {
+                             t: {"read_units": (u[0] - before[5].get(t, (0, 0))[0]) * per,
+                                 "write_units": (u[1] - before[5].get(t, (0, 0))[1]) * per}
+                             for t, u in sorted(after[5].items())}})
             before = after
     finally:
         server.terminate()
@@ -170,17 +198,37 @@ def main():
         k = monthly[row["phase"]] / 1000.0
         usd += k * (row["write_units_per_1000"] * USD_PER_MILLION_WRITE_UNITS
                     + row["read_units_per_1000"] * USD_PER_MILLION_READ_UNITS) / 1e6
+    by_operation = {}
+    if meter is not None:
+        with meter.lock:
+            by_operation = {op: {"requests": r[0], "read_units": r[1], "write_units": r[2]}
+                            for op, r in sorted(meter.by_operation.items())}
+    unbilled = [op for op in by_operation if "not billed" in op]
+    if unbilled:
+        sys.exit(f"the meter could not bill some requests: {unbilled}")
     result = {"rows": rows, "workload": monthly, "monthly_usd": usd,
+              "units": "billed by DynamoDB's rules (dynamodb_meter.py)" if meter
+              else "as reported by the endpoint",
+              "by_operation": by_operation,
               "prices": {"date": PRICE_DATE, "region": "us-east-1",
                          "usd_per_million_write_units": USD_PER_MILLION_WRITE_UNITS,
                          "usd_per_million_read_units": USD_PER_MILLION_READ_UNITS}}
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"{'phase':<10}{'ops':>8}{'requests/1000':>16}{'RCU/1000':>12}{'WCU/1000':>12}")
+    print(f"units: {result['units']}; in brackets what the endpoint reported")
+    print(f"{'phase':<10}{'ops':>8}{'requests/1000':>16}{'RCU/1000':>20}{'WCU/1000':>20}")
     for r in rows:
+        rcu = f"{r['read_units_per_1000']:.1f} [{r['reported_read_units_per_1000']:.0f}]"
+        wcu = f"{r['write_units_per_1000']:.1f} [{r['reported_write_units_per_1000']:.0f}]"
         print(f"{r['phase']:<10}{r['operations']:>8}{r['requests_per_1000']:>16.1f}"
-              f"{r['read_units_per_1000']:>12.1f}{r['write_units_per_1000']:>12.1f}")
+              f"{rcu:>20}{wcu:>20}")
+        for t, u in r["by_table_per_1000"].items():
+            if u["read_units"] or u["write_units"]:
+                print(f"  {t + ' table':<32}{u['read_units']:>20.1f}{u['write_units']:>20.1f}")
+    for op, r in by_operation.items():
+        print(f"  {op:<22}{r['requests']:>8} requests{r['read_units']:>12.1f} RCU"
+              f"{r['write_units']:>12.1f} WCU")
     print(f"searches returned {sum(hits) / len(hits):.1f} hits on average")
     print(f"monthly: {monthly['creates']:,.0f} creates, {monthly['gets']:,.0f} gets, "
           f"{monthly['searches']:,.0f} searches -> ${usd:,.2f} in DynamoDB request units "
