@@ -6,9 +6,15 @@
 //! read model that rebuilds may throw away. Every write is a sled compare-and-swap on
 //! the bytes that were read (so the engine's [`check_replace`] rules hold without a lock)
 //! followed by a flush, so an acknowledged write survives kill -9.
+//!
+//! sled makes a write visible to readers before its flush has made it durable. A reader
+//! that saw a checkpoint during that flush, and then a kill -9, would see the checkpoint
+//! move backwards after the restart. So writes hold [`SledSubscriptionStore::durable`]
+//! exclusively from before their swap until their flush returns, and reads share it:
+//! a read waits out at most one flush, and never answers what a crash could take back.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use adledger_engine::subscription::{Subscription, SubscriptionStore, check_replace};
 use adledger_engine::{Error, Result};
@@ -24,6 +30,8 @@ use crate::sled_store::open_reopenable;
 pub struct SledSubscriptionStore {
     /// Closed after a failed write (a full disk) and reopened from disk (`reopen`).
     store: Arc<Reopenable<sled::Db>>,
+    /// Held by a write until its flush returns, shared by reads (see the module docs).
+    durable: Arc<RwLock<()>>,
 }
 
 impl std::fmt::Debug for SledSubscriptionStore {
@@ -57,20 +65,33 @@ impl SledSubscriptionStore {
         let store = open_reopenable("subscription store", path, |_| Ok(()))?;
         Ok(SledSubscriptionStore {
             store: Arc::new(store),
+            durable: Arc::new(RwLock::new(())),
         })
     }
 
     /// Runs `work` on the blocking pool. A sled error closes the database, which is
     /// opened again from disk: a write whose flush failed (a full disk) must not stay
     /// visible, and sled refuses every later write until it is reopened.
-    async fn run<T, F>(&self, work: F) -> Result<T>
+    async fn run<T, F>(&self, access: Access, work: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&sled::Db) -> Result<T, LocalError> + Send + 'static,
     {
         let store = self.store.clone();
+        let durable = self.durable.clone();
         blocking::run("sled", move || {
-            let result = store.read(work);
+            // The lock guards no data (the unit), so a panic that poisoned it left
+            // nothing inconsistent behind: go on with the guard.
+            let result = match access {
+                Access::Read => {
+                    let _shared = durable.read().unwrap_or_else(PoisonError::into_inner);
+                    store.read(work)
+                }
+                Access::Write => {
+                    let _exclusive = durable.write().unwrap_or_else(PoisonError::into_inner);
+                    store.read(work)
+                }
+            };
             if let Err(LocalError::Sled(_)) = &result {
                 store.close();
             }
@@ -78,6 +99,13 @@ impl SledSubscriptionStore {
         })
         .await
     }
+}
+
+/// Whether a store operation writes (and flushes) or only reads.
+#[derive(Clone, Copy)]
+enum Access {
+    Read,
+    Write,
 }
 
 /// Swaps `old` for `new` under `key` and flushes; `false` if someone else wrote first.
@@ -101,7 +129,7 @@ impl SubscriptionStore for SledSubscriptionStore {
     async fn create(&self, subscription: &Subscription) -> Result<bool> {
         let mut stored = subscription.clone();
         stored.revision = 0;
-        self.run(move |db| {
+        self.run(Access::Write, move |db| {
             let bytes = encode(&stored)?;
             swap(db, stored.name.as_bytes(), None, Some(bytes))
         })
@@ -110,15 +138,17 @@ impl SubscriptionStore for SledSubscriptionStore {
 
     async fn get(&self, name: &str) -> Result<Option<Subscription>> {
         let name = name.to_owned();
-        self.run(move |db| match db.get(name.as_bytes()).map_err(sled)? {
-            Some(bytes) => decode(name.as_bytes(), &bytes).map(Some),
-            None => Ok(None),
+        self.run(Access::Read, move |db| {
+            match db.get(name.as_bytes()).map_err(sled)? {
+                Some(bytes) => decode(name.as_bytes(), &bytes).map(Some),
+                None => Ok(None),
+            }
         })
         .await
     }
 
     async fn list(&self) -> Result<Vec<Subscription>> {
-        self.run(|db| {
+        self.run(Access::Read, |db| {
             db.iter()
                 .map(|entry| {
                     let (key, bytes) = entry.map_err(sled)?;
@@ -131,7 +161,7 @@ impl SubscriptionStore for SledSubscriptionStore {
 
     async fn replace(&self, new: &Subscription) -> Result<Subscription> {
         let new = new.clone();
-        self.run(move |db| {
+        self.run(Access::Write, move |db| {
             let key = new.name.as_bytes();
             let Some(old) = db.get(key).map_err(sled)? else {
                 return Ok(Err(Error::NotFound {
@@ -159,7 +189,7 @@ impl SubscriptionStore for SledSubscriptionStore {
 
     async fn delete(&self, name: &str) -> Result<bool> {
         let name = name.to_owned();
-        self.run(move |db| {
+        self.run(Access::Write, move |db| {
             let removed = db.remove(name.as_bytes()).map_err(sled)?.is_some();
             db.flush().map_err(sled)?;
             Ok(removed)
