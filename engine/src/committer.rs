@@ -92,6 +92,8 @@ pub(crate) struct Committer {
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
     max_batch: usize,
+    /// Most frame bytes per append (the journal's limit).
+    max_bytes: usize,
     tip: Option<Tip>,
     frontier: Frontier,
     heads: HeadCache<Head>,
@@ -128,6 +130,7 @@ impl Committer {
             clock,
             ids,
             max_batch: max_batch.min(journal.max_blocks_per_append()).max(1),
+            max_bytes: journal.max_bytes_per_append(),
             tip: None,
             frontier: Frontier::new(),
             heads: HeadCache::new(HEAD_CACHE_LIMIT, HEAD_CACHE_BYTES),
@@ -180,12 +183,18 @@ impl Committer {
     pub(crate) async fn run(mut self, mut requests: mpsc::Receiver<Request>) {
         let mut pending = Vec::with_capacity(self.max_batch);
         while requests.recv_many(&mut pending, self.max_batch).await > 0 {
-            let batch = std::mem::take(&mut pending);
-            self.commit(batch).await;
+            let mut batch = std::mem::take(&mut pending);
+            // A group whose blocks pass the journal's byte limit is committed in parts.
+            while !batch.is_empty() {
+                batch = self.commit(batch).await;
+            }
         }
     }
 
-    async fn commit(&mut self, requests: Vec<Request>) {
+    /// Commits `requests`, or the first of them if their blocks would pass the journal's
+    /// byte limit; returns the requests left for the next append.
+    async fn commit(&mut self, mut requests: Vec<Request>) -> Vec<Request> {
+        let mut rest = Vec::new();
         let mut attempt = 0;
         let outcome = loop {
             if self.stale
@@ -203,6 +212,14 @@ impl Committer {
             };
             if plan.batch.blocks.is_empty() {
                 break Ok(plan);
+            }
+            let bytes: usize = plan.batch.blocks.iter().map(|b| b.bytes.len()).sum();
+            if bytes > self.max_bytes && requests.len() > 1 {
+                // Nothing was written: plan the first half alone, the rest after it.
+                let mut tail = requests.split_off(requests.len() / 2);
+                tail.append(&mut rest);
+                rest = tail;
+                continue;
             }
             let started = std::time::Instant::now();
             let appended = self.journal.append(plan.batch.clone()).await;
@@ -269,6 +286,7 @@ impl Committer {
                 }
             }
         }
+        rest
     }
 
     /// Reads an ad's head (and data) from the journal, caching it.

@@ -66,6 +66,7 @@
 //! otherwise.
 
 mod attributes;
+mod batch_write;
 pub mod capacity;
 pub mod client;
 mod error;
@@ -85,7 +86,9 @@ use adledger_engine::{Result, SearchIndex};
 pub use self::opensearch::{OpenSearchAuth, OpenSearchIndex, OpenSearchSettings};
 pub use aws_sdk_dynamodb;
 pub use client::{DynamoSettings, connect, connect_static};
-pub use journal::{BLOCK_BYTES_ATTRIBUTE, DynamoJournal, MAX_BLOCKS_PER_APPEND, block_item_key};
+pub use journal::{
+    DynamoJournal, MAX_BLOCKS_PER_APPEND, MAX_BYTES_PER_APPEND, PAGE_BLOCKS_ATTRIBUTE, locate_block,
+};
 pub use lease::DynamoLease;
 pub use search::SearchSettings;
 pub use state::DynamoStateStore;
