@@ -147,7 +147,12 @@ async fn one_transaction_carries_300_blocks() {
 /// Deletes the ad index items of blocks from `from` on and moves the tip's index mark
 /// back: the table as a crash between an append's transaction and its index writes
 /// leaves it.
-async fn lose_index_from(client: &aws_sdk_dynamodb::Client, table: &str, from: u64) {
+async fn lose_index_from(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    from: u64,
+    expected_lost: usize,
+) {
     let items = client
         .scan()
         .table_name(table)
@@ -184,7 +189,7 @@ async fn lose_index_from(client: &aws_sdk_dynamodb::Client, table: &str, from: u
             .expect("delete");
         lost += 1;
     }
-    assert_eq!(lost, 3, "two revisions and one idempotency record");
+    assert_eq!(lost, expected_lost, "index items of the lost blocks");
     client
         .update_item()
         .table_name(table)
@@ -208,22 +213,15 @@ async fn a_crash_before_the_ad_index_is_written_loses_nothing() {
     let mut chain = ChainBuilder::new();
     let first = keyed_creates(&mut chain, 0, 2);
     j.append(first).await.expect("first");
-    let (mut second, _) = chain
+    let (second, _) = chain
         .batch(vec![
             (key(0), Some(sample_ad(&key(0), "changed"))),
             (key(2), Some(sample_ad(&key(2), "new"))),
         ])
         .expect("batch");
-    second.idempotency.push(IdempotencyRecord {
-        publisher_id: "p".into(),
-        key: "key-2".into(),
-        request_hash: Hash([3; 32]),
-        ad_id: ad_id(2),
-        sequence: 3,
-    });
     j.append(second).await.expect("second");
     let client = support::client(&endpoint);
-    lose_index_from(&client, &names.journal, 2).await;
+    lose_index_from(&client, &names.journal, 2, 2).await;
 
     // The right next append, and the same one planned by a writer that believes ad 0
     // is still at version 0 (the index it would read says so).
@@ -259,13 +257,81 @@ async fn a_crash_before_the_ad_index_is_written_loses_nothing() {
     assert_eq!(reader.ad_revisions(&key(0)).await.expect("refs").len(), 2);
     let created = reader.ad_head(&key(2)).await.expect("head").expect("ad 2");
     assert_eq!((created.version, created.sequence), (0, 3));
-    let record = reader.idempotency("p", "key-2").await.expect("idem");
-    assert_eq!(record.map(|r| r.ad_id), Some(ad_id(2)));
 
     // A batch expecting the real head commits.
     reader.append(next).await.expect("expects version 1");
     let head = writer.ad_head(&key(0)).await.expect("head").expect("ad 0");
     assert_eq!((head.version, head.sequence), (2, 4));
+}
+
+/// The crash window through the engine: keyed creates and an update committed, their ad
+/// index lost; a ledger opened afterwards answers a retried create from the recovered
+/// idempotency record (same ad, nothing new appended) and refuses a stale `If-Match`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_before_the_ad_index_is_written_keeps_idempotency() {
+    let endpoint = support::endpoint();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let client = support::client(&endpoint);
+    let names = support::fresh_tables(&client).await.expect("tables");
+    // Each process has its own search index directory.
+    let (endpoint, names, dir) = (&endpoint, &names, &dir);
+    let open = |process: &'static str| async move {
+        let aws = adledger_aws::AwsBackend::open(
+            support::client(endpoint),
+            names,
+            &adledger_aws::SearchSettings::Tantivy {
+                dir: dir.path().join(process),
+            },
+        )
+        .await
+        .expect("aws backend");
+        let stores = adledger_engine::testkit::Stores {
+            journal: aws.journal,
+            state: aws.state,
+            search: aws.search,
+        };
+        stores.ledger(7).await.expect("ledger")
+    };
+    let create = |key: &str| Command::CreateAd {
+        publisher_id: "acme".into(),
+        draft: adledger_engine::testkit::draft("Bike", Some("10.00"), "misc", &[]),
+        idempotency_key: Some(key.into()),
+    };
+    let ledger = open("before").await;
+    let first = ledger.execute(create("k-1")).await.expect("create");
+    let ad = first.ad.expect("ad").key();
+    let second = ledger.execute(create("k-2")).await.expect("create");
+    assert_eq!(second.sequence, 1);
+    let update = Command::UpdateAd {
+        key: ad.clone(),
+        patch: AdPatch {
+            ad_title: Some("Red bike".into()),
+            ..AdPatch::default()
+        },
+        expected_version: Some(0),
+    };
+    assert_eq!(ledger.execute(update).await.expect("update").version, 1);
+    ledger.shutdown().await;
+    // Blocks 1 (create k-2: its revision and record) and 2 (the update) lose their index.
+    lose_index_from(&client, &names.journal, 1, 3).await;
+
+    let ledger = open("after").await;
+    let retried = ledger.execute(create("k-2")).await.expect("retried create");
+    assert!(retried.replayed, "{retried:?}");
+    assert_eq!(retried.sequence, 1);
+    let stale = Command::UpdateAd {
+        key: ad.clone(),
+        patch: AdPatch {
+            ad_title: Some("Blue bike".into()),
+            ..AdPatch::default()
+        },
+        expected_version: Some(0),
+    };
+    let err = ledger.execute(stale).await.expect_err("stale If-Match");
+    assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
+    let digest = ledger.digest().await.expect("digest").expect("some");
+    assert_eq!(digest.sequence, 2, "nothing new appended");
+    ledger.shutdown().await;
 }
 
 /// A journal written in format 1 (one item per block) is refused with the way out.
