@@ -93,6 +93,9 @@ pub struct DynamoJournal {
     /// One past the highest sequence through which the ad index is known complete (0:
     /// nothing known). Only grows.
     indexed: Arc<AtomicU64>,
+    /// The index write of the last append, still running: the append was acknowledged
+    /// once its transaction committed, and whoever needs the index next waits for it.
+    pending: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl std::fmt::Debug for DynamoJournal {
@@ -141,6 +144,7 @@ impl DynamoJournal {
             client,
             table: table.to_string(),
             indexed: Arc::new(AtomicU64::new(0)),
+            pending: Arc::new(tokio::sync::Mutex::new(None)),
         }
     }
 
@@ -220,6 +224,7 @@ impl DynamoJournal {
     /// or through the tip as read now (`None`: a reader). Returns whether anything had
     /// to be written.
     async fn complete_index(&self, through: Option<u64>) -> Result<bool, AwsError> {
+        self.await_pending_index().await;
         if through.is_some_and(|t| self.index_covers(t)) {
             return Ok(false);
         }
@@ -301,21 +306,37 @@ impl DynamoJournal {
         if let Err(e) = result {
             return Err(transaction::refusal(&self.table, &planned.roles, e));
         }
-        // Committed. The index follows; if writing it fails, the next reader or writer
-        // completes it from the pages, so the append still succeeded.
+        // Committed: the append is acknowledged now. The index follows in the background
+        // (whoever needs it next waits for it); if writing it fails, the next reader or
+        // writer completes it from the pages.
         let Some(last) = batch.blocks.last().map(|b| b.sequence) else {
             return Ok(());
         };
-        match index::write(&self.client, &self.table, index::from_batch(batch)).await {
-            Ok(()) => {
-                self.note_indexed(last);
-                self.publish_indexed(last).await;
+        let items = index::from_batch(batch);
+        let journal = self.clone();
+        let task = tokio::spawn(async move {
+            match index::write(&journal.client, &journal.table, items).await {
+                Ok(()) => {
+                    journal.note_indexed(last);
+                    journal.publish_indexed(last).await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, last, "ad index not written after a commit; it will be completed from the pages");
+                }
             }
-            Err(error) => {
-                tracing::warn!(%error, last, "ad index not written after a commit; it will be completed from the pages");
-            }
-        }
+        });
+        *self.pending.lock().await = Some(task);
         Ok(())
+    }
+
+    /// Waits for the index write of the last append, if it is still running.
+    async fn await_pending_index(&self) {
+        let mut pending = self.pending.lock().await;
+        if let Some(task) = pending.take()
+            && let Err(error) = task.await
+        {
+            tracing::warn!(%error, "the ad index write of the last append did not finish");
+        }
     }
 
     /// `Conflict` unless every head update's expected version, and the absence of every
@@ -641,7 +662,9 @@ impl DynamoJournal {
         key: &str,
     ) -> Result<Option<IdempotencyRecord>, AwsError> {
         // A stored record never changes, so one found needs no completion; a missing one
-        // may only be missing from an incomplete index.
+        // may only be missing from an incomplete index (this process's last append's
+        // index write may still be running: wait for it first).
+        self.await_pending_index().await;
         let mut item = self.idempotency_item(publisher_id, key).await?;
         if item.is_none() && self.complete_index(None).await? {
             item = self.idempotency_item(publisher_id, key).await?;

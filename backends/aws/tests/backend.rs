@@ -220,6 +220,8 @@ async fn a_crash_before_the_ad_index_is_written_loses_nothing() {
         ])
         .expect("batch");
     j.append(second).await.expect("second");
+    // The index is written after the append returns; a read waits for it.
+    assert!(j.ad_head(&key(2)).await.expect("head").is_some());
     let client = support::client(&endpoint);
     lose_index_from(&client, &names.journal, 2, 2).await;
 
@@ -285,19 +287,20 @@ async fn a_crash_before_the_ad_index_is_written_keeps_idempotency() {
         )
         .await
         .expect("aws backend");
+        let journal = aws.journal.clone();
         let stores = adledger_engine::testkit::Stores {
             journal: aws.journal,
             state: aws.state,
             search: aws.search,
         };
-        stores.ledger(7).await.expect("ledger")
+        (stores.ledger(7).await.expect("ledger"), journal)
     };
     let create = |key: &str| Command::CreateAd {
         publisher_id: "acme".into(),
         draft: adledger_engine::testkit::draft("Bike", Some("10.00"), "misc", &[]),
         idempotency_key: Some(key.into()),
     };
-    let ledger = open("before").await;
+    let (ledger, journal) = open("before").await;
     let first = ledger.execute(create("k-1")).await.expect("create");
     let ad = first.ad.expect("ad").key();
     let second = ledger.execute(create("k-2")).await.expect("create");
@@ -312,10 +315,12 @@ async fn a_crash_before_the_ad_index_is_written_keeps_idempotency() {
     };
     assert_eq!(ledger.execute(update).await.expect("update").version, 1);
     ledger.shutdown().await;
+    // The index is written after each append returns; a read waits for it.
+    assert!(journal.ad_head(&ad).await.expect("head").is_some());
     // Blocks 1 (create k-2: its revision and record) and 2 (the update) lose their index.
     lose_index_from(&client, &names.journal, 1, 3).await;
 
-    let ledger = open("after").await;
+    let (ledger, _) = open("after").await;
     let retried = ledger.execute(create("k-2")).await.expect("retried create");
     assert!(retried.replayed, "{retried:?}");
     assert_eq!(retried.sequence, 1);
