@@ -13,6 +13,9 @@ use super::keys::{self, PK, SK};
 use crate::attributes::{Item, b, get_u64, n, s};
 use crate::error::{AwsError, corrupt};
 
+/// A Merkle node's `(level, index)`.
+pub(super) type NodeId = (u8, u64);
+
 /// The blocks of each page, as ranges of `blocks` (which must be contiguous): a page is
 /// closed before a block that would take it past `target` bytes of frames, and before
 /// every block whose sequence starts a partition.
@@ -106,7 +109,7 @@ impl StoredPage {
     }
 
     /// The Merkle nodes stored in the page.
-    pub(super) fn merkle_nodes(&self) -> Result<Vec<((u8, u64), Hash)>, AwsError> {
+    pub(super) fn merkle_nodes(&self) -> Result<Vec<(NodeId, Hash)>, AwsError> {
         let Some(AttributeValue::M(map)) = self.item.get(keys::PAGE_MERKLE) else {
             return Ok(Vec::new());
         };
