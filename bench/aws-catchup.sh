@@ -9,6 +9,7 @@
 #   scripts/dynamodb-local.sh bench/aws-catchup.sh
 #
 # Environment: CREATES (default 3000), GETS (default CREATES), SEARCHES (default 300),
+# CLIENTS (the bench's concurrent clients; default the bench's 64),
 # BIN (the directory holding adledger and adledger-bench; default target/release),
 # DELAY_MS (default 0: when set, every DynamoDB request and response goes through
 # bench/latency-proxy.py, which delays each by DELAY_MS, e.g. 4 for a region's round trip).
@@ -27,7 +28,7 @@ BIN="${BIN:-$PWD/target/release}"
 B="$BIN/adledger"
 BENCH="$BIN/adledger-bench"
 CREATES="${CREATES:-3000}"
-PARAMS=(--creates "$CREATES" --gets "${GETS:-$CREATES}" --searches "${SEARCHES:-300}")
+PARAMS=(--creates "$CREATES" --gets "${GETS:-$CREATES}" --searches "${SEARCHES:-300}" ${CLIENTS:+--clients "$CLIENTS"})
 work=$(mktemp -d /tmp/adledger-catchup.XXXXXX)
 # aws_server STEM: a server binary for the bench that runs the AWS backend on fresh tables.
 source bench/aws-server.sh

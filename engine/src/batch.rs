@@ -70,7 +70,7 @@ pub(crate) fn add_revision(
 /// The idempotency record a block's header implies: a block whose header carries an
 /// idempotency key commits the create that carried it, which is its one version-0
 /// revision.
-pub(crate) fn idempotency_record(block: &Block) -> Option<IdempotencyRecord> {
+pub fn idempotency_record(block: &Block) -> Option<IdempotencyRecord> {
     let tag = block.header.idempotency.as_ref()?;
     let created = block.revisions.iter().find(|r| r.version() == 0)?;
     Some(IdempotencyRecord {

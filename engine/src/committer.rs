@@ -92,6 +92,8 @@ pub(crate) struct Committer {
     clock: Arc<dyn Clock>,
     ids: Arc<dyn IdGenerator>,
     max_batch: usize,
+    /// Most frame bytes per append (the journal's limit).
+    max_bytes: usize,
     tip: Option<Tip>,
     frontier: Frontier,
     heads: HeadCache<Head>,
@@ -128,6 +130,7 @@ impl Committer {
             clock,
             ids,
             max_batch: max_batch.min(journal.max_blocks_per_append()).max(1),
+            max_bytes: journal.max_bytes_per_append(),
             tip: None,
             frontier: Frontier::new(),
             heads: HeadCache::new(HEAD_CACHE_LIMIT, HEAD_CACHE_BYTES),
@@ -180,12 +183,18 @@ impl Committer {
     pub(crate) async fn run(mut self, mut requests: mpsc::Receiver<Request>) {
         let mut pending = Vec::with_capacity(self.max_batch);
         while requests.recv_many(&mut pending, self.max_batch).await > 0 {
-            let batch = std::mem::take(&mut pending);
-            self.commit(batch).await;
+            let mut batch = std::mem::take(&mut pending);
+            // A group whose blocks pass the journal's byte limit is committed in parts.
+            while !batch.is_empty() {
+                batch = self.commit(batch).await;
+            }
         }
     }
 
-    async fn commit(&mut self, requests: Vec<Request>) {
+    /// Commits `requests`, or the first of them if their blocks would pass the journal's
+    /// byte limit; returns the requests left for the next append.
+    async fn commit(&mut self, mut requests: Vec<Request>) -> Vec<Request> {
+        let mut rest = Vec::new();
         let mut attempt = 0;
         let outcome = loop {
             if self.stale
@@ -203,6 +212,14 @@ impl Committer {
             };
             if plan.batch.blocks.is_empty() {
                 break Ok(plan);
+            }
+            let bytes: usize = plan.batch.blocks.iter().map(|b| b.bytes.len()).sum();
+            if bytes > self.max_bytes && requests.len() > 1 {
+                // Nothing was written: plan the first half alone, the rest after it.
+                let mut tail = requests.split_off(requests.len() / 2);
+                tail.append(&mut rest);
+                rest = tail;
+                continue;
             }
             let started = std::time::Instant::now();
             let appended = self.journal.append(plan.batch.clone()).await;
@@ -269,6 +286,7 @@ impl Committer {
                 }
             }
         }
+        rest
     }
 
     /// Reads an ad's head (and data) from the journal, caching it.
@@ -618,5 +636,116 @@ impl Committer {
             sequence,
             replayed: false,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::ledger::{Ledger, LedgerOptions};
+    use crate::memory::MemoryBackend;
+    use crate::ports::{AdHead, IdempotencyRecord, RevisionRef};
+    use crate::testkit::draft;
+
+    /// A journal that takes at most `max_bytes` of frames per append (as DynamoDB's
+    /// transaction size limits the AWS backend), recording each append's frame bytes.
+    #[derive(Debug)]
+    struct Limited {
+        inner: Arc<dyn Journal>,
+        max_bytes: usize,
+        appends: Mutex<Vec<(usize, usize)>>,
+    }
+
+    #[async_trait]
+    impl Journal for Limited {
+        async fn append(&self, batch: AppendBatch) -> Result<()> {
+            let bytes = batch.blocks.iter().map(|b| b.bytes.len()).sum();
+            if batch.blocks.len() > 1 && bytes > self.max_bytes {
+                return Err(Error::TooLarge(format!("{bytes} bytes")));
+            }
+            self.appends
+                .lock()
+                .expect("lock")
+                .push((batch.blocks.len(), bytes));
+            // A round trip, so concurrent commands pile up into one group.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.inner.append(batch).await
+        }
+        async fn last_sequence(&self) -> Result<Option<u64>> {
+            self.inner.last_sequence().await
+        }
+        async fn read_blocks(&self, from: u64, max: usize) -> Result<Vec<EncodedBlock>> {
+            self.inner.read_blocks(from, max).await
+        }
+        async fn ad_head(&self, key: &AdKey) -> Result<Option<AdHead>> {
+            self.inner.ad_head(key).await
+        }
+        async fn ad_revisions(&self, key: &AdKey) -> Result<Vec<RevisionRef>> {
+            self.inner.ad_revisions(key).await
+        }
+        async fn idempotency(&self, p: &str, k: &str) -> Result<Option<IdempotencyRecord>> {
+            self.inner.idempotency(p, k).await
+        }
+        async fn merkle_nodes(&self, ids: &[(u8, u64)]) -> Result<Vec<Option<Hash>>> {
+            self.inner.merkle_nodes(ids).await
+        }
+        fn max_blocks_per_append(&self) -> usize {
+            1000
+        }
+        fn max_bytes_per_append(&self) -> usize {
+            self.max_bytes
+        }
+    }
+
+    /// A group of large creates that would pass the journal's byte limit is committed in
+    /// several appends, each within the limit, and every create succeeds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_over_the_byte_limit_is_split() {
+        let backend = MemoryBackend::new();
+        let journal = Arc::new(Limited {
+            inner: backend.journal.clone(),
+            max_bytes: 20_000,
+            appends: Mutex::new(Vec::new()),
+        });
+        let mut ports = backend.ports();
+        ports.journal = journal.clone();
+        let ledger = Arc::new(
+            Ledger::open(ports, LedgerOptions::default())
+                .await
+                .expect("open"),
+        );
+        let description = "x".repeat(3_000);
+        let creates = (0..40).map(|i| {
+            let ledger = ledger.clone();
+            let mut ad = draft(&format!("ad {i}"), Some("1"), "misc", &[]);
+            ad.ad_description = description.clone();
+            async move {
+                ledger
+                    .execute(Command::CreateAd {
+                        publisher_id: "acme".into(),
+                        draft: ad,
+                        idempotency_key: None,
+                    })
+                    .await
+            }
+        });
+        for outcome in futures::future::join_all(creates).await {
+            outcome.expect("every create commits");
+        }
+        let appends = journal.appends.lock().expect("lock").clone();
+        assert_eq!(appends.iter().map(|(n, _)| n).sum::<usize>(), 40);
+        assert!(
+            appends.iter().all(|(_, bytes)| *bytes <= 20_000),
+            "{appends:?}"
+        );
+        assert!(
+            appends.iter().any(|(n, _)| *n > 1),
+            "still grouped: {appends:?}"
+        );
+        ledger.shutdown().await;
     }
 }

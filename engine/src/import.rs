@@ -708,6 +708,7 @@ pub async fn import(
             .batch_blocks
             .min(journal.max_blocks_per_append())
             .max(1),
+        batch_bytes: options.batch_bytes.min(journal.max_bytes_per_append()),
         ..options.clone()
     };
 

@@ -85,6 +85,7 @@ pub mod testkit;
 
 pub use actor::Actor;
 pub use ad::{Ad, AdDraft, AdKey, AdPatch};
+pub use batch::idempotency_record;
 pub use command::{Command, Outcome};
 pub use digest::Digest;
 pub use error::{Error, Result, VersionExpectation};

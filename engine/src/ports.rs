@@ -166,6 +166,17 @@ pub trait Journal: Send + Sync + Debug + 'static {
     /// puts more commands into one group commit, so a batch never has to be split, which
     /// would make part of it durable while its callers were told it failed.
     fn max_blocks_per_append(&self) -> usize;
+
+    /// The most bytes of block frames one [`append`](Journal::append) can take atomically
+    /// (a DynamoDB transaction holds at most 4 MB). The committer splits a group commit
+    /// whose blocks would pass it, so a batch of large ads is committed in several appends
+    /// instead of being refused whole. A batch of one block is never split: a block too
+    /// large for the backend is refused by `append` itself.
+    ///
+    /// The default has no limit (sled, memory).
+    fn max_bytes_per_append(&self) -> usize {
+        usize::MAX
+    }
 }
 
 /// An ad as the state store holds it: its latest known revision.

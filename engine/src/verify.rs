@@ -528,6 +528,9 @@ mod tests {
         fn max_blocks_per_append(&self) -> usize {
             self.inner.max_blocks_per_append()
         }
+        fn max_bytes_per_append(&self) -> usize {
+            self.inner.max_bytes_per_append()
+        }
     }
 
     const ADS_PER_BLOCK: u64 = 3;

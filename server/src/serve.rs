@@ -95,6 +95,10 @@ fn init_logging() {
         .try_init();
 }
 
+/// Most commands in one group commit on the AWS backend (the journal still caps it at
+/// its own limits).
+const AWS_MAX_BATCH: usize = 1024;
+
 /// Serves `config` until a shutdown signal, then drains and stops the ledger.
 pub async fn run(config: Config) -> Result<(), ServeError> {
     // Before the storage is opened: a configuration that must not start touches nothing.
@@ -108,6 +112,15 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let options = LedgerOptions {
         // Only a journal shared with other processes (AWS) is polled.
         journal_poll: std::time::Duration::from_millis(config.journal_poll_ms),
+        // DynamoDB's page journal takes up to 1,000 blocks (2 MB) per transaction: a
+        // larger group commit pays one round trip for more creates. The local backend
+        // keeps the default.
+        max_batch: match config.backend {
+            crate::config::BackendKind::Aws => AWS_MAX_BATCH,
+            crate::config::BackendKind::Local | crate::config::BackendKind::Memory => {
+                LedgerOptions::default().max_batch
+            }
+        },
         ..LedgerOptions::default()
     };
     let ledger = Ledger::open(ports, options)

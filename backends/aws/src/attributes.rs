@@ -97,30 +97,6 @@ pub(crate) fn get_bool(
     }
 }
 
-/// A list of numbers as `u64`s.
-pub(crate) fn get_u64_list(
-    item: &Item,
-    name: &str,
-    what: &dyn Fn() -> String,
-) -> Result<Vec<u64>, AwsError> {
-    match item.get(name) {
-        Some(AttributeValue::L(values)) => values
-            .iter()
-            .map(|v| match v {
-                AttributeValue::N(text) => text
-                    .parse()
-                    .map_err(|_| corrupt(format!("{}: {name} holds {text:?}, not a u64", what()))),
-                _ => Err(corrupt(format!("{}: {name} holds a non-number", what()))),
-            })
-            .collect(),
-        Some(_) => Err(corrupt(format!(
-            "{}: attribute {name} is not a list",
-            what()
-        ))),
-        None => Err(corrupt(format!("{}: attribute {name} is missing", what()))),
-    }
-}
-
 /// An upper bound of an item's size as DynamoDB counts it (names plus values), for
 /// refusing writes that cannot fit before sending them.
 pub(crate) fn item_size(item: &Item) -> usize {

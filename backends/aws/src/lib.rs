@@ -11,9 +11,9 @@
 //! A ledger is three tables named by a prefix (`adledger-` by default):
 //!
 //! ```text
-//! <prefix>journal        pk (S) + sk (N): tip, blocks with their Merkle nodes, ad heads
-//!                        with revision refs, idempotency records (format in
-//!                        `journal/keys.rs`), leases
+//! <prefix>journal        pk (S) + sk (N): tip, pages of blocks with their Merkle
+//!                        nodes, the derived ad index (revision items, idempotency
+//!                        records; format 2 in `journal/keys.rs`), leases
 //! <prefix>state          publisherId (S) + adId (S): each ad's latest state, and the
 //!                        projection checkpoint
 //! <prefix>subscriptions  pk (S) + name (S): durable subscriptions and their checkpoints
@@ -22,11 +22,15 @@
 //! and, with `search = "opensearch"`, the OpenSearch index `<prefix>ads` (explicit
 //! mapping in `opensearch/mapping.rs`; documents written with `version_type=external`).
 //!
-//! An append is one `TransactWriteItems` conditioned on the tip and on each ad's head
-//! (`journal/transaction.rs`): a lost race or a stale expected version writes nothing and
-//! is the engine's `Conflict`; a batch that cannot fit in one transaction (100 actions,
-//! 4 MB) or one item (400 KB) is `TooLarge` before anything is sent. The engine caps its
-//! group commits at [`MAX_BLOCKS_PER_APPEND`] blocks so every batch fits.
+//! An append is one `TransactWriteItems` of the tip and a few page items, conditioned on
+//! the tip (`journal/transaction.rs`); each ad's expected head is checked by the appender
+//! against the ad index as of that tip just before. A lost race or a stale expected
+//! version writes nothing and is the engine's `Conflict`; a batch that cannot fit in one
+//! transaction (100 actions, 4 MB) or one item (400 KB) is `TooLarge` before anything is
+//! sent. The engine caps its group commits at [`MAX_BLOCKS_PER_APPEND`] blocks and
+//! [`MAX_BYTES_PER_APPEND`] bytes of frames so every batch fits: at ~1 KB per block, one
+//! transaction carries hundreds of blocks. The ad index is written after the transaction
+//! and completed from the pages by whoever needs it after a crash.
 //!
 //! Code:
 //!
@@ -66,6 +70,7 @@
 //! otherwise.
 
 mod attributes;
+mod batch_write;
 pub mod capacity;
 pub mod client;
 mod error;
@@ -85,7 +90,9 @@ use adledger_engine::{Result, SearchIndex};
 pub use self::opensearch::{OpenSearchAuth, OpenSearchIndex, OpenSearchSettings};
 pub use aws_sdk_dynamodb;
 pub use client::{DynamoSettings, connect, connect_static};
-pub use journal::{BLOCK_BYTES_ATTRIBUTE, DynamoJournal, MAX_BLOCKS_PER_APPEND, block_item_key};
+pub use journal::{
+    DynamoJournal, MAX_BLOCKS_PER_APPEND, MAX_BYTES_PER_APPEND, PAGE_BLOCKS_ATTRIBUTE, locate_block,
+};
 pub use lease::DynamoLease;
 pub use search::SearchSettings;
 pub use state::DynamoStateStore;

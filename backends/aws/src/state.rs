@@ -81,7 +81,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use adledger_engine::ports::{AdState, StateStore};
 use adledger_engine::{Ad, AdKey, EventKind, Result, Revision};
@@ -95,6 +94,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use futures::StreamExt;
 
 use crate::attributes::{Item, get_bool, get_str, get_u64, n, s};
+use crate::batch_write::{self, BATCH_WRITE_ITEMS, UNPROCESSED_RETRIES, backoff, exhausted};
 use crate::error::{AwsError, corrupt, request};
 use crate::tables::{self, TableSpec};
 
@@ -116,8 +116,6 @@ const LIVE_INDEX_LAYOUT: &str = "live-index";
 
 /// Write requests (transactions or batches) in flight at once.
 const WRITE_CONCURRENCY: usize = 8;
-/// Items per BatchWriteItem (DynamoDB's limit).
-const BATCH_WRITE_ITEMS: usize = 25;
 /// Keys per BatchGetItem (DynamoDB's limit).
 const BATCH_GET_KEYS: usize = 100;
 /// Actions per TransactWriteItems (DynamoDB's limit).
@@ -125,35 +123,6 @@ const TRANSACT_ITEMS: usize = 100;
 /// Bytes of items per TransactWriteItems, below DynamoDB's 4 MB so attribute names and
 /// the request's framing fit too.
 const TRANSACT_BYTES: usize = 3 << 20;
-/// Rounds of retrying items DynamoDB left unprocessed (or a cancelled transaction)
-/// before giving up.
-const UNPROCESSED_RETRIES: u32 = 10;
-/// The first backoff before a retry; each round doubles it (up to 64×), plus jitter.
-const BACKOFF_FIRST: Duration = Duration::from_millis(20);
-
-/// The pause before retry `round` (1-based): exponential, with up to as much again of
-/// random jitter so retries of several batches do not arrive together.
-fn backoff(round: u32) -> Duration {
-    use std::hash::{BuildHasher, Hasher};
-    let base = BACKOFF_FIRST * (1u32 << round.saturating_sub(1).min(6));
-    // Each RandomState is seeded afresh from the OS's randomness per thread, enough for
-    // jitter.
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    let millis = u64::try_from(base.as_millis()).unwrap_or(u64::MAX);
-    base + Duration::from_millis(random % millis.max(1))
-}
-
-/// The error for items still unprocessed after every retry.
-fn exhausted(operation: &'static str, table: &str) -> AwsError {
-    AwsError::Request {
-        operation,
-        table: table.to_string(),
-        message: "items still unprocessed after retries (throttled)".into(),
-        source: "unprocessed items".into(),
-    }
-}
 
 /// A rough size of an item as DynamoDB counts it (names plus values), to keep a
 /// transaction under its size limit.
@@ -840,50 +809,13 @@ impl DynamoStateStore {
     /// Write requests (distinct keys), [`BATCH_WRITE_ITEMS`] per `BatchWriteItem`,
     /// [`WRITE_CONCURRENCY`] requests in flight; returns once all are durable.
     async fn batch_write_all(&self, requests: Vec<WriteRequest>) -> Result<(), AwsError> {
-        let mut chunks = Vec::new();
-        let mut requests = requests.into_iter().peekable();
-        while requests.peek().is_some() {
-            chunks.push(
-                requests
-                    .by_ref()
-                    .take(BATCH_WRITE_ITEMS)
-                    .collect::<Vec<_>>(),
-            );
-        }
-        let mut results = futures::stream::iter(chunks)
-            .map(|chunk| self.batch_write(chunk))
-            .buffer_unordered(WRITE_CONCURRENCY);
-        while let Some(result) = results.next().await {
-            result?;
-        }
-        Ok(())
+        batch_write::write_all(&self.client, &self.table, requests, WRITE_CONCURRENCY).await
     }
 
-    /// One `BatchWriteItem` (at most [`BATCH_WRITE_ITEMS`] requests), sending what
-    /// DynamoDB leaves unprocessed again with exponential backoff and jitter.
-    async fn batch_write(&self, mut requests: Vec<WriteRequest>) -> Result<(), AwsError> {
-        let mut round = 0;
-        while !requests.is_empty() {
-            let output = self
-                .client
-                .batch_write_item()
-                .request_items(&self.table, requests)
-                .send()
-                .await
-                .map_err(|e| request("BatchWriteItem", &self.table, e))?;
-            requests = output
-                .unprocessed_items
-                .and_then(|mut u| u.remove(&self.table))
-                .unwrap_or_default();
-            if !requests.is_empty() {
-                round += 1;
-                if round > UNPROCESSED_RETRIES {
-                    return Err(exhausted("BatchWriteItem", &self.table));
-                }
-                tokio::time::sleep(backoff(round)).await;
-            }
-        }
-        Ok(())
+    /// One `BatchWriteItem` (at most [`BATCH_WRITE_ITEMS`] requests), retrying what is
+    /// left unprocessed.
+    async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<(), AwsError> {
+        batch_write::write(&self.client, &self.table, requests).await
     }
 
     /// The stored state of each key (in the order given; `None` where never seen), read

@@ -20,8 +20,8 @@ const ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
 /// `<prefix>subscriptions`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableNames {
-    /// The journal: blocks, tip, ad heads and revision refs, idempotency records, Merkle
-    /// nodes.
+    /// The journal: tip, pages of blocks with their Merkle nodes, and the ad index
+    /// (revision items, idempotency records).
     pub journal: String,
     /// The state read model.
     pub state: String,

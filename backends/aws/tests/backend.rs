@@ -1,16 +1,24 @@
 //! The AWS backend's own tests, against a real DynamoDB server. The behaviour every
 //! backend shares is checked by the engine's conformance suite (`conformance.rs`); these
-//! cover what is specific to DynamoDB: transaction limits, item sizes, revision chunks,
-//! two writers on one table, missing tables, and table creation.
+//! cover what is specific to DynamoDB: transaction limits, item sizes, pages, the derived
+//! ad index after a crash, two writers on one table, missing tables, and table creation.
 
 #[path = "support/mod.rs"]
 mod support;
 
 use adledger_aws::tables::{self, Created, TableSpec};
-use adledger_aws::{DynamoJournal, MAX_BLOCKS_PER_APPEND, TableNames};
+use std::sync::{Arc, Mutex};
+
+use adledger_aws::aws_sdk_dynamodb;
+use adledger_aws::aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
+use adledger_aws::aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use adledger_aws::aws_sdk_dynamodb::error::BoxError;
+use adledger_aws::aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput;
+use adledger_aws::aws_sdk_dynamodb::types::AttributeValue;
+use adledger_aws::{DynamoJournal, MAX_BLOCKS_PER_APPEND, MAX_BYTES_PER_APPEND, TableNames};
 use adledger_engine::ports::{IdempotencyRecord, Journal};
 use adledger_engine::testkit::{ChainBuilder, ad_id, all_blocks, sample_ad};
-use adledger_engine::{AdKey, AdPatch, Command, Error, Hash, Ledger};
+use adledger_engine::{AdKey, AdPatch, Command, Error, Hash, Ledger, VersionExpectation};
 
 async fn journal(endpoint: &str) -> (DynamoJournal, TableNames) {
     let client = support::client(endpoint);
@@ -25,14 +33,19 @@ fn key(n: u32) -> AdKey {
     AdKey::new("p", ad_id(n))
 }
 
-/// Creates of `count` new ads, each with an idempotency key: three actions per block.
+/// Creates of `count` new ads of about 1 KB each (the bench's size), each with an
+/// idempotency key.
 fn keyed_creates(
     chain: &mut ChainBuilder,
     first: u32,
     count: u32,
 ) -> adledger_engine::ports::AppendBatch {
     let changes = (first..first + count)
-        .map(|n| (key(n), Some(sample_ad(&key(n), &format!("ad {n}")))))
+        .map(|n| {
+            let mut ad = sample_ad(&key(n), &format!("ad {n}"));
+            ad.ad_description = "a bicycle in good condition, ".repeat(24);
+            (key(n), Some(ad))
+        })
         .collect();
     let (mut batch, _) = chain.batch(changes).expect("batch");
     for (i, n) in (first..first + count).enumerate() {
@@ -47,35 +60,312 @@ fn keyed_creates(
     batch
 }
 
-/// The engine's cap is exactly what one transaction holds in the worst case: a batch of
-/// that many keyed creates commits; one more block is `TooLarge` and writes nothing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transaction_limit_is_max_blocks_per_append() {
-    let endpoint = support::endpoint();
-    let (j, _) = journal(&endpoint).await;
-    assert_eq!(j.max_blocks_per_append(), MAX_BLOCKS_PER_APPEND);
-    assert_eq!(MAX_BLOCKS_PER_APPEND, 33);
+/// Counts the `TransactWriteItems` requests a client sends and their actions.
+#[derive(Debug, Clone, Default)]
+struct Transactions(Arc<Mutex<Vec<usize>>>);
 
-    let cap = MAX_BLOCKS_PER_APPEND as u32;
-    let mut too_big_chain = ChainBuilder::new();
-    let too_big = keyed_creates(&mut too_big_chain, 0, cap + 1);
-    let err = j.append(too_big).await.expect_err("over the limit");
-    assert!(
-        matches!(&err, Error::TooLarge(m) if m.contains("100")),
-        "{err:?}"
+impl Intercept for Transactions {
+    fn name(&self) -> &'static str {
+        "test::Transactions"
+    }
+
+    fn read_before_serialization(
+        &self,
+        context: &BeforeSerializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(input) = context.input().downcast_ref::<TransactWriteItemsInput>() {
+            let actions = input.transact_items().len();
+            self.0.lock().expect("lock").push(actions);
+        }
+        Ok(())
+    }
+}
+
+/// One `TransactWriteItems` carries 300 keyed creates of about 1 KB (the engine's old
+/// cap was 33): the tip and six pages. A batch over DynamoDB's 4 MB is `TooLarge` and
+/// writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_transaction_carries_300_blocks() {
+    let endpoint = support::endpoint();
+    let counted = Transactions::default();
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        support::client(&endpoint)
+            .config()
+            .to_builder()
+            .interceptor(counted.clone())
+            .build(),
     );
-    assert_eq!(j.last_sequence().await.expect("last"), None);
-    assert_eq!(j.idempotency("p", "key-0").await.expect("idem"), None);
+    let names = support::fresh_tables(&client).await.expect("tables");
+    let j = DynamoJournal::open(client, &names.journal)
+        .await
+        .expect("open journal");
+    assert!(j.max_blocks_per_append() >= 300);
+    assert_eq!(j.max_bytes_per_append(), MAX_BYTES_PER_APPEND);
 
     let mut chain = ChainBuilder::new();
-    let full = keyed_creates(&mut chain, 0, cap);
-    j.append(full.clone()).await.expect("a full batch fits");
-    assert_eq!(
-        j.last_sequence().await.expect("last"),
-        Some(u64::from(cap) - 1)
+    let batch = keyed_creates(&mut chain, 0, 300);
+    let bytes: usize = batch.blocks.iter().map(|b| b.bytes.len()).sum();
+    assert!(
+        (1000..2000).contains(&(bytes / 300)),
+        "about 1 KB per block: {}",
+        bytes / 300
     );
-    assert_eq!(all_blocks(&j).await.expect("blocks"), full.blocks);
-    assert!(j.idempotency("p", "key-32").await.expect("idem").is_some());
+    assert!(bytes < MAX_BYTES_PER_APPEND);
+    j.append(batch.clone())
+        .await
+        .expect("300 blocks in one append");
+    let sent = counted.0.lock().expect("lock").clone();
+    assert_eq!(sent.len(), 1, "one transaction: {sent:?}");
+    assert!(sent[0] <= 10, "the tip and a few pages: {sent:?}");
+    assert_eq!(j.last_sequence().await.expect("last"), Some(299));
+    assert_eq!(all_blocks(&j).await.expect("blocks"), batch.blocks);
+    let record = j.idempotency("p", "key-299").await.expect("idem");
+    assert_eq!(
+        record.map(|r| (r.ad_id, r.sequence)),
+        Some((ad_id(299), 299))
+    );
+    let head = j.ad_head(&key(150)).await.expect("head").expect("exists");
+    assert_eq!((head.version, head.sequence), (0, 150));
+
+    // Eleven blocks of 390 KB: each fits an item, together not a transaction.
+    let huge = "x".repeat(390 * 1024);
+    let (too_big, _) = chain
+        .batch(
+            (0..11)
+                .map(|n| (key(1000 + n), Some(sample_ad(&key(1000 + n), &huge))))
+                .collect(),
+        )
+        .expect("batch");
+    let err = j.append(too_big).await.expect_err("over 4 MB");
+    assert!(matches!(&err, Error::TooLarge(_)), "{err:?}");
+    assert_eq!(j.last_sequence().await.expect("last"), Some(299));
+    assert_eq!(j.ad_head(&key(1000)).await.expect("head"), None);
+}
+
+/// Deletes the ad index items of blocks from `from` on and moves the tip's index mark
+/// back: the table as a crash between an append's transaction and its index writes
+/// leaves it.
+async fn lose_index_from(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    from: u64,
+    expected_lost: usize,
+) {
+    let items = client
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("scan")
+        .items
+        .unwrap_or_default();
+    let mut lost = 0;
+    for item in items {
+        let Some(AttributeValue::S(pk)) = item.get("pk") else {
+            continue;
+        };
+        let indexed_seq = match item.get("seq") {
+            Some(AttributeValue::N(seq)) => seq.parse::<u64>().expect("seq"),
+            _ => continue,
+        };
+        if pk == "tip" || indexed_seq < from {
+            continue;
+        }
+        let key = [
+            ("pk".to_string(), item["pk"].clone()),
+            ("sk".to_string(), item["sk"].clone()),
+        ]
+        .into_iter()
+        .collect();
+        client
+            .delete_item()
+            .table_name(table)
+            .set_key(Some(key))
+            .send()
+            .await
+            .expect("delete");
+        lost += 1;
+    }
+    assert_eq!(lost, expected_lost, "index items of the lost blocks");
+    client
+        .update_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S("tip".into()))
+        .key("sk", AttributeValue::N("0".into()))
+        .update_expression("SET idx = :i")
+        .expression_attribute_values(":i", AttributeValue::N((from - 1).to_string()))
+        .send()
+        .await
+        .expect("tip");
+}
+
+/// A crash after an append's transaction but before its ad index is written: a process
+/// opening the journal afterwards completes the index from the pages before it answers,
+/// so heads, histories and idempotency records are all there, a stale expectation is
+/// still a conflict, and the right one commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_before_the_ad_index_is_written_loses_nothing() {
+    let endpoint = support::endpoint();
+    let (j, names) = journal(&endpoint).await;
+    let mut chain = ChainBuilder::new();
+    let first = keyed_creates(&mut chain, 0, 2);
+    j.append(first).await.expect("first");
+    let (second, _) = chain
+        .batch(vec![
+            (key(0), Some(sample_ad(&key(0), "changed"))),
+            (key(2), Some(sample_ad(&key(2), "new"))),
+        ])
+        .expect("batch");
+    j.append(second).await.expect("second");
+    // The index is written after the append returns; a read waits for it.
+    assert!(j.ad_head(&key(2)).await.expect("head").is_some());
+    let client = support::client(&endpoint);
+    lose_index_from(&client, &names.journal, 2, 2).await;
+
+    // The right next append, and the same one planned by a writer that believes ad 0
+    // is still at version 0 (the index it would read says so).
+    let (next, _) = chain
+        .batch(vec![(key(0), Some(sample_ad(&key(0), "third")))])
+        .expect("batch");
+    let mut stale = next.clone();
+    stale.heads[0].expected_version = Some(0);
+    stale.heads[0].new_head.version = 1;
+    stale.revisions[0].version = 1;
+    let writer = DynamoJournal::open(client.clone(), &names.journal)
+        .await
+        .expect("reopen");
+    let err = writer.append(stale).await.expect_err("stale");
+    assert!(
+        matches!(
+            err,
+            Error::Conflict {
+                expected: VersionExpectation::Version(0),
+                actual: VersionExpectation::Version(1)
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(writer.last_sequence().await.expect("last"), Some(3));
+
+    // A reader in another process sees everything.
+    let reader = DynamoJournal::open(client, &names.journal)
+        .await
+        .expect("reopen");
+    let head = reader.ad_head(&key(0)).await.expect("head").expect("ad 0");
+    assert_eq!((head.version, head.sequence), (1, 2));
+    assert_eq!(reader.ad_revisions(&key(0)).await.expect("refs").len(), 2);
+    let created = reader.ad_head(&key(2)).await.expect("head").expect("ad 2");
+    assert_eq!((created.version, created.sequence), (0, 3));
+
+    // A batch expecting the real head commits.
+    reader.append(next).await.expect("expects version 1");
+    let head = writer.ad_head(&key(0)).await.expect("head").expect("ad 0");
+    assert_eq!((head.version, head.sequence), (2, 4));
+}
+
+/// The crash window through the engine: keyed creates and an update committed, their ad
+/// index lost; a ledger opened afterwards answers a retried create from the recovered
+/// idempotency record (same ad, nothing new appended) and refuses a stale `If-Match`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_before_the_ad_index_is_written_keeps_idempotency() {
+    let endpoint = support::endpoint();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let client = support::client(&endpoint);
+    let names = support::fresh_tables(&client).await.expect("tables");
+    // Each process has its own search index directory.
+    let (endpoint, names, dir) = (&endpoint, &names, &dir);
+    let open = |process: &'static str| async move {
+        let aws = adledger_aws::AwsBackend::open(
+            support::client(endpoint),
+            names,
+            &adledger_aws::SearchSettings::Tantivy {
+                dir: dir.path().join(process),
+            },
+        )
+        .await
+        .expect("aws backend");
+        let journal = aws.journal.clone();
+        let stores = adledger_engine::testkit::Stores {
+            journal: aws.journal,
+            state: aws.state,
+            search: aws.search,
+        };
+        (stores.ledger(7).await.expect("ledger"), journal)
+    };
+    let create = |key: &str| Command::CreateAd {
+        publisher_id: "acme".into(),
+        draft: adledger_engine::testkit::draft("Bike", Some("10.00"), "misc", &[]),
+        idempotency_key: Some(key.into()),
+    };
+    let (ledger, journal) = open("before").await;
+    let first = ledger.execute(create("k-1")).await.expect("create");
+    let ad = first.ad.expect("ad").key();
+    let second = ledger.execute(create("k-2")).await.expect("create");
+    assert_eq!(second.sequence, 1);
+    let update = Command::UpdateAd {
+        key: ad.clone(),
+        patch: AdPatch {
+            ad_title: Some("Red bike".into()),
+            ..AdPatch::default()
+        },
+        expected_version: Some(0),
+    };
+    assert_eq!(ledger.execute(update).await.expect("update").version, 1);
+    ledger.shutdown().await;
+    // The index is written after each append returns; a read waits for it.
+    assert!(journal.ad_head(&ad).await.expect("head").is_some());
+    // Blocks 1 (create k-2: its revision and record) and 2 (the update) lose their index.
+    lose_index_from(&client, &names.journal, 1, 3).await;
+
+    let (ledger, _) = open("after").await;
+    let retried = ledger.execute(create("k-2")).await.expect("retried create");
+    assert!(retried.replayed, "{retried:?}");
+    assert_eq!(retried.sequence, 1);
+    let stale = Command::UpdateAd {
+        key: ad.clone(),
+        patch: AdPatch {
+            ad_title: Some("Blue bike".into()),
+            ..AdPatch::default()
+        },
+        expected_version: Some(0),
+    };
+    let err = ledger.execute(stale).await.expect_err("stale If-Match");
+    assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
+    let digest = ledger.digest().await.expect("digest").expect("some");
+    assert_eq!(digest.sequence, 2, "nothing new appended");
+    ledger.shutdown().await;
+}
+
+/// A journal written in format 1 (one item per block) is refused with the way out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_format_1_table_is_refused_with_the_fix() {
+    let endpoint = support::endpoint();
+    let (_, names) = journal(&endpoint).await;
+    let client = support::client(&endpoint);
+    client
+        .put_item()
+        .table_name(&names.journal)
+        .item("pk", AttributeValue::S("tip".into()))
+        .item("sk", AttributeValue::N("0".into()))
+        .item("seq", AttributeValue::N("4".into()))
+        .item("fmt", AttributeValue::N("1".into()))
+        .send()
+        .await
+        .expect("format 1 tip");
+    let err = DynamoJournal::open(client, &names.journal)
+        .await
+        .expect_err("format 1");
+    let text = err.to_string();
+    assert!(
+        text.contains(&names.journal)
+            && text.contains("format 1")
+            && text.contains("adledger export")
+            && text.contains("adledger import"),
+        "{text}"
+    );
 }
 
 /// A block larger than a DynamoDB item is `TooLarge` before anything is sent.
@@ -96,22 +386,25 @@ async fn oversized_block_is_too_large() {
     assert_eq!(j.ad_head(&key(1)).await.expect("head"), None);
 }
 
-/// An ad's revision refs span chunks of 1024 versions: history and head stay exact
-/// across the boundary, and a stale expectation in an old chunk is still a conflict.
+/// One ad's 1100 revisions span page partitions (1000 blocks each) and many pages:
+/// history and head stay exact across the boundary, every block reads back, and a stale
+/// expectation is still a conflict.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn revision_refs_cross_chunk_boundaries() {
+async fn long_histories_cross_page_partitions() {
     let endpoint = support::endpoint();
     let (j, _) = journal(&endpoint).await;
     let a = key(1);
     let mut chain = ChainBuilder::new();
     let total: u64 = 1100;
     let mut written = 0;
+    let mut blocks = Vec::new();
     while written < total {
-        let count = (total - written).min(MAX_BLOCKS_PER_APPEND as u64);
+        let count = (total - written).min(MAX_BLOCKS_PER_APPEND.min(700) as u64);
         let changes = (0..count)
             .map(|i| (a.clone(), Some(sample_ad(&a, &format!("v{}", written + i)))))
             .collect();
         let (batch, _) = chain.batch(changes).expect("batch");
+        blocks.extend(batch.blocks.clone());
         j.append(batch).await.expect("append");
         written += count;
     }
@@ -124,8 +417,12 @@ async fn revision_refs_cross_chunk_boundaries() {
             .enumerate()
             .all(|(i, r)| r.version == i as u64 && r.sequence == i as u64)
     );
+    assert_eq!(all_blocks(&j).await.expect("blocks"), blocks);
+    // Reads starting inside a page and across the partition boundary.
+    let middle = j.read_blocks(995, 10).await.expect("read");
+    assert_eq!(middle, blocks[995..1005].to_vec());
 
-    // Expecting version 1000 (in chunk 0, now superseded) must fail.
+    // Expecting version 1000 (now superseded) must fail.
     let (mut stale, _) = chain
         .batch(vec![(a.clone(), Some(sample_ad(&a, "stale")))])
         .expect("batch");

@@ -10,11 +10,14 @@ use std::sync::Arc;
 use adledger_aws::aws_sdk_dynamodb::primitives::Blob;
 use adledger_aws::aws_sdk_dynamodb::types::AttributeValue;
 use adledger_aws::{
-    BLOCK_BYTES_ATTRIBUTE, DynamoJournal, DynamoStateStore, TableNames, block_item_key, search,
+    DynamoJournal, DynamoStateStore, PAGE_BLOCKS_ATTRIBUTE, TableNames, locate_block, search,
 };
 use adledger_engine::testkit::{Harness, Stores, Tamper};
 use adledger_engine::{Error, Result, SearchIndex, StateStore};
 use async_trait::async_trait;
+
+/// A DynamoDB item or key.
+type Item = std::collections::HashMap<String, AttributeValue>;
 
 /// The DynamoDB server under test.
 struct Dynamo {
@@ -33,34 +36,76 @@ impl Dynamo {
         support::client(&self.endpoint)
     }
 
-    /// The stored bytes of a block, read straight from the table.
-    async fn block_bytes(&self, table: &str, sequence: u64) -> Result<Vec<u8>> {
+    /// The key of the page holding block `sequence` and the block's index in it.
+    async fn locate(&self, table: &str, sequence: u64) -> Result<(Item, usize)> {
+        locate_block(&self.client(), table, sequence)
+            .await?
+            .ok_or_else(|| Error::Corrupt(format!("no block {sequence} to tamper with")))
+    }
+
+    /// The stored frames of a page, read straight from the table.
+    async fn page_frames(&self, table: &str, key: Item) -> Result<Vec<AttributeValue>> {
         let item = self
             .client()
             .get_item()
             .table_name(table)
-            .set_key(Some(block_item_key(sequence)))
+            .set_key(Some(key))
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| Error::backend("dynamodb", e))?
             .item
-            .ok_or_else(|| Error::Corrupt(format!("no block {sequence} to tamper with")))?;
-        match item.get(BLOCK_BYTES_ATTRIBUTE) {
+            .ok_or_else(|| Error::Corrupt("the page is gone".into()))?;
+        match item.get(PAGE_BLOCKS_ATTRIBUTE) {
+            Some(AttributeValue::L(frames)) => Ok(frames.clone()),
+            _ => Err(Error::Corrupt("the page has no frames".into())),
+        }
+    }
+
+    /// The stored bytes of a block, read straight from the table.
+    async fn block_bytes(&self, table: &str, sequence: u64) -> Result<Vec<u8>> {
+        let (key, index) = self.locate(table, sequence).await?;
+        match self.page_frames(table, key).await?.get(index) {
             Some(AttributeValue::B(bytes)) => Ok(bytes.clone().into_inner()),
             _ => Err(Error::Corrupt(format!("block {sequence} has no bytes"))),
         }
     }
 
-    /// Overwrites only the bytes of a block item (its Merkle attributes stay).
-    async fn set_block_bytes(&self, table: &str, sequence: u64, bytes: Vec<u8>) -> Result<()> {
+    /// Overwrites one element of a page's frame list (the Merkle nodes and the other
+    /// blocks stay).
+    async fn set_frame(&self, table: &str, sequence: u64, frame: AttributeValue) -> Result<()> {
+        let (key, index) = self.locate(table, sequence).await?;
         self.client()
             .update_item()
             .table_name(table)
-            .set_key(Some(block_item_key(sequence)))
-            .update_expression("SET #b = :b")
-            .expression_attribute_names("#b", BLOCK_BYTES_ATTRIBUTE)
-            .expression_attribute_values(":b", AttributeValue::B(Blob::new(bytes)))
+            .set_key(Some(key))
+            .update_expression(format!("SET #b[{index}] = :b"))
+            .expression_attribute_names("#b", PAGE_BLOCKS_ATTRIBUTE)
+            .expression_attribute_values(":b", frame)
+            .send()
+            .await
+            .map_err(|e| Error::backend("dynamodb", e))?;
+        Ok(())
+    }
+
+    /// Overwrites only the bytes of a block.
+    async fn set_block_bytes(&self, table: &str, sequence: u64, bytes: Vec<u8>) -> Result<()> {
+        self.set_frame(table, sequence, AttributeValue::B(Blob::new(bytes)))
+            .await
+    }
+
+    /// Removes a block: its page if it is the page's only block, else its frame (a hole).
+    async fn delete_block(&self, table: &str, sequence: u64) -> Result<()> {
+        let (key, _) = self.locate(table, sequence).await?;
+        if self.page_frames(table, key.clone()).await?.len() > 1 {
+            return self
+                .set_frame(table, sequence, AttributeValue::Null(true))
+                .await;
+        }
+        self.client()
+            .delete_item()
+            .table_name(table)
+            .set_key(Some(key))
             .send()
             .await
             .map_err(|e| Error::backend("dynamodb", e))?;
@@ -100,23 +145,14 @@ impl Harness for Dynamo {
         Ok((Arc::new(state), Arc::new(search)))
     }
 
-    /// An operator with table access: UpdateItem and DeleteItem on block items.
+    /// An operator with table access: UpdateItem and DeleteItem on page items.
     async fn tamper(&self, place: &Place, action: Tamper) -> Result<()> {
         let table = &place.tables.journal;
         match action {
             Tamper::RewriteBlock { sequence, bytes } => {
                 self.set_block_bytes(table, sequence, bytes).await
             }
-            Tamper::DeleteBlock { sequence } => {
-                self.client()
-                    .delete_item()
-                    .table_name(table)
-                    .set_key(Some(block_item_key(sequence)))
-                    .send()
-                    .await
-                    .map_err(|e| Error::backend("dynamodb", e))?;
-                Ok(())
-            }
+            Tamper::DeleteBlock { sequence } => self.delete_block(table, sequence).await,
             Tamper::SwapBlocks { a, b } => {
                 let (bytes_a, bytes_b) = (
                     self.block_bytes(table, a).await?,

@@ -266,4 +266,7 @@ impl Journal for CountingJournal {
     fn max_blocks_per_append(&self) -> usize {
         self.inner.max_blocks_per_append()
     }
+    fn max_bytes_per_append(&self) -> usize {
+        self.inner.max_bytes_per_append()
+    }
 }

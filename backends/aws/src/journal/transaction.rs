@@ -5,33 +5,34 @@
 //!
 //! | action | condition |
 //! |---|---|
-//! | Put the tip | `seq = expected_last` (absent for an empty journal) |
-//! | Put each block (with the Merkle nodes it completes) | the block does not exist |
-//! | Update the ad's current chunk, per ad (head + refs) | `ver = expected version` (the ad does not exist, for a create) |
-//! | Put each further chunk the refs spill into | the chunk does not exist |
-//! | Put each idempotency record | the record does not exist |
+//! | Put the tip (its `idx`: how far the ad index is known complete) | `seq = expected_last` (absent for an empty journal) |
+//! | Put each page (its blocks' frames and the Merkle nodes they complete) | the page does not exist |
 //!
-//! One block (one command, as the engine seals them) costs at most three actions: the
-//! block, its ad's chunk (a second chunk only when an update crosses a 1024-version
-//! boundary, and updates carry no idempotency record), and an idempotency record (creates
-//! only). With the tip that is `1 + 3·33 = 100` for 33 blocks: see
-//! [`MAX_BLOCKS_PER_APPEND`].
+//! That is all: ad heads, revision refs and idempotency records are the derived ad index,
+//! written after the transaction (`index.rs`), and each head's and idempotency key's
+//! expectation is checked by the writer before it sends the transaction (`journal.rs`).
+//! The checks read the index as of `expected_last`; the transaction commits only if the
+//! tip is still `expected_last`, so nobody can have moved a head in between.
+//!
+//! A page holds up to [`keys::PAGE_TARGET_BYTES`] of frames, so the limit of one append is
+//! its size ([`MAX_BYTES_PER_APPEND`]), not its number of blocks: at the bench's ~1 KB
+//! blocks, a transaction of 6 actions carries 300 blocks.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use adledger_engine::ports::{AppendBatch, HeadUpdate, RevisionRef};
+use adledger_engine::ports::{AppendBatch, HeadUpdate, MerkleNode, RevisionRef};
 use adledger_engine::{AdKey, VersionExpectation};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, CancellationReason, ConditionCheck, Put, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem, Update,
+    CancellationReason, ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use sha2::{Digest, Sha256};
 
 use super::keys::{self, PK, SK};
-use crate::attributes::{Item, b, get_opt_u64, item_size, n, s};
+use super::pages;
+use crate::attributes::{Item, get_opt_u64, item_size, n, s};
 use crate::error::AwsError;
 
 /// DynamoDB's limit of actions in one transaction.
@@ -40,21 +41,20 @@ pub(crate) const MAX_ACTIONS: usize = 100;
 pub(crate) const MAX_TRANSACTION_BYTES: usize = 4 * 1024 * 1024;
 /// DynamoDB's limit of one item's size.
 pub(crate) const MAX_ITEM_BYTES: usize = 400 * 1024;
-/// Most actions one block can cost (see the module docs).
-const ACTIONS_PER_BLOCK: usize = 3;
-/// The most blocks the engine may put in one append: every batch of this many
-/// one-revision blocks fits in one transaction.
-pub const MAX_BLOCKS_PER_APPEND: usize = (MAX_ACTIONS - 1) / ACTIONS_PER_BLOCK;
-/// The largest a chunk item can grow: 1024 refs of at most 22 bytes, plus the head.
-const MAX_CHUNK_BYTES: usize = (keys::VERSIONS_PER_CHUNK as usize) * 22 + 512;
+/// The most blocks the engine may put in one append (the committer's cap on a group
+/// commit; what bounds a transaction is its size, [`MAX_BYTES_PER_APPEND`]).
+pub const MAX_BLOCKS_PER_APPEND: usize = 1000;
+/// The most frame bytes the engine may put in one append. With pages of at most
+/// [`keys::PAGE_TARGET_BYTES`] (each but the last more than half full, bar partition
+/// cuts) and one oversized block on top (import adds blocks while under the limit), this
+/// stays within 4 MB and 100 actions.
+pub const MAX_BYTES_PER_APPEND: usize = 2 * 1024 * 1024;
 
 /// What an action in the transaction is for, to explain a cancellation.
 #[derive(Debug, Clone)]
 pub(super) enum Role {
     Tip { expected: Option<u64> },
-    Block { sequence: u64 },
-    Head { expected: Option<u64> },
-    Idempotency,
+    Page { first: u64 },
 }
 
 /// A batch ready to send.
@@ -112,10 +112,16 @@ impl Budget {
     }
 }
 
-/// Checks the batch and builds its transaction.
-pub(super) fn plan(table: &str, batch: &AppendBatch) -> Result<Transaction, AwsError> {
+/// Checks the batch and builds its transaction; `indexed` is how far the ad index is
+/// known to be complete (recorded in the tip for other processes).
+pub(super) fn plan(
+    table: &str,
+    batch: &AppendBatch,
+    indexed: Option<u64>,
+) -> Result<Transaction, AwsError> {
     check_blocks(batch)?;
-    let refs = refs_by_ad(batch)?;
+    refs_by_ad(batch)?;
+    check_idempotency(batch)?;
     let mut items = Vec::new();
     let mut roles = Vec::new();
     let mut budget = Budget::default();
@@ -132,12 +138,15 @@ pub(super) fn plan(table: &str, batch: &AppendBatch) -> Result<Transaction, AwsE
     let (condition, tip_names, tip_value) = tip_condition;
     let action = match batch.blocks.last() {
         Some(last) => {
-            let item: Item = HashMap::from([
+            let mut item: Item = HashMap::from([
                 (PK.to_string(), s(keys::TIP_PK)),
                 (SK.to_string(), n(0)),
                 (keys::TIP_SEQ.to_string(), n(last.sequence)),
                 (keys::TIP_FORMAT.to_string(), n(keys::FORMAT_VERSION)),
             ]);
+            if let Some(indexed) = indexed {
+                item.insert(keys::TIP_INDEXED.to_string(), n(indexed));
+            }
             let put = Put::builder()
                 .table_name(table)
                 .set_item(Some(item))
@@ -176,88 +185,39 @@ pub(super) fn plan(table: &str, batch: &AppendBatch) -> Result<Transaction, AwsE
         expected: batch.expected_last,
     });
 
-    // Blocks, each with the Merkle nodes it completes.
-    let mut block_items: BTreeMap<u64, Item> = BTreeMap::new();
-    for block in &batch.blocks {
-        block_items.insert(
-            block.sequence,
-            HashMap::from([
-                (PK.to_string(), s(keys::block_pk(block.sequence))),
-                (SK.to_string(), n(block.sequence)),
-                (keys::BLOCK_BYTES.to_string(), b(block.bytes.clone())),
-            ]),
-        );
-    }
+    // Pages, each with the Merkle nodes its blocks complete.
+    let first = batch.blocks.first().map_or(0, |b| b.sequence);
+    let spans = pages::cut(&batch.blocks, keys::PAGE_TARGET_BYTES);
+    let mut nodes: Vec<Vec<&MerkleNode>> = vec![Vec::new(); spans.len()];
+    let mut seen = HashSet::new();
     for node in &batch.merkle_nodes {
-        let owner = keys::merkle_block(node.level, node.index);
-        let item = owner
-            .and_then(|seq| block_items.get_mut(&seq))
+        let page = keys::merkle_block(node.level, node.index)
+            .and_then(|owner| owner.checked_sub(first))
+            .and_then(|offset| usize::try_from(offset).ok())
+            .and_then(|offset| spans.iter().position(|span| span.contains(&offset)))
             .ok_or_else(|| {
                 AwsError::BadBatch(format!(
                     "Merkle node (level {}, index {}) is not completed by a block of this batch",
                     node.level, node.index
                 ))
             })?;
-        let attribute = keys::merkle_attribute(node.level);
-        if item.contains_key(&attribute) {
+        if !seen.insert((node.level, node.index)) {
             return Err(AwsError::BadBatch(format!(
-                "two Merkle nodes at level {} for one block",
-                node.level
+                "Merkle node (level {}, index {}) is given twice",
+                node.level, node.index
             )));
         }
-        item.insert(attribute, b(node.hash.as_bytes().to_vec()));
+        nodes[page].push(node);
     }
-    for (sequence, item) in block_items {
-        budget.add(|| format!("block {sequence}"), item_size(&item))?;
-        items.push(
-            TransactWriteItem::builder()
-                .put(put_new(table, item)?)
-                .build(),
-        );
-        roles.push(Role::Block { sequence });
-    }
-
-    // Ad heads and revision refs.
-    for update in &batch.heads {
-        let versions = refs.get(&update.key).map(Vec::as_slice).unwrap_or_default();
-        for (item, size) in head_actions(table, update, versions)? {
-            budget.add(
-                || format!("the chunk item of ad {}", update.key.ad_id),
-                size,
-            )?;
-            items.push(item);
-            roles.push(Role::Head {
-                expected: update.expected_version,
-            });
-        }
-    }
-
-    // Idempotency records.
-    let mut seen = HashSet::new();
-    for record in &batch.idempotency {
-        if !seen.insert((&record.publisher_id, &record.key)) {
-            return Err(AwsError::BadBatch(format!(
-                "two idempotency records for key {:?} of publisher {}",
-                record.key, record.publisher_id
-            )));
-        }
-        let item: Item = HashMap::from([
-            (
-                PK.to_string(),
-                s(keys::idempotency_pk(&record.publisher_id, &record.key)),
-            ),
-            (SK.to_string(), n(0)),
-            (keys::IDEM_PUBLISHER.to_string(), s(&record.publisher_id)),
-            (keys::IDEM_KEY.to_string(), s(&record.key)),
-            (
-                keys::IDEM_HASH.to_string(),
-                b(record.request_hash.as_bytes().to_vec()),
-            ),
-            (keys::IDEM_AD.to_string(), s(&record.ad_id)),
-            (keys::IDEM_SEQUENCE.to_string(), n(record.sequence)),
-        ]);
+    for (span, nodes) in spans.into_iter().zip(nodes) {
+        let blocks = &batch.blocks[span];
+        let page_first = blocks.first().map_or(0, |b| b.sequence);
+        let item = pages::item(blocks, &nodes);
         budget.add(
-            || format!("the idempotency record {:?}", record.key),
+            || match blocks {
+                [one] => format!("block {}", one.sequence),
+                _ => format!("the page of blocks {page_first}.."),
+            },
             item_size(&item),
         )?;
         items.push(
@@ -265,13 +225,13 @@ pub(super) fn plan(table: &str, batch: &AppendBatch) -> Result<Transaction, AwsE
                 .put(put_new(table, item)?)
                 .build(),
         );
-        roles.push(Role::Idempotency);
+        roles.push(Role::Page { first: page_first });
     }
 
     if items.len() > MAX_ACTIONS {
         return Err(AwsError::TooLarge(format!(
             "this append of {} blocks needs {} DynamoDB actions; one transaction holds at most \
-             {MAX_ACTIONS} (at most {MAX_BLOCKS_PER_APPEND} one-revision blocks per append)",
+             {MAX_ACTIONS}",
             batch.blocks.len(),
             items.len()
         )));
@@ -289,6 +249,20 @@ pub(super) fn plan(table: &str, batch: &AppendBatch) -> Result<Transaction, AwsE
         roles,
         token: token(table, batch),
     })
+}
+
+/// At most one idempotency record per key.
+fn check_idempotency(batch: &AppendBatch) -> Result<(), AwsError> {
+    let mut seen = HashSet::new();
+    for record in &batch.idempotency {
+        if !seen.insert((&record.publisher_id, &record.key)) {
+            return Err(AwsError::BadBatch(format!(
+                "two idempotency records for key {:?} of publisher {}",
+                record.key, record.publisher_id
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Blocks must follow `expected_last` without gaps.
@@ -363,85 +337,6 @@ fn refs_by_ad(batch: &AppendBatch) -> Result<HashMap<AdKey, Vec<(u64, u64)>>, Aw
     Ok(by_ad)
 }
 
-/// The actions for one ad: the condition on its current head and its new refs, chunk by
-/// chunk. Returns each action with the size it may give its item.
-fn head_actions(
-    table: &str,
-    update: &HeadUpdate,
-    versions: &[(u64, u64)],
-) -> Result<Vec<(TransactWriteItem, usize)>, AwsError> {
-    let pk = keys::ad_pk(&update.key);
-    let head = &update.new_head;
-    let mut by_chunk: BTreeMap<u64, Vec<AttributeValue>> = BTreeMap::new();
-    for (version, sequence) in versions {
-        by_chunk
-            .entry(keys::chunk_of(*version))
-            .or_default()
-            .push(n(*sequence));
-    }
-    let mut actions = Vec::new();
-    if let Some(expected) = update.expected_version {
-        // The ad exists: its head is in the chunk of `expected`; update it there, adding
-        // refs if they belong to that chunk.
-        let chunk = keys::chunk_of(expected);
-        let refs = by_chunk.remove(&chunk);
-        let mut names = names(&[
-            ("#v", keys::HEAD_VERSION),
-            ("#s", keys::HEAD_SEQUENCE),
-            ("#d", keys::HEAD_DELETED),
-        ]);
-        let mut values = HashMap::from([
-            (":expected".to_string(), n(expected)),
-            (":v".to_string(), n(head.version)),
-            (":s".to_string(), n(head.sequence)),
-            (":d".to_string(), AttributeValue::Bool(head.deleted)),
-        ]);
-        let mut expression = "SET #v = :v, #s = :s, #d = :d".to_string();
-        if let Some(refs) = refs {
-            names.insert("#r".into(), keys::REFS.into());
-            values.insert(":r".into(), AttributeValue::L(refs));
-            expression.push_str(", #r = list_append(#r, :r)");
-        }
-        let update_item = Update::builder()
-            .table_name(table)
-            .key(PK, s(&pk))
-            .key(SK, n(chunk))
-            .update_expression(expression)
-            .condition_expression("#v = :expected")
-            .set_expression_attribute_names(Some(names))
-            .set_expression_attribute_values(Some(values))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(build_error)?;
-        actions.push((
-            TransactWriteItem::builder().update(update_item).build(),
-            MAX_CHUNK_BYTES,
-        ));
-    }
-    // Chunks that do not exist yet (for a create: all of them, from chunk 0).
-    for (chunk, refs) in by_chunk {
-        let item: Item = HashMap::from([
-            (PK.to_string(), s(&pk)),
-            (SK.to_string(), n(chunk)),
-            (keys::HEAD_VERSION.to_string(), n(head.version)),
-            (keys::HEAD_SEQUENCE.to_string(), n(head.sequence)),
-            (
-                keys::HEAD_DELETED.to_string(),
-                AttributeValue::Bool(head.deleted),
-            ),
-            (keys::REFS.to_string(), AttributeValue::L(refs)),
-        ]);
-        let size = item_size(&item);
-        actions.push((
-            TransactWriteItem::builder()
-                .put(put_new(table, item)?)
-                .build(),
-            size,
-        ));
-    }
-    Ok(actions)
-}
-
 /// A token naming this one `append` call: the SDK's retries of the request reuse it, so a
 /// retry of a transaction that did commit (its response lost) succeeds instead of failing
 /// on the moved tip, which would make the engine commit the same commands twice. A new
@@ -465,8 +360,8 @@ fn token(table: &str, batch: &AppendBatch) -> String {
     hex::encode(&digest[..16])
 }
 
-/// Explains a refused transaction: a failed condition on the tip, an ad head or an
-/// idempotency record (or a concurrent transaction on the same item) is a lost race,
+/// Explains a refused transaction: a failed condition on the tip (or a concurrent
+/// transaction on the same item) is a lost race,
 /// `Conflict`; anything else keeps DynamoDB's reasons.
 pub(super) fn refusal(
     table: &str,
@@ -495,8 +390,7 @@ pub(super) fn refusal(
         // Another transaction was writing the same item: a race in progress.
         let expected = match role {
             Role::Tip { expected } => expectation(*expected),
-            Role::Head { expected } => expectation(*expected),
-            _ => VersionExpectation::Absent,
+            Role::Page { .. } => VersionExpectation::Absent,
         };
         return AwsError::Conflict {
             expected,
@@ -525,21 +419,11 @@ fn condition_failed(role: &Role, old: Option<&Item>) -> AwsError {
             expected: expectation(*expected),
             actual: expectation(stored(keys::TIP_SEQ)),
         },
-        Role::Head { expected } => AwsError::Conflict {
-            expected: expectation(*expected),
-            actual: expectation(stored(keys::HEAD_VERSION)),
-        },
-        // The key was used by a create this writer did not know about: re-planning finds
-        // the earlier outcome. The earlier ad exists, at version 0 at least.
-        Role::Idempotency => AwsError::Conflict {
-            expected: VersionExpectation::Absent,
-            actual: VersionExpectation::Version(0),
-        },
         // The tip matched (its condition is checked too), yet the block exists: the table
         // was altered behind the journal's back.
-        Role::Block { sequence } => AwsError::Corrupt(format!(
-            "block {sequence} is already stored although the tip says it is not; the journal \
-             never overwrites a block"
+        Role::Page { first } => AwsError::Corrupt(format!(
+            "a page starting at block {first} is already stored although the tip says it is \
+             not; the journal never overwrites a block"
         )),
     }
 }
