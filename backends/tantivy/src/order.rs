@@ -72,15 +72,12 @@ impl Ranked {
     }
 }
 
-/// Documents per entry of [`LaterIds`]: 16,000 entries for a million documents.
-const LATER_IDS_BLOCK_SHIFT: u32 = 6;
-
-/// For one segment, the smallest ad-id ordinal among the documents from each block of
-/// 64 on: a lower bound of the ids of every document after a given one, which tells the
-/// score ranking when a tie with its worst kept hit can no longer win.
+/// For one segment, the smallest ad-id ordinal among the documents from each one on: a
+/// lower bound of the ids of every document after a given one, which tells the score
+/// ranking when a tie with its worst kept hit can no longer win. Four bytes a document.
 #[derive(Debug)]
 pub(crate) struct LaterIds {
-    block_min: Vec<u64>,
+    suffix_min: Vec<u32>,
 }
 
 impl LaterIds {
@@ -88,28 +85,24 @@ impl LaterIds {
     /// segment: see [`LaterIdsCache`]). Deleted documents count too, which only lowers
     /// the bound.
     fn of(ids: &StrColumn, max_doc: DocId) -> LaterIds {
-        let blocks = (max_doc as usize >> LATER_IDS_BLOCK_SHIFT) + 1;
-        let mut block_min = vec![u64::MAX; blocks];
-        for doc in 0..max_doc {
-            // A document without an id ranks last among its equals: as `collect` does.
+        let mut suffix_min = vec![u32::MAX; max_doc as usize];
+        let mut min = u32::MAX;
+        for doc in (0..max_doc).rev() {
+            // A document without an id ranks last among its equals, as in `collect`; an
+            // ordinal past u32 (not in a segment of fewer documents) saturates there too.
             let ord = ids.term_ords(doc).next().unwrap_or(u64::MAX);
-            let slot = &mut block_min[(doc >> LATER_IDS_BLOCK_SHIFT) as usize];
-            *slot = (*slot).min(ord);
+            min = min.min(u32::try_from(ord).unwrap_or(u32::MAX));
+            suffix_min[doc as usize] = min;
         }
-        for i in (0..blocks.saturating_sub(1)).rev() {
-            block_min[i] = block_min[i].min(block_min[i + 1]);
-        }
-        LaterIds { block_min }
+        LaterIds { suffix_min }
     }
 
     /// A lower bound of the id ordinals of the documents after `doc`; `u64::MAX` when
     /// none follows.
     fn after(&self, doc: DocId) -> u64 {
-        let next = doc.saturating_add(1) >> LATER_IDS_BLOCK_SHIFT;
-        self.block_min
-            .get(next as usize)
-            .copied()
-            .unwrap_or(u64::MAX)
+        self.suffix_min
+            .get(doc as usize + 1)
+            .map_or(u64::MAX, |&min| u64::from(min))
     }
 }
 
