@@ -54,6 +54,11 @@ pub(crate) struct Ranked {
     offset: usize,
     limit: usize,
     later_ids: Arc<LaterIdsCache>,
+    /// By score: the best `offset + limit` primary keys of the segments collected so far
+    /// (best first). A later segment's documents must reach the worst of them to matter,
+    /// so its WAND starts there instead of at nothing (tantivy collects the segments of a
+    /// search one after the other).
+    found: Arc<Mutex<Vec<u64>>>,
 }
 
 impl Ranked {
@@ -68,7 +73,29 @@ impl Ranked {
             offset,
             limit,
             later_ids,
+            found: Arc::default(),
         }
+    }
+
+    /// The score a document must exceed to enter the page given the segments collected
+    /// so far: just below the worst of the best `offset + limit` of them (a tie may win
+    /// on its id), or any score before there are that many.
+    fn floor(&self) -> Score {
+        let keep = self.offset.saturating_add(self.limit);
+        let found = self.found.lock().unwrap_or_else(PoisonError::into_inner);
+        match keep.checked_sub(1).and_then(|last| found.get(last)) {
+            Some(&worst) => score_of_key(worst).next_down(),
+            None => Score::MIN,
+        }
+    }
+
+    /// Adds a segment's hits to [`Ranked::found`].
+    fn record(&self, hits: &SegmentHits) {
+        let keep = self.offset.saturating_add(self.limit);
+        let mut found = self.found.lock().unwrap_or_else(PoisonError::into_inner);
+        found.extend(hits.hits.iter().map(|hit| hit.primary.0));
+        found.sort_unstable_by(|a, b| b.cmp(a));
+        found.truncate(keep);
     }
 }
 
@@ -217,6 +244,7 @@ impl Collector for Ranked {
             ids,
             created,
             later_ids,
+            floor: Score::MIN,
             descending_ids: self.ranking == Ranking::Newest,
             keep: self.offset.saturating_add(self.limit),
             best: BinaryHeap::new(),
@@ -240,12 +268,16 @@ impl Collector for Ranked {
         let alive = reader.alive_bitset();
         match self.ranking {
             Ranking::Score => {
-                weight.for_each_pruning(Score::MIN, reader, &mut |doc, score| {
+                segment.floor = self.floor();
+                weight.for_each_pruning(segment.floor, reader, &mut |doc, score| {
                     if alive.is_none_or(|alive| alive.is_alive(doc)) {
                         segment.collect(doc, score);
                     }
                     segment.threshold(doc)
                 })?;
+                let hits = segment.harvest();
+                self.record(&hits);
+                return Ok(hits);
             }
             Ranking::Newest => {
                 weight.for_each_no_score(reader, &mut |docs| {
@@ -316,6 +348,9 @@ pub(crate) struct SegmentRanked {
     created: Option<Column<u64>>,
     /// By score: bounds the ids still to come, see [`SegmentRanked::threshold`].
     later_ids: Option<Arc<LaterIds>>,
+    /// By score: what the segments collected before this one already demand
+    /// ([`Ranked::floor`]).
+    floor: Score,
     descending_ids: bool,
     keep: usize,
     /// The best `keep` hits so far, the worst on top.
@@ -335,9 +370,9 @@ impl SegmentRanked {
     /// The score a document after `doc` must exceed to be worth reporting, once `keep`
     /// hits are kept: the worst kept hit's if every later document's id ranks after its
     /// id (a tie would lose on the id), else just below it, so that a tie still comes
-    /// and may win on its id; any score before.
+    /// and may win on its id; any score before. Never below [`SegmentRanked::floor`].
     fn threshold(&self, doc: DocId) -> Score {
-        match self.best.peek() {
+        let own = match self.best.peek() {
             Some(worst) if self.best.len() >= self.keep => {
                 let score = score_of_key(worst.primary.0);
                 let ties_lose = self
@@ -347,7 +382,8 @@ impl SegmentRanked {
                 if ties_lose { score } else { score.next_down() }
             }
             _ => Score::MIN,
-        }
+        };
+        own.max(self.floor)
     }
 }
 
