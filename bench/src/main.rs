@@ -45,6 +45,7 @@ mod target;
 mod workload;
 
 use std::io::Write as _;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,6 +120,9 @@ async fn run(cli: &Cli) -> Result<Report, String> {
                 Some(dir) => dir.clone(),
                 None => scratch.path().join("data"),
             };
+            if cli.imported_ads() > 0 {
+                import_ads(cli, &binary, &data_dir, scratch.path())?;
+            }
             let started = ServerProcess::start(
                 &binary,
                 Some(&data_dir),
@@ -132,6 +136,14 @@ async fn run(cli: &Cli) -> Result<Report, String> {
                 started.data_dir().display()
             );
             progress(&format!("server started: {url}"));
+            // An imported ledger, or an existing one whose index an upgrade rebuilds.
+            if cli.imported_ads() > 0 || cli.data_dir.is_some() {
+                let limit = Duration::from_secs(cli.duration_limit.max(3_600));
+                if let Err(e) = caught_up(&url, limit).await {
+                    started.abort().await;
+                    return Err(e);
+                }
+            }
             match drive(cli, &url, description, Some(started.pid())).await {
                 Ok((mut report, measured)) => {
                     progress("stopping the server (SIGTERM)");
@@ -436,9 +448,52 @@ async fn drive(
     let measured = HttpMeasured {
         postgres,
         server_rss,
-        ads: cli.creates + preload,
+        ads: cli.creates + preload + cli.imported_ads(),
     };
     Ok((report, measured))
+}
+
+/// `--ads-by-import`: writes an export of the ads beyond the creates and imports it into
+/// `data_dir` (which must hold no ledger yet), unmeasured.
+fn import_ads(cli: &Cli, binary: &Path, data_dir: &Path, scratch: &Path) -> Result<(), String> {
+    let blocks = cli.imported_ads();
+    let export = scratch.join("ads-fill.jsonl");
+    progress(&format!(
+        "ads by import: generating an export of {blocks} ads"
+    ));
+    feed::fill::write_export(&export, blocks, cli.seed)?;
+    progress("ads by import: adledger import");
+    let imported = bulk::command(binary, &["import"], &[export.as_os_str()], data_dir);
+    let _ = std::fs::remove_file(&export);
+    let (cost, _) = imported?;
+    progress(&format!(
+        "ads by import: imported in {:.1} s",
+        cost.wall.as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// Waits (at most `limit`) until the server's state store and search index have applied
+/// every block, so that the phases do not share the cores with the catch-up.
+async fn caught_up(url: &str, limit: Duration) -> Result<(), String> {
+    let client = phase::client(1)?;
+    let started = std::time::Instant::now();
+    loop {
+        let (blocks, state, search) = feed::admin::progress(&client, url).await?;
+        if state >= blocks && search >= blocks {
+            progress(&format!(
+                "projections caught up in {:.1} s",
+                started.elapsed().as_secs_f64()
+            ));
+            return Ok(());
+        }
+        if started.elapsed() > limit {
+            return Err(format!(
+                "the projections did not catch up within {limit:?} (state {state}, search {search} of {blocks})"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Runs one phase, reports its progress and problems on stderr, adds it to `report`,

@@ -91,6 +91,8 @@ pub use digest::Digest;
 pub use error::{Error, Result, VersionExpectation};
 pub use hash::Hash;
 pub use ledger::{Ledger, LedgerOptions};
-pub use ports::{AdState, Journal, Ports, SearchIndex, SearchPage, SearchQuery, StateStore};
+pub use ports::{
+    AdState, IndexedVersion, Journal, Ports, SearchIndex, SearchPage, SearchQuery, StateStore,
+};
 pub use revision::{EventKind, Revision};
 pub use time::TimeRange;

@@ -164,6 +164,7 @@ macro_rules! conformance_tests {
             state_scan_orders_by_key_and_keeps_tombstones,
             state_put_overwrites_and_sets_checkpoint,
             search_put_overrides_versions_and_tombstones,
+            search_hits_carry_their_indexed_version,
             maintenance_replay_one_ad_over_a_range_equals_live_state_at_to,
             maintenance_rebuild_after_loss_equals_the_originals,
             maintenance_interrupted_rebuild_resumes_from_its_checkpoint,

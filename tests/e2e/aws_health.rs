@@ -162,9 +162,10 @@ fn count(health: &Value, operation: &str) -> u64 {
     health["dynamodbRequests"][operation].as_u64().unwrap_or(0)
 }
 
-/// A search page's hits are read from the state store with one `BatchGetItem`, not one
-/// `GetItem` per hit (the only `GetItem`s are the journal tip reads of read-your-writes).
-async fn search_hits_are_read_with_one_batch_get() {
+/// A search page is served from the (tantivy) search index alone: no state-store read
+/// per hit, neither `GetItem`s nor a `BatchGetItem` (the only `GetItem`s are the journal
+/// tip reads of read-your-writes).
+async fn search_hits_need_no_state_store_read() {
     let server = Server::start(Backend::Aws).await;
     for i in 0..12 {
         server
@@ -182,20 +183,20 @@ async fn search_hits_are_read_with_one_batch_get() {
     assert_eq!(items, 12, "{}", found.text);
     assert_eq!(
         count(&after, "BatchGetItem") - count(&before, "BatchGetItem"),
-        1,
+        0,
         "{after}"
     );
-    // Two tip reads (the search, then the state store before hydrating), and perhaps
-    // the background tip poll: never one per hit.
+    // One tip read (the search's read-your-writes), and perhaps the background tip
+    // poll: never one per hit.
     let gets = count(&after, "GetItem") - count(&before, "GetItem");
     assert!(
-        gets <= 3,
+        gets <= 2,
         "a search of 12 hits sent {gets} GetItems: {after}"
     );
 }
 
 aws_only!(
-    search_hits_are_read_with_one_batch_get,
+    search_hits_need_no_state_store_read,
     healthz_sends_no_dynamodb_request,
     consumed_capacity_is_reported,
     readyz_reads_dynamodb_at_most_once_a_second,

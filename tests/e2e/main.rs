@@ -62,6 +62,7 @@ mod openapi;
 mod opensearch;
 mod power_loss;
 mod power_maintenance;
+mod search_hits;
 mod secret_rotation;
 mod seed_flows;
 mod subscriptions;

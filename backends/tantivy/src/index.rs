@@ -17,7 +17,8 @@
 //! the count query of `query.rs` (one posting list per word; a term's document frequency
 //! when its segment has no deleted documents), and the page from the ranking collector
 //! of `order.rs`, which lets block-max WAND skip the documents that cannot make the
-//! page. Hits are read from the stored `ad` field of their documents.
+//! page. Hits are read from the stored fields of their documents (the ad, its version and
+//! commit time), so a page needs nothing but the index.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -35,18 +36,36 @@ use tantivy::query::{Query as _, TermQuery};
 use tantivy::schema::IndexRecordOption;
 use tantivy::tokenizer::TextAnalyzer;
 use tantivy::{
-    DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument,
-    TantivyError, Term,
+    DocAddress, Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, Searcher,
+    TantivyDocument, TantivyError, Term,
 };
 
 use crate::blocking;
 use crate::error::{IndexError, corrupt};
-use crate::order::{Ranked, Ranking};
+use crate::merge::InIdOrder;
+use crate::order::{LaterIdsCache, Ranked, Ranking};
 use crate::query;
 use crate::schema::{AdSchema, VERSION};
 
 /// Indexing memory: ads are small, and this is the single writer thread's whole arena.
 const WRITER_MEMORY_BYTES: usize = 50_000_000;
+
+/// Bytes of stored documents compressed together. Each hit decompresses its whole block,
+/// and a page's hits are scattered over the index: with tantivy's default 16 KiB this
+/// was a tenth of a search's CPU; 4 KiB holds about eight ads.
+const DOCSTORE_BLOCK_BYTES: usize = 4_096;
+
+/// Decompressed store blocks each segment keeps (tantivy's default is 100): at 4 KiB,
+/// 4 MB a segment, so the pages of the common words stay decompressed.
+const DOCSTORE_CACHE_BLOCKS: usize = 1_000;
+
+/// How new indexes store documents (the settings of an existing index are its own).
+fn settings() -> IndexSettings {
+    IndexSettings {
+        docstore_blocksize: DOCSTORE_BLOCK_BYTES,
+        ..IndexSettings::default()
+    }
+}
 
 /// The search read model, in a tantivy index directory.
 ///
@@ -65,6 +84,8 @@ struct Inner {
     analyzer: TextAnalyzer,
     /// tantivy allows one writer per index; the lock also serialises `apply` and `clear`.
     writer: Mutex<IndexWriter>,
+    /// Per segment, what lets the score ranking skip ties (see `order.rs`).
+    later_ids: Arc<LaterIdsCache>,
 }
 
 impl std::fmt::Debug for TantivySearchIndex {
@@ -100,7 +121,11 @@ impl TantivySearchIndex {
         std::fs::create_dir_all(path).map_err(|e| open_error(Box::new(e)))?;
         let directory = MmapDirectory::open(path).map_err(|e| open_error(Box::new(e)))?;
         let schema = AdSchema::new();
-        let index = match Index::open_or_create(directory, schema.schema.clone()) {
+        let index = match Index::builder()
+            .schema(schema.schema.clone())
+            .settings(settings())
+            .open_or_create(directory)
+        {
             Ok(index) => index,
             // Built by an adledger with another document layout (an upgrade). The index is
             // a projection: start it empty and the projector refills it from the journal,
@@ -115,7 +140,7 @@ impl TantivySearchIndex {
                 std::fs::remove_dir_all(path).map_err(|e| open_error(Box::new(e)))?;
                 std::fs::create_dir_all(path).map_err(|e| open_error(Box::new(e)))?;
                 let directory = MmapDirectory::open(path).map_err(|e| open_error(Box::new(e)))?;
-                Index::create(directory, schema.schema.clone(), Default::default())
+                Index::create(directory, schema.schema.clone(), settings())
                     .map_err(|e| open_error(Box::new(e)))?
             }
             Err(other) => return Err(open_error(Box::new(other))),
@@ -130,9 +155,11 @@ impl TantivySearchIndex {
                 },
                 other => open_error(Box::new(other)),
             })?;
+        writer.set_merge_policy(Box::new(InIdOrder::new(index.clone())));
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
+            .doc_store_cache_num_blocks(DOCSTORE_CACHE_BLOCKS)
             .try_into()?;
         Ok(TantivySearchIndex {
             inner: Arc::new(Inner {
@@ -142,6 +169,7 @@ impl TantivySearchIndex {
                 schema,
                 analyzer: AdSchema::analyzer(),
                 writer: Mutex::new(writer),
+                later_ids: Arc::default(),
             }),
         })
     }
@@ -271,12 +299,12 @@ impl Inner {
         // Documents are built while the writer's indexing thread indexes the previous
         // ones (a bulk put of a rebuild batch is hundreds of thousands of them); a
         // failure half-way is rolled back by `commit_with`, so nothing half-done is ever
-        // committed.
+        // committed. They are added in ad-id order (a rebuild lists states by publisher
+        // first): segments in id order let the score ranking stop at ties (`order.rs`).
+        let mut order: Vec<usize> = last.values().copied().collect();
+        order.sort_unstable_by(|&a, &b| states[a].key.ad_id.cmp(&states[b].key.ad_id));
         self.commit_with(writer, checkpoint, move |writer| {
-            for (i, state) in states.iter().enumerate() {
-                if last.get(state.key.ad_id.as_str()) != Some(&i) {
-                    continue;
-                }
+            for state in order.into_iter().map(|i| &states[i]) {
                 let metadata = RevisionMetadata {
                     id: state.key.ad_id.clone(),
                     publisher_id: state.key.publisher_id.clone(),
@@ -315,18 +343,21 @@ impl Inner {
             } else {
                 Ranking::Newest
             };
-            searcher.search(&built.query, &Ranked::new(ranking, search.offset, limit))?
+            self.later_ids.retain(&searcher);
+            let ranked = Ranked::new(ranking, search.offset, limit, self.later_ids.clone());
+            searcher.search(&built.query, &ranked)?
         };
-        let ads = addresses
-            .into_iter()
-            .map(|address| {
-                let doc: TantivyDocument = searcher.doc(address)?;
-                self.schema.ad_of(&doc)
-            })
-            .collect::<Result<_, IndexError>>()?;
+        let mut ads = Vec::with_capacity(addresses.len());
+        let mut versions = Vec::with_capacity(addresses.len());
+        for address in addresses {
+            let doc: TantivyDocument = searcher.doc(address)?;
+            ads.push(self.schema.ad_of(&doc)?);
+            versions.push(self.schema.version_of(&doc)?);
+        }
         Ok(SearchPage {
             total: total as u64,
             ads,
+            versions: Some(versions),
         })
     }
 

@@ -21,6 +21,7 @@
 //! - `schema`: how an ad maps to a document and back.
 //! - `query`: a `SearchQuery` as a tantivy query (lenient user text, exact filters), and
 //!   a cheaper query that matches the same documents, for the count.
+//! - `merge`: tantivy's merge policy, keeping merged segments in ad-id order.
 //! - `order`: the collector that ranks hits by score (or age), then by ad id, so that
 //!   equal hits come back in the same order whatever the index's history.
 //! - `error`: the crate's error type and its mapping into `adledger_engine::Error`.
@@ -29,6 +30,7 @@
 mod blocking;
 mod error;
 mod index;
+mod merge;
 mod order;
 mod query;
 mod schema;

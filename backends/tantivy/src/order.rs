@@ -19,15 +19,22 @@
 //!
 //! By score, the collector asks the query for documents scoring above just below its
 //! worst kept hit (tantivy's block-max WAND for a union of terms skips whole blocks under
-//! it), so a document tying with the worst kept hit still arrives and can win on its id.
+//! it), so a document tying with the worst kept hit still arrives and can win on its id —
+//! unless no later document of the segment can have a smaller id ([`LaterIds`]): then
+//! only a strictly better score can enter, and WAND skips the ties too. Documents are
+//! added in journal order and ad ids (ULIDs) grow with time, so in a segment of creates
+//! that holds from the start; without it a search of a common word in a large index
+//! walked every block, since thousands of ads tie on the best score.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Column, StrColumn};
+use tantivy::index::SegmentId;
 use tantivy::query::Weight;
-use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader, TantivyError};
+use tantivy::{DocAddress, DocId, Score, Searcher, SegmentOrdinal, SegmentReader, TantivyError};
 
 use crate::schema::{AD_ID, CREATED_MS};
 
@@ -46,15 +53,123 @@ pub(crate) struct Ranked {
     ranking: Ranking,
     offset: usize,
     limit: usize,
+    later_ids: Arc<LaterIdsCache>,
+    /// By score: the best `offset + limit` primary keys of the segments collected so far
+    /// (best first). A later segment's documents must reach the worst of them to matter,
+    /// so its WAND starts there instead of at nothing (tantivy collects the segments of a
+    /// search one after the other).
+    found: Arc<Mutex<Vec<u64>>>,
 }
 
 impl Ranked {
-    pub(crate) fn new(ranking: Ranking, offset: usize, limit: usize) -> Ranked {
+    pub(crate) fn new(
+        ranking: Ranking,
+        offset: usize,
+        limit: usize,
+        later_ids: Arc<LaterIdsCache>,
+    ) -> Ranked {
         Ranked {
             ranking,
             offset,
             limit,
+            later_ids,
+            found: Arc::default(),
         }
+    }
+
+    /// The score a document must exceed to enter the page given the segments collected
+    /// so far: just below the worst of the best `offset + limit` of them (a tie may win
+    /// on its id), or any score before there are that many.
+    fn floor(&self) -> Score {
+        let keep = self.offset.saturating_add(self.limit);
+        let found = self.found.lock().unwrap_or_else(PoisonError::into_inner);
+        match keep.checked_sub(1).and_then(|last| found.get(last)) {
+            Some(&worst) => score_of_key(worst).next_down(),
+            None => Score::MIN,
+        }
+    }
+
+    /// Adds a segment's hits to [`Ranked::found`].
+    fn record(&self, hits: &SegmentHits) {
+        let keep = self.offset.saturating_add(self.limit);
+        let mut found = self.found.lock().unwrap_or_else(PoisonError::into_inner);
+        found.extend(hits.hits.iter().map(|hit| hit.primary.0));
+        found.sort_unstable_by(|a, b| b.cmp(a));
+        found.truncate(keep);
+    }
+}
+
+/// For one segment, the smallest ad-id ordinal among the documents from each one on: a
+/// lower bound of the ids of every document after a given one, which tells the score
+/// ranking when a tie with its worst kept hit can no longer win. Four bytes a document.
+#[derive(Debug)]
+pub(crate) struct LaterIds {
+    suffix_min: Vec<u32>,
+}
+
+impl LaterIds {
+    /// One pass over the segment's id column (a segment is immutable, so once per
+    /// segment: see [`LaterIdsCache`]). Deleted documents count too, which only lowers
+    /// the bound.
+    fn of(ids: &StrColumn, max_doc: DocId) -> LaterIds {
+        let mut suffix_min = vec![u32::MAX; max_doc as usize];
+        let mut min = u32::MAX;
+        for doc in (0..max_doc).rev() {
+            // A document without an id ranks last among its equals, as in `collect`; an
+            // ordinal past u32 (not in a segment of fewer documents) saturates there too.
+            let ord = ids.term_ords(doc).next().unwrap_or(u64::MAX);
+            min = min.min(u32::try_from(ord).unwrap_or(u32::MAX));
+            suffix_min[doc as usize] = min;
+        }
+        LaterIds { suffix_min }
+    }
+
+    /// A lower bound of the id ordinals of the documents after `doc`; `u64::MAX` when
+    /// none follows.
+    fn after(&self, doc: DocId) -> u64 {
+        self.suffix_min
+            .get(doc as usize + 1)
+            .map_or(u64::MAX, |&min| u64::from(min))
+    }
+}
+
+/// [`LaterIds`] of the segments searched lately, by segment id.
+#[derive(Debug, Default)]
+pub(crate) struct LaterIdsCache {
+    segments: Mutex<HashMap<SegmentId, Arc<LaterIds>>>,
+}
+
+impl LaterIdsCache {
+    /// Forgets the segments `searcher` no longer has (merged away).
+    pub(crate) fn retain(&self, searcher: &Searcher) {
+        let mut segments = self.segments.lock().unwrap_or_else(PoisonError::into_inner);
+        if segments.len() > searcher.segment_readers().len() {
+            let live: Vec<SegmentId> = searcher
+                .segment_readers()
+                .iter()
+                .map(SegmentReader::segment_id)
+                .collect();
+            segments.retain(|id, _| live.contains(id));
+        }
+    }
+
+    fn of(&self, reader: &SegmentReader, ids: &StrColumn) -> Arc<LaterIds> {
+        let id = reader.segment_id();
+        if let Some(found) = self
+            .segments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+        {
+            return found.clone();
+        }
+        // Computed outside the lock; two searches may both compute a new segment's once.
+        let later = Arc::new(LaterIds::of(ids, reader.max_doc()));
+        self.segments
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, later.clone());
+        later
     }
 }
 
@@ -120,14 +235,16 @@ impl Collector for Ranked {
         let ids = reader.fast_fields().str(AD_ID)?.ok_or_else(|| {
             TantivyError::SchemaError(format!("the search index has no `{AD_ID}` fast field"))
         })?;
-        let created = match self.ranking {
-            Ranking::Score => None,
-            Ranking::Newest => Some(reader.fast_fields().u64(CREATED_MS)?),
+        let (created, later_ids) = match self.ranking {
+            Ranking::Score => (None, Some(self.later_ids.of(reader, &ids))),
+            Ranking::Newest => (Some(reader.fast_fields().u64(CREATED_MS)?), None),
         };
         Ok(SegmentRanked {
             segment_ord,
             ids,
             created,
+            later_ids,
+            floor: Score::MIN,
             descending_ids: self.ranking == Ranking::Newest,
             keep: self.offset.saturating_add(self.limit),
             best: BinaryHeap::new(),
@@ -151,12 +268,16 @@ impl Collector for Ranked {
         let alive = reader.alive_bitset();
         match self.ranking {
             Ranking::Score => {
-                weight.for_each_pruning(Score::MIN, reader, &mut |doc, score| {
+                segment.floor = self.floor();
+                weight.for_each_pruning(segment.floor, reader, &mut |doc, score| {
                     if alive.is_none_or(|alive| alive.is_alive(doc)) {
                         segment.collect(doc, score);
                     }
-                    segment.threshold()
+                    segment.threshold(doc)
                 })?;
+                let hits = segment.harvest();
+                self.record(&hits);
+                return Ok(hits);
             }
             Ranking::Newest => {
                 weight.for_each_no_score(reader, &mut |docs| {
@@ -225,6 +346,11 @@ pub(crate) struct SegmentRanked {
     segment_ord: SegmentOrdinal,
     ids: StrColumn,
     created: Option<Column<u64>>,
+    /// By score: bounds the ids still to come, see [`SegmentRanked::threshold`].
+    later_ids: Option<Arc<LaterIds>>,
+    /// By score: what the segments collected before this one already demand
+    /// ([`Ranked::floor`]).
+    floor: Score,
     descending_ids: bool,
     keep: usize,
     /// The best `keep` hits so far, the worst on top.
@@ -241,16 +367,23 @@ struct SegmentHit {
 }
 
 impl SegmentRanked {
-    /// The score a document must exceed to be worth reporting: just below the worst
-    /// kept hit's once `keep` hits are kept, so that a document that ties with it still
-    /// comes (it may win on its id); any score before.
-    fn threshold(&self) -> Score {
-        match self.best.peek() {
+    /// The score a document after `doc` must exceed to be worth reporting, once `keep`
+    /// hits are kept: the worst kept hit's if every later document's id ranks after its
+    /// id (a tie would lose on the id), else just below it, so that a tie still comes
+    /// and may win on its id; any score before. Never below [`SegmentRanked::floor`].
+    fn threshold(&self, doc: DocId) -> Score {
+        let own = match self.best.peek() {
             Some(worst) if self.best.len() >= self.keep => {
-                score_of_key(worst.primary.0).next_down()
+                let score = score_of_key(worst.primary.0);
+                let ties_lose = self
+                    .later_ids
+                    .as_ref()
+                    .is_some_and(|later| later.after(doc) > worst.tie);
+                if ties_lose { score } else { score.next_down() }
             }
             _ => Score::MIN,
-        }
+        };
+        own.max(self.floor)
     }
 }
 

@@ -15,19 +15,28 @@
 //! see `order.rs`) instead of scoring every match. Scores are the same sums as with the
 //! parser's nested disjunctions (BM25 per field and term, added).
 //!
+//! tantivy runs block-max WAND only when every clause of the union has postings in the
+//! segment: a word that one field never holds (a city in `category`) made each search
+//! score every match. So a union of terms is a [`PresentTerms`] query, which keeps in
+//! each segment only the clauses whose term the segment holds; the scores are the same
+//! (a missing term adds nothing), computed with the index-wide statistics.
+//!
 //! Filters are term and range queries built from values, wrapped in `ConstScoreQuery(0)`
 //! so that they select without changing the ranking. `status:live` is required only when
 //! there is no text: a tombstone has no text fields, so text never matches one.
 
 use std::ops::Bound;
+use std::sync::Arc;
 
 use adledger_engine::ports::SearchQuery;
 use tantivy::Term;
 use tantivy::query::{
-    BooleanQuery, ConstScoreQuery, EmptyQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery,
+    BooleanQuery, BooleanWeight, ConstScoreQuery, EmptyQuery, EnableScoring, Explanation, Occur,
+    PhraseQuery, Query, RangeQuery, Scorer, SumCombiner, TermQuery, Weight,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::{TextAnalyzer, TokenStream as _};
+use tantivy::{DocId, Score, SegmentReader};
 
 use crate::schema::{AdSchema, LIVE, price_to_f64};
 
@@ -108,9 +117,176 @@ pub(crate) fn build(schema: &AdSchema, analyzer: &mut TextAnalyzer, search: &Sea
         ),
     };
     Built {
-        query: with_filters(filters, text),
+        query: with_filters(filters, present_terms(text)),
         count,
         has_text,
+    }
+}
+
+/// The text clauses as one [`PresentTerms`] query when all are term queries (the
+/// common case: no phrase).
+fn present_terms(text: Vec<(Occur, Box<dyn Query>)>) -> Vec<(Occur, Box<dyn Query>)> {
+    let terms: Option<Vec<TermQuery>> = text
+        .iter()
+        .map(|(_, q)| q.downcast_ref::<TermQuery>().cloned())
+        .collect();
+    match terms {
+        Some(terms) if terms.len() > 1 => vec![(Occur::Should, Box::new(PresentTerms { terms }))],
+        _ => text,
+    }
+}
+
+/// A union of term queries (`Should`, scores summed, like a `BooleanQuery` of them) that
+/// in each segment leaves out the terms the segment does not hold, so that tantivy's
+/// block-max WAND applies (see the module docs).
+#[derive(Debug, Clone)]
+pub(crate) struct PresentTerms {
+    terms: Vec<TermQuery>,
+}
+
+impl Query for PresentTerms {
+    fn weight(&self, enable_scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        let weights = self
+            .terms
+            .iter()
+            .map(|q| Ok((q.term().clone(), Arc::from(q.weight(enable_scoring)?))))
+            .collect::<tantivy::Result<_>>()?;
+        Ok(Box::new(PresentTermsWeight {
+            weights,
+            scoring: enable_scoring.is_scoring_enabled(),
+        }))
+    }
+
+    fn query_terms<'a>(&'a self, visitor: &mut dyn FnMut(&'a Term, bool)) {
+        for term in &self.terms {
+            term.query_terms(visitor);
+        }
+    }
+}
+
+/// The weight of [`PresentTerms`]: per segment, a boolean union of the present terms'
+/// weights (which carry the index-wide BM25 statistics).
+struct PresentTermsWeight {
+    weights: Vec<(Term, Arc<dyn Weight>)>,
+    scoring: bool,
+}
+
+impl PresentTermsWeight {
+    /// The weights of the terms `reader`'s segment holds.
+    fn present(&self, reader: &SegmentReader) -> tantivy::Result<Vec<Arc<dyn Weight>>> {
+        let mut present = Vec::with_capacity(self.weights.len());
+        for (term, weight) in &self.weights {
+            if reader
+                .inverted_index(term.field())?
+                .get_term_info(term)?
+                .is_some()
+            {
+                present.push(weight.clone());
+            }
+        }
+        Ok(present)
+    }
+
+    /// The segment's union: one term's weight alone (its own block-max pruning), or a
+    /// boolean union of several.
+    fn for_segment(&self, reader: &SegmentReader) -> tantivy::Result<Box<dyn Weight>> {
+        let mut present = self.present(reader)?;
+        if present.len() == 1 {
+            return Ok(Box::new(Shared(present.remove(0))));
+        }
+        let clauses = present
+            .into_iter()
+            .map(|w| (Occur::Should, Box::new(Shared(w)) as Box<dyn Weight>))
+            .collect();
+        Ok(Box::new(BooleanWeight::new(
+            clauses,
+            self.scoring,
+            Box::new(SumCombiner::default),
+        )))
+    }
+}
+
+impl Weight for PresentTermsWeight {
+    fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+        self.for_segment(reader)?.scorer(reader, boost)
+    }
+
+    fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
+        self.for_segment(reader)?.explain(reader, doc)
+    }
+
+    fn count(&self, reader: &SegmentReader) -> tantivy::Result<u32> {
+        self.for_segment(reader)?.count(reader)
+    }
+
+    fn for_each(
+        &self,
+        reader: &SegmentReader,
+        callback: &mut dyn FnMut(DocId, Score),
+    ) -> tantivy::Result<()> {
+        self.for_segment(reader)?.for_each(reader, callback)
+    }
+
+    fn for_each_no_score(
+        &self,
+        reader: &SegmentReader,
+        callback: &mut dyn FnMut(&[DocId]),
+    ) -> tantivy::Result<()> {
+        self.for_segment(reader)?
+            .for_each_no_score(reader, callback)
+    }
+
+    fn for_each_pruning(
+        &self,
+        threshold: Score,
+        reader: &SegmentReader,
+        callback: &mut dyn FnMut(DocId, Score) -> Score,
+    ) -> tantivy::Result<()> {
+        self.for_segment(reader)?
+            .for_each_pruning(threshold, reader, callback)
+    }
+}
+
+/// A weight shared by the per-segment unions of [`PresentTermsWeight`]; its scorer is
+/// the term's own (a `TermScorer`, which tantivy's union recognises for block-max WAND).
+struct Shared(Arc<dyn Weight>);
+
+impl Weight for Shared {
+    fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+        self.0.scorer(reader, boost)
+    }
+
+    fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
+        self.0.explain(reader, doc)
+    }
+
+    fn count(&self, reader: &SegmentReader) -> tantivy::Result<u32> {
+        self.0.count(reader)
+    }
+
+    fn for_each(
+        &self,
+        reader: &SegmentReader,
+        callback: &mut dyn FnMut(DocId, Score),
+    ) -> tantivy::Result<()> {
+        self.0.for_each(reader, callback)
+    }
+
+    fn for_each_no_score(
+        &self,
+        reader: &SegmentReader,
+        callback: &mut dyn FnMut(&[DocId]),
+    ) -> tantivy::Result<()> {
+        self.0.for_each_no_score(reader, callback)
+    }
+
+    fn for_each_pruning(
+        &self,
+        threshold: Score,
+        reader: &SegmentReader,
+        callback: &mut dyn FnMut(DocId, Score) -> Score,
+    ) -> tantivy::Result<()> {
+        self.0.for_each_pruning(threshold, reader, callback)
     }
 }
 

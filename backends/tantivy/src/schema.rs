@@ -9,9 +9,13 @@
 //! | `categoryExact`, `tagExact` (multi-valued) | STRING | exact filters |
 //! | `price` | f64 FAST, INDEXED | range filter; [`NO_PRICE`] when the ad has none (and in tombstones) |
 //! | `createdMs` | u64 FAST | "newest first": the ULID's millisecond timestamp |
-//! | `version` | u64 FAST | makes `apply` idempotent by version |
+//! | `version` | u64 FAST, STORED | makes `apply` idempotent by version; a hit's version |
+//! | `updatedAt` | STORED | the revision's commit time (RFC 3339, nanoseconds): a hit's `updatedAt` |
 //! | `status` | STRING | `live`, or `deleted` for a tombstone |
 //! | `ad` | STORED | the whole ad as JSON: what a search returns |
+//!
+//! A hit is served from its stored fields alone (ad, version, commit time), without a
+//! read of the state store per hit.
 //!
 //! A deleted ad stays as a tombstone document (id, publisher, version, `status:deleted`)
 //! so that re-applying an older revision after the delete cannot bring the ad back.
@@ -19,7 +23,9 @@
 //! has no text fields.
 
 use adledger_engine::Ad;
+use adledger_engine::ports::IndexedVersion;
 use adledger_engine::revision::RevisionMetadata;
+use chrono::{DateTime, SecondsFormat};
 use rust_decimal::Decimal;
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
@@ -59,6 +65,7 @@ pub(crate) struct AdSchema {
     pub(crate) created_ms: Field,
     pub(crate) version: Field,
     pub(crate) status: Field,
+    pub(crate) updated_at: Field,
     pub(crate) ad: Field,
 }
 
@@ -88,8 +95,9 @@ impl AdSchema {
         let tag_exact = builder.add_text_field("tagExact", STRING);
         let price = builder.add_f64_field("price", FAST | INDEXED);
         let created_ms = builder.add_u64_field(CREATED_MS, FAST);
-        let version = builder.add_u64_field(VERSION, FAST);
+        let version = builder.add_u64_field(VERSION, FAST | STORED);
         let status = builder.add_text_field("status", STRING);
+        let updated_at = builder.add_text_field("updatedAt", STORED);
         let ad = builder.add_text_field("ad", STORED);
         AdSchema {
             schema: builder.build(),
@@ -106,6 +114,7 @@ impl AdSchema {
             created_ms,
             version,
             status,
+            updated_at,
             ad,
         }
     }
@@ -155,6 +164,12 @@ impl AdSchema {
         doc.add_u64(self.created_ms, created_ms(metadata));
         doc.add_u64(self.version, metadata.version);
         doc.add_text(self.status, LIVE);
+        doc.add_text(
+            self.updated_at,
+            metadata
+                .tx_time
+                .to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        );
         doc.add_text(self.ad, json);
         Ok(doc)
     }
@@ -177,6 +192,25 @@ impl AdSchema {
             .and_then(|v| v.as_str())
             .ok_or_else(|| corrupt("search document without its stored ad"))?;
         serde_json::from_str(json).map_err(|e| corrupt(format!("search document's ad: {e}")))
+    }
+
+    /// The version and commit time stored in a live document.
+    pub(crate) fn version_of(&self, doc: &TantivyDocument) -> Result<IndexedVersion, IndexError> {
+        let version = doc
+            .get_first(self.version)
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| corrupt("search document without its stored version"))?;
+        let at = doc
+            .get_first(self.updated_at)
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| corrupt("search document without its commit time"))?;
+        let updated_at = DateTime::parse_from_rfc3339(at)
+            .map_err(|e| corrupt(format!("search document's commit time {at:?}: {e}")))?
+            .to_utc();
+        Ok(IndexedVersion {
+            version,
+            updated_at,
+        })
     }
 }
 

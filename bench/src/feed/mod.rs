@@ -16,9 +16,9 @@
 //! Errors of one part are reported as failures and leave its rows out; the other part
 //! still runs.
 
-mod admin;
+pub(crate) mod admin;
 mod catchup;
-mod fill;
+pub(crate) mod fill;
 mod latency;
 mod receiver;
 mod sinks;

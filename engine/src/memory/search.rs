@@ -28,7 +28,7 @@ use unicode_normalization::char::is_combining_mark;
 
 use crate::ad::Ad;
 use crate::error::Result;
-use crate::ports::{AdState, SearchIndex, SearchPage, SearchQuery};
+use crate::ports::{AdState, IndexedVersion, SearchIndex, SearchPage, SearchQuery};
 use crate::revision::Revision;
 
 /// Words this long (in bytes, before folding) or longer are not indexed: base64 blobs
@@ -39,6 +39,8 @@ const LONGEST_WORD_BYTES: usize = 40;
 #[derive(Debug, Clone)]
 struct Document {
     version: u64,
+    /// When that version was committed: search hits carry it.
+    updated_at: DateTime<Utc>,
     /// "Newest first" order: the creation time in the ad id.
     created_ms: u64,
     live: Option<Live>,
@@ -54,6 +56,7 @@ impl Document {
     fn new(ad_id: &str, version: u64, at: DateTime<Utc>, ad: Option<&Ad>) -> Document {
         Document {
             version,
+            updated_at: at,
             created_ms: created_ms(ad_id, at),
             live: ad.map(|ad| Live {
                 words: ad_words(ad),
@@ -169,8 +172,8 @@ fn passes_filters(ad: &Ad, query: &SearchQuery) -> bool {
 fn search(records: &Records, query: &SearchQuery) -> SearchPage {
     let wanted = query_words(&query.text);
     let has_text = !query.text.trim().is_empty();
-    // (score, created_ms, ad): ranked by score with text, by age without.
-    let mut hits: Vec<(usize, u64, &Ad)> = records
+    // (score, created_ms, ad, version): ranked by score with text, by age without.
+    let mut hits: Vec<(usize, u64, &Ad, IndexedVersion)> = records
         .documents
         .values()
         .filter_map(|document| {
@@ -182,7 +185,11 @@ fn search(records: &Records, query: &SearchQuery) -> SearchPage {
             if has_text && score == 0 {
                 return None;
             }
-            Some((score, document.created_ms, &live.ad))
+            let version = IndexedVersion {
+                version: document.version,
+                updated_at: document.updated_at,
+            };
+            Some((score, document.created_ms, &live.ad, version))
         })
         .collect();
     // The order every backend gives (see `SearchPage::ads`): by score, ties by ascending
@@ -195,14 +202,17 @@ fn search(records: &Records, query: &SearchQuery) -> SearchPage {
             b.1.cmp(&a.1).then_with(|| b.2.ad_id.cmp(&a.2.ad_id))
         }
     });
+    let total = hits.len() as u64;
+    let (ads, versions) = hits
+        .into_iter()
+        .skip(query.offset)
+        .take(query.limit)
+        .map(|(_, _, ad, version)| (ad.clone(), version))
+        .unzip();
     SearchPage {
-        total: hits.len() as u64,
-        ads: hits
-            .into_iter()
-            .skip(query.offset)
-            .take(query.limit)
-            .map(|(_, _, ad)| ad.clone())
-            .collect(),
+        total,
+        ads,
+        versions: Some(versions),
     }
 }
 

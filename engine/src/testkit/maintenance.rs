@@ -213,6 +213,69 @@ pub async fn search_put_overrides_versions_and_tombstones<H: Harness>(h: &H) {
     assert_eq!(idx.search(&text("maple")).await.expect("search").total, 1);
 }
 
+/// An index that reports each hit's version and commit time (`SearchPage::versions`)
+/// reports those of the revision or state it indexed, one per hit, in page order: the
+/// server serves such pages without reading the state store. An index that does not
+/// (OpenSearch) answers `None`.
+pub async fn search_hits_carry_their_indexed_version<H: Harness>(h: &H) {
+    use crate::ports::IndexedVersion;
+
+    let place = h.place().await.expect("place");
+    let stores = h.open(&place).await.expect("open");
+    let idx = &stores.search;
+    let (a, b) = (key("p", 1), key("p", 2));
+    let mut chain = ChainBuilder::new();
+    let changes = vec![
+        (a.clone(), Some(sample_ad(&a, "teak table"))),
+        (b.clone(), Some(sample_ad(&b, "teak stool"))),
+        (a.clone(), Some(sample_ad(&a, "teak table, oiled"))),
+    ];
+    let (_, blocks) = chain.batch(changes).expect("batch");
+    let revisions: Vec<_> = blocks.into_iter().flat_map(|bl| bl.revisions).collect();
+    idx.apply(&revisions, 3).await.expect("apply");
+    let of = |r: &crate::revision::Revision| IndexedVersion {
+        version: r.version(),
+        updated_at: r.body.metadata.tx_time,
+    };
+    let expected = |ids: &[String]| -> Vec<IndexedVersion> {
+        ids.iter()
+            .map(|id| {
+                let latest = revisions
+                    .iter()
+                    .rfind(|r| r.body.metadata.id == *id)
+                    .expect("an indexed ad");
+                of(latest)
+            })
+            .collect()
+    };
+    for q in [text("teak"), text("")] {
+        let page = idx.search(&q).await.expect("search");
+        assert_eq!(page.ads.len(), 2, "{q:?}");
+        let ids: Vec<String> = page.ads.iter().map(|ad| ad.ad_id.clone()).collect();
+        if let Some(versions) = &page.versions {
+            assert_eq!(versions, &expected(&ids), "{q:?}: the applied revisions");
+        }
+    }
+    assert_eq!(revisions[2].version(), revisions[0].version() + 1);
+
+    // A put state is reported as put (a restore or rebuild writes with it).
+    let put = state(&a, 9, Some("teak table, restored"));
+    idx.put(std::slice::from_ref(&put), Some(4))
+        .await
+        .expect("put");
+    let page = idx.search(&text("restored")).await.expect("search");
+    assert_eq!(page.ads.len(), 1);
+    if let Some(versions) = page.versions {
+        assert_eq!(
+            versions,
+            vec![IndexedVersion {
+                version: 9,
+                updated_at: put.updated_at,
+            }]
+        );
+    }
+}
+
 // -- Replay, rebuild, snapshots, export and import over a real ledger --
 
 const PUBLISHERS: [&str; 3] = ["m0", "m1", "m2"];

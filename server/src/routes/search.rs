@@ -1,13 +1,15 @@
 //! `GET /search` (filters and paging) and `GET /?q=` (the seed's search: a bare array
 //! of at most 25 ads).
 //!
-//! The search index holds ad fields only; each hit's version and commit time come from
-//! the state store, read after it has caught up with the same writes, so search results
-//! have the same shape as every other ad in the API. A hit deleted between the two reads
-//! is dropped from the page.
+//! Search results have the same shape as every other ad in the API: fields, version and
+//! commit time. An index that stores each hit's version and commit time (tantivy, memory)
+//! serves the page alone, a consistent snapshot as of the writes the search waited for.
+//! For one that does not (OpenSearch), they come from the state store, read after it has
+//! caught up with the same writes; a hit deleted between the two reads is then dropped
+//! from the page.
 
 use adledger_engine::ad::validate_publisher_id;
-use adledger_engine::{Ad, Ledger, SearchQuery};
+use adledger_engine::{Ad, Ledger, SearchPage, SearchQuery};
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -105,12 +107,13 @@ pub async fn search(State(state): State<AppState>, query: RawPairs) -> Result<Re
         .await
         .map_err(|e| ApiError::from_engine(e, false))?;
     let returned = page.ads.len();
-    let items = with_versions(&state.ledger, page.ads).await?;
+    let total = page.total;
+    let items = with_versions(&state.ledger, page).await?;
     let next = offset + returned;
-    let next_cursor = (returned > 0 && (next as u64) < page.total && next <= MAX_OFFSET)
-        .then(|| next.to_string());
+    let next_cursor =
+        (returned > 0 && (next as u64) < total && next <= MAX_OFFSET).then(|| next.to_string());
     Ok(Json(SearchResultsView {
-        total: page.total,
+        total,
         items,
         next_cursor,
     })
@@ -141,7 +144,7 @@ pub async fn seed_search(
         .search(&query)
         .await
         .map_err(|e| ApiError::from_engine(e, false))?;
-    let items = with_versions(&state.ledger, page.ads).await?;
+    let items = with_versions(&state.ledger, page).await?;
     Ok(Json(items).into_response())
 }
 
@@ -190,8 +193,19 @@ fn cursor_offset(params: &QueryParams) -> Result<usize, ApiError> {
     })
 }
 
-/// Each hit with its current version and commit time from the state store.
-async fn with_versions(ledger: &Ledger, ads: Vec<Ad>) -> Result<Vec<AdView>, ApiError> {
+/// Each hit with its version and commit time: from the index when it stores them, else
+/// the current ones from the state store.
+async fn with_versions(ledger: &Ledger, page: SearchPage) -> Result<Vec<AdView>, ApiError> {
+    let ads = page.ads;
+    if let Some(versions) = page.versions
+        && versions.len() == ads.len()
+    {
+        return Ok(ads
+            .into_iter()
+            .zip(versions)
+            .map(|(ad, v)| AdView::new(ad, v.version, &v.updated_at))
+            .collect());
+    }
     let engine = |e| ApiError::from_engine(e, false);
     // The state store must be as far as the search index was (with several processes,
     // this process's own commits are not the whole journal).

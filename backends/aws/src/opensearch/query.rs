@@ -108,7 +108,13 @@ pub(crate) fn page_of(response: &Value, index: &str) -> Result<SearchPage, OpenS
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(SearchPage { total, ads })
+    // The documents carry no commit time: the server reads each hit's version and time
+    // from the state store.
+    Ok(SearchPage {
+        total,
+        ads,
+        versions: None,
+    })
 }
 
 #[cfg(test)]
