@@ -151,6 +151,9 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         .with_auth(auth)
         .with_feed(config.feed, closing_rx.clone());
     state.metrics_elsewhere = metrics_listener.is_some();
+    if let Some(subscriptions) = &subscriptions {
+        subscriptions.use_tail(state.feed_tail());
+    }
     if let Some(listener) = metrics_listener {
         let metrics_app = crate::routes::metrics::metrics_only(state.clone());
         let limits = config.http;
