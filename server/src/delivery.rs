@@ -35,6 +35,9 @@ use crate::webhook::{self, Delivery, Outgoing};
 const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
 /// Events read per page by a delivery task.
 const PAGE_EVENTS: usize = 256;
+/// How long a deliverer behind the tip waits for the tail to offer the next block
+/// before it reads the journal itself.
+const TAIL_WAIT: Duration = Duration::from_millis(100);
 /// How long a caught-up delivery task with batches waits after a commit wakes it, so
 /// the commits of the next moments go in the same request (see `deliver`).
 const LINGER: Duration = Duration::from_millis(20);
@@ -225,36 +228,64 @@ impl Subscriptions {
         // Subscribed when first caught up, and kept, so no block falls between a
         // journal read and the tail.
         let mut live: Option<broadcast::Receiver<Arc<TailBlock>>> = None;
+        // Set when the tail could not offer the next block: one journal read first.
+        let mut journal_once = false;
         loop {
             if sub.state != SubscriptionState::Active {
                 return Ok(());
             }
             let tip = self.ledger.read_point().await?;
-            if sub.checkpoint.block >= tip {
-                let hook = sub.sink.webhook().cloned();
-                if let (Some(hook), Some(tail)) = (hook, self.tail.get()) {
-                    let receiver = live.get_or_insert_with(|| tail.subscribe());
+            let caught_up = sub.checkpoint.block >= tip;
+            let hook = sub.sink.webhook().cloned();
+            if let (Some(hook), Some(tail), false) = (hook, self.tail.get(), journal_once) {
+                if live.is_none() && caught_up {
+                    live = Some(tail.subscribe());
+                }
+                if let Some(receiver) = live.as_mut() {
+                    let wait = if !caught_up {
+                        // Committed, and the tail is reading it: wait that long at most.
+                        Instant::now() + TAIL_WAIT
+                    } else if saves.pending() {
+                        saves.deadline()
+                    } else {
+                        Instant::now() + SUPERVISE_EVERY
+                    };
                     match self
-                        .take_live(receiver, &hook, &mut sub, &mut saves)
+                        .take_live(receiver, &hook, &mut sub, &mut saves, wait, caught_up)
                         .await?
                     {
-                        Live::Delivered | Live::Journal => {}
+                        Live::Delivered => continue,
                         Live::Stopped => return Ok(()),
-                        Live::Lagged => live = None,
+                        Live::Journal => {
+                            journal_once = true;
+                            continue;
+                        }
+                        Live::Lagged => {
+                            live = None;
+                            journal_once = true;
+                            continue;
+                        }
+                        Live::Idle if !caught_up => {
+                            journal_once = true;
+                            continue;
+                        }
+                        Live::Idle if saves.pending() => {
+                            saves.saving(Instant::now());
+                            sub = self.store.replace(&sub).await?;
+                            continue;
+                        }
                         Live::Idle => {
-                            if saves.pending() {
-                                saves.saving(Instant::now());
-                                sub = self.store.replace(&sub).await?;
-                            } else {
-                                let Some(stored) = self.store.get(name).await? else {
-                                    return Ok(());
-                                };
-                                sub = stored;
-                            }
+                            let Some(stored) = self.store.get(name).await? else {
+                                return Ok(());
+                            };
+                            sub = stored;
+                            continue;
                         }
                     }
-                    continue;
                 }
+            }
+            journal_once = false;
+            if caught_up {
                 let lingers = sub.sink.webhook().is_none_or(|hook| hook.batch_size > 1);
                 if saves.pending() {
                     // Caught up with an unsaved checkpoint: save it when it is due,
@@ -345,21 +376,18 @@ impl Subscriptions {
         }
     }
 
-    /// Waits (until the next save is due, or a while) for the block next at `sub`'s
-    /// checkpoint from the tail, and delivers it with the next ones that arrive
-    /// meanwhile.
+    /// Waits until `deadline` for the block next at `sub`'s checkpoint from the tail,
+    /// and delivers it with the next ones the receiver holds (after a linger when
+    /// `caught_up`, so a burst of commits goes in fewer requests), a page at most.
     async fn take_live(
         &self,
         receiver: &mut broadcast::Receiver<Arc<TailBlock>>,
         hook: &WebhookSink,
         sub: &mut Subscription,
         saves: &mut CheckpointSaves,
+        deadline: Instant,
+        caught_up: bool,
     ) -> Result<Live> {
-        let deadline = if saves.pending() {
-            saves.deadline()
-        } else {
-            Instant::now() + SUPERVISE_EVERY
-        };
         let mut blocks = Vec::new();
         loop {
             let received = match tokio::time::timeout_at(deadline, receiver.recv()).await {
@@ -378,15 +406,19 @@ impl Subscriptions {
                 Err(_) => return Ok(Live::Lagged),
             }
         }
-        if hook.batch_size > 1 {
+        if caught_up && hook.batch_size > 1 {
             // Let a burst of commits gather into fewer, fuller requests.
             tokio::time::sleep(LINGER).await;
         }
         let mut then = Live::Delivered;
-        loop {
+        let mut events = blocks.iter().map(|b| b.events.len()).sum::<usize>();
+        while events < PAGE_EVENTS {
             let next = blocks.last().map_or(0, |b| b.sequence + 1);
             match receiver.try_recv() {
-                Ok(block) if block.sequence == next => blocks.push(block),
+                Ok(block) if block.sequence == next => {
+                    events += block.events.len();
+                    blocks.push(block);
+                }
                 Ok(block) if block.sequence < next => {}
                 Err(broadcast::error::TryRecvError::Empty) => break,
                 Ok(_) => {
