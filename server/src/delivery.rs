@@ -359,12 +359,10 @@ impl Subscriptions {
             };
             let batch = usize::try_from(hook.batch_size.max(1)).unwrap_or(1);
             for chunk in page.events.chunks(batch) {
-                let sent = Instant::now();
                 let delivery = webhook::deliver(&self.client, &hook, chunk).await;
                 let ids = || chunk.iter().map(|e| e.id.clone());
-                let (next, took) = (after(chunk)?, sent.elapsed());
                 if !self
-                    .settle(&mut sub, &mut saves, delivery, (next, took), ids)
+                    .settle(&mut sub, &mut saves, delivery, after(chunk)?, ids)
                     .await?
                 {
                     return Ok(());
@@ -457,10 +455,9 @@ impl Subscriptions {
             };
             let jsons: Vec<&[u8]> = chunk.iter().map(|(_, e)| e.json.as_ref()).collect();
             let outgoing = Outgoing::join(&first.to_string(), &last.to_string(), &jsons);
-            let sent = Instant::now();
             let delivery = webhook::send(&self.client, hook, &outgoing).await;
             let ids = || chunk.iter().map(|(id, _)| id.to_string());
-            let next = (Position::after_event(*last), sent.elapsed());
+            let next = Position::after_event(*last);
             if !self.settle(sub, saves, delivery, next, ids).await? {
                 return Ok(Live::Stopped);
             }
@@ -476,15 +473,14 @@ impl Subscriptions {
     }
 
     /// Records how one request ended: past its events (`next` is the position after
-    /// them, and how long the request took) when acknowledged or dead-lettered, saving
-    /// as due; `Ok(false)` when the subscription stopped (410, or a `block` failure),
-    /// saved in that state.
+    /// them) when acknowledged or dead-lettered, saving as due; `Ok(false)` when the
+    /// subscription stopped (410, or a `block` failure), saved in that state.
     async fn settle<I: Iterator<Item = String>>(
         &self,
         sub: &mut Subscription,
         saves: &mut CheckpointSaves,
         delivery: Delivery,
-        (next, took): (Position, Duration),
+        next: Position,
         ids: impl Fn() -> I,
     ) -> Result<bool> {
         let count = ids().count() as u64;
@@ -492,7 +488,7 @@ impl Subscriptions {
             Delivery::Acknowledged => {
                 sub.checkpoint = next;
                 sub.last_error = None;
-                saves.acknowledged(count, took);
+                saves.acknowledged(count);
                 metrics::counter!("adledger_subscription_events_delivered_total").increment(count);
             }
             Delivery::Gone => {
@@ -515,7 +511,7 @@ impl Subscriptions {
                 metrics::counter!("adledger_subscription_events_dead_lettered_total")
                     .increment(count);
                 // A dead letter is saved at once: the list is the operator's.
-                saves.acknowledged(count, took);
+                saves.acknowledged(count);
                 saves.saving(Instant::now());
                 *sub = self.store.replace(sub).await?;
                 return Ok(true);
