@@ -35,6 +35,9 @@ use crate::webhook::{self, Delivery, Outgoing};
 const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
 /// Events read per page by a delivery task.
 const PAGE_EVENTS: usize = 256;
+/// Starts the server's shared live tail of the feed, or answers the running one.
+pub type TailStarter = Arc<dyn Fn() -> FeedTail + Send + Sync>;
+
 /// How long a deliverer behind the tip waits for the tail to offer the next block
 /// before it reads the journal itself.
 const TAIL_WAIT: Duration = Duration::from_millis(100);
@@ -54,8 +57,9 @@ pub struct Subscriptions {
     tasks: Arc<Mutex<HashMap<String, JoinHandle<()>>>>,
     wake: Arc<Notify>,
     stopped: Arc<AtomicBool>,
-    /// The feed's shared live tail, once the server offers it (see `use_tail`).
-    tail: Arc<OnceLock<FeedTail>>,
+    /// Starts (or finds) the feed's shared live tail, once the server offers it (see
+    /// `use_tail`).
+    tail: Arc<OnceLock<TailStarter>>,
     /// Open while this process may deliver (always, unless several processes share the
     /// ledger: see `delivery_lease`).
     gate: DeliveryGate,
@@ -109,7 +113,9 @@ impl Subscriptions {
     /// tail (the one event streams use) instead of each reading and serializing every
     /// new block itself: with three sinks that was three times the feed's work per
     /// commit. Without it (tests that assemble no server) they read the journal.
-    pub fn use_tail(&self, tail: FeedTail) {
+    /// The tail starts when a deliverer first catches up (as it does for the first
+    /// event stream), so a server without subscriptions runs no tail.
+    pub fn use_tail(&self, tail: TailStarter) {
         let _ = self.tail.set(tail);
     }
 
@@ -239,7 +245,7 @@ impl Subscriptions {
             let hook = sub.sink.webhook().cloned();
             if let (Some(hook), Some(tail), false) = (hook, self.tail.get(), journal_once) {
                 if live.is_none() && caught_up {
-                    live = Some(tail.subscribe());
+                    live = Some(tail().subscribe());
                 }
                 if let Some(receiver) = live.as_mut() {
                     let wait = if !caught_up {
