@@ -14,14 +14,17 @@
 //!   secret being rotated.
 //! - `store`: the [`SubscriptionStore`] port and its contract.
 //! - `memory`: `MemorySubscriptionStore`, for tests and the `memory` backend.
+//! - `saving`: [`CheckpointSaves`], when a deliverer saves its checkpoint.
 
 #[cfg(any(test, feature = "memory"))]
 mod memory;
 mod model;
+mod saving;
 mod sink;
 mod store;
 
 pub use model::{FailurePolicy, MAX_DEAD_LETTERS, Subscription, SubscriptionState, valid_name};
+pub use saving::{CheckpointSaves, MAX_UNSAVED_EVENTS, SAVE_INTERVAL};
 pub use sink::{
     DEFAULT_ATTEMPTS, DEFAULT_BATCH_SIZE, DEFAULT_MAX_ENTRY_BYTES, DEFAULT_TIMEOUT_MS,
     EventBridgeSink, PreviousSecret, RetrySchedule, Sink, WebhookSink,

@@ -2,27 +2,31 @@
 //! its checkpoint and hands events to its sink, in journal order, at least once.
 //!
 //! Commits never wait for this: a task reads committed blocks like any feed reader. After
-//! each acknowledged request the checkpoint is saved with a conditional write (see
-//! `SubscriptionStore::replace`), so after a crash delivery resumes from the last saved
+//! an acknowledged request the checkpoint is saved with a conditional write (see
+//! `SubscriptionStore::replace`), requests in quick succession sharing one save (see
+//! [`CheckpointSaves`]), so after a crash delivery resumes from the last saved
 //! checkpoint: events since then may be delivered again, none is skipped. An operator's
 //! change (pause, seek, delete) restarts the subscription's task, and a task that finds
 //! its record changed under it (a conflict) stops and is restarted from the stored one.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use adledger_engine::feed::{CloudEvent, EventId, FeedOptions, Position, ledger_source, read_page};
 use adledger_engine::subscription::{
-    FailurePolicy, Sink, Subscription, SubscriptionState, SubscriptionStore,
+    CheckpointSaves, FailurePolicy, Sink, Subscription, SubscriptionState, SubscriptionStore,
+    WebhookSink,
 };
 use adledger_engine::{Error, Ledger, Result};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::delivery_lease::DeliveryGate;
-use crate::webhook::{self, Delivery};
+use crate::feed_tail::{FeedTail, Prepared, TailBlock};
+use crate::webhook::{self, Delivery, Outgoing};
 
 /// How often the supervisor looks for subscriptions without a task (a task that stopped
 /// on an error is restarted this long after) when one process owns the store (see
@@ -31,6 +35,12 @@ use crate::webhook::{self, Delivery};
 const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
 /// Events read per page by a delivery task.
 const PAGE_EVENTS: usize = 256;
+/// Starts the server's shared live tail of the feed, or answers the running one.
+pub type TailStarter = Arc<dyn Fn() -> FeedTail + Send + Sync>;
+
+/// How long a deliverer behind the tip waits for the tail to offer the next block
+/// before it reads the journal itself.
+const TAIL_WAIT: Duration = Duration::from_millis(100);
 /// How long a caught-up delivery task with batches waits after a commit wakes it, so
 /// the commits of the next moments go in the same request (see `deliver`).
 const LINGER: Duration = Duration::from_millis(20);
@@ -47,6 +57,9 @@ pub struct Subscriptions {
     tasks: Arc<Mutex<HashMap<String, JoinHandle<()>>>>,
     wake: Arc<Notify>,
     stopped: Arc<AtomicBool>,
+    /// Starts (or finds) the feed's shared live tail, once the server offers it (see
+    /// `use_tail`).
+    tail: Arc<OnceLock<TailStarter>>,
     /// Open while this process may deliver (always, unless several processes share the
     /// ledger: see `delivery_lease`).
     gate: DeliveryGate,
@@ -86,6 +99,7 @@ impl Subscriptions {
             tasks: Arc::default(),
             wake: Arc::new(Notify::new()),
             stopped: Arc::default(),
+            tail: Arc::default(),
             gate,
         };
         let supervisor = subscriptions.clone();
@@ -93,6 +107,16 @@ impl Subscriptions {
         let watcher = subscriptions.clone();
         tokio::spawn(async move { watcher.follow_gate().await });
         Ok(subscriptions)
+    }
+
+    /// Lets caught-up webhook deliverers take new blocks from the feed's shared live
+    /// tail (the one event streams use) instead of each reading and serializing every
+    /// new block itself: with three sinks that was three times the feed's work per
+    /// commit. Without it (tests that assemble no server) they read the journal.
+    /// The tail starts when a deliverer first catches up (as it does for the first
+    /// event stream), so a server without subscriptions runs no tail.
+    pub fn use_tail(&self, tail: TailStarter) {
+        let _ = self.tail.set(tail);
     }
 
     /// The gate delivery waits behind (shutdown releases it).
@@ -190,28 +214,115 @@ impl Subscriptions {
     }
 
     /// Delivers `name` until it is no longer active (or an error stops it).
+    ///
+    /// The record is read when the task starts and again whenever it is idle with
+    /// nothing unsaved (so an operator's change through another process is seen); in
+    /// between, the task's copy is the truth, saved as [`CheckpointSaves`] says.
+    ///
+    /// A caught-up webhook deliverer takes new blocks from the shared live tail (see
+    /// [`Subscriptions::use_tail`]), each event read and serialized once for every
+    /// subscription and event stream, exactly like an event stream does: only the block
+    /// that is next at its checkpoint, and the journal for anything else (a later block,
+    /// a lag past the tail's buffer, or a tail silent while the journal moved).
     async fn deliver(&self, name: &str) -> Result<()> {
         let journal = self.ledger.ports().journal.clone();
         let mut source: Option<String> = None;
+        let Some(mut sub) = self.store.get(name).await? else {
+            return Ok(());
+        };
+        let mut saves = CheckpointSaves::new(Instant::now());
+        // Subscribed when first caught up, and kept, so no block falls between a
+        // journal read and the tail.
+        let mut live: Option<broadcast::Receiver<Arc<TailBlock>>> = None;
+        // Set when the tail could not offer the next block: one journal read first.
+        let mut journal_once = false;
         loop {
-            let Some(mut sub) = self.store.get(name).await? else {
-                return Ok(());
-            };
             if sub.state != SubscriptionState::Active {
                 return Ok(());
             }
             let tip = self.ledger.read_point().await?;
-            if sub.checkpoint.block >= tip {
-                let deadline = tokio::time::Instant::now() + SUPERVISE_EVERY;
+            let caught_up = sub.checkpoint.block >= tip;
+            let hook = sub.sink.webhook().cloned();
+            if let (Some(hook), Some(tail), false) = (hook, self.tail.get(), journal_once) {
+                if live.is_none() && caught_up {
+                    live = Some(tail().subscribe());
+                }
+                if let Some(receiver) = live.as_mut() {
+                    let wait = if !caught_up {
+                        // Committed, and the tail is reading it: wait that long at most.
+                        Instant::now() + TAIL_WAIT
+                    } else if saves.pending() {
+                        saves.deadline()
+                    } else {
+                        Instant::now() + SUPERVISE_EVERY
+                    };
+                    match self
+                        .take_live(receiver, &hook, &mut sub, &mut saves, wait, caught_up)
+                        .await?
+                    {
+                        Live::Delivered => continue,
+                        Live::Stopped => return Ok(()),
+                        Live::Journal => {
+                            journal_once = true;
+                            continue;
+                        }
+                        Live::Lagged => {
+                            live = None;
+                            journal_once = true;
+                            continue;
+                        }
+                        Live::Idle if !caught_up => {
+                            journal_once = true;
+                            continue;
+                        }
+                        Live::Idle if saves.pending() => {
+                            saves.saving(Instant::now());
+                            sub = self.store.replace(&sub).await?;
+                            continue;
+                        }
+                        Live::Idle => {
+                            let Some(stored) = self.store.get(name).await? else {
+                                return Ok(());
+                            };
+                            sub = stored;
+                            continue;
+                        }
+                    }
+                }
+            }
+            journal_once = false;
+            if caught_up {
+                let lingers = sub.sink.webhook().is_none_or(|hook| hook.batch_size > 1);
+                if saves.pending() {
+                    // Caught up with an unsaved checkpoint: save it when it is due,
+                    // unless a block comes first (then it goes with the next request).
+                    let tip = self
+                        .ledger
+                        .wait_for_block(sub.checkpoint.block, saves.deadline())
+                        .await?;
+                    if tip <= sub.checkpoint.block {
+                        saves.saving(Instant::now());
+                        sub = self.store.replace(&sub).await?;
+                    } else if lingers {
+                        tokio::time::sleep(LINGER).await;
+                    }
+                    continue;
+                }
+                let deadline = Instant::now() + SUPERVISE_EVERY;
                 self.ledger
                     .wait_for_block(sub.checkpoint.block, deadline)
                     .await?;
-                // Let a burst of commits gather into fewer, fuller requests: each one
-                // costs a checkpoint write, which competes with the journal's fsyncs
-                // (an EventBridge sink sends up to 10 entries per call).
-                if sub.sink.webhook().is_none_or(|hook| hook.batch_size > 1) {
+                // Let a burst of commits gather into fewer, fuller requests (an
+                // EventBridge sink sends up to 10 entries per call).
+                if lingers {
                     tokio::time::sleep(LINGER).await;
                 }
+                // Everything is saved: what is stored is the truth (an operator may
+                // have changed it through another process).
+                let Some(stored) = self.store.get(name).await? else {
+                    return Ok(());
+                };
+                sub = stored;
                 continue;
             }
             let source = match &source {
@@ -238,6 +349,7 @@ impl Subscriptions {
             let hook = match &sub.sink {
                 Sink::Webhook(hook) => hook.clone(),
                 Sink::EventBridge(bus) => {
+                    // Saves after every accepted call itself.
                     let bus = bus.clone();
                     let events = &page.events;
                     let (store, clients) = (self.store.as_ref(), &self.event_bridge);
@@ -252,49 +364,188 @@ impl Subscriptions {
                 }
             };
             let batch = usize::try_from(hook.batch_size.max(1)).unwrap_or(1);
-            let chunks = page.events.chunks(batch);
-            let count = chunks.len();
-            for (n, chunk) in chunks.enumerate() {
-                match webhook::deliver(&self.client, &hook, chunk).await {
-                    Delivery::Acknowledged => {
-                        sub.checkpoint = after(chunk)?;
-                        sub.last_error = None;
-                        metrics::counter!("adledger_subscription_events_delivered_total")
-                            .increment(chunk.len() as u64);
-                    }
-                    Delivery::Gone => {
-                        sub.state = SubscriptionState::Disabled;
-                        sub.last_error = Some("the endpoint answered 410 Gone".into());
-                        self.store.replace(&sub).await?;
-                        tracing::warn!(subscription = %name, "sink answered 410 Gone; subscription disabled");
-                        return Ok(());
-                    }
-                    Delivery::Failed(detail) => {
-                        sub.last_error = Some(detail);
-                        if sub.on_failure == FailurePolicy::Block {
-                            sub.state = SubscriptionState::Blocked;
-                            self.store.replace(&sub).await?;
-                            tracing::warn!(subscription = %name, "retries ran out; subscription blocked");
-                            return Ok(());
-                        }
-                        sub.dead_letter(chunk.iter().map(|e| e.id.clone()));
-                        sub.checkpoint = after(chunk)?;
-                        metrics::counter!("adledger_subscription_events_dead_lettered_total")
-                            .increment(chunk.len() as u64);
-                    }
-                }
-                // The last chunk's checkpoint is saved below with the page's end: one
-                // write, still before anything else is sent.
-                if n + 1 < count {
-                    sub = self.store.replace(&sub).await?;
+            for chunk in page.events.chunks(batch) {
+                let delivery = webhook::deliver(&self.client, &hook, chunk).await;
+                let ids = || chunk.iter().map(|e| e.id.clone());
+                if !self
+                    .settle(&mut sub, &mut saves, delivery, after(chunk)?, ids)
+                    .await?
+                {
+                    return Ok(());
                 }
             }
-            if page.next > sub.checkpoint || count > 0 {
-                sub.checkpoint = sub.checkpoint.max(page.next);
-                self.store.replace(&sub).await?;
+            // Past blocks the filter skipped: saved with the next save.
+            if page.next > sub.checkpoint {
+                sub.checkpoint = page.next;
+                saves.advanced();
             }
         }
     }
+
+    /// Waits until `deadline` for the block next at `sub`'s checkpoint from the tail,
+    /// and delivers it with the next ones the receiver holds (after a linger when
+    /// `caught_up`, so a burst of commits goes in fewer requests), a page at most.
+    async fn take_live(
+        &self,
+        receiver: &mut broadcast::Receiver<Arc<TailBlock>>,
+        hook: &WebhookSink,
+        sub: &mut Subscription,
+        saves: &mut CheckpointSaves,
+        deadline: Instant,
+        caught_up: bool,
+    ) -> Result<Live> {
+        let mut blocks = Vec::new();
+        loop {
+            let received = match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                Ok(received) => received,
+                Err(_) => return Ok(Live::Idle),
+            };
+            match received {
+                Ok(block) if block.sequence < sub.checkpoint.block => continue,
+                Ok(block) if block.sequence == sub.checkpoint.block => {
+                    blocks.push(block);
+                    break;
+                }
+                // A later block: the journal has what is next.
+                Ok(_) => return Ok(Live::Journal),
+                // Blocks lost to lag (or no tail): the journal, and a new receiver.
+                Err(_) => return Ok(Live::Lagged),
+            }
+        }
+        if caught_up && hook.batch_size > 1 {
+            // Let a burst of commits gather into fewer, fuller requests.
+            tokio::time::sleep(LINGER).await;
+        }
+        let mut then = Live::Delivered;
+        let mut events = blocks.iter().map(|b| b.events.len()).sum::<usize>();
+        while events < PAGE_EVENTS {
+            let next = blocks.last().map_or(0, |b| b.sequence + 1);
+            match receiver.try_recv() {
+                Ok(block) if block.sequence == next => {
+                    events += block.events.len();
+                    blocks.push(block);
+                }
+                Ok(block) if block.sequence < next => {}
+                Err(broadcast::error::TryRecvError::Empty) => break,
+                Ok(_) => {
+                    then = Live::Journal;
+                    break;
+                }
+                Err(_) => {
+                    then = Live::Lagged;
+                    break;
+                }
+            }
+        }
+        let filter = sub.filter();
+        let start = sub.checkpoint;
+        let events: Vec<(EventId, &Arc<Prepared>)> = blocks
+            .iter()
+            .flat_map(|block| {
+                block.events.iter().map(move |event| {
+                    let id = EventId {
+                        sequence: block.sequence,
+                        index: event.index,
+                    };
+                    (id, event)
+                })
+            })
+            .filter(|(id, event)| {
+                (id.sequence > start.block || id.index >= start.index) && event.admitted_by(&filter)
+            })
+            .collect();
+        let batch = usize::try_from(hook.batch_size.max(1)).unwrap_or(1);
+        for chunk in events.chunks(batch) {
+            let (Some((first, _)), Some((last, _))) = (chunk.first(), chunk.last()) else {
+                continue;
+            };
+            let jsons: Vec<&[u8]> = chunk.iter().map(|(_, e)| e.json.as_ref()).collect();
+            let outgoing = Outgoing::join(&first.to_string(), &last.to_string(), &jsons);
+            let delivery = webhook::send(&self.client, hook, &outgoing).await;
+            let ids = || chunk.iter().map(|(id, _)| id.to_string());
+            let next = Position::after_event(*last);
+            if !self.settle(sub, saves, delivery, next, ids).await? {
+                return Ok(Live::Stopped);
+            }
+        }
+        if let Some(block) = blocks.last() {
+            let end = Position::after_block(block.sequence);
+            if end > sub.checkpoint {
+                sub.checkpoint = end;
+                saves.advanced();
+            }
+        }
+        Ok(then)
+    }
+
+    /// Records how one request ended: past its events (`next` is the position after
+    /// them) when acknowledged or dead-lettered, saving as due; `Ok(false)` when the
+    /// subscription stopped (410, or a `block` failure), saved in that state.
+    async fn settle<I: Iterator<Item = String>>(
+        &self,
+        sub: &mut Subscription,
+        saves: &mut CheckpointSaves,
+        delivery: Delivery,
+        next: Position,
+        ids: impl Fn() -> I,
+    ) -> Result<bool> {
+        let count = ids().count() as u64;
+        match delivery {
+            Delivery::Acknowledged => {
+                sub.checkpoint = next;
+                sub.last_error = None;
+                saves.acknowledged(count);
+                metrics::counter!("adledger_subscription_events_delivered_total").increment(count);
+            }
+            Delivery::Gone => {
+                sub.state = SubscriptionState::Disabled;
+                sub.last_error = Some("the endpoint answered 410 Gone".into());
+                self.store.replace(sub).await?;
+                tracing::warn!(subscription = %sub.name, "sink answered 410 Gone; subscription disabled");
+                return Ok(false);
+            }
+            Delivery::Failed(detail) => {
+                sub.last_error = Some(detail);
+                if sub.on_failure == FailurePolicy::Block {
+                    sub.state = SubscriptionState::Blocked;
+                    self.store.replace(sub).await?;
+                    tracing::warn!(subscription = %sub.name, "retries ran out; subscription blocked");
+                    return Ok(false);
+                }
+                sub.dead_letter(ids());
+                sub.checkpoint = next;
+                metrics::counter!("adledger_subscription_events_dead_lettered_total")
+                    .increment(count);
+                // A dead letter is saved at once: the list is the operator's.
+                saves.acknowledged(count);
+                saves.saving(Instant::now());
+                *sub = self.store.replace(sub).await?;
+                return Ok(true);
+            }
+        }
+        // Saved before anything else is sent, unless requests come quickly.
+        let now = Instant::now();
+        if saves.due(now) {
+            saves.saving(now);
+            *sub = self.store.replace(sub).await?;
+        }
+        Ok(true)
+    }
+}
+
+/// How a caught-up deliverer's wait on the live tail ended.
+enum Live {
+    /// Blocks from the tail were delivered.
+    Delivered,
+    /// The subscription stopped (410, or blocked).
+    Stopped,
+    /// The tail offered a later block than the next one: read the journal.
+    Journal,
+    /// The receiver lost blocks (it fell behind the tail's buffer): read the journal,
+    /// and subscribe again when caught up.
+    Lagged,
+    /// Nothing came before the deadline.
+    Idle,
 }
 
 /// The position after the last event of `chunk`.

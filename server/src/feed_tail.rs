@@ -43,6 +43,8 @@ pub struct Prepared {
     /// `id: <event id>\ndata: <the CloudEvent as JSON>\n\n` (compact JSON holds no
     /// line break, so one `data:` line carries it).
     pub frame: Bytes,
+    /// The CloudEvent as JSON: the part of `frame` webhook deliverers send.
+    pub json: Bytes,
 }
 
 impl Prepared {
@@ -54,8 +56,11 @@ impl Prepared {
         frame.extend_from_slice(b"id: ");
         frame.extend_from_slice(event.id.as_bytes());
         frame.extend_from_slice(b"\ndata: ");
+        let json_start = frame.len();
         serde_json::to_writer(&mut frame, event).ok()?;
+        let json_end = frame.len();
         frame.extend_from_slice(b"\n\n");
+        let frame = Bytes::from(frame);
         let publisher_id = event.subject.as_deref().and_then(|s| {
             let rest = s.strip_prefix("publisher/")?;
             rest.split_once("/ad/").map(|(p, _)| p.to_string())
@@ -64,7 +69,8 @@ impl Prepared {
             index: id.index,
             event_type: event.event_type.clone(),
             publisher_id,
-            frame: Bytes::from(frame),
+            json: frame.slice(json_start..json_end),
+            frame,
         })
     }
 

@@ -164,6 +164,12 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         .with_auth(auth)
         .with_feed(config.feed, closing_rx.clone());
     state.metrics_elsewhere = metrics_listener.is_some();
+    if let Some(subscriptions) = &subscriptions {
+        // Without the subscriptions: the state the starter keeps holds no cycle.
+        let mut tail_state = state.clone();
+        tail_state.subscriptions = None;
+        subscriptions.use_tail(Arc::new(move || tail_state.feed_tail()));
+    }
     if let Some(listener) = metrics_listener {
         let metrics_app = crate::routes::metrics::metrics_only(state.clone());
         let limits = config.http;

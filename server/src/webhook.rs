@@ -14,6 +14,7 @@ use adledger_engine::feed::CloudEvent;
 use adledger_engine::subscription::{RetrySchedule, WebhookSink};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use rand_core::RngCore;
 use sha2::Sha256;
@@ -96,39 +97,86 @@ pub fn client() -> Result<reqwest_tls::Client, String> {
         .map_err(|e| e.to_string())
 }
 
+/// One request's events, encoded once for all its attempts.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// `webhook-id`: the event id, or the first and last ids joined by `_`.
+    pub id: String,
+    /// One CloudEvent, or a JSON array of them.
+    pub body: Bytes,
+    /// `application/cloudevents+json` or `application/cloudevents-batch+json`.
+    pub content_type: &'static str,
+}
+
+impl Outgoing {
+    /// `events` as one request; `None` for no event.
+    pub fn encode(events: &[CloudEvent]) -> Option<Result<Outgoing, String>> {
+        let (first, last) = (events.first()?, events.last()?);
+        let jsons = events.iter().map(serde_json::to_vec);
+        let encoded: Result<Vec<Vec<u8>>, _> = jsons.collect();
+        Some(
+            encoded
+                .map(|jsons| Outgoing::join(&first.id, &last.id, &jsons))
+                .map_err(|e| format!("cannot encode the events: {e}")),
+        )
+    }
+
+    /// Events already serialized (each a CloudEvent's compact JSON, in order), from
+    /// the event with id `first` to the one with id `last`: a batch's body is exactly
+    /// what serializing them as one array gives.
+    pub fn join<J: AsRef<[u8]>>(first: &str, last: &str, jsons: &[J]) -> Outgoing {
+        if let [one] = jsons {
+            return Outgoing {
+                id: first.to_string(),
+                body: Bytes::copy_from_slice(one.as_ref()),
+                content_type: "application/cloudevents+json",
+            };
+        }
+        let size = jsons.iter().map(|j| j.as_ref().len() + 1).sum::<usize>() + 1;
+        let mut body = Vec::with_capacity(size);
+        body.push(b'[');
+        for (n, json) in jsons.iter().enumerate() {
+            if n > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(json.as_ref());
+        }
+        body.push(b']');
+        Outgoing {
+            id: format!("{first}_{last}"),
+            body: Bytes::from(body),
+            content_type: "application/cloudevents-batch+json",
+        }
+    }
+}
+
 /// Delivers `events` (in order, one request) with the sink's retry schedule.
 pub async fn deliver(
     client: &reqwest_tls::Client,
     sink: &WebhookSink,
     events: &[CloudEvent],
 ) -> Delivery {
-    let (Some(first), Some(last)) = (events.first(), events.last()) else {
-        return Delivery::Acknowledged;
-    };
+    match Outgoing::encode(events) {
+        None => Delivery::Acknowledged,
+        Some(Ok(outgoing)) => send(client, sink, &outgoing).await,
+        Some(Err(e)) => Delivery::Failed(e),
+    }
+}
+
+/// Sends `outgoing` with the sink's retry schedule.
+pub async fn send(
+    client: &reqwest_tls::Client,
+    sink: &WebhookSink,
+    outgoing: &Outgoing,
+) -> Delivery {
     if let Err(e) = secret_key(&sink.secret) {
         return Delivery::Failed(format!("the sink's secret is unusable: {e}"));
     }
-    let (id, body, content_type) = if events.len() == 1 {
-        (
-            first.id.clone(),
-            serde_json::to_vec(first),
-            "application/cloudevents+json",
-        )
-    } else {
-        (
-            format!("{}_{}", first.id, last.id),
-            serde_json::to_vec(events),
-            "application/cloudevents-batch+json",
-        )
-    };
-    let body = match body {
-        Ok(body) => body,
-        Err(e) => return Delivery::Failed(format!("cannot encode the events: {e}")),
-    };
+    let id = &outgoing.id;
     let attempts = sink.retry.attempts.max(1);
     let mut last_failure = String::new();
     for attempt in 1..=attempts {
-        match attempt_once(client, sink, &id, &body, content_type).await {
+        match attempt_once(client, sink, outgoing).await {
             Ok(delivery) => {
                 metrics::counter!("adledger_webhook_requests_total", "outcome" => "ok")
                     .increment(1);
@@ -153,21 +201,20 @@ pub async fn deliver(
 async fn attempt_once(
     client: &reqwest_tls::Client,
     sink: &WebhookSink,
-    id: &str,
-    body: &[u8],
-    content_type: &'static str,
+    outgoing: &Outgoing,
 ) -> Result<Delivery, AttemptFailure> {
     let now = chrono::Utc::now();
     let timestamp = now.timestamp();
-    let signature = signatures(sink, now.timestamp_millis(), id, timestamp, body);
+    let id = outgoing.id.as_str();
+    let signature = signatures(sink, now.timestamp_millis(), id, timestamp, &outgoing.body);
     let response = client
         .post(&sink.url)
         .timeout(Duration::from_millis(sink.timeout_ms.max(1)))
-        .header("content-type", content_type)
+        .header("content-type", outgoing.content_type)
         .header("webhook-id", id)
         .header("webhook-timestamp", timestamp.to_string())
         .header("webhook-signature", signature)
-        .body(body.to_vec())
+        .body(outgoing.body.clone())
         .send()
         .await
         .map_err(|e| AttemptFailure {
