@@ -55,6 +55,9 @@ const FAULTS: Faults = Faults {
     throttle: 50,
     delay: 80,
     max_delay: Duration::from_millis(150),
+    // Of the batches (state projection, journal ad index, search hits, appenders'
+    // checks): answered with half their items unprocessed.
+    unprocessed: 150,
 };
 
 #[derive(Debug, Default)]
@@ -221,6 +224,16 @@ async fn faults_lose_no_write_and_duplicate_no_block() {
         proxy.counts().summary()
     );
     println!("{}", proxy.counts().summary());
+    assert!(
+        proxy
+            .counts()
+            .partial_batches
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0,
+        "no batch was left partly unprocessed, so the retry of unprocessed items went \
+         untested: {}",
+        proxy.counts().summary()
+    );
     proxy.set_enabled(false);
     assert!(
         injected >= 20,

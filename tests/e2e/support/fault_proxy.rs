@@ -3,7 +3,10 @@
 //! before the request reaches DynamoDB, a connection dropped *after* DynamoDB applied the
 //! request (the client never learns the outcome: the case that makes retries dangerous),
 //! delays, `500 InternalServerError` and throttling (`ThrottlingException`,
-//! `ProvisionedThroughputExceededException`).
+//! `ProvisionedThroughputExceededException`), and the partial success of a batch that
+//! DynamoDB's throttling produces: a `BatchWriteItem` or `BatchGetItem` of which only the
+//! first half reaches DynamoDB, answered `200` with the rest as `UnprocessedItems` /
+//! `UnprocessedKeys`, as DynamoDB answers a batch it could only partly serve.
 //!
 //! It speaks just enough HTTP/1.1 for the AWS SDK's DynamoDB requests (a request line,
 //! headers, a `Content-Length` body; keep-alive) and forwards each request with its own
@@ -33,6 +36,9 @@ pub struct Faults {
     /// Forward after a delay of up to `max_delay`.
     pub delay: u64,
     pub max_delay: Duration,
+    /// Of a `BatchWriteItem` or `BatchGetItem`, forward only the first half of each
+    /// table's items and answer the rest as unprocessed (other requests: forwarded).
+    pub unprocessed: u64,
 }
 
 /// How many requests met each fate.
@@ -44,6 +50,8 @@ pub struct FaultCounts {
     pub server_errors: AtomicUsize,
     pub throttled: AtomicUsize,
     pub delayed: AtomicUsize,
+    /// Batches answered with items left unprocessed.
+    pub partial_batches: AtomicUsize,
 }
 
 impl FaultCounts {
@@ -55,6 +63,7 @@ impl FaultCounts {
             &self.server_errors,
             &self.throttled,
             &self.delayed,
+            &self.partial_batches,
         ]
         .iter()
         .map(|c| c.load(Ordering::Relaxed))
@@ -65,13 +74,15 @@ impl FaultCounts {
         let get = |c: &AtomicUsize| c.load(Ordering::Relaxed);
         format!(
             "{} requests forwarded; faults injected: {} dropped before DynamoDB, {} dropped \
-             after DynamoDB applied them, {} answered 500, {} throttled, {} delayed",
+             after DynamoDB applied them, {} answered 500, {} throttled, {} delayed, {} \
+             batches partly left unprocessed",
             get(&self.forwarded),
             get(&self.dropped_before),
             get(&self.dropped_after),
             get(&self.server_errors),
             get(&self.throttled),
-            get(&self.delayed)
+            get(&self.delayed),
+            get(&self.partial_batches)
         )
     }
 }
@@ -82,6 +93,7 @@ enum Fate {
     ServerError,
     Throttle(&'static str),
     Delay(Duration),
+    Unprocessed,
     Forward,
 }
 
@@ -108,6 +120,7 @@ impl Shared {
             (f.server_error, 2),
             (f.throttle, 3),
             (f.delay, 4),
+            (f.unprocessed, 5),
         ] {
             if roll < rate {
                 return match fate {
@@ -116,6 +129,7 @@ impl Shared {
                     2 => Fate::ServerError,
                     3 if rng.below(2) == 0 => Fate::Throttle("ThrottlingException"),
                     3 => Fate::Throttle("ProvisionedThroughputExceededException"),
+                    5 => Fate::Unprocessed,
                     _ => {
                         let max = u64::try_from(f.max_delay.as_millis()).unwrap_or(u64::MAX);
                         Fate::Delay(Duration::from_millis(rng.below(max.max(1) as usize) as u64))
@@ -142,7 +156,8 @@ impl FaultProxy {
             + faults.drop_after
             + faults.server_error
             + faults.throttle
-            + faults.delay;
+            + faults.delay
+            + faults.unprocessed;
         assert!(total <= 1000, "fault rates add up to more than 1000‰");
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -320,9 +335,20 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) {
                 counts.delayed.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(delay).await;
             }
-            Fate::DropAfter | Fate::Forward => {}
+            Fate::DropAfter | Fate::Forward | Fate::Unprocessed => {}
         }
-        let Some((status, headers, body)) = forward(&shared, request).await else {
+        let split = match fate {
+            Fate::Unprocessed => split_batch(&request),
+            _ => None,
+        };
+        let answer = match split {
+            Some(split) => {
+                counts.partial_batches.fetch_add(1, Ordering::Relaxed);
+                forward_part(&shared, request, split).await
+            }
+            None => forward(&shared, request).await,
+        };
+        let Some((status, headers, body)) = answer else {
             return;
         };
         if matches!(fate, Fate::DropAfter) {
@@ -370,4 +396,110 @@ async fn forward(
         .collect();
     let body = resp.bytes().await.ok()?.to_vec();
     Some((status, headers, body))
+}
+
+/// A batch cut in two: what is forwarded, and what is answered as unprocessed.
+struct SplitBatch {
+    /// The request with each table's first half (`None`: nothing left to forward).
+    forwarded: Option<Vec<u8>>,
+    /// `UnprocessedItems` or `UnprocessedKeys`, and its value.
+    field: &'static str,
+    left: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Cuts a `BatchWriteItem` or `BatchGetItem` in two; `None` for any other request.
+fn split_batch(request: &Request) -> Option<SplitBatch> {
+    let target = request
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("x-amz-target"))?
+        .1
+        .rsplit('.')
+        .next()?
+        .to_string();
+    let mut body: serde_json::Value = serde_json::from_slice(&request.body).ok()?;
+    let tables = body.get_mut("RequestItems")?.as_object_mut()?;
+    let mut left = serde_json::Map::new();
+    let field = match target.as_str() {
+        "BatchWriteItem" => {
+            for (table, writes) in tables.iter_mut() {
+                let writes = writes.as_array_mut()?;
+                let rest = writes.split_off(writes.len() / 2);
+                left.insert(table.clone(), serde_json::Value::Array(rest));
+            }
+            tables.retain(|_, writes| writes.as_array().is_some_and(|w| !w.is_empty()));
+            "UnprocessedItems"
+        }
+        "BatchGetItem" => {
+            for (table, request) in tables.iter_mut() {
+                let keys = request.get_mut("Keys")?.as_array_mut()?;
+                let rest = keys.split_off(keys.len() / 2);
+                let mut unprocessed = request.clone();
+                unprocessed["Keys"] = serde_json::Value::Array(rest);
+                left.insert(table.clone(), unprocessed);
+            }
+            tables.retain(|_, request| request["Keys"].as_array().is_some_and(|k| !k.is_empty()));
+            "UnprocessedKeys"
+        }
+        _ => return None,
+    };
+    let forwarded = (!tables.is_empty()).then(|| body.to_string().into_bytes());
+    Some(SplitBatch {
+        forwarded,
+        field,
+        left,
+    })
+}
+
+/// Forwards the first half of a batch and answers the rest as unprocessed, merged with
+/// whatever DynamoDB itself left unprocessed.
+async fn forward_part(
+    shared: &Shared,
+    mut request: Request,
+    split: SplitBatch,
+) -> Option<(u16, Vec<(String, String)>, Vec<u8>)> {
+    let (status, mut headers, body) = match split.forwarded {
+        Some(forwarded) => {
+            request.body = forwarded;
+            forward(shared, request).await?
+        }
+        None => (
+            200,
+            vec![(
+                "content-type".to_string(),
+                "application/x-amz-json-1.0".to_string(),
+            )],
+            b"{}".to_vec(),
+        ),
+    };
+    if status != 200 {
+        return Some((status, headers, body));
+    }
+    let mut answer: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    let unprocessed = answer
+        .as_object_mut()?
+        .entry(split.field)
+        .or_insert_with(|| serde_json::json!({}))
+        .as_object_mut()?;
+    for (table, rest) in split.left {
+        match (unprocessed.get_mut(&table), rest) {
+            (Some(serde_json::Value::Array(mine)), serde_json::Value::Array(rest)) => {
+                mine.extend(rest)
+            }
+            (Some(theirs), serde_json::Value::Object(rest)) => {
+                let keys = theirs.get_mut("Keys")?.as_array_mut()?;
+                keys.extend(rest.get("Keys")?.as_array()?.iter().cloned());
+            }
+            (_, rest) => {
+                unprocessed.insert(table, rest);
+            }
+        }
+    }
+    unprocessed.retain(|_, v| match v {
+        serde_json::Value::Array(items) => !items.is_empty(),
+        v => v["Keys"].as_array().is_some_and(|k| !k.is_empty()),
+    });
+    // The body changed: DynamoDB's checksum of it (`x-amz-crc32`) no longer holds.
+    headers.retain(|(name, _)| !name.eq_ignore_ascii_case("x-amz-crc32"));
+    Some((status, headers, answer.to_string().into_bytes()))
 }
