@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::WriteRequest;
+use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+
+use crate::attributes::Item;
 use futures::StreamExt;
 
 use crate::error::{AwsError, request};
@@ -39,6 +41,26 @@ pub(crate) fn exhausted(operation: &'static str, table: &str) -> AwsError {
         message: "items still unprocessed after retries (throttled)".into(),
         source: "unprocessed items".into(),
     }
+}
+
+/// Unconditional Puts of `items` (distinct keys), as [`write_all`] writes them.
+pub(crate) async fn put_all(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    items: Vec<Item>,
+    concurrency: usize,
+) -> Result<(), AwsError> {
+    let requests = items
+        .into_iter()
+        .map(|item| {
+            PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .map(|put| WriteRequest::builder().put_request(put).build())
+                .map_err(|e| AwsError::BadBatch(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    write_all(client, table, requests, concurrency).await
 }
 
 /// Write requests (distinct keys), [`BATCH_WRITE_ITEMS`] per `BatchWriteItem`,

@@ -793,17 +793,7 @@ impl DynamoStateStore {
     /// `BatchWriteItem`, [`WRITE_CONCURRENCY`] requests in flight; returns once all are
     /// durable.
     async fn put_batches(&self, items: Vec<Item>) -> Result<(), AwsError> {
-        let requests = items
-            .into_iter()
-            .map(|item| {
-                PutRequest::builder()
-                    .set_item(Some(item))
-                    .build()
-                    .map(|p| WriteRequest::builder().put_request(p).build())
-                    .map_err(|e| AwsError::BadBatch(e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        self.batch_write_all(requests).await
+        batch_write::put_all(&self.client, &self.table, items, WRITE_CONCURRENCY).await
     }
 
     /// Write requests (distinct keys), [`BATCH_WRITE_ITEMS`] per `BatchWriteItem`,

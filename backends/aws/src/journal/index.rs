@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use adledger_engine::block::{self, EncodedBlock};
 use adledger_engine::ports::{AppendBatch, IdempotencyRecord};
 use adledger_engine::{AdKey, idempotency_record};
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::keys::{self, PK, SK};
 use crate::attributes::{Item, b, n, s};
@@ -109,17 +109,7 @@ pub(super) async fn write(
     table: &str,
     items: Vec<Item>,
 ) -> Result<(), AwsError> {
-    let requests = items
-        .into_iter()
-        .map(|item| {
-            PutRequest::builder()
-                .set_item(Some(item))
-                .build()
-                .map(|put| WriteRequest::builder().put_request(put).build())
-                .map_err(|e| AwsError::BadBatch(e.to_string()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    crate::batch_write::write_all(client, table, requests, WRITE_CONCURRENCY).await
+    crate::batch_write::put_all(client, table, items, WRITE_CONCURRENCY).await
 }
 
 #[cfg(test)]
