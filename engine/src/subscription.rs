@@ -15,15 +15,19 @@
 //! - `store`: the [`SubscriptionStore`] port and its contract.
 //! - `memory`: `MemorySubscriptionStore`, for tests and the `memory` backend.
 //! - `saving`: [`CheckpointSaves`], when a deliverer saves its checkpoint.
+//! - `rebase`: [`rebase`] and [`save_progress`]: a deliverer's progress kept across an
+//!   operator's change.
 
 #[cfg(any(test, feature = "memory"))]
 mod memory;
 mod model;
+mod rebase;
 mod saving;
 mod sink;
 mod store;
 
 pub use model::{FailurePolicy, MAX_DEAD_LETTERS, Subscription, SubscriptionState, valid_name};
+pub use rebase::{rebase, save_progress};
 pub use saving::{CheckpointSaves, MAX_UNSAVED_EVENTS, SAVE_INTERVAL};
 pub use sink::{
     DEFAULT_ATTEMPTS, DEFAULT_BATCH_SIZE, DEFAULT_MAX_ENTRY_BYTES, DEFAULT_TIMEOUT_MS,

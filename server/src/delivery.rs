@@ -5,9 +5,14 @@
 //! an acknowledged request the checkpoint is saved with a conditional write (see
 //! `SubscriptionStore::replace`), requests in quick succession sharing one save (see
 //! [`CheckpointSaves`]), so after a crash delivery resumes from the last saved
-//! checkpoint: events since then may be delivered again, none is skipped. An operator's
-//! change (pause, seek, delete) restarts the subscription's task, and a task that finds
-//! its record changed under it (a conflict) stops and is restarted from the stored one.
+//! checkpoint: events since then may be delivered again, none is skipped.
+//!
+//! An operator's change (pause, seek, rotate, delete) restarts the subscription's task,
+//! cooperatively: the task lets a request in flight be answered (for [`STOP_GRACE`] at
+//! most), saves what was acknowledged, and ends; only then does its successor start,
+//! from the stored record. A save that an operator's write got to first is rebased onto
+//! it (see `save_progress`), so a change never makes acknowledged events go out again;
+//! only a seek discards the task's progress, as it means to.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,12 +22,13 @@ use std::time::Duration;
 use adledger_engine::feed::{CloudEvent, EventId, FeedOptions, Position, ledger_source, read_page};
 use adledger_engine::subscription::{
     CheckpointSaves, FailurePolicy, Sink, Subscription, SubscriptionState, SubscriptionStore,
-    WebhookSink,
+    WebhookSink, save_progress,
 };
 use adledger_engine::{Error, Ledger, Result};
 use tokio::sync::{Notify, broadcast};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::delivery_lease::DeliveryGate;
 use crate::feed_tail::{FeedTail, Prepared, TailBlock};
@@ -44,6 +50,16 @@ const TAIL_WAIT: Duration = Duration::from_millis(100);
 /// How long a caught-up delivery task with batches waits after a commit wakes it, so
 /// the commits of the next moments go in the same request (see `deliver`).
 const LINGER: Duration = Duration::from_millis(20);
+/// How long a deliverer asked to stop waits for the answer to the request in flight
+/// (its events are delivered again if it does not come), and how long shutdown waits
+/// for the deliverers to save.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// One subscription's delivery task, and how to ask it to stop.
+struct Worker {
+    task: JoinHandle<()>,
+    stop: CancellationToken,
+}
 
 /// The subscriptions of a running server: their store, and the delivery tasks.
 #[derive(Clone)]
@@ -54,7 +70,7 @@ pub struct Subscriptions {
     options: FeedOptions,
     client: reqwest_tls::Client,
     event_bridge: crate::eventbridge::Clients,
-    tasks: Arc<Mutex<HashMap<String, JoinHandle<()>>>>,
+    tasks: Arc<Mutex<HashMap<String, Worker>>>,
     wake: Arc<Notify>,
     stopped: Arc<AtomicBool>,
     /// Starts (or finds) the feed's shared live tail, once the server offers it (see
@@ -130,26 +146,39 @@ impl Subscriptions {
             self.gate.wait_until(true).await;
             self.wake.notify_one();
             self.gate.wait_until(false).await;
-            for (_, task) in self.lock().drain() {
-                task.abort();
+            // Another process may deliver now: nothing more is sent or written.
+            for (_, worker) in self.lock().drain() {
+                worker.task.abort();
             }
         }
     }
 
-    /// Stops `name`'s task (if any) and lets the supervisor start a new one from the
-    /// stored record: called after every operator change.
+    /// Asks `name`'s task (if any) to stop and lets the supervisor start a new one from
+    /// the stored record once it has ended: called after every operator change.
     pub fn restart(&self, name: &str) {
-        if let Some(task) = self.lock().remove(name) {
-            task.abort();
+        if let Some(worker) = self.lock().get(name) {
+            worker.stop.cancel();
         }
         self.wake.notify_one();
     }
 
-    /// Stops every delivery task (at shutdown).
-    pub fn stop(&self) {
+    /// Stops every delivery task (at shutdown), letting each save what was acknowledged
+    /// ([`STOP_GRACE`] at most for a request in flight); tasks still running after that
+    /// are aborted.
+    pub async fn stop(&self) {
         self.stopped.store(true, Ordering::SeqCst);
-        for (_, task) in self.lock().drain() {
-            task.abort();
+        let workers: Vec<Worker> = self.lock().drain().map(|(_, worker)| worker).collect();
+        for worker in &workers {
+            worker.stop.cancel();
+        }
+        let deadline = Instant::now() + STOP_GRACE + Duration::from_secs(1);
+        for mut worker in workers {
+            if tokio::time::timeout_at(deadline, &mut worker.task)
+                .await
+                .is_err()
+            {
+                worker.task.abort();
+            }
         }
     }
 
@@ -173,7 +202,7 @@ impl Subscriptions {
         &self.options
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, JoinHandle<()>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Worker>> {
         // Map operations only: a poisoned lock guards no torn state.
         self.tasks.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -190,20 +219,29 @@ impl Subscriptions {
                     if self.stopped.load(Ordering::SeqCst) {
                         return;
                     }
-                    tasks.retain(|_, task| !task.is_finished());
+                    // A task asked to stop stays until it has ended (and saved), so
+                    // its successor starts from what it saved.
+                    tasks.retain(|_, worker| !worker.task.is_finished());
                     // Checked again under the lock `follow_gate` takes to stop the tasks.
                     let all = if self.gate.is_open() { all } else { Vec::new() };
                     for sub in all {
                         if sub.state == SubscriptionState::Active && !tasks.contains_key(&sub.name)
                         {
-                            let worker = self.clone();
+                            let deliverer = self.clone();
                             let name = sub.name.clone();
+                            let stop = CancellationToken::new();
+                            let stopping = stop.clone();
                             let task = tokio::spawn(async move {
-                                if let Err(error) = worker.deliver(&name).await {
-                                    tracing::warn!(subscription = %name, %error, "delivery stopped; restarting it from the stored checkpoint");
+                                match deliverer.deliver(&name, &stopping).await {
+                                    // Stopped on purpose (or the record changed): a
+                                    // successor may start at once.
+                                    Ok(()) => deliverer.wake.notify_one(),
+                                    Err(error) => {
+                                        tracing::warn!(subscription = %name, %error, "delivery stopped; restarting it from the stored checkpoint");
+                                    }
                                 }
                             });
-                            tasks.insert(sub.name, task);
+                            tasks.insert(sub.name, Worker { task, stop });
                         }
                     }
                 }
@@ -224,13 +262,50 @@ impl Subscriptions {
     /// subscription and event stream, exactly like an event stream does: only the block
     /// that is next at its checkpoint, and the journal for anything else (a later block,
     /// a lag past the tail's buffer, or a tail silent while the journal moved).
-    async fn deliver(&self, name: &str) -> Result<()> {
-        let journal = self.ledger.ports().journal.clone();
-        let mut source: Option<String> = None;
+    ///
+    /// When `stop` is cancelled the task ends at once if it is waiting, or after the
+    /// request in flight is answered (for [`STOP_GRACE`] at most); either way it saves
+    /// what was acknowledged before it ends.
+    async fn deliver(&self, name: &str, stop: &CancellationToken) -> Result<()> {
         let Some(mut sub) = self.store.get(name).await? else {
             return Ok(());
         };
         let mut saves = CheckpointSaves::new(Instant::now());
+        let busy = AtomicBool::new(false);
+        let outcome = {
+            let run = self.run(&mut sub, &mut saves, &busy, stop);
+            tokio::pin!(run);
+            tokio::select! {
+                outcome = &mut run => outcome,
+                () = stop.cancelled() => {
+                    if busy.load(Ordering::SeqCst) {
+                        // `run` returns once the request settles (see `settle`).
+                        tokio::time::timeout(STOP_GRACE, &mut run).await.unwrap_or(Ok(()))
+                    } else {
+                        Ok(())
+                    }
+                }
+            }
+        };
+        // Also when `run` was dropped in a save: saving twice is harmless.
+        if saves.pending() || stop.is_cancelled() {
+            save_progress(self.store.as_ref(), &mut sub).await?;
+        }
+        outcome
+    }
+
+    /// The delivery loop of [`deliver`](Self::deliver), on its copy of the record.
+    /// `busy` is set while a request is in flight or being settled.
+    async fn run(
+        &self,
+        sub: &mut Subscription,
+        saves: &mut CheckpointSaves,
+        busy: &AtomicBool,
+        stop: &CancellationToken,
+    ) -> Result<()> {
+        let journal = self.ledger.ports().journal.clone();
+        let mut source: Option<String> = None;
+        let name = sub.name.clone();
         // Subscribed when first caught up, and kept, so no block falls between a
         // journal read and the tail.
         let mut live: Option<broadcast::Receiver<Arc<TailBlock>>> = None;
@@ -256,8 +331,9 @@ impl Subscriptions {
                     } else {
                         Instant::now() + SUPERVISE_EVERY
                     };
+                    let flags = (busy, stop);
                     match self
-                        .take_live(receiver, &hook, &mut sub, &mut saves, wait, caught_up)
+                        .take_live(receiver, &hook, sub, saves, flags, wait, caught_up)
                         .await?
                     {
                         Live::Delivered => continue,
@@ -276,15 +352,16 @@ impl Subscriptions {
                             continue;
                         }
                         Live::Idle if saves.pending() => {
-                            saves.saving(Instant::now());
-                            sub = self.store.replace(&sub).await?;
+                            if !self.save(sub, saves).await? {
+                                return Ok(());
+                            }
                             continue;
                         }
                         Live::Idle => {
-                            let Some(stored) = self.store.get(name).await? else {
+                            let Some(stored) = self.store.get(&name).await? else {
                                 return Ok(());
                             };
-                            sub = stored;
+                            *sub = stored;
                             continue;
                         }
                     }
@@ -301,8 +378,9 @@ impl Subscriptions {
                         .wait_for_block(sub.checkpoint.block, saves.deadline())
                         .await?;
                     if tip <= sub.checkpoint.block {
-                        saves.saving(Instant::now());
-                        sub = self.store.replace(&sub).await?;
+                        if !self.save(sub, saves).await? {
+                            return Ok(());
+                        }
                     } else if lingers {
                         tokio::time::sleep(LINGER).await;
                     }
@@ -319,10 +397,10 @@ impl Subscriptions {
                 }
                 // Everything is saved: what is stored is the truth (an operator may
                 // have changed it through another process).
-                let Some(stored) = self.store.get(name).await? else {
+                let Some(stored) = self.store.get(&name).await? else {
                     return Ok(());
                 };
-                sub = stored;
+                *sub = stored;
                 continue;
             }
             let source = match &source {
@@ -353,11 +431,13 @@ impl Subscriptions {
                     let bus = bus.clone();
                     let events = &page.events;
                     let (store, clients) = (self.store.as_ref(), &self.event_bridge);
-                    if !crate::eventbridge::deliver_page(
-                        store, clients, &mut sub, &bus, events, page.next,
+                    busy.store(true, Ordering::SeqCst);
+                    let goes_on = crate::eventbridge::deliver_page(
+                        store, clients, sub, &bus, events, page.next,
                     )
-                    .await?
-                    {
+                    .await?;
+                    busy.store(false, Ordering::SeqCst);
+                    if !goes_on || stop.is_cancelled() {
                         return Ok(());
                     }
                     continue;
@@ -365,12 +445,14 @@ impl Subscriptions {
             };
             let batch = usize::try_from(hook.batch_size.max(1)).unwrap_or(1);
             for chunk in page.events.chunks(batch) {
-                let delivery = webhook::deliver(&self.client, &hook, chunk).await;
+                busy.store(true, Ordering::SeqCst);
+                let delivery = webhook::deliver_until(&self.client, &hook, chunk, stop).await;
                 let ids = || chunk.iter().map(|e| e.id.clone());
-                if !self
-                    .settle(&mut sub, &mut saves, delivery, after(chunk)?, ids)
-                    .await?
-                {
+                let goes_on = self
+                    .settle(sub, saves, delivery, after(chunk)?, ids)
+                    .await?;
+                busy.store(false, Ordering::SeqCst);
+                if !goes_on || stop.is_cancelled() {
                     return Ok(());
                 }
             }
@@ -385,12 +467,15 @@ impl Subscriptions {
     /// Waits until `deadline` for the block next at `sub`'s checkpoint from the tail,
     /// and delivers it with the next ones the receiver holds (after a linger when
     /// `caught_up`, so a burst of commits goes in fewer requests), a page at most.
+    /// `busy` and `stop` are [`run`](Self::run)'s.
+    #[allow(clippy::too_many_arguments)]
     async fn take_live(
         &self,
         receiver: &mut broadcast::Receiver<Arc<TailBlock>>,
         hook: &WebhookSink,
         sub: &mut Subscription,
         saves: &mut CheckpointSaves,
+        (busy, stop): (&AtomicBool, &CancellationToken),
         deadline: Instant,
         caught_up: bool,
     ) -> Result<Live> {
@@ -461,10 +546,13 @@ impl Subscriptions {
             };
             let jsons: Vec<&[u8]> = chunk.iter().map(|(_, e)| e.json.as_ref()).collect();
             let outgoing = Outgoing::join(&first.to_string(), &last.to_string(), &jsons);
-            let delivery = webhook::send(&self.client, hook, &outgoing).await;
+            busy.store(true, Ordering::SeqCst);
+            let delivery = webhook::send_until(&self.client, hook, &outgoing, stop).await;
             let ids = || chunk.iter().map(|(id, _)| id.to_string());
             let next = Position::after_event(*last);
-            if !self.settle(sub, saves, delivery, next, ids).await? {
+            let goes_on = self.settle(sub, saves, delivery, next, ids).await?;
+            busy.store(false, Ordering::SeqCst);
+            if !goes_on || stop.is_cancelled() {
                 return Ok(Live::Stopped);
             }
         }
@@ -479,8 +567,10 @@ impl Subscriptions {
     }
 
     /// Records how one request ended: past its events (`next` is the position after
-    /// them) when acknowledged or dead-lettered, saving as due; `Ok(false)` when the
-    /// subscription stopped (410, or a `block` failure), saved in that state.
+    /// them) when acknowledged or dead-lettered, saving as due; `Ok(false)` when
+    /// delivery stops: the subscription stopped (410, or a `block` failure, saved in that
+    /// state), the request was interrupted, or a save found the record sought to or
+    /// deleted.
     async fn settle<I: Iterator<Item = String>>(
         &self,
         sub: &mut Subscription,
@@ -497,10 +587,11 @@ impl Subscriptions {
                 saves.acknowledged(count);
                 metrics::counter!("adledger_subscription_events_delivered_total").increment(count);
             }
+            Delivery::Interrupted => return Ok(false),
             Delivery::Gone => {
                 sub.state = SubscriptionState::Disabled;
                 sub.last_error = Some("the endpoint answered 410 Gone".into());
-                self.store.replace(sub).await?;
+                self.save(sub, saves).await?;
                 tracing::warn!(subscription = %sub.name, "sink answered 410 Gone; subscription disabled");
                 return Ok(false);
             }
@@ -508,7 +599,7 @@ impl Subscriptions {
                 sub.last_error = Some(detail);
                 if sub.on_failure == FailurePolicy::Block {
                     sub.state = SubscriptionState::Blocked;
-                    self.store.replace(sub).await?;
+                    self.save(sub, saves).await?;
                     tracing::warn!(subscription = %sub.name, "retries ran out; subscription blocked");
                     return Ok(false);
                 }
@@ -518,18 +609,21 @@ impl Subscriptions {
                     .increment(count);
                 // A dead letter is saved at once: the list is the operator's.
                 saves.acknowledged(count);
-                saves.saving(Instant::now());
-                *sub = self.store.replace(sub).await?;
-                return Ok(true);
+                return self.save(sub, saves).await;
             }
         }
         // Saved before anything else is sent, unless requests come quickly.
-        let now = Instant::now();
-        if saves.due(now) {
-            saves.saving(now);
-            *sub = self.store.replace(sub).await?;
+        if saves.due(Instant::now()) {
+            return self.save(sub, saves).await;
         }
         Ok(true)
+    }
+
+    /// Saves `sub` now (see `save_progress`): `Ok(false)` when delivery must stop and
+    /// start again from the store (the record was sought to or deleted).
+    async fn save(&self, sub: &mut Subscription, saves: &mut CheckpointSaves) -> Result<bool> {
+        saves.saving(Instant::now());
+        save_progress(self.store.as_ref(), sub).await
     }
 }
 

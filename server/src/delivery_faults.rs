@@ -446,7 +446,7 @@ async fn deliver_subscription(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    subscriptions.stop();
+    subscriptions.stop().await;
     let stored = stored.expect("delivery settled within 10,000 s of paused time");
     let arrivals = receiver.arrivals();
     // Never past an event before its request was answered: at every arrival, the

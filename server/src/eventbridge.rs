@@ -24,6 +24,7 @@ use std::future::Future;
 use adledger_engine::feed::{CloudEvent, EventId, Position};
 use adledger_engine::subscription::{
     EventBridgeSink, FailurePolicy, Subscription, SubscriptionState, SubscriptionStore,
+    save_progress,
 };
 use adledger_engine::{Error, Result};
 
@@ -226,7 +227,8 @@ fn after(event: &CloudEvent) -> Result<Position> {
 
 /// Delivers one page of `sub`'s events to its EventBridge sink, saving the checkpoint
 /// after each call, then moves it to `next` (past filtered-out blocks). Answers whether
-/// delivery goes on (`false`: the subscription is blocked now).
+/// delivery goes on (`false`: the subscription is blocked now, or a save found it sought
+/// to or deleted: delivery starts again from the store).
 pub async fn deliver_page(
     store: &dyn SubscriptionStore,
     clients: &Clients,
@@ -240,7 +242,7 @@ pub async fn deliver_page(
         Err(detail) => {
             sub.last_error = Some(detail);
             sub.state = SubscriptionState::Blocked;
-            store.replace(sub).await?;
+            save_progress(store, sub).await?;
             tracing::warn!(subscription = %sub.name, "EventBridge sink unusable; subscription blocked");
             return Ok(false);
         }
@@ -271,7 +273,7 @@ pub async fn deliver_with<P: PutEvents>(
                     sub.last_error = Some(format!("event {}: {detail}", event.id));
                     if sub.on_failure == FailurePolicy::Block {
                         sub.state = SubscriptionState::Blocked;
-                        store.replace(sub).await?;
+                        save_progress(store, sub).await?;
                         tracing::warn!(subscription = %sub.name, "EventBridge entry failed; subscription blocked");
                         return Ok(false);
                     }
@@ -282,11 +284,13 @@ pub async fn deliver_with<P: PutEvents>(
                 }
             }
         }
-        *sub = store.replace(sub).await?;
+        if !save_progress(store, sub).await? {
+            return Ok(false);
+        }
     }
     if next > sub.checkpoint {
         sub.checkpoint = next;
-        *sub = store.replace(sub).await?;
+        return save_progress(store, sub).await;
     }
     Ok(true)
 }

@@ -192,7 +192,7 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         schedule.stop().await;
     }
     if let Some(subscriptions) = &subscriptions {
-        subscriptions.stop();
+        subscriptions.stop().await;
         subscriptions.gate().release().await;
     }
     tracing::info!("HTTP server stopped; committing queued writes");

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use rand_core::RngCore;
 use sha2::Sha256;
+use tokio_util::sync::CancellationToken;
 
 /// The secret's prefix.
 pub const SECRET_PREFIX: &str = "whsec_";
@@ -78,6 +79,9 @@ pub enum Delivery {
     Gone,
     /// Every attempt failed; the last failure, in words.
     Failed(String),
+    /// The deliverer was asked to stop between two attempts: nothing is known of the
+    /// events, which are delivered again by whoever delivers next.
+    Interrupted,
 }
 
 /// One attempt's failure.
@@ -156,9 +160,20 @@ pub async fn deliver(
     sink: &WebhookSink,
     events: &[CloudEvent],
 ) -> Delivery {
+    deliver_until(client, sink, events, &CancellationToken::new()).await
+}
+
+/// Like [`deliver`], giving up between attempts once `stop` is cancelled (see
+/// [`send_until`]).
+pub async fn deliver_until(
+    client: &reqwest_tls::Client,
+    sink: &WebhookSink,
+    events: &[CloudEvent],
+    stop: &CancellationToken,
+) -> Delivery {
     match Outgoing::encode(events) {
         None => Delivery::Acknowledged,
-        Some(Ok(outgoing)) => send(client, sink, &outgoing).await,
+        Some(Ok(outgoing)) => send_until(client, sink, &outgoing, stop).await,
         Some(Err(e)) => Delivery::Failed(e),
     }
 }
@@ -168,6 +183,19 @@ pub async fn send(
     client: &reqwest_tls::Client,
     sink: &WebhookSink,
     outgoing: &Outgoing,
+) -> Delivery {
+    send_until(client, sink, outgoing, &CancellationToken::new()).await
+}
+
+/// Like [`send`], giving up between attempts once `stop` is cancelled
+/// ([`Delivery::Interrupted`]): an operator's pause takes effect at once, not after a
+/// failing endpoint's retries ran out. An attempt in flight is not cut short, so its
+/// answer still counts.
+pub async fn send_until(
+    client: &reqwest_tls::Client,
+    sink: &WebhookSink,
+    outgoing: &Outgoing,
+    stop: &CancellationToken,
 ) -> Delivery {
     if let Err(e) = secret_key(&sink.secret) {
         return Delivery::Failed(format!("the sink's secret is unusable: {e}"));
@@ -188,7 +216,14 @@ pub async fn send(
                 tracing::warn!(url = %sink.url, %id, attempt, detail = %failure.detail, "webhook delivery failed");
                 last_failure = failure.detail;
                 if attempt < attempts {
-                    tokio::time::sleep(backoff(&sink.retry, attempt, failure.retry_after)).await;
+                    let wait = backoff(&sink.retry, attempt, failure.retry_after);
+                    if stop
+                        .run_until_cancelled(tokio::time::sleep(wait))
+                        .await
+                        .is_none()
+                    {
+                        return Delivery::Interrupted;
+                    }
                 }
             }
         }

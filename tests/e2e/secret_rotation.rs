@@ -2,8 +2,9 @@
 //! request carries two Standard Webhooks signatures, so a receiver holding only the old
 //! secret and one holding only the new one both verify (with the independent
 //! `standardwebhooks` crate); after it only the new secret verifies. Secrets are never
-//! answered back nor logged; bad rotations are 4xx naming the field. Local backend: the
-//! AWS backend has no subscription store yet.
+//! answered back nor logged; bad rotations are 4xx naming the field. An operator's
+//! change right after a delivery (a rotation, a pause) sends no acknowledged event
+//! again. Local backend: the AWS backend has no subscription store yet.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -239,7 +240,61 @@ async fn bad_rotations_are_refused_naming_the_field() {
     assert_eq!(resp.json()["sink"]["previousSecretUntil"], Value::Null);
 }
 
+/// Rotations and pauses that land while an event's request is being answered (the
+/// receiver records a request before it answers it) make nothing go out twice: the
+/// deliverer settles the request in flight and saves it before its successor starts,
+/// and its save is rebased onto the operator's write.
+async fn operator_changes_right_after_a_delivery_send_nothing_twice() {
+    const ROUNDS: usize = 12;
+    let server = Server::start_with(None, &["--admin-token".to_string(), TOKEN.to_string()]).await;
+    let (receiver, url) = Receiver::start().await;
+    let resp = server
+        .send(json_body(
+            admin(&server, Method::POST, "/ledger/subscriptions"),
+            &json!({"name": "rot", "sink": {"type": "webhook", "url": url, "secret": OLD}}),
+        ))
+        .await;
+    resp.expect_status(StatusCode::CREATED);
+    for round in 0..ROUNDS {
+        create_ad(&server, &format!("round-{round}")).await;
+        receiver.request(round + 1).await;
+        if round % 2 == 0 {
+            let secret = if round % 4 == 0 { NEW } else { OLD };
+            rotate(
+                &server,
+                "rot",
+                &json!({"secret": secret, "graceSeconds": 0}),
+            )
+            .await
+            .expect_status(StatusCode::OK);
+        } else {
+            for action in ["pause", "resume"] {
+                let path = format!("/ledger/subscriptions/rot/{action}");
+                server
+                    .send(admin(&server, Method::POST, &path))
+                    .await
+                    .expect_status(StatusCode::OK);
+            }
+        }
+    }
+    // Anything sent twice would arrive within this.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let seen = receiver.seen.lock().expect("receiver lock").clone();
+    let titles: Vec<String> = seen
+        .iter()
+        .map(|(_, body)| {
+            let event: Value = serde_json::from_slice(body).expect("a CloudEvent");
+            event["data"]["data"]["adTitle"]
+                .as_str()
+                .map_or_else(|| event.to_string(), str::to_string)
+        })
+        .collect();
+    let expected: Vec<String> = (0..ROUNDS).map(|r| format!("round-{r}")).collect();
+    assert_eq!(titles, expected, "each ad once, in order");
+}
+
 local_only!(
     both_secrets_verify_during_the_grace_period_then_only_the_new_one,
     bad_rotations_are_refused_naming_the_field,
+    operator_changes_right_after_a_delivery_send_nothing_twice,
 );
