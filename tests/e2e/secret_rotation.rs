@@ -99,8 +99,8 @@ async fn create_ad(server: &Server, title: &str) {
         .await;
 }
 
-/// Both secrets verify during the grace period, only the new one after it.
-async fn both_secrets_verify_during_the_grace_period_then_only_the_new_one() {
+/// A server with subscription `rot` delivering to a new receiver, signed with `OLD`.
+async fn subscribed_with_old_secret() -> (Server, Receiver) {
     let server = Server::start_with(None, &["--admin-token".to_string(), TOKEN.to_string()]).await;
     let (receiver, url) = Receiver::start().await;
     let resp = server
@@ -110,6 +110,12 @@ async fn both_secrets_verify_during_the_grace_period_then_only_the_new_one() {
         ))
         .await;
     resp.expect_status(StatusCode::CREATED);
+    (server, receiver)
+}
+
+/// Both secrets verify during the grace period, only the new one after it.
+async fn both_secrets_verify_during_the_grace_period_then_only_the_new_one() {
+    let (server, receiver) = subscribed_with_old_secret().await;
 
     create_ad(&server, "before").await;
     let before = receiver.request(1).await;
@@ -246,15 +252,7 @@ async fn bad_rotations_are_refused_naming_the_field() {
 /// and its save is rebased onto the operator's write.
 async fn operator_changes_right_after_a_delivery_send_nothing_twice() {
     const ROUNDS: usize = 12;
-    let server = Server::start_with(None, &["--admin-token".to_string(), TOKEN.to_string()]).await;
-    let (receiver, url) = Receiver::start().await;
-    let resp = server
-        .send(json_body(
-            admin(&server, Method::POST, "/ledger/subscriptions"),
-            &json!({"name": "rot", "sink": {"type": "webhook", "url": url, "secret": OLD}}),
-        ))
-        .await;
-    resp.expect_status(StatusCode::CREATED);
+    let (server, receiver) = subscribed_with_old_secret().await;
     for round in 0..ROUNDS {
         create_ad(&server, &format!("round-{round}")).await;
         receiver.request(round + 1).await;
