@@ -28,7 +28,7 @@ mod store;
 
 pub use model::{FailurePolicy, MAX_DEAD_LETTERS, Subscription, SubscriptionState, valid_name};
 pub use rebase::{rebase, save_progress};
-pub use saving::{CheckpointSaves, MAX_UNSAVED_EVENTS, SAVE_INTERVAL};
+pub use saving::{CheckpointSaves, MAX_UNSAVED_EVENTS, SAVE_INTERVAL, SLOW_REQUEST};
 pub use sink::{
     DEFAULT_ATTEMPTS, DEFAULT_BATCH_SIZE, DEFAULT_MAX_ENTRY_BYTES, DEFAULT_TIMEOUT_MS,
     EventBridgeSink, PreviousSecret, RetrySchedule, Sink, WebhookSink,

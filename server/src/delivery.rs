@@ -446,11 +446,11 @@ impl Subscriptions {
             let batch = usize::try_from(hook.batch_size.max(1)).unwrap_or(1);
             for chunk in page.events.chunks(batch) {
                 busy.store(true, Ordering::SeqCst);
+                let sent = Instant::now();
                 let delivery = webhook::deliver_until(&self.client, &hook, chunk, stop).await;
                 let ids = || chunk.iter().map(|e| e.id.clone());
-                let goes_on = self
-                    .settle(sub, saves, delivery, after(chunk)?, ids)
-                    .await?;
+                let next = (after(chunk)?, sent.elapsed());
+                let goes_on = self.settle(sub, saves, delivery, next, ids).await?;
                 busy.store(false, Ordering::SeqCst);
                 if !goes_on || stop.is_cancelled() {
                     return Ok(());
@@ -547,9 +547,10 @@ impl Subscriptions {
             let jsons: Vec<&[u8]> = chunk.iter().map(|(_, e)| e.json.as_ref()).collect();
             let outgoing = Outgoing::join(&first.to_string(), &last.to_string(), &jsons);
             busy.store(true, Ordering::SeqCst);
+            let sent = Instant::now();
             let delivery = webhook::send_until(&self.client, hook, &outgoing, stop).await;
             let ids = || chunk.iter().map(|(id, _)| id.to_string());
-            let next = Position::after_event(*last);
+            let next = (Position::after_event(*last), sent.elapsed());
             let goes_on = self.settle(sub, saves, delivery, next, ids).await?;
             busy.store(false, Ordering::SeqCst);
             if !goes_on || stop.is_cancelled() {
@@ -567,7 +568,8 @@ impl Subscriptions {
     }
 
     /// Records how one request ended: past its events (`next` is the position after
-    /// them) when acknowledged or dead-lettered, saving as due; `Ok(false)` when
+    /// them, and how long the request took) when acknowledged or dead-lettered, saving
+    /// as due; `Ok(false)` when
     /// delivery stops: the subscription stopped (410, or a `block` failure, saved in that
     /// state), the request was interrupted, or a save found the record sought to or
     /// deleted.
@@ -576,7 +578,7 @@ impl Subscriptions {
         sub: &mut Subscription,
         saves: &mut CheckpointSaves,
         delivery: Delivery,
-        next: Position,
+        (next, took): (Position, Duration),
         ids: impl Fn() -> I,
     ) -> Result<bool> {
         let count = ids().count() as u64;
@@ -584,7 +586,7 @@ impl Subscriptions {
             Delivery::Acknowledged => {
                 sub.checkpoint = next;
                 sub.last_error = None;
-                saves.acknowledged(count);
+                saves.acknowledged(count, took);
                 metrics::counter!("adledger_subscription_events_delivered_total").increment(count);
             }
             Delivery::Interrupted => return Ok(false),
@@ -608,7 +610,7 @@ impl Subscriptions {
                 metrics::counter!("adledger_subscription_events_dead_lettered_total")
                     .increment(count);
                 // A dead letter is saved at once: the list is the operator's.
-                saves.acknowledged(count);
+                saves.acknowledged(count, took);
                 return self.save(sub, saves).await;
             }
         }
