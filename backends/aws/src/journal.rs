@@ -153,17 +153,19 @@ impl DynamoJournal {
         &self.table
     }
 
-    fn request_error<E, R>(
+    fn request_error<E>(
         &self,
         operation: &'static str,
-    ) -> impl FnOnce(aws_sdk_dynamodb::error::SdkError<E, R>) -> AwsError + '_
+    ) -> impl FnOnce(
+        aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+    ) -> AwsError
+    + '_
     where
         E: aws_sdk_dynamodb::error::ProvideErrorMetadata
             + std::error::Error
             + Send
             + Sync
             + 'static,
-        R: std::fmt::Debug + Send + Sync + 'static,
     {
         move |e| request(operation, &self.table, e)
     }
@@ -769,7 +771,7 @@ impl DynamoJournal {
             if request.is_some() {
                 round += 1;
                 if round > UNPROCESSED_RETRIES {
-                    return Err(AwsError::Request {
+                    return Err(AwsError::Transient {
                         operation: "BatchGetItem",
                         table: self.table.clone(),
                         message: "keys still unprocessed after retries (throttled)".into(),
