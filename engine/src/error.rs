@@ -102,6 +102,20 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
 
+    /// The storage service failed in a way that passes (throttling, a 5xx, a dropped or
+    /// timed-out connection) and its client's own retries did not absorb it. HTTP 503 with
+    /// `Retry-After`: nothing about the request is wrong, and a write so answered was not
+    /// acknowledged (it may have been applied: retry a create with its idempotency key).
+    /// The text is logged, never sent to clients.
+    #[error("{backend} backend temporarily failed: {source}")]
+    Transient {
+        /// Which backend (`dynamodb`, …).
+        backend: &'static str,
+        /// The backend's own error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+
     /// Stored bytes could not be decoded (corruption or a format from a newer version).
     #[error("cannot decode stored data: {0}")]
     Corrupt(String),
@@ -114,6 +128,18 @@ impl Error {
         source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     ) -> Self {
         Error::Backend {
+            backend,
+            source: source.into(),
+        }
+    }
+
+    /// Wraps a backend error that passes (see [`Error::Transient`]), keeping its source
+    /// chain.
+    pub fn transient(
+        backend: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        Error::Transient {
             backend,
             source: source.into(),
         }

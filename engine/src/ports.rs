@@ -118,6 +118,12 @@ pub trait Journal: Send + Sync + Debug + 'static {
 
     /// Up to `max` blocks in ascending sequence order starting at `from`, contiguous; fewer
     /// (possibly none) at the end of the journal.
+    ///
+    /// A journal shared by several processes may end a non-empty answer at the last
+    /// sequence this handle knows committed (its own append, or a
+    /// [`last_sequence`](Journal::last_sequence) it answered) rather than read the tip
+    /// again; none is answered only at the end as read now. A reader that must see
+    /// another process's latest blocks calls `last_sequence` first, then reads up to it.
     async fn read_blocks(&self, from: u64, max: usize) -> Result<Vec<EncodedBlock>>;
 
     /// The blocks with the sequence numbers `sequences` (ascending), in that order; a

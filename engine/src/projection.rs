@@ -88,7 +88,17 @@ impl Projector {
     /// Applies the next batch after the model's checkpoint; returns the new checkpoint and
     /// how many blocks were applied (0 when the model is caught up).
     pub async fn step(&self) -> Result<(u64, usize)> {
-        let from = self.model.checkpoint().await?;
+        self.step_from(None).await
+    }
+
+    /// [`step`](Projector::step) from `from` if given (the checkpoint this process last
+    /// wrote or read, while nobody else could move it), else from the model's checkpoint
+    /// as read now.
+    async fn step_from(&self, from: Option<u64>) -> Result<(u64, usize)> {
+        let from = match from {
+            Some(from) => from,
+            None => self.model.checkpoint().await?,
+        };
         let stored = self.journal.read_blocks(from, self.batch_blocks).await?;
         if stored.is_empty() {
             return Ok((from, 0));
@@ -137,6 +147,11 @@ impl Projector {
         // again. A lease renewal alone does not move the journal, so it costs no journal
         // read, except every `RECHECK_CAUGHT_UP` (see there).
         let mut caught_up_at: Option<(u64, Instant)> = None;
+        // The checkpoint this process last wrote or read while holding the lease
+        // throughout, and when it last read it: the next step starts there without
+        // reading it again, except every `RECHECK_CAUGHT_UP` (a lapsed holder's late write
+        // may have stepped it back; the guarded writes make re-applying harmless).
+        let mut resume: Option<(u64, Instant)> = None;
         loop {
             if *wake.shutdown.borrow() {
                 break;
@@ -146,6 +161,7 @@ impl Projector {
                 tenure.maintain(lease.as_ref(), model, &role).await;
                 if !tenure.holding() {
                     caught_up_at = None;
+                    resume = None;
                     tokio::select! {
                         _ = tokio::time::sleep_until(tenure.next_attempt) => {}
                         _ = wake.shutdown.changed() => {}
@@ -155,6 +171,7 @@ impl Projector {
                 if !held {
                     // Just taken: another holder may have moved the checkpoint.
                     caught_up_at = None;
+                    resume = None;
                 }
             }
             if let Some((at, when)) = caught_up_at
@@ -169,11 +186,22 @@ impl Projector {
                 }
                 continue;
             }
-            match self.step().await {
+            let resume_from = resume.filter(|(_, read)| read.elapsed() < RECHECK_CAUGHT_UP);
+            match self.step_from(resume_from.map(|(at, _)| at)).await {
                 Ok((next, applied)) => {
                     backoff = Duration::from_millis(10);
+                    resume = Some((
+                        next,
+                        resume_from.map_or_else(Instant::now, |(_, read)| read),
+                    ));
                     progress.send_replace(next);
-                    if applied > 0 {
+                    // A short batch applied and nothing newer known (this process's
+                    // commits, tips it read): caught up as far as another step could tell
+                    // before the journal moves again, so wait instead of reading the
+                    // checkpoint and the tip once more. Another process's appends wake it
+                    // as they wake a caught-up projector (a read or the tip poll observes
+                    // them).
+                    if applied > 0 && (applied >= self.batch_blocks || wake.known() > next) {
                         caught_up_at = None;
                         continue;
                     }
@@ -191,6 +219,7 @@ impl Projector {
                 }
                 Err(error) => {
                     caught_up_at = None;
+                    resume = None;
                     tracing::error!(model, %error, "projection failed; retrying");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}

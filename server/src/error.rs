@@ -383,6 +383,21 @@ impl ApiError {
                 err.retry_after = Some(RETRY_AFTER_SECS);
                 err
             }
+            Error::Transient { .. } => {
+                // The cause (table, endpoint, the service's code) is for the log only.
+                tracing::warn!(error = %chain(&error), "storage temporarily failed; answered 503");
+                let mut err = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "/problems/unavailable",
+                    "Service unavailable",
+                    "the storage did not answer or refused for now (throttling); retry after \
+                     the delay in Retry-After. A write may have been applied: GET the ad, or \
+                     retry a create with the same Idempotency-Key"
+                        .into(),
+                );
+                err.retry_after = Some(RETRY_AFTER_SECS);
+                err
+            }
             other => {
                 tracing::error!(error = %chain(&other), "internal error while handling request");
                 Self::internal()
@@ -468,6 +483,19 @@ mod tests {
     fn unavailable_carries_retry_after() {
         let response = ApiError::from_engine(Error::Unavailable("shutting down".into()), false)
             .into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response.headers().get(header::RETRY_AFTER),
+            Some(&HeaderValue::from_static("1"))
+        );
+    }
+
+    #[test]
+    fn a_transient_storage_failure_is_503_with_retry_after_and_leaks_nothing() {
+        let error = Error::transient("dynamodb", "GetItem on table secret-journal: throttled");
+        let err = ApiError::from_engine(error, false);
+        assert!(!err.problem().detail.contains("secret"));
+        let response = err.into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(
             response.headers().get(header::RETRY_AFTER),

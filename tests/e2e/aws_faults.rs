@@ -263,4 +263,84 @@ async fn faults_lose_no_write_and_duplicate_no_block() {
     );
 }
 
-aws_only!(faults_lose_no_write_and_duplicate_no_block);
+/// DynamoDB failing every request for a while (500, throttling, dropped connections):
+/// what the SDK's retries cannot absorb.
+const OUTAGE: Faults = Faults {
+    drop_before: 250,
+    drop_after: 0,
+    server_error: 375,
+    throttle: 375,
+    delay: 0,
+    max_delay: Duration::ZERO,
+    unprocessed: 0,
+};
+
+/// A read, and a create's retry, during a DynamoDB outage are answered 503 with
+/// `Retry-After` (the outage passes), never 500; once it passed, both succeed. Reads are
+/// not behind the committer (which answers any failed write 503), so this is where a
+/// transient DynamoDB error that surfaced as a backend error showed as a 500.
+async fn an_outage_is_503_with_retry_after_never_500() {
+    let endpoint = dynamodb::endpoint();
+    let prefix = dynamodb::unique_prefix("outage");
+    dynamodb::init(&endpoint, &prefix).await;
+    let seed = crate::support::seed_from_env("ADLEDGER_FAULT_SEED", "outage");
+    let proxy = FaultProxy::start(&endpoint, OUTAGE, seed).await;
+    proxy.set_enabled(false);
+    let server = Server::start_with(None, &dynamodb::serve_args(proxy.endpoint(), &prefix)).await;
+    let body = json!({"adTitle": "outage", "price": "1.50", "currency": "EUR",
+                      "category": "bikes"});
+    let create = || {
+        json_body(server.request(Method::POST, "/publisher/acme/ad"), &body)
+            .header("idempotency-key", "outage-1")
+    };
+    let created = fetch(create()).await.expect("create");
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let path = format!(
+        "/publisher/acme/ad/{}",
+        created.json()["adId"].as_str().expect("adId")
+    );
+
+    proxy.set_enabled(true);
+    for (what, request) in [
+        ("a read", server.request(Method::GET, &path)),
+        ("a create's retry", create()),
+    ] {
+        let resp = fetch(request).await.expect("an answer during the outage");
+        assert_eq!(
+            resp.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{what} during a DynamoDB outage ({}): {}\n--- server stderr ---\n{}",
+            proxy.counts().summary(),
+            resp.text,
+            server.stderr_tail()
+        );
+        assert!(
+            resp.headers.contains_key("retry-after"),
+            "a 503 says when to retry: {}",
+            resp.text
+        );
+    }
+    assert!(
+        proxy.counts().injected() > 0,
+        "no fault injected: {}",
+        proxy.counts().summary()
+    );
+
+    proxy.set_enabled(false);
+    let mut tally = Tally::default();
+    let read = send_retrying(&server, &mut tally, || server.request(Method::GET, &path)).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.text);
+    let replayed = send_retrying(&server, &mut tally, create).await;
+    assert_eq!(replayed.status, StatusCode::CREATED, "{}", replayed.text);
+    assert_eq!(
+        replayed.json()["adId"],
+        read.json()["adId"],
+        "{}",
+        replayed.text
+    );
+}
+
+aws_only!(
+    faults_lose_no_write_and_duplicate_no_block,
+    an_outage_is_503_with_retry_after_never_500
+);

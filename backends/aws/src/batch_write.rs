@@ -33,9 +33,10 @@ pub(crate) fn backoff(round: u32) -> Duration {
     base + Duration::from_millis(random % millis.max(1))
 }
 
-/// The error for items still unprocessed after every retry.
+/// The error for items still unprocessed after every retry: DynamoDB is throttling, which
+/// passes.
 pub(crate) fn exhausted(operation: &'static str, table: &str) -> AwsError {
-    AwsError::Request {
+    AwsError::Transient {
         operation,
         table: table.to_string(),
         message: "items still unprocessed after retries (throttled)".into(),

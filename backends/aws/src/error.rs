@@ -4,13 +4,42 @@
 //! operation, the table, the service's error code); the trait implementations convert at
 //! their boundary, so callers see only [`adledger_engine::Error`] variants that mean
 //! something to them: a failed condition is `Conflict`, a transaction DynamoDB cannot hold
-//! is `TooLarge`, a missing block is `ChainBroken`.
+//! is `TooLarge`, a missing block is `ChainBroken`, and a request that failed in a way that
+//! passes (throttling, a 5xx, a dropped connection: what the SDK retries, once its
+//! attempts or its retry quota are spent) is `Transient`, which the server answers 503
+//! with `Retry-After`, not 500.
 
 use std::error::Error as StdError;
-use std::fmt::Debug;
 
 use adledger_engine::{Error, VersionExpectation};
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+/// Service error codes of a request that may succeed if sent again later: DynamoDB's
+/// throttling and its internal failures (its documentation says to retry them).
+const TRANSIENT_CODES: &[&str] = &[
+    "ThrottlingException",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "TransactionInProgressException",
+];
+
+/// Whether `error` is a failure that passes: a connection that failed or timed out, no
+/// parsable answer, a 5xx, or a throttling or internal-failure code. A request the SDK
+/// could not even build, a refused credential or a bad parameter is not.
+fn is_transient<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> bool {
+    match error {
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        SdkError::DispatchFailure(failure) => !failure.is_user(),
+        SdkError::ServiceError(service) => {
+            service.raw().status().is_server_error()
+                || error.code().is_some_and(|c| TRANSIENT_CODES.contains(&c))
+        }
+        _ => false,
+    }
+}
 
 /// Everything that can go wrong inside the AWS backend.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +50,17 @@ pub(crate) enum AwsError {
         operation: &'static str,
         table: String,
         /// The SDK error with its whole context, flattened for the log line.
+        message: String,
+        #[source]
+        source: Box<dyn StdError + Send + Sync + 'static>,
+    },
+
+    /// A DynamoDB request failed in a way that passes (throttled, a 5xx, no answer), after
+    /// the SDK's retries, or a batch's items stayed unprocessed after ours.
+    #[error("DynamoDB {operation} on table {table} failed for now: {message}")]
+    Transient {
+        operation: &'static str,
+        table: String,
         message: String,
         #[source]
         source: Box<dyn StdError + Send + Sync + 'static>,
@@ -67,6 +107,7 @@ impl From<AwsError> for Error {
                 sequence,
                 detail: "the block is missing below the journal's last sequence".into(),
             },
+            transient @ AwsError::Transient { .. } => Error::transient("dynamodb", transient),
             other => Error::backend("dynamodb", other),
         }
     }
@@ -79,10 +120,13 @@ pub(crate) fn corrupt(what: impl std::fmt::Display) -> AwsError {
 
 /// Classifies an SDK error: a missing table and an oversized item get their own
 /// variants; anything else keeps the SDK error as its source.
-pub(crate) fn request<E, R>(operation: &'static str, table: &str, error: SdkError<E, R>) -> AwsError
+pub(crate) fn request<E>(
+    operation: &'static str,
+    table: &str,
+    error: SdkError<E, HttpResponse>,
+) -> AwsError
 where
     E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
-    R: Debug + Send + Sync + 'static,
 {
     match error.code() {
         Some("ResourceNotFoundException") => AwsError::MissingTable {
@@ -98,10 +142,8 @@ where
                 error.message().unwrap_or("item too large")
             ))
         }
-        _ => AwsError::Request {
-            operation,
-            table: table.to_string(),
-            message: match &error {
+        _ => {
+            let message = match &error {
                 // The request never reached DynamoDB: the SDK's full context here is a
                 // debug dump of the connector; the chain of causes says what went wrong.
                 SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => format!(
@@ -110,9 +152,24 @@ where
                     causes(&error)
                 ),
                 _ => DisplayErrorContext(&error).to_string(),
-            },
-            source: Box::new(error),
-        },
+            };
+            let table = table.to_string();
+            if is_transient(&error) {
+                AwsError::Transient {
+                    operation,
+                    table,
+                    message,
+                    source: Box::new(error),
+                }
+            } else {
+                AwsError::Request {
+                    operation,
+                    table,
+                    message,
+                    source: Box::new(error),
+                }
+            }
+        }
     }
 }
 

@@ -57,6 +57,11 @@ const UNPROCESSED_RETRIES: u32 = 10;
 const INDEX_READ_BLOCKS: usize = 1024;
 /// Page lookups (Merkle nodes) in flight at once.
 const PAGE_READS: usize = 16;
+/// How long after its index is written an append waits before marking the tip's `idx`
+/// with an `UpdateItem`: an append of this handle within it carries the mark in its own
+/// tip Put, so a stream of appends pays no `UpdateItem` each. Meanwhile another process
+/// that needs the index completes it from the pages (as during the index write).
+pub const TIP_MARK_LINGER: Duration = Duration::from_millis(250);
 
 /// The attribute of a page item holding its blocks' frames (a list, block `first + i` at
 /// index `i`), for tools that work on the table directly (the layout is in
@@ -93,6 +98,10 @@ pub struct DynamoJournal {
     /// One past the highest sequence through which the ad index is known complete (0:
     /// nothing known). Only grows.
     indexed: Arc<AtomicU64>,
+    /// One past the highest sequence this handle knows committed: its own appends and the
+    /// tips it read (0: nothing known). Only grows. Blocks below it are read without
+    /// reading the tip first (see [`Journal::read_blocks`]'s contract for shared journals).
+    known: Arc<AtomicU64>,
     /// The index write of the last append, still running: the append was acknowledged
     /// once its transaction committed, and whoever needs the index next waits for it.
     pending: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
@@ -144,6 +153,7 @@ impl DynamoJournal {
             client,
             table: table.to_string(),
             indexed: Arc::new(AtomicU64::new(0)),
+            known: Arc::new(AtomicU64::new(0)),
             pending: Arc::new(tokio::sync::Mutex::new(None)),
         }
     }
@@ -153,17 +163,19 @@ impl DynamoJournal {
         &self.table
     }
 
-    fn request_error<E, R>(
+    fn request_error<E>(
         &self,
         operation: &'static str,
-    ) -> impl FnOnce(aws_sdk_dynamodb::error::SdkError<E, R>) -> AwsError + '_
+    ) -> impl FnOnce(
+        aws_sdk_dynamodb::error::SdkError<E, aws_sdk_dynamodb::config::http::HttpResponse>,
+    ) -> AwsError
+    + '_
     where
         E: aws_sdk_dynamodb::error::ProvideErrorMetadata
             + std::error::Error
             + Send
             + Sync
             + 'static,
-        R: std::fmt::Debug + Send + Sync + 'static,
     {
         move |e| request(operation, &self.table, e)
     }
@@ -198,6 +210,7 @@ impl DynamoJournal {
         if let Some(indexed) = tip.indexed {
             self.note_indexed(indexed);
         }
+        self.note_known(tip.last);
         Ok(Some(tip))
     }
 
@@ -209,6 +222,18 @@ impl DynamoJournal {
     fn note_indexed(&self, sequence: u64) {
         self.indexed
             .fetch_max(sequence.saturating_add(1), Ordering::AcqRel);
+    }
+
+    /// Records that block `sequence` is committed (this handle appended it or read a tip
+    /// at or past it).
+    fn note_known(&self, sequence: u64) {
+        self.known
+            .fetch_max(sequence.saturating_add(1), Ordering::AcqRel);
+    }
+
+    /// The highest sequence this handle knows committed.
+    fn known_last(&self) -> Option<u64> {
+        self.known.load(Ordering::Acquire).checked_sub(1)
     }
 
     /// The highest sequence through which the ad index is known complete.
@@ -295,7 +320,14 @@ impl DynamoJournal {
             self.stale_expectation(batch).await?;
             return Ok(());
         }
+        let indexed = self.indexed_through();
         self.check_expectations(batch).await?;
+        // The checks waited for the previous append's index: the tip can say so.
+        let planned = if self.indexed_through() == indexed {
+            planned
+        } else {
+            transaction::plan(&self.table, batch, self.indexed_through())?
+        };
         let result = self
             .client
             .transact_write_items()
@@ -312,13 +344,22 @@ impl DynamoJournal {
         let Some(last) = batch.blocks.last().map(|b| b.sequence) else {
             return Ok(());
         };
+        self.note_known(last);
         let items = index::from_batch(batch);
         let journal = self.clone();
         let task = tokio::spawn(async move {
             match index::write(&journal.client, &journal.table, items).await {
                 Ok(()) => {
                     journal.note_indexed(last);
-                    journal.publish_indexed(last).await;
+                    // Not awaited by the next append: that one carries the mark itself.
+                    tokio::spawn(async move {
+                        tokio::time::sleep(TIP_MARK_LINGER).await;
+                        // Past `last`, the tip moved: by an append of this handle, whose
+                        // tip carries the mark, or by another's, where the condition would fail.
+                        if journal.known_last() == Some(last) {
+                            journal.publish_indexed(last).await;
+                        }
+                    });
                 }
                 Err(error) => {
                     tracing::warn!(%error, last, "ad index not written after a commit; it will be completed from the pages");
@@ -507,8 +548,15 @@ impl DynamoJournal {
         from: u64,
         max: usize,
     ) -> Result<Vec<EncodedBlock>, AwsError> {
-        let Some(last) = self.last().await? else {
-            return Ok(Vec::new());
+        // Below a tip this handle knows (its own append, or a tip it read), the blocks are
+        // there: no need to read the tip again. At or past it, the tip says where the
+        // journal ends now.
+        let last = match self.known_last() {
+            Some(known) if from <= known => known,
+            _ => match self.last().await? {
+                Some(last) => last,
+                None => return Ok(Vec::new()),
+            },
         };
         self.read_blocks_through(from, max, last).await
     }
@@ -769,7 +817,7 @@ impl DynamoJournal {
             if request.is_some() {
                 round += 1;
                 if round > UNPROCESSED_RETRIES {
-                    return Err(AwsError::Request {
+                    return Err(AwsError::Transient {
                         operation: "BatchGetItem",
                         table: self.table.clone(),
                         message: "keys still unprocessed after retries (throttled)".into(),

@@ -91,7 +91,8 @@ pub use self::opensearch::{OpenSearchAuth, OpenSearchIndex, OpenSearchSettings};
 pub use aws_sdk_dynamodb;
 pub use client::{DynamoSettings, connect, connect_static};
 pub use journal::{
-    DynamoJournal, MAX_BLOCKS_PER_APPEND, MAX_BYTES_PER_APPEND, PAGE_BLOCKS_ATTRIBUTE, locate_block,
+    DynamoJournal, MAX_BLOCKS_PER_APPEND, MAX_BYTES_PER_APPEND, PAGE_BLOCKS_ATTRIBUTE,
+    TIP_MARK_LINGER, locate_block,
 };
 pub use lease::DynamoLease;
 pub use search::SearchSettings;
