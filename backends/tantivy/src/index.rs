@@ -43,7 +43,7 @@ use tantivy::{
 use crate::blocking;
 use crate::error::{IndexError, corrupt};
 use crate::merge::InIdOrder;
-use crate::order::{LaterIdsCache, Ranked, Ranking};
+use crate::order::{Ranked, Ranking, SegmentCache};
 use crate::query;
 use crate::schema::{AdSchema, VERSION};
 
@@ -84,8 +84,8 @@ struct Inner {
     analyzer: TextAnalyzer,
     /// tantivy allows one writer per index; the lock also serialises `apply` and `clear`.
     writer: Mutex<IndexWriter>,
-    /// Per segment, what lets the score ranking skip ties (see `order.rs`).
-    later_ids: Arc<LaterIdsCache>,
+    /// Per segment, the columns the ranking reads (see `order.rs`).
+    segments: Arc<SegmentCache>,
 }
 
 impl std::fmt::Debug for TantivySearchIndex {
@@ -169,7 +169,7 @@ impl TantivySearchIndex {
                 schema,
                 analyzer: AdSchema::analyzer(),
                 writer: Mutex::new(writer),
-                later_ids: Arc::default(),
+                segments: Arc::default(),
             }),
         })
     }
@@ -343,8 +343,8 @@ impl Inner {
             } else {
                 Ranking::Newest
             };
-            self.later_ids.retain(&searcher);
-            let ranked = Ranked::new(ranking, search.offset, limit, self.later_ids.clone());
+            self.segments.retain(&searcher);
+            let ranked = Ranked::new(ranking, search.offset, limit, self.segments.clone());
             searcher.search(&built.query, &ranked)?
         };
         let mut ads = Vec::with_capacity(addresses.len());
