@@ -29,7 +29,7 @@ use adledger_engine::revision::RevisionMetadata;
 use adledger_engine::{Result, Revision};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use tantivy::collector::TopDocs;
+use tantivy::collector::{Count, TopDocs};
 use tantivy::directory::MmapDirectory;
 use tantivy::directory::error::LockError;
 use tantivy::query::{Query as _, TermQuery};
@@ -328,24 +328,33 @@ impl Inner {
         let searcher = self.reader.searcher();
         let mut analyzer = self.analyzer.clone();
         let built = query::build(&self.schema, &mut analyzer, search);
-        // Counted without scores; a single term in a segment without deleted documents
-        // is counted from its document frequency alone.
-        let total = built.count.count(&searcher)?;
-        // Checked against the total first: the collector keeps up to `offset + limit`
-        // hits per segment, and both come from the client.
-        let remaining = total.saturating_sub(search.offset);
-        let limit = search.limit.min(remaining);
-        let addresses: Vec<DocAddress> = if limit == 0 {
-            Vec::new()
+        let ranking = if built.has_text {
+            Ranking::Score
         } else {
-            let ranking = if built.has_text {
-                Ranking::Score
-            } else {
-                Ranking::Newest
-            };
+            Ranking::Newest
+        };
+        let (total, addresses) = if built.filtered {
+            // An intersection: the ranking visits every match, so count them on the way
+            // (each segment keeps at most `offset + limit` hits, and no more than match).
             self.segments.retain(&searcher);
-            let ranked = Ranked::new(ranking, search.offset, limit, self.segments.clone());
-            searcher.search(&built.query, &ranked)?
+            let ranked = Ranked::new(ranking, search.offset, search.limit, self.segments.clone());
+            searcher.search(&built.query, &(Count, ranked))?
+        } else {
+            // Counted without scores; a single term in a segment without deleted
+            // documents is counted from its document frequency alone.
+            let total = built.count.count(&searcher)?;
+            // Checked against the total first: the collector keeps up to `offset +
+            // limit` hits per segment, and both come from the client.
+            let remaining = total.saturating_sub(search.offset);
+            let limit = search.limit.min(remaining);
+            let addresses: Vec<DocAddress> = if limit == 0 {
+                Vec::new()
+            } else {
+                self.segments.retain(&searcher);
+                let ranked = Ranked::new(ranking, search.offset, limit, self.segments.clone());
+                searcher.search(&built.query, &ranked)?
+            };
+            (total, addresses)
         };
         let mut ads = Vec::with_capacity(addresses.len());
         let mut versions = Vec::with_capacity(addresses.len());

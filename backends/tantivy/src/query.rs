@@ -44,6 +44,12 @@ pub(crate) fn build(schema: &AdSchema, analyzer: &mut TextAnalyzer, search: &Sea
     let parts = parts(&search.text);
     // Text with no word in it (`::`) searches like no text: the newest ads.
     let has_text = !parts.is_empty();
+    // `status:live` aside, any filter makes the query an intersection.
+    let filtered = search.publisher_id.is_some()
+        || search.category.is_some()
+        || search.tag.is_some()
+        || search.min_price.is_some()
+        || search.max_price.is_some();
     let mut filters: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     if !has_text {
         filters.push(filter(schema.status, LIVE));
@@ -79,6 +85,7 @@ pub(crate) fn build(schema: &AdSchema, analyzer: &mut TextAnalyzer, search: &Sea
             count: query.box_clone(),
             query,
             has_text,
+            filtered,
         };
     }
     let tokens: Vec<Vec<(usize, String)>> = parts.iter().map(|p| tokens(analyzer, p)).collect();
@@ -90,6 +97,7 @@ pub(crate) fn build(schema: &AdSchema, analyzer: &mut TextAnalyzer, search: &Sea
             query: Box::new(EmptyQuery),
             count: Box::new(EmptyQuery),
             has_text,
+            filtered,
         };
     }
     // Without phrases, the words counted without scores or positions (a single term in
@@ -119,6 +127,7 @@ pub(crate) fn build(schema: &AdSchema, analyzer: &mut TextAnalyzer, search: &Sea
         query: with_filters(filters, present_terms(text)),
         count,
         has_text,
+        filtered,
     }
 }
 
@@ -378,6 +387,10 @@ pub(crate) struct Built {
     /// Matches the same documents as `query`, cheaper to count.
     pub(crate) count: Box<dyn Query>,
     pub(crate) has_text: bool,
+    /// The query is an intersection with a filter: tantivy prunes no intersection, so
+    /// ranking it visits every match anyway, and the total is best counted in the same
+    /// pass instead of by walking the intersection a second time.
+    pub(crate) filtered: bool,
 }
 
 fn filter(field: Field, value: &str) -> (Occur, Box<dyn Query>) {
