@@ -17,7 +17,8 @@
 //! the count query of `query.rs` (one posting list per word; a term's document frequency
 //! when its segment has no deleted documents), and the page from the ranking collector
 //! of `order.rs`, which lets block-max WAND skip the documents that cannot make the
-//! page. Hits are read from the stored fields of their documents (the ad, its version and
+//! page. A filtered search (an intersection, which tantivy ranks by visiting every
+//! match) counts its total in that same pass. Hits are read from the stored fields of their documents (the ad, its version and
 //! commit time), so a page needs nothing but the index.
 
 use std::collections::HashMap;
