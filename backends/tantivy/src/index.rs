@@ -17,7 +17,8 @@
 //! the count query of `query.rs` (one posting list per word; a term's document frequency
 //! when its segment has no deleted documents), and the page from the ranking collector
 //! of `order.rs`, which lets block-max WAND skip the documents that cannot make the
-//! page. Hits are read from the stored fields of their documents (the ad, its version and
+//! page. A filtered search (an intersection, which tantivy ranks by visiting every
+//! match) counts its total in that same pass. Hits are read from the stored fields of their documents (the ad, its version and
 //! commit time), so a page needs nothing but the index.
 
 use std::collections::HashMap;
@@ -29,7 +30,7 @@ use adledger_engine::revision::RevisionMetadata;
 use adledger_engine::{Result, Revision};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use tantivy::collector::TopDocs;
+use tantivy::collector::{Count, TopDocs};
 use tantivy::directory::MmapDirectory;
 use tantivy::directory::error::LockError;
 use tantivy::query::{Query as _, TermQuery};
@@ -43,7 +44,7 @@ use tantivy::{
 use crate::blocking;
 use crate::error::{IndexError, corrupt};
 use crate::merge::InIdOrder;
-use crate::order::{LaterIdsCache, Ranked, Ranking};
+use crate::order::{Ranked, Ranking, SegmentCache};
 use crate::query;
 use crate::schema::{AdSchema, VERSION};
 
@@ -84,8 +85,8 @@ struct Inner {
     analyzer: TextAnalyzer,
     /// tantivy allows one writer per index; the lock also serialises `apply` and `clear`.
     writer: Mutex<IndexWriter>,
-    /// Per segment, what lets the score ranking skip ties (see `order.rs`).
-    later_ids: Arc<LaterIdsCache>,
+    /// Per segment, the columns the ranking reads (see `order.rs`).
+    segments: Arc<SegmentCache>,
 }
 
 impl std::fmt::Debug for TantivySearchIndex {
@@ -169,7 +170,7 @@ impl TantivySearchIndex {
                 schema,
                 analyzer: AdSchema::analyzer(),
                 writer: Mutex::new(writer),
-                later_ids: Arc::default(),
+                segments: Arc::default(),
             }),
         })
     }
@@ -328,24 +329,33 @@ impl Inner {
         let searcher = self.reader.searcher();
         let mut analyzer = self.analyzer.clone();
         let built = query::build(&self.schema, &mut analyzer, search);
-        // Counted without scores; a single term in a segment without deleted documents
-        // is counted from its document frequency alone.
-        let total = built.count.count(&searcher)?;
-        // Checked against the total first: the collector keeps up to `offset + limit`
-        // hits per segment, and both come from the client.
-        let remaining = total.saturating_sub(search.offset);
-        let limit = search.limit.min(remaining);
-        let addresses: Vec<DocAddress> = if limit == 0 {
-            Vec::new()
+        let ranking = if built.has_text {
+            Ranking::Score
         } else {
-            let ranking = if built.has_text {
-                Ranking::Score
+            Ranking::Newest
+        };
+        let (total, addresses) = if built.filtered {
+            // An intersection: the ranking visits every match, so count them on the way
+            // (each segment keeps at most `offset + limit` hits, and no more than match).
+            self.segments.retain(&searcher);
+            let ranked = Ranked::new(ranking, search.offset, search.limit, self.segments.clone());
+            searcher.search(&built.query, &(Count, ranked))?
+        } else {
+            // Counted without scores; a single term in a segment without deleted
+            // documents is counted from its document frequency alone.
+            let total = built.count.count(&searcher)?;
+            // Checked against the total first: the collector keeps up to `offset +
+            // limit` hits per segment, and both come from the client.
+            let remaining = total.saturating_sub(search.offset);
+            let limit = search.limit.min(remaining);
+            let addresses: Vec<DocAddress> = if limit == 0 {
+                Vec::new()
             } else {
-                Ranking::Newest
+                self.segments.retain(&searcher);
+                let ranked = Ranked::new(ranking, search.offset, limit, self.segments.clone());
+                searcher.search(&built.query, &ranked)?
             };
-            self.later_ids.retain(&searcher);
-            let ranked = Ranked::new(ranking, search.offset, limit, self.later_ids.clone());
-            searcher.search(&built.query, &ranked)?
+            (total, addresses)
         };
         let mut ads = Vec::with_capacity(addresses.len());
         let mut versions = Vec::with_capacity(addresses.len());

@@ -25,8 +25,16 @@
 //! added in journal order and ad ids (ULIDs) grow with time, so in a segment of creates
 //! that holds from the start; without it a search of a common word in a large index
 //! walked every block, since thousands of ads tie on the best score.
+//!
+//! What the ranking reads of a segment besides the query's postings (its id and
+//! creation-time columns, [`LaterIds`], its smallest and largest id) is opened once per
+//! segment and kept in a [`SegmentCache`]: opening the columns at every search was a
+//! tenth of a search's CPU. The id range settles most cross-segment ties without
+//! reading an id: segments hold ranges of ids that rarely overlap (documents arrive in
+//! id order and merges keep it, see `merge.rs`), and reading the tied hits' ids was the
+//! largest single cost of a search once the query was one posting list.
 
-use std::cmp::Reverse;
+use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -53,7 +61,7 @@ pub(crate) struct Ranked {
     ranking: Ranking,
     offset: usize,
     limit: usize,
-    later_ids: Arc<LaterIdsCache>,
+    segments: Arc<SegmentCache>,
     /// By score: the best `offset + limit` primary keys of the segments collected so far
     /// (best first). A later segment's documents must reach the worst of them to matter,
     /// so its WAND starts there instead of at nothing (tantivy collects the segments of a
@@ -66,13 +74,13 @@ impl Ranked {
         ranking: Ranking,
         offset: usize,
         limit: usize,
-        later_ids: Arc<LaterIdsCache>,
+        segments: Arc<SegmentCache>,
     ) -> Ranked {
         Ranked {
             ranking,
             offset,
             limit,
-            later_ids,
+            segments,
             found: Arc::default(),
         }
     }
@@ -109,7 +117,7 @@ pub(crate) struct LaterIds {
 
 impl LaterIds {
     /// One pass over the segment's id column (a segment is immutable, so once per
-    /// segment: see [`LaterIdsCache`]). Deleted documents count too, which only lowers
+    /// segment: see [`SegmentCache`]). Deleted documents count too, which only lowers
     /// the bound.
     fn of(ids: &StrColumn, max_doc: DocId) -> LaterIds {
         let mut suffix_min = vec![u32::MAX; max_doc as usize];
@@ -133,13 +141,57 @@ impl LaterIds {
     }
 }
 
-/// [`LaterIds`] of the segments searched lately, by segment id.
-#[derive(Debug, Default)]
-pub(crate) struct LaterIdsCache {
-    segments: Mutex<HashMap<SegmentId, Arc<LaterIds>>>,
+/// What the ranking reads of one segment, opened once (a segment is immutable).
+pub(crate) struct SegmentColumns {
+    ids: StrColumn,
+    /// `None` for a segment without the column (no document has it).
+    created: Option<Column<u64>>,
+    later: LaterIds,
+    /// The smallest and the largest ad id of the segment (deleted documents included,
+    /// which only widens it); `None` for a segment without ids.
+    id_range: Option<(String, String)>,
 }
 
-impl LaterIdsCache {
+impl SegmentColumns {
+    fn open(reader: &SegmentReader) -> tantivy::Result<SegmentColumns> {
+        let ids = reader.fast_fields().str(AD_ID)?.ok_or_else(|| {
+            TantivyError::SchemaError(format!("the search index has no `{AD_ID}` fast field"))
+        })?;
+        let created = reader.fast_fields().u64(CREATED_MS).ok();
+        let later = LaterIds::of(&ids, reader.max_doc());
+        let id_range = match ids.num_terms() {
+            0 => None,
+            terms => {
+                let (mut first, mut last) = (String::new(), String::new());
+                let found = ids.ord_to_str(0, &mut first)?
+                    && ids.ord_to_str(terms as u64 - 1, &mut last)?;
+                found.then_some((first, last))
+            }
+        };
+        Ok(SegmentColumns {
+            ids,
+            created,
+            later,
+            id_range,
+        })
+    }
+}
+
+/// [`SegmentColumns`] of the segments searched lately, by segment id. Its size follows
+/// the index's: four bytes a document ([`LaterIds`]) besides tantivy's own columns,
+/// which are memory-mapped.
+#[derive(Default)]
+pub(crate) struct SegmentCache {
+    segments: Mutex<HashMap<SegmentId, Arc<SegmentColumns>>>,
+}
+
+impl std::fmt::Debug for SegmentCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentCache").finish_non_exhaustive()
+    }
+}
+
+impl SegmentCache {
     /// Forgets the segments `searcher` no longer has (merged away).
     pub(crate) fn retain(&self, searcher: &Searcher) {
         let mut segments = self.segments.lock().unwrap_or_else(PoisonError::into_inner);
@@ -153,7 +205,7 @@ impl LaterIdsCache {
         }
     }
 
-    fn of(&self, reader: &SegmentReader, ids: &StrColumn) -> Arc<LaterIds> {
+    fn of(&self, reader: &SegmentReader) -> tantivy::Result<Arc<SegmentColumns>> {
         let id = reader.segment_id();
         if let Some(found) = self
             .segments
@@ -161,15 +213,15 @@ impl LaterIdsCache {
             .unwrap_or_else(PoisonError::into_inner)
             .get(&id)
         {
-            return found.clone();
+            return Ok(found.clone());
         }
-        // Computed outside the lock; two searches may both compute a new segment's once.
-        let later = Arc::new(LaterIds::of(ids, reader.max_doc()));
+        // Opened outside the lock; two searches may both open a new segment's once.
+        let columns = Arc::new(SegmentColumns::open(reader)?);
         self.segments
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, later.clone());
-        later
+            .insert(id, columns.clone());
+        Ok(columns)
     }
 }
 
@@ -177,7 +229,7 @@ impl LaterIdsCache {
 /// into ids (ordinals of different segments are unrelated).
 pub(crate) struct SegmentHits {
     segment_ord: SegmentOrdinal,
-    ids: StrColumn,
+    columns: Arc<SegmentColumns>,
     descending_ids: bool,
     hits: Vec<SegmentHit>,
 }
@@ -192,10 +244,24 @@ impl SegmentHits {
             hit.tie
         };
         let mut ad_id = String::new();
-        if !matches!(self.ids.ord_to_str(ord, &mut ad_id), Ok(true)) {
+        if !matches!(self.columns.ids.ord_to_str(ord, &mut ad_id), Ok(true)) {
             ad_id.clear();
         }
         ad_id
+    }
+
+    /// How every id of this segment compares with every id of `other`, when their id
+    /// ranges do not overlap.
+    fn id_order(&self, other: &SegmentHits) -> Option<Ordering> {
+        let (first, last) = self.columns.id_range.as_ref()?;
+        let (other_first, other_last) = other.columns.id_range.as_ref()?;
+        if last < other_first {
+            Some(Ordering::Less)
+        } else if other_last < first {
+            Some(Ordering::Greater)
+        } else {
+            None
+        }
     }
 }
 
@@ -232,18 +298,20 @@ impl Collector for Ranked {
         segment_ord: SegmentOrdinal,
         reader: &SegmentReader,
     ) -> tantivy::Result<SegmentRanked> {
-        let ids = reader.fast_fields().str(AD_ID)?.ok_or_else(|| {
-            TantivyError::SchemaError(format!("the search index has no `{AD_ID}` fast field"))
-        })?;
-        let (created, later_ids) = match self.ranking {
-            Ranking::Score => (None, Some(self.later_ids.of(reader, &ids))),
-            Ranking::Newest => (Some(reader.fast_fields().u64(CREATED_MS)?), None),
+        let columns = self.segments.of(reader)?;
+        let created = match self.ranking {
+            Ranking::Score => None,
+            Ranking::Newest => Some(columns.created.clone().ok_or_else(|| {
+                TantivyError::SchemaError(format!(
+                    "the search index has no `{CREATED_MS}` fast field"
+                ))
+            })?),
         };
         Ok(SegmentRanked {
             segment_ord,
-            ids,
+            later_ids: (self.ranking == Ranking::Score).then(|| columns.clone()),
+            columns,
             created,
-            later_ids,
             floor: Score::MIN,
             descending_ids: self.ranking == Ranking::Newest,
             keep: self.offset.saturating_add(self.limit),
@@ -315,7 +383,15 @@ impl Collector for Ranked {
                     .hit(&fruits)
                     .primary
                     .cmp(&heads[best].hit(&fruits).primary);
-                if order == std::cmp::Ordering::Equal {
+                if order == Ordering::Equal {
+                    // Segments whose ids do not overlap settle it without an id read.
+                    order = fruits[heads[i].fruit]
+                        .id_order(&fruits[heads[best].fruit])
+                        .map_or(Ordering::Equal, |o| {
+                            if descending_ids { o.reverse() } else { o }
+                        });
+                }
+                if order == Ordering::Equal {
                     heads[i].read_id(&fruits);
                     heads[best].read_id(&fruits);
                     let (a, b) = (
@@ -325,7 +401,7 @@ impl Collector for Ranked {
                     order = if descending_ids { b.cmp(a) } else { a.cmp(b) }
                         .then_with(|| heads[i].address(&fruits).cmp(&heads[best].address(&fruits)));
                 }
-                if order == std::cmp::Ordering::Less {
+                if order == Ordering::Less {
                     best = i;
                 }
             }
@@ -344,10 +420,11 @@ impl Collector for Ranked {
 /// One segment's best hits; see [`Ranked`].
 pub(crate) struct SegmentRanked {
     segment_ord: SegmentOrdinal,
-    ids: StrColumn,
+    columns: Arc<SegmentColumns>,
     created: Option<Column<u64>>,
-    /// By score: bounds the ids still to come, see [`SegmentRanked::threshold`].
-    later_ids: Option<Arc<LaterIds>>,
+    /// By score: the columns whose [`LaterIds`] bound the ids still to come, see
+    /// [`SegmentRanked::threshold`].
+    later_ids: Option<Arc<SegmentColumns>>,
     /// By score: what the segments collected before this one already demand
     /// ([`Ranked::floor`]).
     floor: Score,
@@ -378,7 +455,7 @@ impl SegmentRanked {
                 let ties_lose = self
                     .later_ids
                     .as_ref()
-                    .is_some_and(|later| later.after(doc) > worst.tie);
+                    .is_some_and(|columns| columns.later.after(doc) > worst.tie);
                 if ties_lose { score } else { score.next_down() }
             }
             _ => Score::MIN,
@@ -408,7 +485,7 @@ impl SegmentCollector for SegmentRanked {
             return;
         }
         // Every document carries its id; one without would rank last among its equals.
-        let ord = self.ids.term_ords(doc).next().unwrap_or(u64::MAX);
+        let ord = self.columns.ids.term_ords(doc).next().unwrap_or(u64::MAX);
         let tie = if self.descending_ids { !ord } else { ord };
         self.best.push(SegmentHit {
             primary: Reverse(primary),
@@ -425,7 +502,7 @@ impl SegmentCollector for SegmentRanked {
         hits.sort_unstable();
         SegmentHits {
             segment_ord: self.segment_ord,
-            ids: self.ids,
+            columns: self.columns,
             descending_ids: self.descending_ids,
             hits,
         }

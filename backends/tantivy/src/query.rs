@@ -6,24 +6,23 @@
 //! name a field (`status:…`), a range that walks the term dictionary (`[a TO z]`), a
 //! wildcard or a boost.
 //!
-//! Each part is analysed with the text fields' analyzer and becomes one clause per text
-//! field (title, description, category, tags): a term query for one token, a phrase query
-//! for several — what tantivy's `QueryParser` made of the same text, built directly
-//! instead of by formatting a string and parsing it back. All those clauses sit flat in
-//! one `Should` list, so a search with text and no filter is a pure union of term queries:
-//! tantivy then skips whole posting blocks that cannot reach the page (block-max WAND,
-//! see `order.rs`) instead of scoring every match. Scores are the same sums as with the
-//! parser's nested disjunctions (BM25 per field and term, added).
+//! Each part is analysed with the text field's analyzer and becomes one clause on the
+//! `text` field (title, description, category and tags together, see `schema.rs`): a term
+//! query for one token, a phrase query for several. A one-word search is then a single
+//! term query, which tantivy ranks with block-max WAND over one posting list; with one
+//! clause per field (four posting lists a word, summed), WAND over their union was the
+//! largest cost of a search. Scores are BM25 of the word in the ad's whole text. Several
+//! words sit flat in one `Should` list, a pure union of term queries that WAND prunes too.
 //!
 //! tantivy runs block-max WAND only when every clause of the union has postings in the
-//! segment: a word that one field never holds (a city in `category`) made each search
-//! score every match. So a union of terms is a [`PresentTerms`] query, which keeps in
-//! each segment only the clauses whose term the segment holds; the scores are the same
-//! (a missing term adds nothing), computed with the index-wide statistics.
+//! segment: a word that one segment lacks made each search score every match. So a union
+//! of terms is a [`PresentTerms`] query, which keeps in each segment only the clauses
+//! whose term the segment holds; the scores are the same (a missing term adds nothing),
+//! computed with the index-wide statistics.
 //!
 //! Filters are term and range queries built from values, wrapped in `ConstScoreQuery(0)`
 //! so that they select without changing the ranking. `status:live` is required only when
-//! there is no text: a tombstone has no text fields, so text never matches one.
+//! there is no text: a tombstone has no text field, so text never matches one.
 
 use std::ops::Bound;
 use std::sync::Arc;
@@ -45,6 +44,12 @@ pub(crate) fn build(schema: &AdSchema, analyzer: &mut TextAnalyzer, search: &Sea
     let parts = parts(&search.text);
     // Text with no word in it (`::`) searches like no text: the newest ads.
     let has_text = !parts.is_empty();
+    // `status:live` aside, any filter makes the query an intersection.
+    let filtered = search.publisher_id.is_some()
+        || search.category.is_some()
+        || search.tag.is_some()
+        || search.min_price.is_some()
+        || search.max_price.is_some();
     let mut filters: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     if !has_text {
         filters.push(filter(schema.status, LIVE));
@@ -80,6 +85,7 @@ pub(crate) fn build(schema: &AdSchema, analyzer: &mut TextAnalyzer, search: &Sea
             count: query.box_clone(),
             query,
             has_text,
+            filtered,
         };
     }
     let tokens: Vec<Vec<(usize, String)>> = parts.iter().map(|p| tokens(analyzer, p)).collect();
@@ -91,10 +97,11 @@ pub(crate) fn build(schema: &AdSchema, analyzer: &mut TextAnalyzer, search: &Sea
             query: Box::new(EmptyQuery),
             count: Box::new(EmptyQuery),
             has_text,
+            filtered,
         };
     }
-    // Without phrases, a document matches exactly when one of the words is among its
-    // `words` terms: one posting list per word instead of four to count.
+    // Without phrases, the words counted without scores or positions (a single term in
+    // a segment without deletes is its document frequency).
     let count_text = tokens.iter().all(|t| t.len() <= 1).then(|| {
         let mut words: Vec<&str> = tokens.iter().flatten().map(|(_, t)| t.as_str()).collect();
         words.sort_unstable();
@@ -102,7 +109,7 @@ pub(crate) fn build(schema: &AdSchema, analyzer: &mut TextAnalyzer, search: &Sea
         words
             .into_iter()
             .map(|word| {
-                let term = Term::from_field_text(schema.words, word);
+                let term = Term::from_field_text(schema.text, word);
                 let query: Box<dyn Query> =
                     Box::new(TermQuery::new(term, IndexRecordOption::Basic));
                 (Occur::Should, query)
@@ -120,6 +127,7 @@ pub(crate) fn build(schema: &AdSchema, analyzer: &mut TextAnalyzer, search: &Sea
         query: with_filters(filters, present_terms(text)),
         count,
         has_text,
+        filtered,
     }
 }
 
@@ -327,34 +335,27 @@ fn tokens(analyzer: &mut TextAnalyzer, part: &str) -> Vec<(usize, String)> {
     tokens
 }
 
-/// One `Should` clause per text field and part: a term query for a part that analyses to
-/// one token, a phrase query for one that analyses to several, none for none.
+/// One `Should` clause per part on the `text` field: a term query for a part that
+/// analyses to one token, a phrase query for one that analyses to several, none for none.
 fn text_clauses(schema: &AdSchema, parts: &[Vec<(usize, String)>]) -> Vec<(Occur, Box<dyn Query>)> {
-    let fields = [
-        schema.title,
-        schema.description,
-        schema.category,
-        schema.tags,
-    ];
-    let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(parts.len() * 4);
+    let field = schema.text;
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(parts.len());
     for tokens in parts {
-        for field in fields {
-            let query: Box<dyn Query> = match tokens.as_slice() {
-                [] => continue,
-                [(_, token)] => Box::new(TermQuery::new(
-                    Term::from_field_text(field, token),
-                    IndexRecordOption::WithFreqs,
-                )),
-                several => Box::new(PhraseQuery::new_with_offset_and_slop(
-                    several
-                        .iter()
-                        .map(|(position, token)| (*position, Term::from_field_text(field, token)))
-                        .collect(),
-                    0,
-                )),
-            };
-            clauses.push((Occur::Should, query));
-        }
+        let query: Box<dyn Query> = match tokens.as_slice() {
+            [] => continue,
+            [(_, token)] => Box::new(TermQuery::new(
+                Term::from_field_text(field, token),
+                IndexRecordOption::WithFreqs,
+            )),
+            several => Box::new(PhraseQuery::new_with_offset_and_slop(
+                several
+                    .iter()
+                    .map(|(position, token)| (*position, Term::from_field_text(field, token)))
+                    .collect(),
+                0,
+            )),
+        };
+        clauses.push((Occur::Should, query));
     }
     clauses
 }
@@ -386,6 +387,10 @@ pub(crate) struct Built {
     /// Matches the same documents as `query`, cheaper to count.
     pub(crate) count: Box<dyn Query>,
     pub(crate) has_text: bool,
+    /// The query is an intersection with a filter: tantivy prunes no intersection, so
+    /// ranking it visits every match anyway, and the total is best counted in the same
+    /// pass instead of by walking the intersection a second time.
+    pub(crate) filtered: bool,
 }
 
 fn filter(field: Field, value: &str) -> (Occur, Box<dyn Query>) {

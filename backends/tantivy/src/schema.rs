@@ -4,8 +4,7 @@
 //! |---|---|---|
 //! | `adId` | STRING, STORED, FAST | the term an upsert or delete replaces; breaks ranking ties (`order.rs`) |
 //! | `publisherId` | STRING | exact filter |
-//! | `title`, `description`, `category`, `tags` | TEXT ([`ANALYZER`]) | full-text search |
-//! | `words` (multi-valued) | TEXT ([`ANALYZER`]), documents only | the four text fields' terms together: counts a search's matches from one posting list per word (`query.rs`) |
+//! | `text` (multi-valued) | TEXT ([`ANALYZER`]), with frequencies and positions | full-text search: title, description, category and tags as one field, so a word is one posting list to rank and to count (`query.rs`) |
 //! | `categoryExact`, `tagExact` (multi-valued) | STRING | exact filters |
 //! | `price` | f64 FAST, INDEXED | range filter; [`NO_PRICE`] when the ad has none (and in tombstones) |
 //! | `createdMs` | u64 FAST | "newest first": the ULID's millisecond timestamp |
@@ -54,11 +53,7 @@ pub(crate) struct AdSchema {
     pub(crate) schema: Schema,
     pub(crate) ad_id: Field,
     pub(crate) publisher_id: Field,
-    pub(crate) title: Field,
-    pub(crate) description: Field,
-    pub(crate) category: Field,
-    pub(crate) tags: Field,
-    pub(crate) words: Field,
+    pub(crate) text: Field,
     pub(crate) category_exact: Field,
     pub(crate) tag_exact: Field,
     pub(crate) price: Field,
@@ -79,18 +74,7 @@ impl AdSchema {
         );
         let ad_id = builder.add_text_field(AD_ID, STRING | STORED | FAST);
         let publisher_id = builder.add_text_field("publisherId", STRING);
-        let title = builder.add_text_field("title", text.clone());
-        let description = builder.add_text_field("description", text.clone());
-        let category = builder.add_text_field("category", text.clone());
-        let tags = builder.add_text_field("tags", text);
-        let words = builder.add_text_field(
-            "words",
-            TextOptions::default().set_indexing_options(
-                TextFieldIndexing::default()
-                    .set_tokenizer(ANALYZER)
-                    .set_index_option(IndexRecordOption::Basic),
-            ),
-        );
+        let text = builder.add_text_field("text", text);
         let category_exact = builder.add_text_field("categoryExact", STRING);
         let tag_exact = builder.add_text_field("tagExact", STRING);
         let price = builder.add_f64_field("price", FAST | INDEXED);
@@ -103,11 +87,7 @@ impl AdSchema {
             schema: builder.build(),
             ad_id,
             publisher_id,
-            title,
-            description,
-            category,
-            tags,
-            words,
+            text,
             category_exact,
             tag_exact,
             price,
@@ -144,21 +124,20 @@ impl AdSchema {
         let mut doc = TantivyDocument::new();
         doc.add_text(self.ad_id, &ad.ad_id);
         doc.add_text(self.publisher_id, &ad.publisher_id);
-        doc.add_text(self.title, &ad.ad_title);
-        doc.add_text(self.description, &ad.ad_description);
-        doc.add_text(self.category, &ad.category);
         if !ad.category.is_empty() {
             doc.add_text(self.category_exact, &ad.category);
         }
         for tag in &ad.tags {
-            doc.add_text(self.tags, tag);
             doc.add_text(self.tag_exact, tag);
         }
+        // One value each: tantivy leaves a position between values, so a phrase never
+        // matches across two of them (the end of the title and the start of the
+        // description).
         for text in [&ad.ad_title, &ad.ad_description, &ad.category]
             .into_iter()
             .chain(&ad.tags)
         {
-            doc.add_text(self.words, text);
+            doc.add_text(self.text, text);
         }
         doc.add_f64(self.price, ad.price.map_or(NO_PRICE, price_to_f64));
         doc.add_u64(self.created_ms, created_ms(metadata));
