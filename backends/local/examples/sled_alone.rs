@@ -20,6 +20,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Instant;
 
+/// One key and its value, owned.
+type Record = (Vec<u8>, Vec<u8>);
+
 /// The journal's sled page cache (`SLED_CACHE_BYTES`).
 const CACHE_BYTES: u64 = 128 * 1024 * 1024;
 
@@ -41,7 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .open()?;
     // batch number → records, in the order an import's batch holds them (sled sorts a
     // batch by key anyway).
-    let mut batches: BTreeMap<u64, Vec<(sled::IVec, sled::IVec)>> = BTreeMap::new();
+    let mut batches: BTreeMap<u64, Vec<Record>> = BTreeMap::new();
     let (mut block_bytes, mut records, mut read_bytes) = (0u64, 0u64, 0u64);
     for entry in source.iter() {
         let (key, value) = entry?;
@@ -54,7 +57,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         batches
             .entry(sequence / batch_blocks.max(1))
             .or_default()
-            .push((key, value));
+            // Owned copies, as an import's batch holds them (a value read from sled can
+            // share its page's buffer).
+            .push((key.to_vec(), value.to_vec()));
     }
     drop(source);
 
@@ -75,7 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (_, records) in batches {
         let mut batch = sled::Batch::default();
         for (key, value) in records {
-            batch.insert(key, value);
+            batch.insert(key.as_slice(), value.as_slice());
         }
         db.apply_batch(batch)?;
         db.flush()?;
