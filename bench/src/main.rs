@@ -255,6 +255,7 @@ async fn bulk_rows(
         streams: [
             (operations::CREATED_STREAMS[0], cli.creates),
             (operations::CREATED_STREAMS[1], cli.preload_requests()),
+            (feed::fill::FILL_STREAM, cli.imported_ads()),
         ],
     };
     let joined = tokio::task::spawn_blocking(move || {

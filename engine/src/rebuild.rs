@@ -68,9 +68,11 @@ pub const DEFAULT_BATCH_BLOCKS: usize = 1 << 20;
 /// The bigger, the more updates of one ad collapse into one write; the price is memory:
 /// at most two batches exist (one written, one being built) and the write hands each
 /// read model a copy, so a rebuild peaks near four times this on a journal with more
-/// distinct ads than fit. 64 MB holds about 110,000 small ads and keeps a rebuild's
-/// whole process under 512 MB (with 256 MB it peaked at 990 MB on 200,000 revisions).
-pub const DEFAULT_BATCH_BYTES: usize = 64 << 20;
+/// distinct ads than fit, and the estimate undercounts the heap. Measured on 200,000
+/// single-revision ads (`adledger rebuild`, peak RSS, after the state store wrote its
+/// puts in chunks): 64 MB peaked at 0.99–1.07 GB, 16 MB at 0.70 GB, 8 MB at 0.66 GB, at
+/// the same speed within the noise; what remains is not the batch (see `bench/README.md`).
+pub const DEFAULT_BATCH_BYTES: usize = 16 << 20;
 
 /// Blocks per `read_blocks` call: the frames of one chunk are in memory at a time.
 pub(crate) const READ_CHUNK: usize = 16_384;

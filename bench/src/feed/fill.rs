@@ -26,7 +26,7 @@ use crate::rng::Rng;
 use crate::workload;
 
 /// The request stream the generated ads are drawn from (apart from the HTTP phases').
-const FILL_STREAM: u64 = 11;
+pub(crate) const FILL_STREAM: u64 = 11;
 
 /// What was written.
 #[derive(Debug, Clone, Copy)]
