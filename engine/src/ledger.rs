@@ -30,7 +30,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::history::HistoryPage;
 use crate::ports::ProjectionLease;
-use crate::ports::{AdState, Ports, RevisionRef, SearchPage, SearchQuery};
+use crate::ports::{AdState, Ports, RevisionRef, SearchJsonPage, SearchPage, SearchQuery};
 use crate::projection::{Projector, ProjectorRole, ReadModel, Wake};
 use crate::revision::Revision;
 use crate::time::TimeRange;
@@ -79,6 +79,15 @@ pub struct Ledger {
     search: Projection,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A search page as the index can give it: see [`Ledger::search_for_api`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchAnswer {
+    /// Each hit already in the API's JSON, to be spliced into the response.
+    Json(SearchJsonPage),
+    /// Parsed ads, with their versions when the index stores them.
+    Parsed(SearchPage),
 }
 
 impl Ledger {
@@ -355,6 +364,17 @@ impl Ledger {
     pub async fn search(&self, query: &SearchQuery) -> Result<SearchPage> {
         self.wait_for_search(self.read_point().await?).await?;
         self.ports.search.search(query).await
+    }
+
+    /// Runs a search that sees every write committed before the call, with the hits as
+    /// the API's JSON when the index stores it (see [`SearchIndex::search_json`](crate::ports::SearchIndex::search_json)), else
+    /// parsed.
+    pub async fn search_for_api(&self, query: &SearchQuery) -> Result<SearchAnswer> {
+        self.wait_for_search(self.read_point().await?).await?;
+        match self.ports.search.search_json(query).await? {
+            Some(page) => Ok(SearchAnswer::Json(page)),
+            None => Ok(SearchAnswer::Parsed(self.ports.search.search(query).await?)),
+        }
     }
 
     /// Every revision of an ad, oldest first, optionally restricted to a time range.

@@ -43,6 +43,7 @@
 
 pub mod actor;
 pub mod ad;
+pub mod ad_view;
 mod batch;
 pub mod block;
 mod chain;
@@ -90,9 +91,10 @@ pub use command::{Command, Outcome};
 pub use digest::Digest;
 pub use error::{Error, Result, VersionExpectation};
 pub use hash::Hash;
-pub use ledger::{Ledger, LedgerOptions};
+pub use ledger::{Ledger, LedgerOptions, SearchAnswer};
 pub use ports::{
-    AdState, IndexedVersion, Journal, Ports, SearchIndex, SearchPage, SearchQuery, StateStore,
+    AdState, IndexedVersion, Journal, Ports, SearchIndex, SearchJsonPage, SearchPage, SearchQuery,
+    StateStore,
 };
 pub use revision::{EventKind, Revision};
 pub use time::TimeRange;

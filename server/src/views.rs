@@ -2,66 +2,17 @@
 //! a page of search results, digests and proofs.
 //!
 //! These are separate from the engine's types so the wire format is written down in one
-//! place and cannot change by accident when the engine's structs do. Prices go through
-//! the engine's `price_json`, which writes the decimal's own digits as a JSON number.
+//! place and cannot change by accident when the engine's structs do. The ad's and the
+//! revision's shapes live in the engine (`ad_view`, `revision_view`): a search index
+//! stores ads in the first, the feed carries the second.
 
-use adledger_engine::ad::price_json;
+pub use adledger_engine::ad_view::AdView;
 use adledger_engine::evidence::RevisionEvidence;
 use adledger_engine::proof::{ConsistencyProof, InclusionProof};
 pub use adledger_engine::revision_view::RevisionView;
 use adledger_engine::time::format_rfc3339_millis;
-use adledger_engine::{Ad, AdState, Digest, Hash, Revision};
-use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
+use adledger_engine::{Digest, Hash};
 use serde::Serialize;
-
-/// An ad with its version and the commit time of that version.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AdView {
-    ad_id: String,
-    publisher_id: String,
-    ad_title: String,
-    ad_description: String,
-    #[serde(serialize_with = "price_json::serialize")]
-    price: Option<Decimal>,
-    currency: String,
-    category: String,
-    tags: Vec<String>,
-    version: u64,
-    updated_at: String,
-}
-
-impl AdView {
-    /// The ad at `version`, committed at `updated_at`.
-    pub fn new(ad: Ad, version: u64, updated_at: &DateTime<Utc>) -> AdView {
-        AdView {
-            ad_id: ad.ad_id,
-            publisher_id: ad.publisher_id,
-            ad_title: ad.ad_title,
-            ad_description: ad.ad_description,
-            price: ad.price,
-            currency: ad.currency,
-            category: ad.category,
-            tags: ad.tags,
-            version,
-            updated_at: format_rfc3339_millis(updated_at),
-        }
-    }
-
-    /// The view of a live ad in the state store; `None` for a tombstone.
-    pub fn from_state(state: AdState) -> Option<AdView> {
-        let ad = state.ad?;
-        Some(AdView::new(ad, state.version, &state.updated_at))
-    }
-
-    /// The ad as a revision left it; `None` for a delete.
-    pub fn from_revision(revision: Revision) -> Option<AdView> {
-        let version = revision.version();
-        let at = revision.body.metadata.tx_time;
-        revision.body.data.map(|ad| AdView::new(ad, version, &at))
-    }
-}
 
 /// A page of `GET /search`.
 #[derive(Debug, Clone, Serialize)]
@@ -179,7 +130,7 @@ pub struct ConsistencyView {
 mod tests {
     use super::*;
     use adledger_engine::AdDraft;
-    use chrono::TimeZone;
+    use chrono::{TimeZone, Utc};
 
     #[test]
     fn ad_view_matches_the_documented_shape() {

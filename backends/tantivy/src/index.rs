@@ -18,14 +18,14 @@
 //! when its segment has no deleted documents), and the page from the ranking collector
 //! of `order.rs`, which lets block-max WAND skip the documents that cannot make the
 //! page. A filtered search (an intersection, which tantivy ranks by visiting every
-//! match) counts its total in that same pass. Hits are read from the stored fields of their documents (the ad, its version and
-//! commit time), so a page needs nothing but the index.
+//! match) counts its total in that same pass. Hits are read from the stored fields of their documents, so a page
+//! needs nothing but the index; `search_json` answers each hit's stored API JSON as is.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use adledger_engine::ports::{AdState, SearchIndex, SearchPage, SearchQuery};
+use adledger_engine::ports::{AdState, SearchIndex, SearchJsonPage, SearchPage, SearchQuery};
 use adledger_engine::revision::RevisionMetadata;
 use adledger_engine::{Result, Revision};
 use async_trait::async_trait;
@@ -326,6 +326,36 @@ impl Inner {
     }
 
     fn search(&self, search: &SearchQuery) -> Result<SearchPage, IndexError> {
+        let (searcher, total, addresses) = self.hits(search)?;
+        let mut ads = Vec::with_capacity(addresses.len());
+        let mut versions = Vec::with_capacity(addresses.len());
+        for address in addresses {
+            let doc: TantivyDocument = searcher.doc(address)?;
+            ads.push(self.schema.ad_of(&doc)?);
+            versions.push(self.schema.version_of(&doc)?);
+        }
+        Ok(SearchPage {
+            total,
+            ads,
+            versions: Some(versions),
+        })
+    }
+
+    /// The page as the stored JSON of each hit: no parse, no second serialization.
+    fn search_json(&self, search: &SearchQuery) -> Result<SearchJsonPage, IndexError> {
+        let (searcher, total, addresses) = self.hits(search)?;
+        let hits = addresses
+            .into_iter()
+            .map(|address| {
+                let doc: TantivyDocument = searcher.doc(address)?;
+                self.schema.view_of(&doc)
+            })
+            .collect::<Result<Vec<_>, IndexError>>()?;
+        Ok(SearchJsonPage { total, hits })
+    }
+
+    /// The searcher the page was ranked on, the total and the page's documents.
+    fn hits(&self, search: &SearchQuery) -> Result<(Searcher, u64, Vec<DocAddress>), IndexError> {
         let searcher = self.reader.searcher();
         let mut analyzer = self.analyzer.clone();
         let built = query::build(&self.schema, &mut analyzer, search);
@@ -357,18 +387,7 @@ impl Inner {
             };
             (total, addresses)
         };
-        let mut ads = Vec::with_capacity(addresses.len());
-        let mut versions = Vec::with_capacity(addresses.len());
-        for address in addresses {
-            let doc: TantivyDocument = searcher.doc(address)?;
-            ads.push(self.schema.ad_of(&doc)?);
-            versions.push(self.schema.version_of(&doc)?);
-        }
-        Ok(SearchPage {
-            total: total as u64,
-            ads,
-            versions: Some(versions),
-        })
+        Ok((searcher, total as u64, addresses))
     }
 
     fn checkpoint(&self) -> Result<u64, IndexError> {
@@ -392,6 +411,12 @@ impl SearchIndex for TantivySearchIndex {
     async fn search(&self, query: &SearchQuery) -> Result<SearchPage> {
         let query = query.clone();
         self.run(move |inner| inner.search(&query)).await
+    }
+
+    async fn search_json(&self, query: &SearchQuery) -> Result<Option<SearchJsonPage>> {
+        let query = query.clone();
+        self.run(move |inner| inner.search_json(&query).map(Some))
+            .await
     }
 
     async fn checkpoint(&self) -> Result<u64> {

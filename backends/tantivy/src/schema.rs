@@ -11,10 +11,12 @@
 //! | `version` | u64 FAST, STORED | makes `apply` idempotent by version; a hit's version |
 //! | `updatedAt` | STORED | the revision's commit time (RFC 3339, nanoseconds): a hit's `updatedAt` |
 //! | `status` | STRING | `live`, or `deleted` for a tombstone |
-//! | `ad` | STORED | the whole ad as JSON: what a search returns |
+//! | `view` | STORED | the ad's [`AdView`] JSON: the exact bytes the API answers for it (a GET's), which a search splices into its response |
 //!
-//! A hit is served from its stored fields alone (ad, version, commit time), without a
-//! read of the state store per hit.
+//! A hit is served from its stored fields alone, without a read of the state store per
+//! hit, and (`search_json`) without parsing the ad or serializing it again. The parsed
+//! path (`search`) reads the ad's fields from the same JSON, and the exact version and
+//! commit time from their own fields (`view` shows the time to the millisecond).
 //!
 //! A deleted ad stays as a tombstone document (id, publisher, version, `status:deleted`)
 //! so that re-applying an older revision after the delete cannot bring the ad back.
@@ -22,6 +24,7 @@
 //! has no text fields.
 
 use adledger_engine::Ad;
+use adledger_engine::ad_view::AdView;
 use adledger_engine::ports::IndexedVersion;
 use adledger_engine::revision::RevisionMetadata;
 use chrono::{DateTime, SecondsFormat};
@@ -61,7 +64,7 @@ pub(crate) struct AdSchema {
     pub(crate) version: Field,
     pub(crate) status: Field,
     pub(crate) updated_at: Field,
-    pub(crate) ad: Field,
+    pub(crate) view: Field,
 }
 
 impl AdSchema {
@@ -82,7 +85,7 @@ impl AdSchema {
         let version = builder.add_u64_field(VERSION, FAST | STORED);
         let status = builder.add_text_field("status", STRING);
         let updated_at = builder.add_text_field("updatedAt", STORED);
-        let ad = builder.add_text_field("ad", STORED);
+        let view = builder.add_text_field("view", STORED);
         AdSchema {
             schema: builder.build(),
             ad_id,
@@ -95,7 +98,7 @@ impl AdSchema {
             version,
             status,
             updated_at,
-            ad,
+            view,
         }
     }
 
@@ -119,7 +122,8 @@ impl AdSchema {
         ad: &Ad,
         metadata: &RevisionMetadata,
     ) -> Result<TantivyDocument, IndexError> {
-        let json = serde_json::to_string(ad)
+        let view = AdView::new(ad.clone(), metadata.version, &metadata.tx_time);
+        let json = serde_json::to_string(&view)
             .map_err(|e| corrupt(format!("cannot encode ad {}: {e}", ad.ad_id)))?;
         let mut doc = TantivyDocument::new();
         doc.add_text(self.ad_id, &ad.ad_id);
@@ -149,7 +153,7 @@ impl AdSchema {
                 .tx_time
                 .to_rfc3339_opts(SecondsFormat::AutoSi, true),
         );
-        doc.add_text(self.ad, json);
+        doc.add_text(self.view, json);
         Ok(doc)
     }
 
@@ -164,10 +168,19 @@ impl AdSchema {
         doc
     }
 
-    /// The ad stored in a live document.
+    /// The API's JSON of the ad stored in a live document.
+    pub(crate) fn view_of(&self, doc: &TantivyDocument) -> Result<String, IndexError> {
+        doc.get_first(self.view)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+            .ok_or_else(|| corrupt("search document without its stored ad"))
+    }
+
+    /// The ad stored in a live document (its view's fields; `version` and `updatedAt`
+    /// are not fields of an [`Ad`] and are ignored).
     pub(crate) fn ad_of(&self, doc: &TantivyDocument) -> Result<Ad, IndexError> {
         let json = doc
-            .get_first(self.ad)
+            .get_first(self.view)
             .and_then(|v| v.as_str())
             .ok_or_else(|| corrupt("search document without its stored ad"))?;
         serde_json::from_str(json).map_err(|e| corrupt(format!("search document's ad: {e}")))

@@ -306,19 +306,10 @@ async fn an_index_with_another_schema_is_started_empty() {
     {
         let mut builder = tantivy::schema::Schema::builder();
         let title = builder.add_text_field("title", tantivy::schema::TEXT);
-        let old = tantivy::Index::create_in_dir(dir.path(), builder.build()).expect("old index");
-        let mut writer: tantivy::IndexWriter = old.writer(15_000_000).expect("writer");
-        writer
-            .add_document(tantivy::doc!(title => "from an earlier layout"))
-            .expect("add");
-        writer.commit().expect("commit");
+        let doc = tantivy::doc!(title => "from an earlier layout");
+        write_old_index(dir.path(), builder.build(), doc);
     }
-    let index = TantivySearchIndex::open(dir.path()).expect("opens despite the old layout");
-    assert_eq!(
-        index.checkpoint().await.expect("checkpoint"),
-        0,
-        "starts empty"
-    );
+    let index = opened_empty(dir.path()).await;
     let page = index
         .search(&SearchQuery {
             text: "earlier".into(),
@@ -327,6 +318,79 @@ async fn an_index_with_another_schema_is_started_empty() {
         .await
         .expect("search");
     assert_eq!(page.total, 0, "nothing of the old index is served");
+}
+
+/// Writes an index of `schema` holding `doc`, as an earlier adledger would have left it.
+fn write_old_index(
+    dir: &std::path::Path,
+    schema: tantivy::schema::Schema,
+    doc: tantivy::TantivyDocument,
+) {
+    let old = tantivy::Index::create_in_dir(dir, schema).expect("old index");
+    old.tokenizers().register(
+        "adledger_text",
+        tantivy::tokenizer::TextAnalyzer::from(tantivy::tokenizer::SimpleTokenizer::default()),
+    );
+    let mut writer: tantivy::IndexWriter = old.writer(15_000_000).expect("writer");
+    writer.add_document(doc).expect("add");
+    writer.commit().expect("commit");
+}
+
+/// The index opened over an earlier adledger's, which it must have started empty.
+async fn opened_empty(dir: &std::path::Path) -> TantivySearchIndex {
+    let index = TantivySearchIndex::open(dir).expect("opens despite the old layout");
+    assert_eq!(
+        index.checkpoint().await.expect("checkpoint"),
+        0,
+        "starts empty"
+    );
+    index
+}
+
+/// The layout before hits were stored as the API's JSON (a stored `ad` field holding the
+/// ad's own JSON, where the index now stores its view in `view`): such an index is
+/// detected by its schema and started empty, so no hit is ever served in the old shape.
+#[tokio::test]
+async fn an_index_storing_the_ad_json_of_the_previous_layout_is_started_empty() {
+    use tantivy::schema::{
+        FAST, INDEXED, IndexRecordOption, STORED, STRING, TextFieldIndexing, TextOptions,
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let mut builder = tantivy::schema::Schema::builder();
+        let text = TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer("adledger_text")
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        );
+        let ad_id = builder.add_text_field("adId", STRING | STORED | FAST);
+        builder.add_text_field("publisherId", STRING);
+        builder.add_text_field("text", text);
+        builder.add_text_field("categoryExact", STRING);
+        builder.add_text_field("tagExact", STRING);
+        builder.add_f64_field("price", FAST | INDEXED);
+        builder.add_u64_field("createdMs", FAST);
+        builder.add_u64_field("version", FAST | STORED);
+        let status = builder.add_text_field("status", STRING);
+        builder.add_text_field("updatedAt", STORED);
+        let ad = builder.add_text_field("ad", STORED);
+        let doc = tantivy::doc!(ad_id => "01OLD", status => "live", ad => "{}");
+        write_old_index(dir.path(), builder.build(), doc);
+    }
+    let index = opened_empty(dir.path()).await;
+    let page = index
+        .search_json(&SearchQuery {
+            limit: 10,
+            ..SearchQuery::default()
+        })
+        .await
+        .expect("search")
+        .expect("tantivy answers JSON hits");
+    assert_eq!(
+        (page.total, page.hits.len()),
+        (0, 0),
+        "nothing of the old index"
+    );
 }
 
 /// Many ads tie on the best score (the same title): the page is still the tied ads in

@@ -216,7 +216,8 @@ pub async fn search_put_overrides_versions_and_tombstones<H: Harness>(h: &H) {
 /// An index that reports each hit's version and commit time (`SearchPage::versions`)
 /// reports those of the revision or state it indexed, one per hit, in page order: the
 /// server serves such pages without reading the state store. An index that does not
-/// (OpenSearch) answers `None`.
+/// (OpenSearch) answers `None`. An index that answers hits as JSON (`search_json`)
+/// answers each as the API's view of the same revision.
 pub async fn search_hits_carry_their_indexed_version<H: Harness>(h: &H) {
     use crate::ports::IndexedVersion;
 
@@ -255,6 +256,20 @@ pub async fn search_hits_carry_their_indexed_version<H: Harness>(h: &H) {
         if let Some(versions) = &page.versions {
             assert_eq!(versions, &expected(&ids), "{q:?}: the applied revisions");
         }
+        // An index that answers hits as JSON answers the bytes of the API's view of the
+        // same hits, in the same order: what a GET of each ad answers.
+        if let Some(json) = idx.search_json(&q).await.expect("search_json") {
+            let views: Vec<String> = page
+                .ads
+                .iter()
+                .zip(expected(&ids))
+                .map(|(ad, v)| {
+                    let view = crate::ad_view::AdView::new(ad.clone(), v.version, &v.updated_at);
+                    serde_json::to_string(&view).expect("view")
+                })
+                .collect();
+            assert_eq!((json.total, json.hits), (page.total, views), "{q:?}");
+        }
     }
     assert_eq!(revisions[2].version(), revisions[0].version() + 1);
 
@@ -265,6 +280,14 @@ pub async fn search_hits_carry_their_indexed_version<H: Harness>(h: &H) {
         .expect("put");
     let page = idx.search(&text("restored")).await.expect("search");
     assert_eq!(page.ads.len(), 1);
+    if let Some(json) = idx
+        .search_json(&text("restored"))
+        .await
+        .expect("search_json")
+    {
+        let view = crate::ad_view::AdView::new(page.ads[0].clone(), 9, &put.updated_at);
+        assert_eq!(json.hits, vec![serde_json::to_string(&view).expect("view")]);
+    }
     if let Some(versions) = page.versions {
         assert_eq!(
             versions,

@@ -8,5 +8,6 @@ pub mod health;
 pub mod ledger;
 pub mod metrics;
 pub mod search;
+pub mod spliced;
 pub mod subscription_sinks;
 pub mod subscriptions;

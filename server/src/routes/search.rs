@@ -7,15 +7,19 @@
 //! For one that does not (OpenSearch), they come from the state store, read after it has
 //! caught up with the same writes; a hit deleted between the two reads is then dropped
 //! from the page.
+//!
+//! An index that stores each ad's API JSON (tantivy) answers it per hit, and the page is
+//! written around those bytes (`spliced.rs`) without parsing or re-serializing the ads.
 
 use adledger_engine::ad::validate_publisher_id;
-use adledger_engine::{Ad, Ledger, SearchPage, SearchQuery};
+use adledger_engine::{Ad, Ledger, SearchAnswer, SearchPage, SearchQuery};
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
 use crate::params::{QueryParams, RawPairs};
+use crate::routes::spliced;
 use crate::state::AppState;
 use crate::views::{AdView, SearchResultsView};
 
@@ -101,23 +105,36 @@ pub async fn search(State(state): State<AppState>, query: RawPairs) -> Result<Re
         limit,
         offset,
     };
-    let page = state
+    let answer = state
         .ledger
-        .search(&query)
+        .search_for_api(&query)
         .await
         .map_err(|e| ApiError::from_engine(e, false))?;
-    let returned = page.ads.len();
-    let total = page.total;
-    let items = with_versions(&state.ledger, page).await?;
-    let next = offset + returned;
-    let next_cursor =
-        (returned > 0 && (next as u64) < total && next <= MAX_OFFSET).then(|| next.to_string());
-    Ok(Json(SearchResultsView {
-        total,
-        items,
-        next_cursor,
-    })
-    .into_response())
+    let next_cursor = |returned: usize, total: u64| {
+        let next = offset + returned;
+        (returned > 0 && (next as u64) < total && next <= MAX_OFFSET).then(|| next.to_string())
+    };
+    match answer {
+        SearchAnswer::Json(page) => {
+            let next_cursor = next_cursor(page.hits.len(), page.total);
+            Ok(spliced::results(
+                page.total,
+                &page.hits,
+                next_cursor.as_deref(),
+            ))
+        }
+        SearchAnswer::Parsed(page) => {
+            let returned = page.ads.len();
+            let total = page.total;
+            let items = with_versions(&state.ledger, page).await?;
+            Ok(Json(SearchResultsView {
+                total,
+                items,
+                next_cursor: next_cursor(returned, total),
+            })
+            .into_response())
+        }
+    }
 }
 
 /// `GET /?q=QUERY`: the seed's search, newest ads first when `q` is empty.
@@ -139,13 +156,18 @@ pub async fn seed_search(
         limit: SEED_LIMIT,
         ..SearchQuery::default()
     };
-    let page = state
+    let answer = state
         .ledger
-        .search(&query)
+        .search_for_api(&query)
         .await
         .map_err(|e| ApiError::from_engine(e, false))?;
-    let items = with_versions(&state.ledger, page).await?;
-    Ok(Json(items).into_response())
+    match answer {
+        SearchAnswer::Json(page) => Ok(spliced::array(&page.hits)),
+        SearchAnswer::Parsed(page) => {
+            let items = with_versions(&state.ledger, page).await?;
+            Ok(Json(items).into_response())
+        }
+    }
 }
 
 /// The free text of `q` (empty when absent).
