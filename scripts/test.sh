@@ -19,6 +19,9 @@ scripts/module-cycles.py engine/src backends/*/src server/src tests/e2e bench/sr
 echo "==> cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "==> cargo doc (broken intra-doc links and bad doc markup are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
 echo "==> build every test and the binary (fetches crates; the test run below has no network)"
 cargo test --workspace --locked --no-run
 # The black-box suites (tests/, adledger-tests) run target/debug/adledger; the workspace

@@ -1,6 +1,6 @@
 //! The bulk rows: the real `adledger` binary's `export`, `verify`, `import` and
 //! `rebuild` on the ledger the bench made (its server stopped), each timed from outside
-//! with its peak memory (see [`child`](crate::child)), plus the journal's size on disk.
+//! with its peak memory (see [`crate::child`]), plus the journal's size on disk.
 //!
 //! Rates are the bytes or revisions the command reports, over the wall time of the whole
 //! process (opening the stores included, as a user would time it).

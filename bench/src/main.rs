@@ -25,6 +25,10 @@
 //! by itself. It is meant to be cheap: one runtime thread by default, since the server
 //! runs on the same (small) machine.
 
+// The doc comments of clap arguments are also the command line's `--help` text, written
+// for a terminal: `[::1]:8080` is meant literally there.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 mod bulk;
 mod child;
 mod cli;

@@ -14,7 +14,7 @@
 //!    continue their ad's versions (0 for a create, +1 after, nothing after a delete),
 //!    and heads, revision refs, idempotency records (from the header's idempotency tag)
 //!    and Merkle nodes are re-derived with the committer's own batch building
-//!    ([`crate::batch`]); batches go to [`Journal::append`], conditional on the tip, so a
+//!    (the `batch` module); batches go to [`Journal::append`], conditional on the tip, so a
 //!    concurrent writer is refused rather than interleaved. At the end the journal's own
 //!    digest must equal the file's.
 //!

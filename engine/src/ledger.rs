@@ -432,7 +432,7 @@ impl Ledger {
     }
 
     /// Revision `version` of an ad, which block `sequence` holds (as a write's
-    /// [`Outcome`](crate::Outcome) names it): one block read, checked against its hashes.
+    /// [`Outcome`] names it): one block read, checked against its hashes.
     pub async fn revision(&self, key: &AdKey, version: u64, sequence: u64) -> Result<Revision> {
         crate::lookup::revision_at(self.ports.journal.as_ref(), key, version, sequence).await
     }

@@ -5,7 +5,7 @@
 //!
 //! - Domain: [`ad`] (fields and validation), [`command`], [`revision`], [`actor`] (who
 //!   committed a change).
-//! - Values: [`hash`] ([`Hash`]), [`digest`] ([`Digest`], and the digest at a sequence
+//! - Values: [`hash`] ([`Hash`](struct@Hash)), [`digest`] ([`Digest`], and the digest at a sequence
 //!   without a running ledger), [`time`] ([`TimeRange`], millisecond UTC), [`ids`],
 //!   [`currency`].
 //! - Journal format: [`codec`] (canonical Ion encoding; its one pair of decoders takes a

@@ -3,7 +3,7 @@
 //!
 //! # What is checked
 //!
-//! Every block goes through the chain checks of [`crate::chain`] that need no Merkle tree
+//! Every block goes through the chain checks of the `chain` module that need no Merkle tree
 //! (it is the block expected next, the frame parses, the header's `sequenceNo` is the
 //! block's position, its `previousHash` is the hash of the block before it, each
 //! revision's bytes hash to the hash the header lists) before its revisions are decoded. The
@@ -25,7 +25,7 @@
 //!
 //! A batch is the unit of writing and of checkpointing. It is read from the journal in
 //! chunks of `READ_CHUNK` (16,384) blocks, each checked and decoded on
-//! [`RebuildOptions::decode_threads`] threads ([`crate::chain`]'s batches) and folded into one map holding the last state
+//! [`RebuildOptions::decode_threads`] threads (the `chain` module's batches) and folded into one map holding the last state
 //! of each ad, and it ends when it reaches [`RebuildOptions::batch_blocks`] blocks or
 //! its states reach [`RebuildOptions::batch_bytes`] (an estimate of their memory). Only
 //! those last states are written: a journal where ads are updated many times writes each

@@ -33,7 +33,7 @@
 //! Check the header and content hash, check the recorded digest against the journal
 //! (a mismatch is refused, naming the sequence), clear both read models, put the entries
 //! into both with the checkpoint `sequence + 1`, then catch up the tail with
-//! [`rebuild`](crate::rebuild::rebuild), which verifies the chain from there. A restore
+//! [`crate::rebuild::rebuild`], which verifies the chain from there. A restore
 //! plus its tail equals a full rebuild.
 
 use std::fs::File;

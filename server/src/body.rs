@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::error::ApiError;
 
 /// The largest request body accepted, in bytes (64 KiB). Also enforced up front on
-/// `Content-Length` by the `limit_body` middleware in [`crate::app`].
+/// `Content-Length` by the `limit_body` middleware in [`crate::app`](mod@crate::app).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Checks the media type, reads at most [`MAX_BODY_BYTES`] and parses the JSON.

@@ -20,7 +20,7 @@
 //!   connections are closed, in-flight requests get up to the grace period to finish,
 //!   and whatever is left after it is dropped.
 //!
-//! The request-level limits are middleware in [`crate::app`]: the body-read deadline
+//! The request-level limits are middleware in [`crate::app`](mod@crate::app): the body-read deadline
 //! ([`body_deadline`], 408), the whole-request timeout and load shedding
 //! ([`overload_response`], 503 with `Retry-After`).
 
@@ -288,7 +288,7 @@ pub fn overload_response(error: &BoxError, request_timeout: Duration) -> Respons
 /// else the answer is 408 and the connection is closed (its body was left unread).
 ///
 /// Handlers read bodies through [`crate::body`], which answers a body read error with
-/// 400; the flag set by [`DeadlineBody`] tells this middleware that the error was the
+/// 400; the flag set by `DeadlineBody` tells this middleware that the error was the
 /// deadline, whatever the handler made of it.
 pub async fn body_deadline(
     State(limit): State<Duration>,

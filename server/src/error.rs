@@ -7,7 +7,7 @@
 //!
 //! An `ApiError` does not know the request it answers, so it renders without `instance`
 //! and `requestId` and also leaves its [`Problem`] in the response extensions; the
-//! `stamp_problem` middleware in [`crate::app`] fills both in from the request.
+//! `stamp_problem` middleware in [`crate::app`](mod@crate::app) fills both in from the request.
 
 use std::error::Error as _;
 

@@ -15,7 +15,7 @@
 //!   [`replay_cmd`], [`snapshot_cmd`], [`export_cmd`], [`import_cmd`], which share
 //!   [`cmd_output`] (`--json`, progress bars, errors and exit codes); [`aws_cmd`]
 //!   (`adledger aws init`).
-//! - HTTP: [`app`], the router and its middleware (request id, tracing, load shedding,
+//! - HTTP: [`app`](mod@app), the router and its middleware (request id, tracing, load shedding,
 //!   timeouts, body limit, problem JSON for 404/405); [`edge`], the accept loop and the
 //!   connection and request limits (`[http]`); [`routes`], one module per resource (`/admin/*` in
 //!   [`routes::admin`]); [`state`], what every handler shares. Request plumbing shared
@@ -33,6 +33,10 @@
 //!   are configuration values); [`snapshot_store`]: the snapshot directory, the one
 //!   place snapshots are named, listed, taken and deleted (for `adledger snapshot`,
 //!   `/admin/snapshots` and the schedule).
+
+// The doc comments of clap arguments are also the command line's `--help` text, written
+// for a terminal: `<prefix>journal` and bare URLs are meant literally there.
+#![allow(rustdoc::invalid_html_tags, rustdoc::bare_urls)]
 
 pub mod app;
 pub mod auth;

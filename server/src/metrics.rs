@@ -77,7 +77,7 @@ pub fn install() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
-/// Drains the histograms every [`UPKEEP_INTERVAL`] (the exporter needs it without its
+/// Drains the histograms every `UPKEEP_INTERVAL` (the exporter needs it without its
 /// own HTTP listener). Runs until the runtime stops.
 pub fn spawn_upkeep() {
     if let Some(handle) = install() {

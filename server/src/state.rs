@@ -1,7 +1,7 @@
 //! What every handler shares ([`AppState`]): the running ledger and, when an admin token
 //! is configured, the `/admin/*` settings ([`Admin`]).
 //!
-//! Its own module so the router ([`crate::app`]) and the routes ([`crate::routes`]) both
+//! Its own module so the router ([`crate::app`](mod@crate::app)) and the routes ([`crate::routes`]) both
 //! depend on it rather than on each other.
 
 use std::sync::Arc;

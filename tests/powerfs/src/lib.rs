@@ -1,7 +1,7 @@
 //! A FUSE file system for power-loss tests: it passes every operation through to a
 //! backing directory, and remembers what a real disk would still hold after the power
 //! went out — per file, the content as of its last `fsync`/`fdatasync`, and per
-//! directory, its entries as of its last directory `fsync`. [`Mounted::power_cut`]
+//! directory, its entries as of its last directory `fsync`. [`Mounted::cut`]
 //! freezes that durable image (every later operation fails with `EIO`, as on a machine
 //! whose disk is gone), unmounts, and rewrites the backing directory to hold exactly
 //! the durable image: unsynced writes, creates, renames and unlinks are undone.

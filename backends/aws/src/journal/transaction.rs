@@ -45,7 +45,7 @@ pub(crate) const MAX_ITEM_BYTES: usize = 400 * 1024;
 /// commit; what bounds a transaction is its size, [`MAX_BYTES_PER_APPEND`]).
 pub const MAX_BLOCKS_PER_APPEND: usize = 1000;
 /// The most frame bytes the engine may put in one append. With pages of at most
-/// [`keys::PAGE_TARGET_BYTES`] (each but the last more than half full, bar partition
+/// `keys::PAGE_TARGET_BYTES` (each but the last more than half full, bar partition
 /// cuts) and one oversized block on top (import adds blocks while under the limit), this
 /// stays within 4 MB and 100 actions.
 pub const MAX_BYTES_PER_APPEND: usize = 2 * 1024 * 1024;
