@@ -62,6 +62,7 @@ pub mod feed_tail;
 pub mod head_deadline;
 pub mod headers;
 pub mod import_cmd;
+pub mod json_array;
 pub mod metrics;
 pub mod openapi;
 pub mod params;

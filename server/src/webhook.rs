@@ -136,16 +136,8 @@ impl Outgoing {
                 content_type: "application/cloudevents+json",
             };
         }
-        let size = jsons.iter().map(|j| j.as_ref().len() + 1).sum::<usize>() + 1;
-        let mut body = Vec::with_capacity(size);
-        body.push(b'[');
-        for (n, json) in jsons.iter().enumerate() {
-            if n > 0 {
-                body.push(b',');
-            }
-            body.extend_from_slice(json.as_ref());
-        }
-        body.push(b']');
+        let mut body = Vec::with_capacity(crate::json_array::len(jsons));
+        crate::json_array::push(&mut body, jsons);
         Outgoing {
             id: format!("{first}_{last}"),
             body: Bytes::from(body),

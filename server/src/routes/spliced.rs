@@ -6,14 +6,16 @@
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::json_array;
+
 /// The response of `GET /search`: what [`SearchResultsView`](crate::views::SearchResultsView)
 /// serializes to, with `hits` as its items.
 pub fn results(total: u64, hits: &[String], next_cursor: Option<&str>) -> Response {
-    let mut body = Vec::with_capacity(size(hits) + 64);
+    let mut body = Vec::with_capacity(json_array::len(hits) + 64);
     body.extend_from_slice(b"{\"total\":");
     body.extend_from_slice(total.to_string().as_bytes());
     body.extend_from_slice(b",\"items\":");
-    push_array(&mut body, hits);
+    json_array::push(&mut body, hits);
     body.extend_from_slice(b",\"nextCursor\":");
     match next_cursor {
         // A JSON string, escaped by serde_json (a cursor is digits, but this is the
@@ -29,24 +31,9 @@ pub fn results(total: u64, hits: &[String], next_cursor: Option<&str>) -> Respon
 
 /// The response of the seed's `GET /?q=`: a bare array of the hits.
 pub fn array(hits: &[String]) -> Response {
-    let mut body = Vec::with_capacity(size(hits));
-    push_array(&mut body, hits);
+    let mut body = Vec::with_capacity(json_array::len(hits));
+    json_array::push(&mut body, hits);
     json(body)
-}
-
-fn size(hits: &[String]) -> usize {
-    hits.iter().map(|h| h.len() + 1).sum::<usize>() + 2
-}
-
-fn push_array(body: &mut Vec<u8>, hits: &[String]) {
-    body.push(b'[');
-    for (i, hit) in hits.iter().enumerate() {
-        if i > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(hit.as_bytes());
-    }
-    body.push(b']');
 }
 
 fn json(body: Vec<u8>) -> Response {
