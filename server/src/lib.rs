@@ -12,7 +12,7 @@
 //!   [`verify_cmd`] (`adledger verify`, full verification of a stopped journal);
 //!   [`proof_cmd`] (`adledger proof verify`, an auditor's offline check of a proof
 //!   bundle); on a stopped ledger [`rebuild_cmd`] (with its [`rebuild_cmd::RebuildMarker`]),
-//!   [`replay_cmd`], [`snapshot_cmd`], [`export_cmd`], [`import_cmd`], which share
+//!   [`replay_cmd`], [`snapshot_cmd`], [`export_cmd`], [`import_cmd`], [`compact_cmd`], which share
 //!   [`cmd_output`] (`--json`, progress bars, errors and exit codes); [`aws_cmd`]
 //!   (`adledger aws init`).
 //! - HTTP: [`app`](mod@app), the router and its middleware (request id, tracing, load shedding,
@@ -45,6 +45,7 @@ pub mod backend;
 pub mod body;
 pub mod cli;
 pub mod cmd_output;
+pub mod compact_cmd;
 pub mod config;
 pub mod delivery;
 #[cfg(test)]

@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         Command::Snapshot(args) => return adledger::snapshot_cmd::snapshot_command(&args),
         Command::Export(args) => return adledger::export_cmd::export_command(&args),
         Command::Import(args) => return adledger::import_cmd::import_command(&args),
+        Command::Compact(args) => return adledger::compact_cmd::compact_command(&args),
         Command::Aws(args) => return adledger::aws_cmd::aws_command(&args),
     };
     match result {

@@ -23,6 +23,7 @@
 //! | `damaged_files` (files cut short, garbled or foreign at startup; on AWS a journal behind its index) | ✓ | ✓ | |
 //! | `full_disk` (a tmpfs filled up while serving, then freed; needs root) | ✓ | | |
 //! | `maintenance_kill` (import, restore, swap killed at random moments) | ✓ | | |
+//! | `compact` (the journal rewritten compressed; refused in use or damaged; killed at random moments) | ✓ | | |
 //! | `bounded_reads` (history pages, `asOf` and write answers in bounded block reads) | ✓ | | ✓ |
 //! | `subscriptions` (durable webhook delivery; on AWS also two servers, one deliverer by lease) | ✓ | ✓ | |
 //! | `subscriptions_crash` (webhook delivery of a large journal killed with kill -9 at random moments) | ✓ | | |
@@ -46,6 +47,7 @@ mod aws_health;
 mod aws_two_servers;
 mod bad_input;
 mod bounded_reads;
+mod compact;
 mod concurrency;
 mod crash;
 mod damaged_files;

@@ -26,8 +26,8 @@ use serde_json::{Value, json};
 /// Ion binary of the decimal 4242.42 inside a revision: exponent -2 (`c2`), coefficient
 /// 424242 (`06 79 32`). Changing the last byte to `33` makes it 4242.43 and keeps the
 /// revision decodable: the quietest possible edit of a price.
-const PRICE_BYTES: [u8; 4] = [0xc2, 0x06, 0x79, 0x32];
-const TAMPERED_PRICE_BYTES: [u8; 4] = [0xc2, 0x06, 0x79, 0x33];
+pub(crate) const PRICE_BYTES: [u8; 4] = [0xc2, 0x06, 0x79, 0x32];
+pub(crate) const TAMPERED_PRICE_BYTES: [u8; 4] = [0xc2, 0x06, 0x79, 0x33];
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -61,7 +61,7 @@ fn open_sled(dir: &Path) -> sled::Db {
 /// Replaces `from` with `to` in the one stored block that contains it; returns that
 /// block's sequence number. Block keys are `B` followed by the sequence as u64 big-endian
 /// (backends/local/src/journal/keys.rs).
-fn tamper_block_bytes(journal: &Path, from: &[u8], to: &[u8]) -> u64 {
+pub(crate) fn tamper_block_bytes(journal: &Path, from: &[u8], to: &[u8]) -> u64 {
     let db = open_sled(journal);
     let mut hits = Vec::new();
     for entry in db.scan_prefix(b"B") {

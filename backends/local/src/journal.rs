@@ -12,6 +12,8 @@
 //! otherwise a projection could apply a block that a power loss then takes back, leaving
 //! a read model ahead of the journal.
 
+mod compression;
+mod copy;
 pub(crate) mod durability;
 mod keys;
 
@@ -24,6 +26,8 @@ use adledger_engine::ports::{AdHead, AppendBatch, IdempotencyRecord, Journal, Re
 use adledger_engine::{AdKey, Hash, Result, VersionExpectation};
 use async_trait::async_trait;
 
+pub use self::compression::Compression;
+pub use self::copy::CopyReport;
 use self::durability::Durability;
 use crate::blocking;
 use crate::error::{LocalError, corrupt, sled_open_error};
@@ -66,10 +70,22 @@ impl SledJournal {
     /// journal in this process) holds it, or if it was written in a format this build
     /// does not read.
     pub fn open(path: &Path) -> Result<SledJournal> {
-        Self::open_local(path).map_err(Into::into)
+        Self::open_local(path, Compression::Plain).map_err(Into::into)
     }
 
-    fn open_local(path: &Path) -> Result<SledJournal, LocalError> {
+    /// Opens the journal in `path` like [`SledJournal::open`], creating a missing one
+    /// with `compression`; an existing journal keeps the compression it was created with
+    /// (module `compression`).
+    pub fn open_with(path: &Path, compression: Compression) -> Result<SledJournal> {
+        Self::open_local(path, compression).map_err(Into::into)
+    }
+
+    /// Whether this journal's database compresses what it writes.
+    pub fn compression(&self) -> Result<Compression> {
+        compression::effective(&self.inner.path, Compression::Plain).map_err(Into::into)
+    }
+
+    fn open_local(path: &Path, new: Compression) -> Result<SledJournal, LocalError> {
         std::fs::create_dir_all(path).map_err(|e| LocalError::Open {
             backend: "sled",
             what: "journal",
@@ -77,7 +93,7 @@ impl SledJournal {
             source: Box::new(e),
         })?;
         let at = path.to_path_buf();
-        let store = Reopenable::new("journal", move || open_store(&at))?;
+        let store = Reopenable::new("journal", move || open_store(&at, new))?;
         Ok(SledJournal {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
@@ -130,14 +146,17 @@ impl SledJournal {
 }
 
 /// Opens the sled database in `path`, checks its format and makes it durable as found.
-fn open_store(path: &Path) -> Result<Open, LocalError> {
+fn open_store(path: &Path, new: Compression) -> Result<Open, LocalError> {
     // A journal's `db` file that holds bytes but opens as an empty database was damaged
     // (sled recovers a log up to its first unreadable record, which can be none): it
     // must not be stamped and served as a new, empty journal.
     let existing = std::fs::metadata(path.join("db")).map_or(0, |m| m.len());
+    let compressed = compression::effective(path, new)? == Compression::Zstd;
     let db = sled::Config::new()
         .path(path)
         .cache_capacity(crate::SLED_CACHE_BYTES)
+        .use_compression(compressed)
+        .compression_factor(compression::ZSTD_LEVEL)
         .open()
         .map_err(|e| sled_open_error("journal", path.to_path_buf(), e))?;
     if existing > 0 && db.is_empty() {

@@ -61,7 +61,7 @@ const SLED_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 
 pub use adledger_tantivy::TantivySearchIndex;
 pub use error::is_in_use;
-pub use journal::SledJournal;
+pub use journal::{Compression, CopyReport, SledJournal};
 pub use staging::{PROMOTE_MARKER, Staging, finish_pending};
 pub use state::SledStateStore;
 pub use subscriptions::SledSubscriptionStore;
