@@ -4,10 +4,11 @@
 //!
 //! Why: sled keeps about 2.6× the block bytes on disk for this journal's records, even
 //! freshly written; a compressed copy takes about 1.2× (bench/README.md, "The journal
-//! on disk"). The price is write CPU: sled compresses every page it writes, so a server on
-//! a compressed journal spends more CPU per create. `--compression none` rewrites it
-//! plain again.
-//!
+//! on disk"). The price is write CPU: sled compresses every log message it writes, so a
+//! server on a compressed journal spent ~1.5× the CPU per create in the same bench. It
+//! suits a ledger that is mostly read (an archive, an audit copy); `--compression none`
+//! rewrites it plain again.
+
 //! Steps, each of which leaves the old journal live if it fails or is killed:
 //!
 //! 1. The live journal is opened (a running server holds it: the command then refuses)

@@ -5,11 +5,13 @@
 //! open it with the other one ("cannot change compression values across restarts"), so an
 //! existing journal is opened the way its `conf` says and only a new one is chosen.
 //!
-//! Why a choice at all: measured on a 200,000-ad journal (bench/README.md, "The journal
-//! on disk"), a compressed copy takes 1.2× its block bytes on disk against 2.6× plain, and
-//! costs ~21 µs more CPU per record sled writes (sled compresses every log message with a
-//! fresh zstd context). New journals stay plain, so the write path pays nothing;
-//! `adledger compact` rewrites a journal compressed (or back).
+//! Why a choice at all: a compressed copy of a 220,000-ad journal takes 1.2× its block
+//! bytes on disk against 2.6× plain, but sled compresses every log message it writes
+//! with a fresh zstd context, so every later write costs more: the server spent 507 µs of
+//! CPU per create on a compressed journal against 337 µs on the same journal plain
+//! (bench/README.md, "The journal on disk"). New journals stay plain, so the write path
+//! pays nothing; `adledger compact` rewrites a journal compressed (or back), for ledgers
+//! that are mostly read.
 
 use std::path::Path;
 

@@ -12,9 +12,10 @@ use super::{Inner, SledJournal};
 use crate::blocking;
 use crate::error::{LocalError, corrupt};
 
-/// Keys and values per `apply_batch` of the copy: big enough to amortize sled's batch
-/// overhead, small enough that sled's copy of the batch stays a few MB.
-const COPY_BATCH_BYTES: usize = 4 << 20;
+/// Keys and values per `apply_batch` of the copy. The size of the result depends on it
+/// (sled 0.34, zstd level 1, a journal of 220,000 blocks, 142 MB of block bytes): 4 MB
+/// batches left 195.5 MB on disk, 1 MB 176.7 MB, 512 KB 173.0 MB (1.21×).
+const COPY_BATCH_BYTES: usize = 512 << 10;
 
 /// What a copy wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
