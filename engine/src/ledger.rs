@@ -52,6 +52,12 @@ pub struct LedgerOptions {
     /// projecting process takes to notice another process's write when nobody reads on
     /// it; each poll is one small read.
     pub journal_poll: Duration,
+    /// Least time between two commits of the search projection while writes keep coming
+    /// ([`Projector::with_pace`]): each commit then carries everything written in that
+    /// time. A search waits for the index to include the writes before it, so a search
+    /// right after a write may wait up to this much longer; one after an idle spell
+    /// does not. Zero: commit as soon as the previous commit is done.
+    pub search_commit_interval: Duration,
 }
 
 impl Default for LedgerOptions {
@@ -61,6 +67,7 @@ impl Default for LedgerOptions {
             projection_batch: 2048,
             read_timeout: Duration::from_secs(10),
             journal_poll: Duration::from_millis(50),
+            search_commit_interval: Duration::from_millis(100),
         }
     }
 }
@@ -121,14 +128,16 @@ impl Ledger {
             )));
         }
         let mut projections = Vec::with_capacity(2);
-        for (model, lease) in [
+        for (model, lease, pace) in [
             (
                 ReadModel::State(ports.state.clone()),
                 ports.sharing.state.clone(),
+                Duration::ZERO,
             ),
             (
                 ReadModel::Search(ports.search.clone()),
                 ports.sharing.search.clone(),
+                options.search_commit_interval,
             ),
         ] {
             let start = model.checkpoint().await?;
@@ -138,7 +147,8 @@ impl Ledger {
                 ports.journal.clone(),
                 model.clone(),
                 options.projection_batch,
-            );
+            )
+            .with_pace(pace);
             let wake = Wake {
                 committed: committed.clone(),
                 observed: observed.subscribe(),
