@@ -53,10 +53,10 @@ pub struct LedgerOptions {
     /// it; each poll is one small read.
     pub journal_poll: Duration,
     /// Least time between two commits of the search projection while writes keep coming
-    /// ([`Projector::with_pace`]): each commit then carries everything written in that
-    /// time. A search waits for the index to include the writes before it, so a search
-    /// right after a write may wait up to this much longer; one after an idle spell
-    /// does not. Zero: commit as soon as the previous commit is done.
+    /// and no search waits for them ([`Projector::with_pace`]): each commit then carries
+    /// everything written in that time. A search that needs writes the index lacks makes
+    /// it commit at once, so read-your-writes costs a search one commit at most, as
+    /// without it. Zero: commit as soon as the previous commit is done.
     pub search_commit_interval: Duration,
 }
 
@@ -67,7 +67,7 @@ impl Default for LedgerOptions {
             projection_batch: 2048,
             read_timeout: Duration::from_secs(10),
             journal_poll: Duration::from_millis(50),
-            search_commit_interval: Duration::from_millis(100),
+            search_commit_interval: Duration::from_millis(500),
         }
     }
 }
@@ -143,12 +143,13 @@ impl Ledger {
             let start = model.checkpoint().await?;
             let (progress, progress_rx) = watch::channel(start);
             let (role, role_rx) = watch::channel(initial_role(lease.as_deref()));
+            let (demand, demand_rx) = watch::channel(0);
             let projector = Projector::new(
                 ports.journal.clone(),
                 model.clone(),
                 options.projection_batch,
             )
-            .with_pace(pace);
+            .with_pace(pace, demand_rx);
             let wake = Wake {
                 committed: committed.clone(),
                 observed: observed.subscribe(),
@@ -158,6 +159,7 @@ impl Ledger {
             tasks.push(tokio::spawn(projector.run(lease, wake, progress, role)));
             projections.push(Projection {
                 model,
+                demand,
                 progress: progress_rx,
                 role: role_rx,
             });
@@ -303,6 +305,9 @@ impl Ledger {
     /// `read_timeout` in all.
     async fn wait(&self, projection: &Projection, next: u64, what: &str) -> Result<()> {
         let deadline = tokio::time::Instant::now() + self.options.read_timeout;
+        if *projection.progress.borrow() < next {
+            raise(&projection.demand, next);
+        }
         let mut progress = projection.progress.clone();
         let mut role = projection.role.clone();
         let mut nap = STANDBY_POLL_FIRST;
@@ -504,6 +509,8 @@ fn not_found(key: &AdKey) -> Error {
 #[derive(Debug)]
 struct Projection {
     model: ReadModel,
+    /// The furthest point a reader waits for: a pacing projector steps at once past it.
+    demand: watch::Sender<u64>,
     progress: watch::Receiver<u64>,
     role: watch::Receiver<ProjectorRole>,
 }

@@ -76,6 +76,9 @@ pub struct Projector {
     /// Least time between the starts of two steps that applied something (see
     /// [`with_pace`](Projector::with_pace)); zero: step as soon as the journal moves.
     pace: Duration,
+    /// The furthest point a reader waits for this model to reach: a pacing projector
+    /// steps at once when it is past the model's progress.
+    demand: Option<watch::Receiver<u64>>,
 }
 
 impl Projector {
@@ -86,24 +89,43 @@ impl Projector {
             model,
             batch_blocks: batch_blocks.max(1),
             pace: Duration::ZERO,
+            demand: None,
         }
     }
 
-    /// Paces [`run`](Projector::run): after a step that applied blocks, the next one
-    /// starts `pace` after it at the earliest, so under continuous writes each write to
-    /// the read model carries everything committed in that time instead of whatever
-    /// arrived since the previous write finished.
+    /// Paces [`run`](Projector::run) while nobody waits for the model: after a step that
+    /// applied blocks, the next one starts `pace` after it at the earliest, so under
+    /// continuous writes each write to the read model carries everything committed in
+    /// that time instead of whatever arrived since the previous write finished. As soon
+    /// as `demand` (the furthest point a reader waits for, see `Ledger::wait_for_search`)
+    /// is past the model's progress, the projector steps at once: a reader waits for one
+    /// step at most, as without pacing.
     ///
-    /// Why: a tantivy commit costs the same whether it carries ten documents or a
-    /// thousand (a new segment, its term dictionaries, fsyncs, merges, a reader reload),
-    /// and committing as often as the index can made the search projection a quarter of
-    /// the server's CPU under 64 writing clients. The price is read-your-writes latency:
-    /// a read waiting for the model (a search after a create) waits up to `pace` longer.
-    /// A step after an idle spell is not delayed: the pace counts from the previous
-    /// applying step.
-    pub fn with_pace(mut self, pace: Duration) -> Self {
+    /// Why: a tantivy commit costs about the same whether it carries ten documents or a
+    /// thousand (a new segment: its files, term dictionaries and fast-field writers,
+    /// fsyncs, merges, a reader reload). Under 64 writing clients the index committed
+    /// about ten times a second, and those fixed costs were a fifth of the server's CPU.
+    pub fn with_pace(mut self, pace: Duration, demand: watch::Receiver<u64>) -> Self {
         self.pace = pace;
+        self.demand = Some(demand);
         self
+    }
+
+    /// Whether a reader waits for a point past `progress`.
+    fn demanded(&mut self, progress: u64) -> bool {
+        self.demand
+            .as_mut()
+            .is_some_and(|demand| *demand.borrow_and_update() > progress)
+    }
+
+    /// Until `demand` changes, forever without one.
+    async fn demand_changed(demand: Option<&mut watch::Receiver<u64>>) {
+        if let Some(demand) = demand
+            && demand.changed().await.is_ok()
+        {
+            return;
+        }
+        std::future::pending().await
     }
 
     /// Applies the next batch after the model's checkpoint; returns the new checkpoint and
@@ -154,7 +176,7 @@ impl Projector {
     /// disagree), retries to take the lease soon after another holder's lapses, and
     /// releases it on shutdown so a standby process can take over at once.
     pub(crate) async fn run(
-        self,
+        mut self,
         lease: Option<Arc<dyn ProjectionLease>>,
         mut wake: Wake,
         progress: watch::Sender<u64>,
@@ -211,9 +233,11 @@ impl Projector {
             }
             if let Some(due) = last_applied.map(|at| at + self.pace)
                 && Instant::now() < due
+                && !self.demanded(*progress.borrow())
             {
                 tokio::select! {
                     _ = tokio::time::sleep_until(due) => {}
+                    _ = Self::demand_changed(self.demand.as_mut()) => {}
                     _ = wake.shutdown.changed() => {}
                 }
                 // The lease may need renewing, or the ledger may be shutting down.
@@ -474,7 +498,7 @@ mod tests {
     use crate::command::Command;
     use crate::ledger::{Ledger, LedgerOptions};
     use crate::memory::MemoryBackend;
-    use crate::ports::Sharing;
+    use crate::ports::{AdState, SearchPage, SearchQuery, Sharing};
     use crate::testkit::{CountingJournal, draft};
 
     /// A lease this process always holds, for `valid_for` at a time, counting renewals.
@@ -512,6 +536,99 @@ mod tests {
         let key = outcome.ad.expect("created ad").key();
         let read = ledger.get(&key).await.expect("read after write");
         assert_eq!(read.version, 0);
+    }
+
+    /// A search index that counts its writes.
+    #[derive(Debug)]
+    struct CountingSearch {
+        inner: Arc<dyn SearchIndex>,
+        applies: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl SearchIndex for CountingSearch {
+        async fn apply(&self, revisions: &[Revision], checkpoint: u64) -> Result<()> {
+            self.applies.fetch_add(1, Ordering::Relaxed);
+            self.inner.apply(revisions, checkpoint).await
+        }
+        async fn search(&self, query: &SearchQuery) -> Result<SearchPage> {
+            self.inner.search(query).await
+        }
+        async fn checkpoint(&self) -> Result<u64> {
+            self.inner.checkpoint().await
+        }
+        async fn clear(&self) -> Result<()> {
+            self.inner.clear().await
+        }
+        async fn put(&self, states: &[AdState], checkpoint: Option<u64>) -> Result<()> {
+            self.inner.put(states, checkpoint).await
+        }
+    }
+
+    /// Under writes nobody searches for, the paced search projection writes the index
+    /// once per interval, not once per write; a search that needs the latest writes
+    /// makes it write at once instead of waiting out the interval.
+    #[tokio::test]
+    async fn a_paced_search_projection_batches_writes_until_a_search_needs_them() {
+        let backend = MemoryBackend::new();
+        let search = Arc::new(CountingSearch {
+            inner: backend.search.clone(),
+            applies: AtomicUsize::new(0),
+        });
+        let mut ports = backend.ports();
+        ports.search = search.clone();
+        let options = LedgerOptions {
+            search_commit_interval: Duration::from_secs(60),
+            ..LedgerOptions::default()
+        };
+        let ledger = Ledger::open(ports, options).await.expect("open");
+        let create = |title: &'static str| {
+            ledger.execute(Command::CreateAd {
+                publisher_id: "acme".into(),
+                draft: draft(title, Some("10"), "misc", &[]),
+                idempotency_key: None,
+            })
+        };
+        create("first").await.expect("create");
+        // After an idle spell the first write is indexed at once.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while ledger.projected().1 < ledger.committed() {
+            assert!(Instant::now() < deadline, "the first write was not indexed");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(search.applies.load(Ordering::Relaxed), 1);
+        for _ in 0..20 {
+            create("middle").await.expect("create");
+        }
+        create("zebra").await.expect("create");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            search.applies.load(Ordering::Relaxed),
+            1,
+            "the index was written within the interval though nobody searched"
+        );
+        assert!(ledger.projected().1 < ledger.committed());
+
+        let started = Instant::now();
+        let page = ledger
+            .search(&SearchQuery {
+                text: "zebra".into(),
+                limit: 10,
+                ..SearchQuery::default()
+            })
+            .await
+            .expect("search");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the search waited out the interval"
+        );
+        assert_eq!(page.total, 1, "read-your-writes: the last create is found");
+        assert_eq!(
+            search.applies.load(Ordering::Relaxed),
+            2,
+            "the 21 writes went in one index write"
+        );
+        ledger.shutdown().await;
     }
 
     /// A lease holder whose journal does not move renews its lease without reading the
