@@ -114,6 +114,7 @@ impl Ledger {
         )
         .await?;
         let committed = committer.watch_committed();
+        let recent = committer.recent();
         let (shutdown, _) = watch::channel(false);
         let (requests, receiver) = mpsc::channel(options.max_batch * 16);
         let mut tasks = vec![tokio::spawn(committer.run(receiver))];
@@ -149,7 +150,8 @@ impl Ledger {
                 model.clone(),
                 options.projection_batch,
             )
-            .with_pace(pace, demand_rx);
+            .with_pace(pace, demand_rx)
+            .with_recent(recent.clone());
             let wake = Wake {
                 committed: committed.clone(),
                 observed: observed.subscribe(),
