@@ -215,7 +215,7 @@ impl Committer {
                 .iter()
                 .map(|r| (&r.command, r.actor.as_ref()))
                 .collect();
-            let plan = match self.plan(&commands).await {
+            let mut plan = match self.plan(&commands).await {
                 Ok(plan) => plan,
                 Err(e) => break Err(e),
             };
@@ -231,13 +231,14 @@ impl Committer {
                 continue;
             }
             let started = std::time::Instant::now();
-            let appended = self.journal.append(plan.batch.clone()).await;
+            let blocks = plan.batch.blocks.len();
+            // Moved, not cloned: a lost race re-plans from scratch.
+            let appended = self.journal.append(std::mem::take(&mut plan.batch)).await;
             metrics::histogram!("adledger_commit_duration_seconds").record(started.elapsed());
-            metrics::histogram!("adledger_commit_batch_blocks")
-                .record(plan.batch.blocks.len() as f64);
+            metrics::histogram!("adledger_commit_batch_blocks").record(blocks as f64);
             tracing::debug!(
                 commands = requests.len(),
-                blocks = plan.batch.blocks.len(),
+                blocks,
                 append_ms = started.elapsed().as_secs_f64() * 1e3,
                 "group commit"
             );
@@ -349,7 +350,13 @@ impl Committer {
                     draft,
                     idempotency_key,
                 } => {
-                    let fingerprint = Command::create_fingerprint(publisher_id, draft);
+                    // Only a create with a key is ever compared with another: without
+                    // one, the fingerprint (a JSON encoding and a hash) is not made.
+                    let fingerprint = if idempotency_key.is_some() {
+                        Command::create_fingerprint(publisher_id, draft)
+                    } else {
+                        Hash::ZERO
+                    };
                     let earlier = match idempotency_key {
                         Some(key) => {
                             self.find_idempotent(&keys_in_batch, publisher_id, key, fingerprint)
