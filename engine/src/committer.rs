@@ -66,15 +66,7 @@ struct Head {
 
 impl Weigh for Head {
     fn heap_bytes(&self) -> usize {
-        self.data.as_ref().map_or(0, |ad| {
-            ad.ad_id.len()
-                + ad.publisher_id.len()
-                + ad.ad_title.len()
-                + ad.ad_description.len()
-                + ad.currency.len()
-                + ad.category.len()
-                + ad.tags.iter().map(|t| t.len() + 24).sum::<usize>()
-        })
+        self.data.as_ref().map_or(0, Ad::heap_bytes)
     }
 }
 

@@ -18,6 +18,7 @@
 use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
 
+use crate::ad::Ad;
 use crate::revision::Revision;
 
 /// Bytes of revisions kept, whatever the ads' sizes: a projector further behind than
@@ -85,20 +86,11 @@ impl Recent {
 /// A revision's heap bytes, roughly (its strings).
 fn weigh(revision: &Revision) -> usize {
     let metadata = &revision.body.metadata;
-    let ad = revision.body.data.as_ref().map_or(0, |ad| {
-        ad.ad_id.len()
-            + ad.publisher_id.len()
-            + ad.ad_title.len()
-            + ad.ad_description.len()
-            + ad.currency.len()
-            + ad.category.len()
-            + ad.tags.iter().map(|t| t.len() + 24).sum::<usize>()
-    });
     std::mem::size_of::<Revision>()
         + metadata.id.len()
         + metadata.publisher_id.len()
         + metadata.tx_id.len()
-        + ad
+        + revision.body.data.as_ref().map_or(0, Ad::heap_bytes)
 }
 
 #[cfg(test)]
