@@ -1,6 +1,10 @@
 //! Catch-up projections: read the journal from a read model's checkpoint, in sequence
 //! order, and apply the revisions in batches.
 //!
+//! Blocks this process has just committed are taken from the committer's in-memory
+//! hand-over (`recent.rs`) instead of being read back and decoded; the search projection
+//! is paced under continuous writes unless a search waits ([`Projector::with_pace`]).
+//!
 //! The checkpoint is stored by the read model together with (or, for search, after) the
 //! writes it covers, and applying is idempotent by version, so a crash at any point
 //! converges: the next run resumes from the stored checkpoint and re-applies at most one
@@ -104,7 +108,7 @@ impl Projector {
         self
     }
 
-    /// Paces [`run`](Projector::run) while nobody waits for the model: after a step that
+    /// Paces the projector's run loop while nobody waits for the model: after a step that
     /// applied blocks, the next one starts `pace` after it at the earliest, so under
     /// continuous writes each write to the read model carries everything committed in
     /// that time instead of whatever arrived since the previous write finished. As soon
