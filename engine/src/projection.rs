@@ -119,7 +119,8 @@ impl Projector {
     /// Why: a tantivy commit costs about the same whether it carries ten documents or a
     /// thousand (a new segment: its files, term dictionaries and fast-field writers,
     /// fsyncs, merges, a reader reload). Under 64 writing clients the index committed
-    /// about ten times a second, and those fixed costs were a fifth of the server's CPU.
+    /// about ten times a second and tantivy took 28 % of the server's CPU samples; paced
+    /// at 500 ms, 14 % (bench/README.md, "The write path, attributed").
     pub fn with_pace(mut self, pace: Duration, demand: watch::Receiver<u64>) -> Self {
         self.pace = pace;
         self.demand = Some(demand);
