@@ -71,6 +71,19 @@ impl Ad {
     pub fn key(&self) -> AdKey {
         AdKey::new(&self.publisher_id, &self.ad_id)
     }
+
+    /// Roughly the heap bytes the ad's strings hold, so caches of ads can be bounded by
+    /// memory rather than by count (ads range from a title to 10,000-character
+    /// descriptions).
+    pub fn heap_bytes(&self) -> usize {
+        self.ad_id.len()
+            + self.publisher_id.len()
+            + self.ad_title.len()
+            + self.ad_description.len()
+            + self.currency.len()
+            + self.category.len()
+            + self.tags.iter().map(|t| t.len() + 24).sum::<usize>()
+    }
 }
 
 /// The fields of a new ad, validated.

@@ -30,6 +30,7 @@ use crate::head_cache::{HeadCache, Weigh};
 use crate::lookup::revision_at;
 use crate::merkle::Frontier;
 use crate::ports::{AdHead, AppendBatch, Clock, IdGenerator, IdempotencyRecord, Journal};
+use crate::recent::Recent;
 use crate::revision::{EventKind, RevisionBody, RevisionMetadata};
 
 /// How many times a batch is re-planned after losing a race to another writer.
@@ -65,15 +66,7 @@ struct Head {
 
 impl Weigh for Head {
     fn heap_bytes(&self) -> usize {
-        self.data.as_ref().map_or(0, |ad| {
-            ad.ad_id.len()
-                + ad.publisher_id.len()
-                + ad.ad_title.len()
-                + ad.ad_description.len()
-                + ad.currency.len()
-                + ad.category.len()
-                + ad.tags.iter().map(|t| t.len() + 24).sum::<usize>()
-        })
+        self.data.as_ref().map_or(0, Ad::heap_bytes)
     }
 }
 
@@ -101,6 +94,8 @@ pub(crate) struct Committer {
     committed: watch::Sender<u64>,
     /// Set when a write failed in a way that leaves the journal's state unknown.
     stale: bool,
+    /// Where committed blocks' revisions go for this process's projectors.
+    recent: Arc<Recent>,
 }
 
 /// Everything one planning pass produced.
@@ -136,6 +131,7 @@ impl Committer {
             heads: HeadCache::new(HEAD_CACHE_LIMIT, HEAD_CACHE_BYTES),
             committed,
             stale: true,
+            recent: Arc::default(),
         };
         committer.reload().await?;
         Ok(committer)
@@ -144,6 +140,11 @@ impl Committer {
     /// A receiver of the next uncommitted sequence number.
     pub(crate) fn watch_committed(&self) -> watch::Receiver<u64> {
         self.committed.subscribe()
+    }
+
+    /// The revisions of the blocks this committer appended last, for the projectors.
+    pub(crate) fn recent(&self) -> Arc<Recent> {
+        self.recent.clone()
     }
 
     /// Re-reads the tip and frontier; drops cached heads.
@@ -206,7 +207,7 @@ impl Committer {
                 .iter()
                 .map(|r| (&r.command, r.actor.as_ref()))
                 .collect();
-            let plan = match self.plan(&commands).await {
+            let mut plan = match self.plan(&commands).await {
                 Ok(plan) => plan,
                 Err(e) => break Err(e),
             };
@@ -222,13 +223,14 @@ impl Committer {
                 continue;
             }
             let started = std::time::Instant::now();
-            let appended = self.journal.append(plan.batch.clone()).await;
+            let blocks = plan.batch.blocks.len();
+            // Moved, not cloned: a lost race re-plans from scratch.
+            let appended = self.journal.append(std::mem::take(&mut plan.batch)).await;
             metrics::histogram!("adledger_commit_duration_seconds").record(started.elapsed());
-            metrics::histogram!("adledger_commit_batch_blocks")
-                .record(plan.batch.blocks.len() as f64);
+            metrics::histogram!("adledger_commit_batch_blocks").record(blocks as f64);
             tracing::debug!(
                 commands = requests.len(),
-                blocks = plan.batch.blocks.len(),
+                blocks,
                 append_ms = started.elapsed().as_secs_f64() * 1e3,
                 "group commit"
             );
@@ -254,6 +256,18 @@ impl Committer {
                 self.frontier = plan.frontier;
                 for (key, touched) in plan.touched {
                     self.heads.insert(key, touched.now);
+                }
+                // Durable now: the append returned. Handed over before the watermark
+                // moves, so a projector woken by it finds them.
+                for result in &plan.results {
+                    if let Ok(Outcome {
+                        revision: Some(revision),
+                        ..
+                    }) = result
+                    {
+                        self.recent
+                            .push(revision.sequence(), vec![revision.clone()]);
+                    }
                 }
                 self.committed.send_replace(next);
                 for (request, result) in requests.into_iter().zip(plan.results) {
@@ -328,7 +342,13 @@ impl Committer {
                     draft,
                     idempotency_key,
                 } => {
-                    let fingerprint = Command::create_fingerprint(publisher_id, draft);
+                    // Only a create with a key is ever compared with another: without
+                    // one, the fingerprint (a JSON encoding and a hash) is not made.
+                    let fingerprint = if idempotency_key.is_some() {
+                        Command::create_fingerprint(publisher_id, draft)
+                    } else {
+                        Hash::ZERO
+                    };
                     let earlier = match idempotency_key {
                         Some(key) => {
                             self.find_idempotent(&keys_in_batch, publisher_id, key, fingerprint)
@@ -557,9 +577,11 @@ impl Committer {
     }
 
     /// The time of the next transaction: never earlier than the previous one, even if the
-    /// wall clock steps back.
+    /// wall clock steps back. At the journal's millisecond precision whatever the clock
+    /// gives, so the revisions handed to the projectors ([`Recent`]) equal what the
+    /// journal stores.
     fn next_time(&self, plan: &Plan) -> DateTime<Utc> {
-        let now = self.clock.now();
+        let now = crate::time::to_millis_precision(self.clock.now());
         match plan.tip {
             Some(tip) if tip.tx_time > now => tip.tx_time,
             _ => now,
@@ -699,6 +721,100 @@ mod tests {
         fn max_bytes_per_append(&self) -> usize {
             self.max_bytes
         }
+    }
+
+    /// A clock finer than the journal's milliseconds, 1 ms later each time it is read.
+    #[derive(Debug)]
+    struct FineClock(Mutex<DateTime<Utc>>);
+
+    impl Clock for FineClock {
+        fn now(&self) -> DateTime<Utc> {
+            let mut next = self.0.lock().expect("lock");
+            let now = *next;
+            *next = now + chrono::Duration::microseconds(1_001);
+            now
+        }
+    }
+
+    /// What the committer hands to the projectors is exactly what a projector reading
+    /// the journal decodes (creates, an update, a delete, an actor, an idempotency key,
+    /// a clock finer than the journal's milliseconds), and only once it is appended.
+    #[tokio::test]
+    async fn handed_over_revisions_equal_the_stored_ones() {
+        let backend = MemoryBackend::new();
+        let journal = backend.journal.clone();
+        let fine = chrono::DateTime::from_timestamp(1_700_000_000, 123_456_789).expect("time");
+        let committer = Committer::load(
+            journal.clone(),
+            Arc::new(FineClock(Mutex::new(fine))),
+            backend.ports().ids,
+            16,
+        )
+        .await
+        .expect("load");
+        let recent = committer.recent();
+        let (sender, receiver) = mpsc::channel(16);
+        let task = tokio::spawn(committer.run(receiver));
+        let actor = Actor::new("alice", "https://issuer.example").expect("actor");
+        let send = |command: Command| {
+            let sender = sender.clone();
+            let actor = actor.clone();
+            async move {
+                let (reply, answer) = oneshot::channel();
+                sender
+                    .send(Request {
+                        command,
+                        actor: Some(actor),
+                        reply,
+                    })
+                    .await
+                    .expect("send");
+                answer.await.expect("answer").expect("committed")
+            }
+        };
+        let created = send(Command::CreateAd {
+            publisher_id: "acme".into(),
+            draft: draft("first", Some("19.90"), "misc", &["a", "b"]),
+            idempotency_key: Some("k1".into()),
+        })
+        .await;
+        assert!(
+            recent.take(0, 10).is_some_and(|(_, n)| n == 1),
+            "the create is handed over once appended"
+        );
+        let key = created.ad.expect("ad").key();
+        send(Command::CreateAd {
+            publisher_id: "acme".into(),
+            draft: draft("second", None, "misc", &[]),
+            idempotency_key: None,
+        })
+        .await;
+        send(Command::UpdateAd {
+            key: key.clone(),
+            patch: AdPatch {
+                ad_title: Some("first, renamed".into()),
+                ..AdPatch::default()
+            },
+            expected_version: Some(0),
+        })
+        .await;
+        send(Command::DeleteAd {
+            key,
+            expected_version: Some(1),
+        })
+        .await;
+        drop(sender);
+        task.await.expect("committer");
+
+        let stored = journal.read_blocks(0, 100).await.expect("read");
+        assert_eq!(stored.len(), 4);
+        let decoded: Vec<_> = stored
+            .iter()
+            .flat_map(|b| block::open(b).expect("open").revisions)
+            .collect();
+        let (handed, blocks) = recent.take(0, 100).expect("held");
+        assert_eq!(blocks, 4);
+        assert_eq!(handed, decoded);
     }
 
     /// A group of large creates that would pass the journal's byte limit is committed in

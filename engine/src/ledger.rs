@@ -52,6 +52,12 @@ pub struct LedgerOptions {
     /// projecting process takes to notice another process's write when nobody reads on
     /// it; each poll is one small read.
     pub journal_poll: Duration,
+    /// Least time between two commits of the search projection while writes keep coming
+    /// and no search waits for them ([`Projector::with_pace`]): each commit then carries
+    /// everything written in that time. A search that needs writes the index lacks makes
+    /// it commit at once, so read-your-writes costs a search one commit at most, as
+    /// without it. Zero: commit as soon as the previous commit is done.
+    pub search_commit_interval: Duration,
 }
 
 impl Default for LedgerOptions {
@@ -61,6 +67,7 @@ impl Default for LedgerOptions {
             projection_batch: 2048,
             read_timeout: Duration::from_secs(10),
             journal_poll: Duration::from_millis(50),
+            search_commit_interval: Duration::from_millis(500),
         }
     }
 }
@@ -107,6 +114,7 @@ impl Ledger {
         )
         .await?;
         let committed = committer.watch_committed();
+        let recent = committer.recent();
         let (shutdown, _) = watch::channel(false);
         let (requests, receiver) = mpsc::channel(options.max_batch * 16);
         let mut tasks = vec![tokio::spawn(committer.run(receiver))];
@@ -121,24 +129,29 @@ impl Ledger {
             )));
         }
         let mut projections = Vec::with_capacity(2);
-        for (model, lease) in [
+        for (model, lease, pace) in [
             (
                 ReadModel::State(ports.state.clone()),
                 ports.sharing.state.clone(),
+                Duration::ZERO,
             ),
             (
                 ReadModel::Search(ports.search.clone()),
                 ports.sharing.search.clone(),
+                options.search_commit_interval,
             ),
         ] {
             let start = model.checkpoint().await?;
             let (progress, progress_rx) = watch::channel(start);
             let (role, role_rx) = watch::channel(initial_role(lease.as_deref()));
+            let (demand, demand_rx) = watch::channel(0);
             let projector = Projector::new(
                 ports.journal.clone(),
                 model.clone(),
                 options.projection_batch,
-            );
+            )
+            .with_pace(pace, demand_rx)
+            .with_recent(recent.clone());
             let wake = Wake {
                 committed: committed.clone(),
                 observed: observed.subscribe(),
@@ -148,6 +161,7 @@ impl Ledger {
             tasks.push(tokio::spawn(projector.run(lease, wake, progress, role)));
             projections.push(Projection {
                 model,
+                demand,
                 progress: progress_rx,
                 role: role_rx,
             });
@@ -293,6 +307,9 @@ impl Ledger {
     /// `read_timeout` in all.
     async fn wait(&self, projection: &Projection, next: u64, what: &str) -> Result<()> {
         let deadline = tokio::time::Instant::now() + self.options.read_timeout;
+        if *projection.progress.borrow() < next {
+            raise(&projection.demand, next);
+        }
         let mut progress = projection.progress.clone();
         let mut role = projection.role.clone();
         let mut nap = STANDBY_POLL_FIRST;
@@ -494,6 +511,8 @@ fn not_found(key: &AdKey) -> Error {
 #[derive(Debug)]
 struct Projection {
     model: ReadModel,
+    /// The furthest point a reader waits for: a pacing projector steps at once past it.
+    demand: watch::Sender<u64>,
     progress: watch::Receiver<u64>,
     role: watch::Receiver<ProjectorRole>,
 }

@@ -73,6 +73,7 @@ pub mod ports;
 pub mod projection;
 pub mod proof;
 pub mod rebuild;
+mod recent;
 pub mod replay;
 pub mod revision;
 pub mod revision_view;
