@@ -1,5 +1,5 @@
-//! The bulk rows: the real `adledger` binary's `export`, `verify`, `import` and
-//! `rebuild` on the ledger the bench made (its server stopped), each timed from outside
+//! The bulk rows: the real `adledger` binary's `export`, `verify`, `import`, `rebuild`
+//! and `compact` on the ledger the bench made (its server stopped), each timed from outside
 //! with its peak memory (see [`crate::child`]), plus the journal's size on disk.
 //!
 //! Rates are the bytes or revisions the command reports, over the wall time of the whole
@@ -54,6 +54,10 @@ pub struct Bulk {
     pub rebuilt_revisions: u64,
     /// Allocated bytes of `<data dir>/journal` (the ledger as the server left it).
     pub journal_disk: u64,
+    /// `adledger compact` of the imported ledger's journal (zstd).
+    pub compact: Cost,
+    /// Allocated bytes of that journal after the compaction (its `after.bytesOnDisk`).
+    pub compacted_disk: u64,
     /// The export file, for the SHA-256 baseline (in `scratch`).
     pub export_path: PathBuf,
 }
@@ -94,6 +98,13 @@ pub fn run(binary: &Path, data_dir: &Path, scratch: &Path) -> Result<Bulk, Strin
         .pointer("/report/revisions")
         .and_then(Value::as_u64)
         .ok_or_else(|| format!("adledger rebuild --json has no report.revisions: {rebuilt}"))?;
+
+    crate::progress("bulk: adledger compact");
+    let (compact, compacted) = command(binary, &["compact"], &[], &imported_dir)?;
+    let compacted_disk = compacted
+        .pointer("/after/bytesOnDisk")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| format!("adledger compact --json has no after.bytesOnDisk: {compacted}"))?;
     let _ = std::fs::remove_dir_all(&imported_dir);
     Ok(Bulk {
         export_bytes,
@@ -106,6 +117,8 @@ pub fn run(binary: &Path, data_dir: &Path, scratch: &Path) -> Result<Bulk, Strin
         rebuild,
         rebuilt_revisions,
         journal_disk,
+        compact,
+        compacted_disk,
         export_path,
     })
 }

@@ -214,6 +214,23 @@ pub fn rows(m: &Measurements<'_>) -> Vec<Row> {
         note: bulk.map(|_| "the server's data dir after the run (allocated blocks)".to_string()),
     });
     rows.push(Row {
+        what: "local journal on disk, after adledger compact".into(),
+        value: bulk.map(|b| q(b.compacted_disk as f64 / MB, "MB")),
+        baseline: Some((
+            "block bytes".into(),
+            bulk.map(|b| q(b.block_bytes as f64 / MB, "MB")),
+        )),
+        target: "<= 1.5x block bytes".into(),
+        check: Check::RatioAtMost(1.5),
+        note: bulk.map(|b| {
+            format!(
+                "the imported copy, compressed (zstd) in {:.1} s, max RSS {:.0} MB",
+                b.compact.wall.as_secs_f64(),
+                b.compact.max_rss as f64 / MB
+            )
+        }),
+    });
+    rows.push(Row {
         what: "server peak RSS (VmHWM)".into(),
         value: m
             .server_rss
