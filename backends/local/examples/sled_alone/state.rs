@@ -3,9 +3,10 @@
 //!
 //! It reads every ad state of `<data-dir>/state` (a store a rebuild or a server filled),
 //! orders them by the sequence that wrote them (a rebuild's order) and splits them into
-//! rebuild batches of `--states` states (25,000 by default: about what a 16 MB
-//! `RebuildOptions::batch_bytes` holds). Then, each into fresh stores in a scratch
-//! directory beside DATA_DIR, one batch after the other:
+//! rebuild batches of `--states` states (25,000 by default; a rebuild's batch ends at
+//! `RebuildOptions::batch_bytes` of estimated state, so its size in states depends on the
+//! ads). Then, each into fresh stores in a scratch directory beside DATA_DIR, one batch
+//! after the other:
 //!
 //! 1. **sled alone**: the state store's keys and values as stored (`A` key + JSON, the
 //!    `L` live marker), in sled batches of 2,048 states (`PUT_CHUNK_STATES`; `--chunk`), the
