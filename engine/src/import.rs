@@ -18,21 +18,22 @@
 //!    concurrent writer is refused rather than interleaved. At the end the journal's own
 //!    digest must equal the file's.
 //!
-//! Import reads a file twice rather than buffering it, so its memory does not grow with
-//! the journal (only one in-memory head per ad).
+//! Import reads a file twice rather than buffering it, and keeps a bounded number of ad
+//! heads (module `heads`: the journal being written answers for the others), so its
+//! memory does not grow with the journal.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ion_rs::Element;
 use serde::Serialize;
 
-use crate::ad::AdKey;
 use crate::batch;
 use crate::block::EncodedBlock;
 use crate::chain::{self, Chain};
@@ -44,6 +45,11 @@ use crate::high_water::HighWater;
 use crate::merkle::Frontier;
 use crate::ports::{AppendBatch, Journal};
 use crate::revision::EventKind;
+
+mod heads;
+
+pub use heads::DEFAULT_HEADS_KEPT;
+use heads::{Head, Heads, Unchecked};
 
 /// How an import writes.
 #[derive(Debug, Clone)]
@@ -65,6 +71,10 @@ pub struct ImportOptions {
     /// blocks is refused before anything is written, since importing it would leave a
     /// journal behind its own read models.
     pub must_reach: Vec<HighWater>,
+    /// About how many ad heads pass 2 keeps in memory to check that each revision
+    /// continues its ad; an ad not among them costs a read of the journal being written
+    /// (see [`DEFAULT_HEADS_KEPT`]).
+    pub heads_kept: usize,
 }
 
 impl Default for ImportOptions {
@@ -73,6 +83,7 @@ impl Default for ImportOptions {
             batch_blocks: 256,
             batch_bytes: 4 << 20,
             must_reach: Vec::new(),
+            heads_kept: DEFAULT_HEADS_KEPT,
         }
     }
 }
@@ -518,16 +529,11 @@ pub fn verify_export(
     })
 }
 
-/// One ad's head as the import has re-derived it.
-#[derive(Debug, Clone, Copy)]
-struct Head {
-    version: u64,
-    deleted: bool,
-}
-
 /// Builds append batches from verified blocks.
 struct Appender {
-    heads: HashMap<AdKey, Head>,
+    heads: Heads,
+    /// The revisions of this batch whose ad's head `heads` had dropped.
+    unchecked: Vec<Unchecked>,
     frontier: Frontier,
     batch: AppendBatch,
     index: batch::HeadIndex,
@@ -540,50 +546,48 @@ impl Appender {
         let block = crate::block::open(&stored)?;
         for revision in &block.revisions {
             let key = revision.key();
-            let head = self.heads.get(&key).copied();
             let version = revision.version();
-            let expected = head.map_or(0, |h| h.version + 1);
             let event = revision.body.event;
-            let problem = if head.is_some_and(|h| h.deleted) {
-                Some(format!("ad {} has a revision after its delete", key.ad_id))
-            } else if version != expected {
-                Some(format!(
-                    "ad {} jumps to version {version}, version {expected} comes next",
-                    key.ad_id
-                ))
-            } else if (version == 0) != (event == EventKind::AdCreated)
-                || revision.body.data.is_none() != (event == EventKind::AdDeleted)
-            {
-                Some(format!(
-                    "ad {} version {version} is an {} that does not fit its data",
-                    key.ad_id,
-                    event.as_str()
-                ))
-            } else {
-                None
+            let deleted = revision.body.data.is_none();
+            // The head before this revision; one `heads` dropped is checked against the
+            // journal before this batch is appended, and assumed continued meanwhile.
+            let (prior, problem) = match self.heads.get(&key) {
+                Some(head) => (head.map(|h| h.version), heads::problem(&key, head, version)),
+                None => {
+                    self.unchecked.push(Unchecked {
+                        key: key.clone(),
+                        version,
+                        sequence,
+                    });
+                    (version.checked_sub(1), None)
+                }
             };
+            let problem = problem.or_else(|| {
+                ((version == 0) != (event == EventKind::AdCreated)
+                    || deleted != (event == EventKind::AdDeleted))
+                    .then(|| {
+                        format!(
+                            "ad {} version {version} is an {} that does not fit its data",
+                            key.ad_id,
+                            event.as_str()
+                        )
+                    })
+            });
             if let Some(problem) = problem {
                 return Err(broken(sequence, problem));
             }
-            // The head as the map holds it is the version before the batch whenever the
-            // batch touches this ad for the first time, the only case that uses it.
-            let prior = head.map(|h| h.version);
+            // `prior` is the version before the batch whenever the batch touches this ad
+            // for the first time, the only case that uses it.
             batch::add_revision(
                 &mut self.batch,
                 &mut self.index,
                 key.clone(),
                 version,
                 sequence,
-                revision.body.data.is_none(),
+                deleted,
                 prior,
             );
-            self.heads.insert(
-                key,
-                Head {
-                    version,
-                    deleted: revision.body.data.is_none(),
-                },
-            );
+            self.heads.set(key, Head { version, deleted }, sequence);
         }
         if let Some(record) = batch::idempotency_record(&block) {
             self.batch.idempotency.push(record);
@@ -593,7 +597,8 @@ impl Appender {
         Ok(())
     }
 
-    fn take(&mut self) -> AppendBatch {
+    /// The batch built so far, and its revisions to check against the journal.
+    fn take(&mut self) -> (AppendBatch, Vec<Unchecked>) {
         self.batch_bytes = 0;
         self.index = batch::HeadIndex::default();
         let expected_last = self
@@ -602,26 +607,45 @@ impl Appender {
             .last()
             .map(|b| b.sequence)
             .or(self.batch.expected_last);
-        std::mem::replace(
+        let batch = std::mem::replace(
             &mut self.batch,
             AppendBatch {
                 expected_last,
                 ..AppendBatch::default()
             },
-        )
+        );
+        (batch, std::mem::take(&mut self.unchecked))
     }
 }
 
+/// What pass 2's reader sends: a batch to append, or where it had to stop.
+enum Built {
+    Batch {
+        batch: AppendBatch,
+        /// Its frame bytes.
+        bytes: u64,
+        unchecked: Vec<Unchecked>,
+    },
+    /// The error, and the revisions read before it whose heads are not checked yet (a
+    /// failure among them comes first).
+    Failed {
+        error: Error,
+        unchecked: Vec<Unchecked>,
+    },
+}
+
 /// Pass 2's reader: sends one batch at a time; stops at the first error (sent too) or
-/// when the receiver is gone.
+/// when the receiver is gone. `appended` counts the blocks the journal holds.
 fn read_batches(
     path: &Path,
     blocks: u64,
     options: &ImportOptions,
-    out: &tokio::sync::mpsc::Sender<Result<(AppendBatch, u64)>>,
+    appended: Arc<AtomicU64>,
+    out: &tokio::sync::mpsc::Sender<Built>,
 ) {
     let mut appender = Appender {
-        heads: HashMap::new(),
+        heads: Heads::new(options.heads_kept, appended),
+        unchecked: Vec::new(),
         frontier: Frontier::new(),
         batch: AppendBatch::default(),
         index: batch::HeadIndex::default(),
@@ -650,15 +674,48 @@ fn read_batches(
                 }
             }
             let bytes = appender.batch_bytes as u64;
-            let batch = appender.take();
-            if out.blocking_send(Ok((batch, bytes))).is_err() {
+            let (batch, unchecked) = appender.take();
+            let built = Built::Batch {
+                batch,
+                bytes,
+                unchecked,
+            };
+            if out.blocking_send(built).is_err() {
                 return Ok(());
             }
         }
         Ok(())
     })();
-    if let Err(e) = result {
-        let _ = out.blocking_send(Err(e));
+    if let Err(error) = result {
+        let unchecked = std::mem::take(&mut appender.unchecked);
+        let _ = out.blocking_send(Built::Failed { error, unchecked });
+    }
+}
+
+/// Appends one batch of pass 2, after checking its revisions whose heads the reader had
+/// dropped against the journal (which holds every batch before it); a create the
+/// journal refuses (its ad exists) is named.
+async fn append_checked(
+    journal: &dyn Journal,
+    batch: AppendBatch,
+    unchecked: &[Unchecked],
+) -> Result<()> {
+    // Updates first: the append's condition compares versions, not deletes.
+    if let Some((at, problem)) = heads::first_problem(journal, unchecked, false, u64::MAX).await? {
+        // A create before it that the journal would refuse is the first failure.
+        let (at, problem) = heads::first_problem(journal, unchecked, true, at)
+            .await?
+            .unwrap_or((at, problem));
+        return Err(broken(at, problem));
+    }
+    match journal.append(batch).await {
+        Err(conflict @ Error::Conflict { .. }) if unchecked.iter().any(|r| r.version == 0) => {
+            match heads::first_problem(journal, unchecked, true, u64::MAX).await? {
+                Some((at, problem)) => Err(broken(at, problem)),
+                None => Err(conflict),
+            }
+        }
+        other => other,
     }
 }
 
@@ -715,31 +772,44 @@ pub async fn import(
     // Pass 2 reads, opens and batches blocks on a thread of its own (the Ion reader is
     // not `Send`, and opening blocks is the CPU-heavy part), while this task appends the
     // previous batch: the two overlap.
-    let (batches, mut received) = tokio::sync::mpsc::channel::<Result<(AppendBatch, u64)>>(2);
+    let (batches, mut received) = tokio::sync::mpsc::channel::<Built>(2);
+    let appended_blocks = Arc::new(AtomicU64::new(0));
     let reading = {
         let path = path.to_path_buf();
         let options = options.clone();
         let blocks = summary.blocks;
+        let appended = appended_blocks.clone();
         std::thread::Builder::new()
             .name("adledger-import".into())
-            .spawn(move || read_batches(&path, blocks, &options, &batches))
+            .spawn(move || read_batches(&path, blocks, &options, appended, &batches))
             .map_err(|e| Error::Unavailable(format!("cannot start the import reader: {e}")))?
     };
     let mut bytes = 0u64;
     let mut appended = Ok(());
     while let Some(next) = received.recv().await {
-        let (batch, batch_bytes) = match next {
-            Ok(next) => next,
-            Err(e) => {
-                appended = Err(e);
+        let (batch, batch_bytes, unchecked) = match next {
+            Built::Batch {
+                batch,
+                bytes,
+                unchecked,
+            } => (batch, bytes, unchecked),
+            Built::Failed { error, unchecked } => {
+                // The revisions read before the error are checked first: one of them
+                // may fail at an earlier block.
+                appended = match heads::first_problem(journal, &unchecked, true, u64::MAX).await {
+                    Ok(Some((at, problem))) => Err(broken(at, problem)),
+                    Ok(None) => Err(error),
+                    Err(e) => Err(e),
+                };
                 break;
             }
         };
         let blocks = batch.blocks.last().map_or(0, |b| b.sequence + 1);
-        if let Err(e) = journal.append(batch).await {
+        if let Err(e) = append_checked(journal, batch, &unchecked).await {
             appended = Err(e);
             break;
         }
+        appended_blocks.store(blocks, Ordering::Release);
         bytes += batch_bytes;
         progress(&ImportProgress {
             appending: true,
@@ -766,3 +836,6 @@ pub async fn import(
     }
     Ok(summary)
 }
+
+#[cfg(test)]
+mod tests;

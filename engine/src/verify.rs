@@ -429,7 +429,13 @@ async fn fetch(
             ),
         )))
     };
-    let mut blocks = match journal.read_blocks(next, want).await {
+    // The blocks and the nodes they complete are read at once (on two of the backend's
+    // I/O threads, for the local one): the nodes' keys follow from the sequences asked
+    // for, and only those of the blocks returned are kept.
+    let ids: Vec<(u8, u64)> = (next..next + want as u64).flat_map(completed_ids).collect();
+    let (blocks, nodes) =
+        futures::join!(journal.read_blocks(next, want), journal.merkle_nodes(&ids));
+    let mut blocks = match blocks {
         Ok(blocks) => blocks,
         // The local, AWS and in-memory backends report a block missing below the tip
         // instead of returning a short page. The blocks before it are read again and
@@ -451,10 +457,7 @@ async fn fetch(
         return Ok(missing(format!("reading stops before block {next}")));
     }
     blocks.truncate(want);
-    let ids: Vec<(u8, u64)> = (next..next + blocks.len() as u64)
-        .flat_map(completed_ids)
-        .collect();
-    let nodes = journal.merkle_nodes(&ids).await?;
+    let mut nodes = nodes?;
     if nodes.len() != ids.len() {
         return Err(Error::Corrupt(format!(
             "asked the journal for {} Merkle nodes and got {}",
@@ -462,6 +465,11 @@ async fn fetch(
             nodes.len()
         )));
     }
+    // The ids are in sequence order: those of the blocks returned come first.
+    let kept: usize = (next..next + blocks.len() as u64)
+        .map(|sequence| sequence.trailing_ones() as usize + 1)
+        .sum();
+    nodes.truncate(kept);
     Ok(Some(Fetched::Batch { blocks, nodes }))
 }
 

@@ -465,6 +465,70 @@ fn ad_revisions_blocking(db: &sled::Db, key: &AdKey) -> Result<Vec<RevisionRef>,
         .collect()
 }
 
+/// Fewest nodes of one level, with consecutive indexes, read by one range scan instead
+/// of a point read each.
+const RANGE_READ_NODES: usize = 16;
+
+/// The stored hash of each node in `ids`, in order.
+///
+/// The nodes a run of blocks completes (what verify asks for, thousands at a time) have
+/// consecutive indexes on each level: those are read with one range scan per level,
+/// which costs sled much less than a point read per node (`examples/sled_alone`, `read`
+/// mode: about 0.4 s of CPU less over the 400,000 nodes of 200,000 blocks).
+fn merkle_nodes_blocking(
+    db: &sled::Db,
+    ids: &[(u8, u64)],
+) -> Result<Vec<Option<Hash>>, LocalError> {
+    let decode = |level: u8, index: u64, bytes: &[u8]| match Hash::from_slice(bytes) {
+        Some(hash) => Ok(hash),
+        // The label is only formatted for a malformed node.
+        None => keys::decode_hash(&format!("Merkle node ({level}, {index})"), bytes),
+    };
+    let mut found = vec![None; ids.len()];
+    // Level → (index, position in `ids`).
+    let mut levels: std::collections::BTreeMap<u8, Vec<(u64, usize)>> = Default::default();
+    for (at, &(level, index)) in ids.iter().enumerate() {
+        levels.entry(level).or_default().push((index, at));
+    }
+    for (level, mut wanted) in levels {
+        wanted.sort_unstable();
+        let consecutive = wanted
+            .windows(2)
+            .all(|w| w[0].0.checked_add(1) == Some(w[1].0));
+        match (wanted.first(), wanted.last()) {
+            (Some(&(low, _)), Some(&(high, _)))
+                if consecutive && wanted.len() >= RANGE_READ_NODES =>
+            {
+                for entry in db.range(keys::merkle(level, low)..=keys::merkle(level, high)) {
+                    let (key, bytes) = entry?;
+                    // Only node keys lie in the range; anything else is not a node, and
+                    // a point read would not have returned it either.
+                    let Some((_, index)) = keys::merkle_id(&key) else {
+                        continue;
+                    };
+                    let Some(&(_, at)) = index
+                        .checked_sub(low)
+                        .and_then(|i| usize::try_from(i).ok())
+                        .and_then(|i| wanted.get(i))
+                    else {
+                        continue;
+                    };
+                    found[at] = Some(decode(level, index, &bytes)?);
+                }
+            }
+            _ => {
+                for (index, at) in wanted {
+                    found[at] = db
+                        .get(keys::merkle(level, index))?
+                        .map(|bytes| decode(level, index, &bytes))
+                        .transpose()?;
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
 #[async_trait]
 impl Journal for SledJournal {
     async fn append(&self, batch: AppendBatch) -> Result<()> {
@@ -535,15 +599,7 @@ impl Journal for SledJournal {
     async fn merkle_nodes(&self, ids: &[(u8, u64)]) -> Result<Vec<Option<Hash>>> {
         let point = ids.len() <= POINT_READ_NODES;
         let ids = ids.to_vec();
-        let work = move |db: &sled::Db| {
-            ids.iter()
-                .map(|&(level, index)| {
-                    db.get(keys::merkle(level, index))?
-                        .map(|v| keys::decode_hash(&format!("Merkle node ({level}, {index})"), &v))
-                        .transpose()
-                })
-                .collect()
-        };
+        let work = move |db: &sled::Db| merkle_nodes_blocking(db, &ids);
         if point {
             self.read_point(work).await
         } else {
@@ -556,5 +612,60 @@ impl Journal for SledJournal {
     /// to it, and each append costs one fdatasync, so it is large.
     fn max_blocks_per_append(&self) -> usize {
         16_384
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Nodes read by range scans (long runs of consecutive indexes) and by point reads
+    /// (anything else) come back the same, in the order asked, absent ones as `None`.
+    #[test]
+    fn merkle_nodes_by_range_and_by_point_agree() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = sled::open(dir.path()).expect("sled");
+        let hash = |level: u8, index: u64| Hash([level ^ (index as u8); 32]);
+        for index in (0..100u64).filter(|i| i % 17 != 5) {
+            db.insert(keys::merkle(0, index), &hash(0, index).0[..])
+                .expect("insert");
+        }
+        for index in 0..10u64 {
+            db.insert(keys::merkle(3, index), &hash(3, index).0[..])
+                .expect("insert");
+        }
+        // Not a node, inside a scanned range: never returned.
+        let mut junk = keys::merkle(0, 40).to_vec();
+        junk.push(1);
+        db.insert(junk, &[9u8; 32][..]).expect("insert");
+
+        let point = |ids: &[(u8, u64)]| -> Vec<Option<Hash>> {
+            ids.iter()
+                .map(|&(level, index)| {
+                    db.get(keys::merkle(level, index))
+                        .expect("get")
+                        .map(|v| Hash::from_slice(&v).expect("32 bytes"))
+                })
+                .collect()
+        };
+        // Level 0 by one range (40 consecutive indexes, asked in reverse), the others
+        // node by node.
+        let mut ids: Vec<(u8, u64)> = (30..70).rev().map(|i| (0, i)).collect();
+        ids.extend([(3, 2), (3, 9), (3, 50), (7, 0)]);
+        let ranged = merkle_nodes_blocking(&db, &ids).expect("reads");
+        assert_eq!(ranged, point(&ids));
+        assert_eq!(ranged[0], Some(hash(0, 69)));
+        assert_eq!(ranged[69 - 39], None, "node (0, 39) was never stored");
+        assert_eq!(
+            ranged[40..],
+            [Some(hash(3, 2)), Some(hash(3, 9)), None, None]
+        );
+
+        // A level asked with a gap or a repeat is read node by node.
+        let mut gappy: Vec<(u8, u64)> = (0..40).filter(|i| i % 2 == 0).map(|i| (0, i)).collect();
+        gappy.extend([(0, 3), (0, 3), (0, 99)]);
+        let nodes = merkle_nodes_blocking(&db, &gappy).expect("reads");
+        assert_eq!(nodes, point(&gappy));
+        assert_eq!(nodes[1], Some(hash(0, 2)));
     }
 }

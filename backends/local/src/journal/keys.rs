@@ -112,6 +112,17 @@ pub(super) fn merkle(level: u8, index: u64) -> [u8; 10] {
     key
 }
 
+/// The `(level, index)` a Merkle node key names, if `key` is one.
+pub(super) fn merkle_id(key: &[u8]) -> Option<(u8, u64)> {
+    match key {
+        [MERKLE, level, rest @ ..] => rest
+            .try_into()
+            .ok()
+            .map(|index| (*level, u64::from_be_bytes(index))),
+        _ => None,
+    }
+}
+
 pub(super) fn encode_u64(value: u64) -> [u8; 8] {
     value.to_be_bytes()
 }
