@@ -13,8 +13,8 @@
 //!
 //! That pays when the filter keeps a fair share of the text's documents. A filter that
 //! keeps few documents of a segment ([`RARE`]) would leave the threshold low for long, so
-//! there the segment is searched as before, by the intersection, which the rare filter
-//! drives ([`SegmentFilter::Rare`]).
+//! there the segment is searched by the intersection of the text with the bitsets
+//! ([`Passing::scorers`]), which the rare filter's bitset drives.
 //!
 //! A bitset costs one bit per document of its segment and is built once per segment and
 //! filter value (a segment is immutable): from the term's postings, or from a scan of
@@ -26,8 +26,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tantivy::index::SegmentId;
+use tantivy::query::{ConstScorer, Scorer};
 use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::{DocId, DocSet as _, Searcher, SegmentReader, TERMINATED, Term, f64_to_u64};
+use tantivy::{DocId, DocSet, Searcher, SegmentReader, TERMINATED, Term, f64_to_u64};
 
 /// Bytes of bitsets [`FilterCache`] keeps over all segments: at a million ads a filter
 /// value's bitsets take 125 KB, so about 500 values.
@@ -84,18 +85,44 @@ impl Component {
 /// One bit per document of a segment.
 pub(crate) struct Bits {
     words: Vec<u64>,
+    /// How many bits are set.
+    count: u32,
 }
 
 impl Bits {
     fn new(max_doc: DocId) -> Bits {
         Bits {
             words: vec![0; (max_doc as usize).div_ceil(64)],
+            count: 0,
+        }
+    }
+
+    /// The first document from `from` on, or `TERMINATED`.
+    fn next_from(&self, from: DocId) -> DocId {
+        let mut index = (from / 64) as usize;
+        let Some(&first) = self.words.get(index) else {
+            return TERMINATED;
+        };
+        let mut word = first & (u64::MAX << (from % 64));
+        loop {
+            if word != 0 {
+                return index as u32 * 64 + word.trailing_zeros();
+            }
+            index += 1;
+            match self.words.get(index) {
+                Some(&next) => word = next,
+                None => return TERMINATED,
+            }
         }
     }
 
     fn insert(&mut self, doc: DocId) {
         if let Some(word) = self.words.get_mut((doc / 64) as usize) {
-            *word |= 1 << (doc % 64);
+            let bit = 1 << (doc % 64);
+            if *word & bit == 0 {
+                *word |= bit;
+                self.count += 1;
+            }
         }
     }
 
@@ -111,13 +138,41 @@ impl Bits {
     }
 }
 
+/// The documents of [`Bits`] in order, for an intersection.
+struct BitsDocSet {
+    bits: Arc<Bits>,
+    doc: DocId,
+}
+
+impl DocSet for BitsDocSet {
+    fn advance(&mut self) -> DocId {
+        if self.doc != TERMINATED {
+            self.doc = self.bits.next_from(self.doc + 1);
+        }
+        self.doc
+    }
+
+    fn seek(&mut self, target: DocId) -> DocId {
+        if target > self.doc {
+            self.doc = self.bits.next_from(target);
+        }
+        self.doc
+    }
+
+    fn doc(&self) -> DocId {
+        self.doc
+    }
+
+    fn size_hint(&self) -> u32 {
+        self.bits.count
+    }
+}
+
 /// What one filter component selects in one segment.
 #[derive(Clone)]
 enum Selection {
     /// No document.
     Nothing,
-    /// Few documents (see [`RARE`]); no bitset is kept.
-    Rare,
     Bits(Arc<Bits>),
 }
 
@@ -125,7 +180,7 @@ impl Selection {
     fn bytes(&self) -> usize {
         match self {
             Selection::Bits(bits) => bits.bytes(),
-            Selection::Nothing | Selection::Rare => 0,
+            Selection::Nothing => 0,
         }
     }
 }
@@ -134,9 +189,7 @@ impl Selection {
 pub(crate) enum SegmentFilter {
     /// No document of the segment passes: nothing to rank or count there.
     Nothing,
-    /// One filter keeps few documents: search the segment by the intersection.
-    Rare,
-    /// Test each document.
+    /// Some may pass.
     Bits(Passing),
 }
 
@@ -148,6 +201,26 @@ impl Passing {
     #[inline]
     pub(crate) fn matches(&self, doc: DocId) -> bool {
         self.0.iter().all(|bits| bits.contains(doc))
+    }
+
+    /// Whether one of the filters keeps few of the segment's documents (see [`RARE`]).
+    pub(crate) fn is_rare(&self, max_doc: DocId) -> bool {
+        self.0
+            .iter()
+            .any(|bits| u64::from(bits.count) * RARE < u64::from(max_doc))
+    }
+
+    /// Each bitset as a scorer of 0 (it selects, it does not score), to intersect with
+    /// the text's scorer: tantivy's intersection is driven by the one with the fewest
+    /// documents.
+    pub(crate) fn scorers(&self) -> impl Iterator<Item = Box<dyn Scorer>> + '_ {
+        self.0.iter().map(|bits| {
+            let docs = BitsDocSet {
+                doc: bits.next_from(0),
+                bits: bits.clone(),
+            };
+            Box::new(ConstScorer::new(docs, 0.0)) as Box<dyn Scorer>
+        })
     }
 }
 
@@ -234,19 +307,13 @@ impl FilterCache {
         spec: &FilterSpec,
     ) -> tantivy::Result<SegmentFilter> {
         let mut bits = Vec::new();
-        let mut rare = false;
         for component in spec.components() {
             match self.selection(reader, component)? {
                 Selection::Nothing => return Ok(SegmentFilter::Nothing),
-                Selection::Rare => rare = true,
                 Selection::Bits(one) => bits.push(one),
             }
         }
-        Ok(if rare {
-            SegmentFilter::Rare
-        } else {
-            SegmentFilter::Bits(Passing(bits))
-        })
+        Ok(SegmentFilter::Bits(Passing(bits)))
     }
 
     fn selection(
@@ -291,11 +358,6 @@ impl FilterCache {
     }
 }
 
-/// Whether `count` documents are few for a segment of `max_doc` (see [`RARE`]).
-fn is_rare(count: u32, max_doc: DocId) -> bool {
-    u64::from(count) * RARE < u64::from(max_doc)
-}
-
 /// Reads what `component` selects in `reader`'s segment (deleted documents included:
 /// the searches test liveness themselves).
 fn select(reader: &SegmentReader, component: &Component) -> tantivy::Result<Selection> {
@@ -308,20 +370,17 @@ fn select(reader: &SegmentReader, component: &Component) -> tantivy::Result<Sele
             else {
                 return Ok(Selection::Nothing);
             };
-            let count = postings.doc_freq();
-            if count == 0 {
-                return Ok(Selection::Nothing);
-            }
-            if is_rare(count, max_doc) {
-                return Ok(Selection::Rare);
-            }
             let mut bits = Bits::new(max_doc);
             let mut doc = postings.doc();
             while doc != TERMINATED {
                 bits.insert(doc);
                 doc = postings.advance();
             }
-            Ok(Selection::Bits(Arc::new(bits)))
+            Ok(if bits.count == 0 {
+                Selection::Nothing
+            } else {
+                Selection::Bits(Arc::new(bits))
+            })
         }
         Component::Price { field, low, high } => {
             if low > high {
@@ -331,7 +390,6 @@ fn select(reader: &SegmentReader, component: &Component) -> tantivy::Result<Sele
             let column = reader.fast_fields().f64(&name)?;
             let range = tantivy::u64_to_f64(*low)..=tantivy::u64_to_f64(*high);
             let mut bits = Bits::new(max_doc);
-            let mut count = 0u32;
             let mut docs = Vec::new();
             let mut start = 0;
             while start < max_doc {
@@ -341,13 +399,10 @@ fn select(reader: &SegmentReader, component: &Component) -> tantivy::Result<Sele
                 for &doc in &docs {
                     bits.insert(doc);
                 }
-                count = count.saturating_add(u32::try_from(docs.len()).unwrap_or(u32::MAX));
                 start = end;
             }
-            Ok(if count == 0 {
+            Ok(if bits.count == 0 {
                 Selection::Nothing
-            } else if is_rare(count, max_doc) {
-                Selection::Rare
             } else {
                 Selection::Bits(Arc::new(bits))
             })
@@ -357,16 +412,38 @@ fn select(reader: &SegmentReader, component: &Component) -> tantivy::Result<Sele
 
 #[cfg(test)]
 mod tests {
-    use super::Bits;
+    use std::sync::Arc;
+
+    use tantivy::{DocSet as _, TERMINATED};
+
+    use super::{Bits, BitsDocSet};
 
     #[test]
-    fn bits_hold_exactly_what_was_inserted() {
-        let mut bits = Bits::new(130);
-        for doc in [0, 63, 64, 129] {
+    fn bits_hold_exactly_what_was_inserted_and_walk_in_order() {
+        let mut bits = Bits::new(200);
+        for doc in [0, 63, 64, 64, 129, 199] {
             bits.insert(doc);
         }
-        let held: Vec<u32> = (0..200).filter(|&doc| bits.contains(doc)).collect();
-        assert_eq!(held, [0, 63, 64, 129]);
-        assert_eq!(bits.bytes(), 24);
+        let held: Vec<u32> = (0..300).filter(|&doc| bits.contains(doc)).collect();
+        assert_eq!(held, [0, 63, 64, 129, 199]);
+        assert_eq!((bits.count, bits.bytes()), (5, 32));
+
+        let mut docs = BitsDocSet {
+            doc: bits.next_from(0),
+            bits: Arc::new(bits),
+        };
+        let mut walked = vec![docs.doc()];
+        while docs.advance() != TERMINATED {
+            walked.push(docs.doc());
+        }
+        assert_eq!(walked, held);
+        let mut docs = BitsDocSet {
+            doc: 0,
+            bits: docs.bits,
+        };
+        assert_eq!(docs.seek(65), 129);
+        assert_eq!(docs.seek(100), 129);
+        assert_eq!(docs.seek(130), 199);
+        assert_eq!(docs.seek(200), TERMINATED);
     }
 }

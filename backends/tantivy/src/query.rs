@@ -33,14 +33,17 @@ use std::sync::Arc;
 use adledger_engine::ports::SearchQuery;
 use tantivy::Term;
 use tantivy::query::{
-    BooleanQuery, BooleanWeight, ConstScoreQuery, EmptyQuery, EnableScoring, Explanation, Occur,
-    PhraseQuery, Query, RangeQuery, Scorer, SumCombiner, TermQuery, Weight,
+    BooleanQuery, BooleanWeight, ConstScoreQuery, EmptyQuery, EmptyScorer, EnableScoring,
+    Explanation, Occur, PhraseQuery, Query, RangeQuery, Scorer, SumCombiner, TermQuery, Weight,
+    intersect_scorers,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::{TextAnalyzer, TokenStream as _};
-use tantivy::{DocId, Score, SegmentReader};
+use tantivy::{
+    COLLECT_BLOCK_BUFFER_LEN, DocId, DocSet as _, Score, SegmentReader, TERMINATED, TantivyError,
+};
 
-use crate::filter::{FilterCache, FilterSpec, SegmentFilter};
+use crate::filter::{FilterCache, FilterSpec, Passing, SegmentFilter};
 use crate::schema::{AdSchema, LIVE, price_to_f64};
 
 /// The queries for `search`; `has_text` tells the caller to rank by score, not by age.
@@ -63,8 +66,8 @@ pub(crate) fn build(
     if !has_text {
         filters.push(filter(schema.status, LIVE));
     }
-    // The filters twice: as queries (the intersection, and searches without text) and
-    // as what `Filtered` caches bitsets of.
+    // The filters twice: as queries (for searches without text) and as what
+    // `Filtered` caches bitsets of (for text searches).
     let mut spec = FilterSpec {
         terms: Vec::new(),
         price: None,
@@ -144,17 +147,14 @@ pub(crate) fn build(
             filtered: false,
         };
     }
-    let filters: Vec<Box<dyn Query>> = filters.into_iter().map(|(_, q)| q).collect();
     let count = Filtered {
         text: count_text,
-        filters: filters.iter().map(|q| q.box_clone()).collect(),
         spec: spec.clone(),
         cache: cache.clone(),
     };
     Built {
         query: Box::new(Filtered {
             text: query,
-            filters,
             spec,
             cache: cache.clone(),
         }),
@@ -171,9 +171,6 @@ pub(crate) fn build(
 #[derive(Debug)]
 pub(crate) struct Filtered {
     text: Box<dyn Query>,
-    /// The filters as queries (each `Must`, scoring 0), for the segments where one of them
-    /// is rare and the intersection is searched.
-    filters: Vec<Box<dyn Query>>,
     spec: FilterSpec,
     cache: Arc<FilterCache>,
 }
@@ -182,7 +179,6 @@ impl Clone for Filtered {
     fn clone(&self) -> Filtered {
         Filtered {
             text: self.text.box_clone(),
-            filters: self.filters.iter().map(|q| q.box_clone()).collect(),
             spec: self.spec.clone(),
             cache: self.cache.clone(),
         }
@@ -191,24 +187,8 @@ impl Clone for Filtered {
 
 impl Query for Filtered {
     fn weight(&self, enable_scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
-        let text: Arc<dyn Weight> = Arc::from(self.text.weight(enable_scoring)?);
-        // The same boolean query as `filters AND text` (filters first, all `Must`), over
-        // the text's weight, whose index-wide statistics are computed once.
-        let mut clauses = self
-            .filters
-            .iter()
-            .map(|q| Ok((Occur::Must, q.weight(enable_scoring)?)))
-            .collect::<tantivy::Result<Vec<(Occur, Box<dyn Weight>)>>>()?;
-        clauses.push((Occur::Must, Box::new(Shared(text.clone()))));
-        let intersection = BooleanWeight::with_minimum_number_should_match(
-            clauses,
-            0,
-            enable_scoring.is_scoring_enabled(),
-            Box::new(SumCombiner::default),
-        );
         Ok(Box::new(FilteredWeight {
-            text,
-            intersection: Box::new(intersection),
+            text: self.text.weight(enable_scoring)?,
             spec: self.spec.clone(),
             cache: self.cache.clone(),
         }))
@@ -216,37 +196,77 @@ impl Query for Filtered {
 
     fn query_terms<'a>(&'a self, visitor: &mut dyn FnMut(&'a Term, bool)) {
         self.text.query_terms(visitor);
-        for filter in &self.filters {
-            filter.query_terms(visitor);
-        }
     }
 }
 
 /// The weight of [`Filtered`]: per segment, the text's own weight tested against the
-/// filters' bitsets, or the intersection where a filter is rare.
+/// filters' bitsets, or, where a filter is rare, the intersection of the text's scorer
+/// with the bitsets.
 struct FilteredWeight {
-    text: Arc<dyn Weight>,
-    intersection: Box<dyn Weight>,
+    text: Box<dyn Weight>,
     spec: FilterSpec,
     cache: Arc<FilterCache>,
 }
 
+/// How a segment is searched.
+enum Route {
+    /// No document passes the filters.
+    Nothing,
+    /// The text's documents tested against the bitsets.
+    Text(Passing),
+    /// The intersection of the text and the bitsets (a filter is rare).
+    Intersection(Box<dyn Scorer>),
+}
+
+impl FilteredWeight {
+    fn route(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Route> {
+        Ok(match self.cache.segment(reader, &self.spec)? {
+            SegmentFilter::Nothing => Route::Nothing,
+            SegmentFilter::Bits(passing) if passing.is_rare(reader.max_doc()) => {
+                let mut scorers = vec![self.text.scorer(reader, boost)?];
+                scorers.extend(passing.scorers());
+                Route::Intersection(intersect_scorers(scorers))
+            }
+            SegmentFilter::Bits(passing) => Route::Text(passing),
+        })
+    }
+}
+
 impl Weight for FilteredWeight {
     fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
-        self.intersection.scorer(reader, boost)
+        match self.cache.segment(reader, &self.spec)? {
+            SegmentFilter::Nothing => Ok(Box::new(EmptyScorer)),
+            SegmentFilter::Bits(passing) => {
+                let mut scorers = vec![self.text.scorer(reader, boost)?];
+                scorers.extend(passing.scorers());
+                Ok(intersect_scorers(scorers))
+            }
+        }
     }
 
     fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
-        self.intersection.explain(reader, doc)
+        let passes = match self.cache.segment(reader, &self.spec)? {
+            SegmentFilter::Nothing => false,
+            SegmentFilter::Bits(passing) => passing.matches(doc),
+        };
+        if !passes {
+            return Err(TantivyError::InvalidArgument(format!(
+                "document {doc} does not pass the filters"
+            )));
+        }
+        self.text.explain(reader, doc)
     }
 
     /// Live documents of the text that pass the filters, without scores.
     fn count(&self, reader: &SegmentReader) -> tantivy::Result<u32> {
-        match self.cache.segment(reader, &self.spec)? {
-            SegmentFilter::Nothing => Ok(0),
-            SegmentFilter::Rare => self.intersection.count(reader),
-            SegmentFilter::Bits(passing) => {
-                let alive = reader.alive_bitset();
+        let alive = reader.alive_bitset();
+        match self.route(reader, 1.0)? {
+            Route::Nothing => Ok(0),
+            Route::Intersection(mut scorer) => Ok(match alive {
+                Some(alive) => scorer.count(alive),
+                None => scorer.count_including_deleted(),
+            }),
+            Route::Text(passing) => {
                 let mut count = 0u32;
                 self.text.for_each_no_score(reader, &mut |docs| {
                     for &doc in docs {
@@ -265,10 +285,17 @@ impl Weight for FilteredWeight {
         reader: &SegmentReader,
         callback: &mut dyn FnMut(DocId, Score),
     ) -> tantivy::Result<()> {
-        match self.cache.segment(reader, &self.spec)? {
-            SegmentFilter::Nothing => Ok(()),
-            SegmentFilter::Rare => self.intersection.for_each(reader, callback),
-            SegmentFilter::Bits(passing) => self.text.for_each(reader, &mut |doc, score| {
+        match self.route(reader, 1.0)? {
+            Route::Nothing => Ok(()),
+            Route::Intersection(mut scorer) => {
+                let mut doc = scorer.doc();
+                while doc != TERMINATED {
+                    callback(doc, scorer.score());
+                    doc = scorer.advance();
+                }
+                Ok(())
+            }
+            Route::Text(passing) => self.text.for_each(reader, &mut |doc, score| {
                 if passing.matches(doc) {
                     callback(doc, score);
                 }
@@ -281,10 +308,21 @@ impl Weight for FilteredWeight {
         reader: &SegmentReader,
         callback: &mut dyn FnMut(&[DocId]),
     ) -> tantivy::Result<()> {
-        match self.cache.segment(reader, &self.spec)? {
-            SegmentFilter::Nothing => Ok(()),
-            SegmentFilter::Rare => self.intersection.for_each_no_score(reader, callback),
-            SegmentFilter::Bits(passing) => {
+        match self.route(reader, 1.0)? {
+            Route::Nothing => Ok(()),
+            Route::Intersection(mut scorer) => {
+                let mut buffer = [0; COLLECT_BLOCK_BUFFER_LEN];
+                loop {
+                    let filled = scorer.fill_buffer(&mut buffer);
+                    if filled > 0 {
+                        callback(&buffer[..filled]);
+                    }
+                    if filled < COLLECT_BLOCK_BUFFER_LEN {
+                        return Ok(());
+                    }
+                }
+            }
+            Route::Text(passing) => {
                 let mut kept = Vec::new();
                 self.text.for_each_no_score(reader, &mut |docs| {
                     kept.clear();
@@ -299,19 +337,29 @@ impl Weight for FilteredWeight {
 
     /// The text's own pruning (block-max WAND for a term or a union of terms); a
     /// document that fails a filter leaves the threshold where it was, so every passing
-    /// document scoring above it is still reported.
+    /// document scoring above it is still reported. Where a filter is rare, every
+    /// document of the intersection is scored.
     fn for_each_pruning(
         &self,
         threshold: Score,
         reader: &SegmentReader,
         callback: &mut dyn FnMut(DocId, Score) -> Score,
     ) -> tantivy::Result<()> {
-        match self.cache.segment(reader, &self.spec)? {
-            SegmentFilter::Nothing => Ok(()),
-            SegmentFilter::Rare => self
-                .intersection
-                .for_each_pruning(threshold, reader, callback),
-            SegmentFilter::Bits(passing) => {
+        match self.route(reader, 1.0)? {
+            Route::Nothing => Ok(()),
+            Route::Intersection(mut scorer) => {
+                let mut threshold = threshold;
+                let mut doc = scorer.doc();
+                while doc != TERMINATED {
+                    let score = scorer.score();
+                    if score > threshold {
+                        threshold = callback(doc, score);
+                    }
+                    doc = scorer.advance();
+                }
+                Ok(())
+            }
+            Route::Text(passing) => {
                 let mut current = threshold;
                 self.text
                     .for_each_pruning(threshold, reader, &mut |doc, score| {
