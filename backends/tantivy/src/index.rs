@@ -19,8 +19,9 @@
 //! of `order.rs`, which lets block-max WAND skip the documents that cannot make the
 //! page. A filtered text search ranks the text with the same pruning and tests its
 //! documents against cached filter bitsets (`filter.rs`); a filtered search without text
-//! (ranked by age, which visits every match) counts its total in the ranking's pass. Hits are read from the stored fields of their documents, so a page
-//! needs nothing but the index; `search_json` answers each hit's stored API JSON as is.
+//! (ranked by age, which visits every match) counts its total in the ranking's pass.
+//! Hits are read from the stored fields of their documents, so a page needs nothing but
+//! the index; `search_json` answers each hit's stored API JSON as is.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
