@@ -387,7 +387,11 @@ fn select(reader: &SegmentReader, component: &Component) -> tantivy::Result<Sele
                 return Ok(Selection::Nothing);
             }
             let name = reader.schema().get_field_name(*field).to_owned();
-            let column = reader.fast_fields().f64(&name)?;
+            // A segment without the column has no price to match (as for the range
+            // query, which answers nothing there).
+            let Some(column) = reader.fast_fields().column_opt::<f64>(&name)? else {
+                return Ok(Selection::Nothing);
+            };
             let range = tantivy::u64_to_f64(*low)..=tantivy::u64_to_f64(*high);
             let mut bits = Bits::new(max_doc);
             let mut docs = Vec::new();
