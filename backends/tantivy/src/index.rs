@@ -17,9 +17,11 @@
 //! the count query of `query.rs` (one posting list per word; a term's document frequency
 //! when its segment has no deleted documents), and the page from the ranking collector
 //! of `order.rs`, which lets block-max WAND skip the documents that cannot make the
-//! page. A filtered search (an intersection, which tantivy ranks by visiting every
-//! match) counts its total in that same pass. Hits are read from the stored fields of their documents, so a page
-//! needs nothing but the index; `search_json` answers each hit's stored API JSON as is.
+//! page. A filtered text search ranks the text with the same pruning and tests its
+//! documents against cached filter bitsets (`filter.rs`); a filtered search without text
+//! (ranked by age, which visits every match) counts its total in the ranking's pass.
+//! Hits are read from the stored fields of their documents, so a page needs nothing but
+//! the index; `search_json` answers each hit's stored API JSON as is.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -43,6 +45,7 @@ use tantivy::{
 
 use crate::blocking;
 use crate::error::{IndexError, corrupt};
+use crate::filter::FilterCache;
 use crate::merge::InIdOrder;
 use crate::order::{Ranked, Ranking, SegmentCache};
 use crate::query;
@@ -87,6 +90,8 @@ struct Inner {
     writer: Mutex<IndexWriter>,
     /// Per segment, the columns the ranking reads (see `order.rs`).
     segments: Arc<SegmentCache>,
+    /// Per segment, the bitsets of recent searches' filters (see `filter.rs`).
+    filters: Arc<FilterCache>,
 }
 
 impl std::fmt::Debug for TantivySearchIndex {
@@ -171,6 +176,7 @@ impl TantivySearchIndex {
                 analyzer: AdSchema::analyzer(),
                 writer: Mutex::new(writer),
                 segments: Arc::default(),
+                filters: Arc::default(),
             }),
         })
     }
@@ -358,14 +364,15 @@ impl Inner {
     fn hits(&self, search: &SearchQuery) -> Result<(Searcher, u64, Vec<DocAddress>), IndexError> {
         let searcher = self.reader.searcher();
         let mut analyzer = self.analyzer.clone();
-        let built = query::build(&self.schema, &mut analyzer, search);
+        self.filters.retain(&searcher);
+        let built = query::build(&self.schema, &mut analyzer, search, &self.filters);
         let ranking = if built.has_text {
             Ranking::Score
         } else {
             Ranking::Newest
         };
         let (total, addresses) = if built.filtered {
-            // An intersection: the ranking visits every match, so count them on the way
+            // Filtered, by age: the ranking visits every match, so count them on the way
             // (each segment keeps at most `offset + limit` hits, and no more than match).
             self.segments.retain(&searcher);
             let ranked = Ranked::new(ranking, search.offset, search.limit, self.segments.clone());

@@ -21,6 +21,8 @@
 //! - `schema`: how an ad maps to a document and back.
 //! - `query`: a `SearchQuery` as a tantivy query (lenient user text, exact filters), and
 //!   a cheaper query that matches the same documents, for the count.
+//! - `filter`: a search's filters as per-segment bitsets, cached, so that a filtered
+//!   text search keeps the text's pruning.
 //! - `merge`: tantivy's merge policy, keeping merged segments in ad-id order.
 //! - `order`: the collector that ranks hits by score (or age), then by ad id, so that
 //!   equal hits come back in the same order whatever the index's history.
@@ -29,6 +31,7 @@
 
 mod blocking;
 mod error;
+mod filter;
 mod index;
 mod merge;
 mod order;

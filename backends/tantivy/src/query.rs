@@ -22,7 +22,10 @@
 //!
 //! Filters are term and range queries built from values, wrapped in `ConstScoreQuery(0)`
 //! so that they select without changing the ranking. `status:live` is required only when
-//! there is no text: a tombstone has no text field, so text never matches one.
+//! there is no text: a tombstone has no text field, so text never matches one. With
+//! text, a filtered search is a [`Filtered`] query: the text ranked with its own pruning
+//! and tested against per-segment filter bitsets (`filter.rs`), the same hits and scores
+//! as the intersection, which tantivy would rank by scoring every match.
 
 use std::ops::Bound;
 use std::sync::Arc;
@@ -30,17 +33,26 @@ use std::sync::Arc;
 use adledger_engine::ports::SearchQuery;
 use tantivy::Term;
 use tantivy::query::{
-    BooleanQuery, BooleanWeight, ConstScoreQuery, EmptyQuery, EnableScoring, Explanation, Occur,
-    PhraseQuery, Query, RangeQuery, Scorer, SumCombiner, TermQuery, Weight,
+    BooleanQuery, BooleanWeight, ConstScoreQuery, EmptyQuery, EmptyScorer, EnableScoring,
+    Explanation, Occur, PhraseQuery, Query, RangeQuery, Scorer, SumCombiner, TermQuery, Weight,
+    intersect_scorers,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::{TextAnalyzer, TokenStream as _};
-use tantivy::{DocId, Score, SegmentReader};
+use tantivy::{
+    COLLECT_BLOCK_BUFFER_LEN, DocId, DocSet as _, Score, SegmentReader, TERMINATED, TantivyError,
+};
 
+use crate::filter::{FilterCache, FilterSpec, Passing, SegmentFilter};
 use crate::schema::{AdSchema, LIVE, price_to_f64};
 
 /// The queries for `search`; `has_text` tells the caller to rank by score, not by age.
-pub(crate) fn build(schema: &AdSchema, analyzer: &mut TextAnalyzer, search: &SearchQuery) -> Built {
+pub(crate) fn build(
+    schema: &AdSchema,
+    analyzer: &mut TextAnalyzer,
+    search: &SearchQuery,
+    cache: &Arc<FilterCache>,
+) -> Built {
     let parts = parts(&search.text);
     // Text with no word in it (`::`) searches like no text: the newest ads.
     let has_text = !parts.is_empty();
@@ -54,30 +66,36 @@ pub(crate) fn build(schema: &AdSchema, analyzer: &mut TextAnalyzer, search: &Sea
     if !has_text {
         filters.push(filter(schema.status, LIVE));
     }
-    if let Some(publisher_id) = &search.publisher_id {
-        filters.push(filter(schema.publisher_id, publisher_id));
-    }
-    if let Some(category) = &search.category {
-        filters.push(filter(schema.category_exact, category));
-    }
-    if let Some(tag) = &search.tag {
-        filters.push(filter(schema.tag_exact, tag));
+    // The filters twice: as queries (for searches without text) and as what
+    // `Filtered` caches bitsets of (for text searches).
+    let mut spec = FilterSpec {
+        terms: Vec::new(),
+        price: None,
+    };
+    for (field, value) in [
+        (schema.publisher_id, &search.publisher_id),
+        (schema.category_exact, &search.category),
+        (schema.tag_exact, &search.tag),
+    ] {
+        if let Some(value) = value {
+            filters.push(filter(field, value));
+            spec.terms.push(Term::from_field_text(field, value));
+        }
     }
     if search.min_price.is_some() || search.max_price.is_some() {
-        let bound = |price: Option<rust_decimal::Decimal>, open: f64| {
-            let value = price.map_or(open, price_to_f64);
-            Bound::Included(Term::from_field_f64(schema.price, value))
-        };
         // An open lower bound is the lowest finite f64, above `NO_PRICE`: an ad without
         // a price never matches a price filter.
+        let low = search.min_price.map_or(f64::MIN, price_to_f64);
+        let high = search.max_price.map_or(f64::MAX, price_to_f64);
         let range = RangeQuery::new(
-            bound(search.min_price, f64::MIN),
-            bound(search.max_price, f64::MAX),
+            Bound::Included(Term::from_field_f64(schema.price, low)),
+            Bound::Included(Term::from_field_f64(schema.price, high)),
         );
         filters.push((
             Occur::Must,
             Box::new(ConstScoreQuery::new(Box::new(range), 0.0)),
         ));
+        spec.price = Some((schema.price, low, high));
     }
     if !has_text {
         let query = combined(filters);
@@ -97,7 +115,7 @@ pub(crate) fn build(schema: &AdSchema, analyzer: &mut TextAnalyzer, search: &Sea
             query: Box::new(EmptyQuery),
             count: Box::new(EmptyQuery),
             has_text,
-            filtered,
+            filtered: false,
         };
     }
     // Without phrases, the words counted without scores or positions (a single term in
@@ -116,18 +134,242 @@ pub(crate) fn build(schema: &AdSchema, analyzer: &mut TextAnalyzer, search: &Sea
             })
             .collect::<Vec<_>>()
     });
-    let count = match count_text {
-        Some(words) => with_filters(filters.iter().map(|(o, q)| (*o, q.box_clone())), words),
-        None => with_filters(
-            filters.iter().map(|(o, q)| (*o, q.box_clone())),
-            text.iter().map(|(o, q)| (*o, q.box_clone())).collect(),
-        ),
+    let count_text = match count_text {
+        Some(words) => combined(words),
+        None => combined(text.iter().map(|(o, q)| (*o, q.box_clone())).collect()),
+    };
+    let query = combined(present_terms(text));
+    if !filtered {
+        return Built {
+            query,
+            count: count_text,
+            has_text,
+            filtered: false,
+        };
+    }
+    let count = Filtered {
+        text: count_text,
+        spec: spec.clone(),
+        cache: cache.clone(),
     };
     Built {
-        query: with_filters(filters, present_terms(text)),
-        count,
+        query: Box::new(Filtered {
+            text: query,
+            spec,
+            cache: cache.clone(),
+        }),
+        count: Box::new(count),
         has_text,
-        filtered,
+        // Ranked with the text's pruning and counted on its own (see `Filtered`).
+        filtered: false,
+    }
+}
+
+/// The text's matches that pass every filter, ranked by the text's score alone (the
+/// filters score nothing), as the intersection `filters AND text` would rank them but
+/// with the text's own pruning: see `filter.rs`.
+#[derive(Debug)]
+pub(crate) struct Filtered {
+    text: Box<dyn Query>,
+    spec: FilterSpec,
+    cache: Arc<FilterCache>,
+}
+
+impl Clone for Filtered {
+    fn clone(&self) -> Filtered {
+        Filtered {
+            text: self.text.box_clone(),
+            spec: self.spec.clone(),
+            cache: self.cache.clone(),
+        }
+    }
+}
+
+impl Query for Filtered {
+    fn weight(&self, enable_scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        Ok(Box::new(FilteredWeight {
+            text: self.text.weight(enable_scoring)?,
+            spec: self.spec.clone(),
+            cache: self.cache.clone(),
+        }))
+    }
+
+    fn query_terms<'a>(&'a self, visitor: &mut dyn FnMut(&'a Term, bool)) {
+        self.text.query_terms(visitor);
+    }
+}
+
+/// The weight of [`Filtered`]: per segment, the text's own weight tested against the
+/// filters' bitsets, or, where a filter is rare, the intersection of the text's scorer
+/// with the bitsets.
+struct FilteredWeight {
+    text: Box<dyn Weight>,
+    spec: FilterSpec,
+    cache: Arc<FilterCache>,
+}
+
+/// How a segment is searched.
+enum Route {
+    /// No document passes the filters.
+    Nothing,
+    /// The text's documents tested against the bitsets.
+    Text(Passing),
+    /// The intersection of the text and the bitsets (a filter is rare).
+    Intersection(Box<dyn Scorer>),
+}
+
+impl FilteredWeight {
+    fn route(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Route> {
+        Ok(match self.cache.segment(reader, &self.spec)? {
+            SegmentFilter::Nothing => Route::Nothing,
+            SegmentFilter::Bits(passing) if passing.is_rare(reader.max_doc()) => {
+                let mut scorers = vec![self.text.scorer(reader, boost)?];
+                scorers.extend(passing.scorers());
+                Route::Intersection(intersect_scorers(scorers))
+            }
+            SegmentFilter::Bits(passing) => Route::Text(passing),
+        })
+    }
+}
+
+impl Weight for FilteredWeight {
+    fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+        match self.cache.segment(reader, &self.spec)? {
+            SegmentFilter::Nothing => Ok(Box::new(EmptyScorer)),
+            SegmentFilter::Bits(passing) => {
+                let mut scorers = vec![self.text.scorer(reader, boost)?];
+                scorers.extend(passing.scorers());
+                Ok(intersect_scorers(scorers))
+            }
+        }
+    }
+
+    fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
+        let passes = match self.cache.segment(reader, &self.spec)? {
+            SegmentFilter::Nothing => false,
+            SegmentFilter::Bits(passing) => passing.matches(doc),
+        };
+        if !passes {
+            return Err(TantivyError::InvalidArgument(format!(
+                "document {doc} does not pass the filters"
+            )));
+        }
+        self.text.explain(reader, doc)
+    }
+
+    /// Live documents of the text that pass the filters, without scores.
+    fn count(&self, reader: &SegmentReader) -> tantivy::Result<u32> {
+        let alive = reader.alive_bitset();
+        match self.route(reader, 1.0)? {
+            Route::Nothing => Ok(0),
+            Route::Intersection(mut scorer) => Ok(match alive {
+                Some(alive) => scorer.count(alive),
+                None => scorer.count_including_deleted(),
+            }),
+            Route::Text(passing) => {
+                let mut count = 0u32;
+                self.text.for_each_no_score(reader, &mut |docs| {
+                    for &doc in docs {
+                        if passing.matches(doc) && alive.is_none_or(|alive| alive.is_alive(doc)) {
+                            count += 1;
+                        }
+                    }
+                })?;
+                Ok(count)
+            }
+        }
+    }
+
+    fn for_each(
+        &self,
+        reader: &SegmentReader,
+        callback: &mut dyn FnMut(DocId, Score),
+    ) -> tantivy::Result<()> {
+        match self.route(reader, 1.0)? {
+            Route::Nothing => Ok(()),
+            Route::Intersection(mut scorer) => {
+                let mut doc = scorer.doc();
+                while doc != TERMINATED {
+                    callback(doc, scorer.score());
+                    doc = scorer.advance();
+                }
+                Ok(())
+            }
+            Route::Text(passing) => self.text.for_each(reader, &mut |doc, score| {
+                if passing.matches(doc) {
+                    callback(doc, score);
+                }
+            }),
+        }
+    }
+
+    fn for_each_no_score(
+        &self,
+        reader: &SegmentReader,
+        callback: &mut dyn FnMut(&[DocId]),
+    ) -> tantivy::Result<()> {
+        match self.route(reader, 1.0)? {
+            Route::Nothing => Ok(()),
+            Route::Intersection(mut scorer) => {
+                let mut buffer = [0; COLLECT_BLOCK_BUFFER_LEN];
+                loop {
+                    let filled = scorer.fill_buffer(&mut buffer);
+                    if filled > 0 {
+                        callback(&buffer[..filled]);
+                    }
+                    if filled < COLLECT_BLOCK_BUFFER_LEN {
+                        return Ok(());
+                    }
+                }
+            }
+            Route::Text(passing) => {
+                let mut kept = Vec::new();
+                self.text.for_each_no_score(reader, &mut |docs| {
+                    kept.clear();
+                    kept.extend(docs.iter().copied().filter(|&doc| passing.matches(doc)));
+                    if !kept.is_empty() {
+                        callback(&kept);
+                    }
+                })
+            }
+        }
+    }
+
+    /// The text's own pruning (block-max WAND for a term or a union of terms); a
+    /// document that fails a filter leaves the threshold where it was, so every passing
+    /// document scoring above it is still reported. Where a filter is rare, every
+    /// document of the intersection is scored.
+    fn for_each_pruning(
+        &self,
+        threshold: Score,
+        reader: &SegmentReader,
+        callback: &mut dyn FnMut(DocId, Score) -> Score,
+    ) -> tantivy::Result<()> {
+        match self.route(reader, 1.0)? {
+            Route::Nothing => Ok(()),
+            Route::Intersection(mut scorer) => {
+                let mut threshold = threshold;
+                let mut doc = scorer.doc();
+                while doc != TERMINATED {
+                    let score = scorer.score();
+                    if score > threshold {
+                        threshold = callback(doc, score);
+                    }
+                    doc = scorer.advance();
+                }
+                Ok(())
+            }
+            Route::Text(passing) => {
+                let mut current = threshold;
+                self.text
+                    .for_each_pruning(threshold, reader, &mut |doc, score| {
+                        if passing.matches(doc) {
+                            current = callback(doc, score);
+                        }
+                        current
+                    })
+            }
+        }
     }
 }
 
@@ -298,19 +540,6 @@ impl Weight for Shared {
     }
 }
 
-/// Documents that match every filter and one of the `text` clauses (which are `Should`).
-fn with_filters(
-    filters: impl IntoIterator<Item = (Occur, Box<dyn Query>)>,
-    text: Vec<(Occur, Box<dyn Query>)>,
-) -> Box<dyn Query> {
-    let mut filters: Vec<_> = filters.into_iter().collect();
-    if filters.is_empty() {
-        return combined(text);
-    }
-    filters.push((Occur::Must, combined(text)));
-    combined(filters)
-}
-
 /// The clauses combined (all `Should`: any of them; all `Must`: all of them); a single
 /// clause alone, so that tantivy's shortcuts for one query (a term's document count)
 /// apply.
@@ -387,9 +616,10 @@ pub(crate) struct Built {
     /// Matches the same documents as `query`, cheaper to count.
     pub(crate) count: Box<dyn Query>,
     pub(crate) has_text: bool,
-    /// The query is an intersection with a filter: tantivy prunes no intersection, so
-    /// ranking it visits every match anyway, and the total is best counted in the same
-    /// pass instead of by walking the intersection a second time.
+    /// A search without text, filtered: ranking by age visits every match anyway, so
+    /// the total is best counted in the same pass instead of by walking the matches a
+    /// second time. (A filtered text search is a [`Filtered`] query, ranked with the
+    /// text's pruning and counted on its own.)
     pub(crate) filtered: bool,
 }
 
