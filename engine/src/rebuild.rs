@@ -309,19 +309,10 @@ async fn read_batch(
 
 /// Roughly the heap and inline bytes one state holds (for [`RebuildOptions::batch_bytes`]).
 fn state_size(state: &AdState) -> usize {
-    let strings = |ad: &crate::ad::Ad| {
-        ad.ad_id.len()
-            + ad.publisher_id.len()
-            + ad.ad_title.len()
-            + ad.ad_description.len()
-            + ad.currency.len()
-            + ad.category.len()
-            + ad.tags.iter().map(|t| t.len() + 24).sum::<usize>()
-    };
     std::mem::size_of::<AdState>()
         + state.key.publisher_id.len()
         + state.key.ad_id.len()
-        + state.ad.as_ref().map_or(0, strings)
+        + state.ad.as_ref().map_or(0, crate::ad::Ad::heap_bytes)
 }
 
 /// Block `sequence` checked on its own ([`chain::standalone`]) and its revisions decoded
