@@ -12,13 +12,13 @@
 //! Local backend only: the journal compacted is the local backend's sled database.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::maintenance::{cli_fails, cli_ok, copy_dir, dir_arg, write_journal};
-use crate::maintenance_kill::verified_root;
+use crate::maintenance_kill::{Rng, run_and_kill, verified_root};
 use crate::support::{Server, fixtures_dir, local_only};
 
 /// Revisions of the journals these tests write (one per block).
@@ -168,24 +168,13 @@ async fn a_compaction_killed_at_random_moments_leaves_the_old_journal_or_the_new
     compact(&clean, &[]).await;
     let full = started.elapsed();
 
-    let mut seed = crate::support::seed_from_env("ADLEDGER_TEST_SEED", "compact");
+    let mut rng = Rng::from_env("compact");
     let mut outcomes = (0, 0);
     for trial in 0..6 {
         let target = home.path().join(format!("target-{trial}"));
         copy_dir(&source, &target);
-        seed = seed
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        let span = (full.as_millis() as u64 * 11 / 10).max(1);
-        let delay = Duration::from_millis((seed >> 33) % span);
-        let t = dir_arg(&target);
-        let mut child = crate::support::spawn_cli_quiet(&["compact", "--data-dir", &t]);
-        tokio::time::sleep(delay).await;
-        let _ = child.start_kill();
-        tokio::time::timeout(Duration::from_secs(30), child.wait())
-            .await
-            .expect("compact did not end within 30 s of SIGKILL")
-            .expect("wait");
+        let delay = rng.delay(full);
+        run_and_kill(&["compact", "--data-dir", &dir_arg(&target)], delay).await;
         // `verify` opens the data directory as `serve` would (finishing a promotion the
         // kill interrupted after its commit point).
         assert_eq!(

@@ -30,11 +30,11 @@ const ADS: u64 = REVISIONS / 4;
 const TRIALS: usize = 6;
 
 /// A small seeded generator (splitmix64): no dependency for a few random delays.
-struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
     /// The seed from `ADLEDGER_TEST_SEED`, or from the clock; printed either way.
-    fn from_env(test: &str) -> Rng {
+    pub(crate) fn from_env(test: &str) -> Rng {
         Rng(crate::support::seed_from_env("ADLEDGER_TEST_SEED", test))
     }
 
@@ -47,7 +47,7 @@ impl Rng {
     }
 
     /// A delay in `[0, 1.1 × full)`: most kills land inside the run, some after it.
-    fn delay(&mut self, full: Duration) -> Duration {
+    pub(crate) fn delay(&mut self, full: Duration) -> Duration {
         let span = (full.as_millis() as u64 * 11 / 10).max(1);
         Duration::from_millis(self.next() % span)
     }
@@ -55,7 +55,7 @@ impl Rng {
 
 /// Runs `adledger ARGS`, SIGKILLs it after `delay` (unless it ended before), and says
 /// whether the kill landed.
-async fn run_and_kill(args: &[&str], delay: Duration) -> bool {
+pub(crate) async fn run_and_kill(args: &[&str], delay: Duration) -> bool {
     let mut child = crate::support::spawn_cli_quiet(args);
     tokio::time::sleep(delay).await;
     let killed = child.start_kill().is_ok();
